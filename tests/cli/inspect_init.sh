@@ -11,6 +11,7 @@ expect() {
     local code=$1 pat=$2; shift 2
     checks=$((checks + 1))
     out=$("$@" 2>&1); rc=$?
+    case "$out" in *Sanitizer*|*"runtime error"*) fail "$* -> sanitizer report"; echo "$out" | head -20 >&2; return ;; esac
     [ "$rc" = "$code" ] || { fail "$* -> exit $rc, expected $code"; echo "$out" | tail -5 >&2; return; }
     case "$out" in *"$pat"*) ;; *) fail "$* -> output lacks '$pat'"; echo "$out" | tail -5 >&2 ;; esac
 }
