@@ -238,29 +238,30 @@ static int cmp_by_name(const void *a, const void *b) {
 static graft_status parse_entry(const char *path, const uint8_t *hdr, size_t hn, const char *name,
                                 json_t *v, graft_st_tensor *t, graft_err *err) {
     char q[216];
+    /* the header byte of the name, searched only on failure (it is a scan of the header) */
+#define AT name_byte(hdr, hn, name)
     quote_name(q, sizeof q, name);
-    uint64_t at = name_byte(hdr, hn, name);
     if (!json_is_object(v))
-        return fail(err, path, at, q, "entry is %s, expected an object with dtype, shape, "
+        return fail(err, path, AT, q, "entry is %s, expected an object with dtype, shape, "
                     "data_offsets", json_kind(v));
     static const char *const fields[3] = {"dtype", "shape", "data_offsets"};
     for (int k = 0; k < 3; k++)
         if (!json_object_get(v, fields[k]))
-            return fail(err, path, at, q, "no \"%s\", expected dtype, shape and data_offsets",
+            return fail(err, path, AT, q, "no \"%s\", expected dtype, shape and data_offsets",
                         fields[k]);
     const char *key;
     json_t *val;
     json_object_foreach(v, key, val) {
         if (strcmp(key, "dtype") && strcmp(key, "shape") && strcmp(key, "data_offsets"))
-            return fail(err, path, at, q, "extra field \"%.100s\", expected only dtype, shape, "
+            return fail(err, path, AT, q, "extra field \"%.100s\", expected only dtype, shape, "
                         "data_offsets", key);
     }
     json_t *dt = json_object_get(v, "dtype");
     if (!json_is_string(dt))
-        return fail(err, path, at, q, "dtype is %s, expected a dtype string", json_kind(dt));
+        return fail(err, path, AT, q, "dtype is %s, expected a dtype string", json_kind(dt));
     const st_dtype *d = dtype_lookup(json_string_value(dt));
     if (!d)
-        return fail(err, path, at, q, "unknown dtype \"%.40s\", expected one of BOOL U8 I8 I16 "
+        return fail(err, path, AT, q, "unknown dtype \"%.40s\", expected one of BOOL U8 I8 I16 "
                     "U16 F16 BF16 I32 U32 F32 F64 I64 U64 C64 F8_E5M2 F8_E4M3 F8_E8M0 "
                     "F8_E4M3FNUZ F8_E5M2FNUZ F6_E2M3 F6_E3M2 F4 (case-sensitive)",
                     json_string_value(dt));
@@ -270,11 +271,11 @@ static graft_status parse_entry(const char *path, const uint8_t *hdr, size_t hn,
 
     json_t *sh = json_object_get(v, "shape");
     if (!json_is_array(sh))
-        return fail(err, path, at, q, "shape is %s, expected an array of non-negative integers",
+        return fail(err, path, AT, q, "shape is %s, expected an array of non-negative integers",
                     json_kind(sh));
     size_t nd = json_array_size(sh);
     if (nd > GRAFT_ST_MAX_DIMS)
-        return fail(err, path, at, q, "shape has %zu dimensions, expected at most %d", nd,
+        return fail(err, path, AT, q, "shape has %zu dimensions, expected at most %d", nd,
                     GRAFT_ST_MAX_DIMS);
     t->ndim = (int32_t)nd;
     uint64_t count = 1;
@@ -282,46 +283,47 @@ static graft_status parse_entry(const char *path, const uint8_t *hdr, size_t hn,
     for (size_t i = 0; i < nd; i++) {
         json_t *e = json_array_get(sh, i);
         if (!json_is_integer(e) || json_integer_value(e) < 0)
-            return fail(err, path, at, q, "shape[%zu] is %s, expected a non-negative integer", i,
+            return fail(err, path, AT, q, "shape[%zu] is %s, expected a non-negative integer", i,
                         json_kind(e));
         t->shape[i] = json_integer_value(e);
         if (!checked_mul(count, (uint64_t)t->shape[i], &count)) overflow = 1;
     }
     if (overflow || count > (uint64_t)INT64_MAX)
-        return fail(err, path, at, q, "shape element count overflows 64 bits, expected a "
+        return fail(err, path, AT, q, "shape element count overflows 64 bits, expected a "
                     "product below 2^63");
     uint64_t bits;
     if (!checked_mul(count, d->bits, &bits))
-        return fail(err, path, at, q, "byte count of %llu %s elements overflows 64 bits, "
+        return fail(err, path, AT, q, "byte count of %llu %s elements overflows 64 bits, "
                     "expected a size that fits", (unsigned long long)count, d->name);
     if (bits % 8)
-        return fail(err, path, at, q, "%llu elements of %s = %llu bits, expected a multiple "
+        return fail(err, path, AT, q, "%llu elements of %s = %llu bits, expected a multiple "
                     "of 8 (whole bytes)", (unsigned long long)count, d->name,
                     (unsigned long long)bits);
     uint64_t bytes = bits / 8;
 
     json_t *off = json_object_get(v, "data_offsets");
     if (!json_is_array(off) || json_array_size(off) != 2)
-        return fail(err, path, at, q, "data_offsets is %s%s, expected exactly 2 non-negative "
+        return fail(err, path, AT, q, "data_offsets is %s%s, expected exactly 2 non-negative "
                     "integers", json_kind(off), json_is_array(off) ? " of the wrong length" : "");
     for (size_t i = 0; i < 2; i++) {
         json_t *e = json_array_get(off, i);
         if (!json_is_integer(e) || json_integer_value(e) < 0)
-            return fail(err, path, at, q, "data_offsets[%zu] is %s, expected exactly 2 "
+            return fail(err, path, AT, q, "data_offsets[%zu] is %s, expected exactly 2 "
                         "non-negative integers", i, json_kind(e));
     }
     t->begin = (uint64_t)json_integer_value(json_array_get(off, 0));
     t->end = (uint64_t)json_integer_value(json_array_get(off, 1));
     if (t->end < t->begin)
-        return fail(err, path, at, q, "data_offsets [%llu, %llu]: end before begin, expected "
+        return fail(err, path, AT, q, "data_offsets [%llu, %llu]: end before begin, expected "
                     "begin <= end", (unsigned long long)t->begin, (unsigned long long)t->end);
     if (t->end - t->begin != bytes)
-        return fail(err, path, at, q, "data_offsets [%llu, %llu] hold %llu bytes, expected "
+        return fail(err, path, AT, q, "data_offsets [%llu, %llu] hold %llu bytes, expected "
                     "%llu (%llu elements of %s)", (unsigned long long)t->begin,
                     (unsigned long long)t->end, (unsigned long long)(t->end - t->begin),
                     (unsigned long long)bytes, (unsigned long long)count, d->name);
     return GRAFT_STATUS_OK;
 }
+#undef AT
 
 static graft_status parse_metadata(graft_st_file_t *f, const uint8_t *hdr, size_t hn, json_t *m,
                                    graft_err *err) {
