@@ -115,7 +115,7 @@ static graft_status check_rope_type(json_t *v, const char *path, const char *fie
 
 #define TRY(x) do { graft_status s_ = (x); if (s_) return s_; } while (0)
 
-static graft_status parse(json_t *root, const char *path, graft_qwen3_config *c, graft_err *err) {
+static graft_status parse(json_t *root, const char *path, int hybrid, graft_qwen3_config *c, graft_err *err) {
     if (!json_is_object(root)) return bad(err, path, "top level", kind(root), "an object");
     TRY(get_int(root, path, "hidden_size", 1, 1, GRAFT_CFG_MAX_WIDTH, &c->hidden_size, err));
     TRY(get_int(root, path, "intermediate_size", 1, 1, 4ll * GRAFT_CFG_MAX_WIDTH,
@@ -198,12 +198,15 @@ static graft_status parse(json_t *root, const char *path, graft_qwen3_config *c,
         }
         for (size_t i = 0; i < json_array_size(lt); i++) {
             json_t *e = json_array_get(lt, i);
-            if (!json_is_string(e) || strcmp(json_string_value(e), "full_attention")) {
+            /* a hybrid's layer_types name mixer plugins (hybrid.c reads them); here only their form */
+            int ok = json_is_string(e) && (hybrid ? json_string_length(e) > 0
+                                                  : !strcmp(json_string_value(e), "full_attention"));
+            if (!ok) {
                 char field[48];
                 snprintf(field, sizeof field, "layer_types[%zu]", i);
                 snprintf(found, sizeof found, json_is_string(e) ? "\"%.100s\"" : "%s",
                          json_is_string(e) ? json_string_value(e) : kind(e));
-                return bad(err, path, field, found, "\"full_attention\"");
+                return bad(err, path, field, found, hybrid ? "a mixer name or \"full_attention\"" : "\"full_attention\"");
             }
         }
     }
@@ -291,7 +294,7 @@ graft_status graft_config_validate(const graft_qwen3_config *c, const char *orig
     return GRAFT_STATUS_OK;
 }
 
-graft_status graft_config_load(const char *path, graft_qwen3_config *out, graft_err *err) {
+static graft_status config_load(const char *path, int hybrid, graft_qwen3_config *out, graft_err *err) {
     FILE *fp = fopen(path, "rb");
     if (!fp) return graft_err_set(err, GRAFT_STATUS_IO, "%s: cannot open: %s", path, strerror(errno));
     fseek(fp, 0, SEEK_END);
@@ -306,11 +309,19 @@ graft_status graft_config_load(const char *path, graft_qwen3_config *out, graft_
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s:%d:%d: %s, expected a JSON object "
                              "with unique keys", path, je.line, je.column, je.text);
     graft_qwen3_config c = graft_qwen3_config_default();
-    graft_status st = parse(root, path, &c, err);
+    graft_status st = parse(root, path, hybrid, &c, err);
     json_decref(root);
     if (!st) st = graft_config_validate(&c, path, err);
     if (!st) *out = c;
     return st;
+}
+
+graft_status graft_config_load(const char *path, graft_qwen3_config *out, graft_err *err) {
+    return config_load(path, 0, out, err);
+}
+
+graft_status graft_config_load_hybrid(const char *path, graft_qwen3_config *out, graft_err *err) {
+    return config_load(path, 1, out, err);
 }
 
 /* Python's repr() of a float: shortest round-trip digits, exponent form outside 1e-4 .. 1e16. */

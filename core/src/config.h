@@ -48,6 +48,10 @@ graft_qwen3_config graft_qwen3_config_default(void);
 /* Reads and validates `path` (a config.json). */
 graft_status graft_config_load(const char *path, graft_qwen3_config *out, graft_err *err);
 
+/* The same for a hybrid's config.json, whose layer_types may name mixer plugins (hybrid.h reads
+ * which; every other rule is unchanged). */
+graft_status graft_config_load_hybrid(const char *path, graft_qwen3_config *out, graft_err *err);
+
 /* Validates an in-memory config (what graft_config_load runs after parsing). `origin` names the
  * source in messages. */
 graft_status graft_config_validate(const graft_qwen3_config *c, const char *origin, graft_err *err);

@@ -61,7 +61,15 @@ static inline graft_status graft_err_set(graft_err *err, graft_status status, co
 static inline graft_status graft_err_prefix(graft_err *err, const char *prefix) {
     if (!err) return GRAFT_STATUS_INTERNAL;
     char tmp[GRAFT_ERR_MSG_BYTES];
-    snprintf(tmp, sizeof tmp, "%s: %s", prefix, err->msg);
+    size_t p = strlen(prefix), m = 0;
+    while (m < sizeof err->msg && err->msg[m]) m++;
+    if (p > sizeof tmp - 3) p = sizeof tmp - 3;
+    memcpy(tmp, prefix, p);
+    tmp[p] = ':';
+    tmp[p + 1] = ' ';
+    if (m > sizeof tmp - p - 3) m = sizeof tmp - p - 3; /* keep the terminating NUL */
+    memcpy(tmp + p + 2, err->msg, m);
+    tmp[p + 2 + m] = 0;
     memcpy(err->msg, tmp, sizeof tmp);
     return err->status;
 }

@@ -1,0 +1,149 @@
+/* block.c: one decoder layer, forward and hand-written backward (block.h; qwen3.md §3, §5). */
+#include "block.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define R16(x) ((((size_t)(x)) + 15) & ~(size_t)15)
+
+size_t graft_block_saved_floats(const graft_block *b, int64_t N, size_t mixer_saved_bytes) {
+    return R16(N * b->C) * 3 + R16(N * b->I) * 2 + R16(N) * 2 + R16((mixer_saved_bytes + 3) / 4);
+}
+
+size_t graft_block_scratch_floats(const graft_block *b, int64_t N, size_t mixer_scratch_bytes) {
+    return R16(N * b->C) * 4 + R16(N * b->I) * 3 + R16((mixer_scratch_bytes + 3) / 4);
+}
+
+void graft_block_ws_bind(graft_block_ws *ws, const graft_block *b, int64_t N, float *saved,
+                         size_t mixer_saved_bytes, float *scratch) {
+    float *p = saved;
+    ws->a = p; p += R16(N * b->C);
+    ws->hmid = p; p += R16(N * b->C);
+    ws->m = p; p += R16(N * b->C);
+    ws->g = p; p += R16(N * b->I);
+    ws->u = p; p += R16(N * b->I);
+    ws->rstd1 = p; p += R16(N);
+    ws->rstd2 = p; p += R16(N);
+    ws->saved = mixer_saved_bytes ? (void *)p : NULL;
+    p = scratch;
+    ws->mo = p; p += R16(N * b->C);
+    ws->tmpC = p; p += R16(N * b->C);
+    ws->dmid = p; p += R16(N * b->C);
+    ws->da = p; p += R16(N * b->C);
+    ws->act = p; p += R16(N * b->I);
+    ws->dg = p; p += R16(N * b->I);
+    ws->du = p; p += R16(N * b->I);
+    ws->scratch = p;
+}
+
+/* y (N x out) = x (N x in) . W^T, W is (out x in) */
+static graft_status linear(const graft_block *b, float *y, const float *x, const float *W, int64_t N,
+                           int64_t in, int64_t out, graft_err *err) {
+    graft_matmul_args a = {.struct_size = sizeof a, .device = b->be->device, .dtype = GRAFT_DTYPE_F32,
+                           .trans_b = 1, .m = N, .n = out, .k = in, .alpha = 1, .beta = 0,
+                           .a = x, .lda = in, .b = W, .ldb = in, .c = y, .ldc = out, .batch = 1};
+    return b->be->matmul(b->be->ctx, &a, err);
+}
+
+/* dx (N x in) = (or += when dx_beta = 1) dy (N x out) . W;  dW += dy^T x (skipped when NULL) */
+static graft_status linear_bwd(const graft_block *b, float *dx, float dx_beta, float *dW, const float *dy,
+                               const float *x, const float *W, int64_t N, int64_t in, int64_t out,
+                               graft_err *err) {
+    graft_matmul_args a = {.struct_size = sizeof a, .device = b->be->device, .dtype = GRAFT_DTYPE_F32,
+                           .m = N, .n = in, .k = out, .alpha = 1, .beta = dx_beta,
+                           .a = dy, .lda = out, .b = W, .ldb = in, .c = dx, .ldc = in, .batch = 1};
+    graft_status st = b->be->matmul(b->be->ctx, &a, err);
+    if (st || !dW) return st;
+    graft_matmul_args g = {.struct_size = sizeof g, .device = b->be->device, .dtype = GRAFT_DTYPE_F32,
+                           .trans_a = 1, .m = out, .n = in, .k = N, .alpha = 1, .beta = 1,
+                           .a = dy, .lda = out, .b = x, .ldb = in, .c = dW, .ldc = in, .batch = 1};
+    return b->be->matmul(b->be->ctx, &g, err);
+}
+
+static void mixer_io(const graft_block *b, graft_block_ws *ws, int64_t B, int64_t T, graft_mixer_io *io) {
+    memset(io, 0, sizeof *io);
+    io->struct_size = sizeof *io;
+    io->layer = b->ml;
+    io->device = b->be->device;
+    io->B = B;
+    io->T = T;
+    io->params = b->mp;
+    io->saved = ws->saved;
+    io->scratch = ws->scratch;
+    io->carry = b->carry;
+    io->dcarry = b->dcarry;
+}
+
+static graft_status mixer_failed(const graft_block *b, const char *what, graft_err *err) {
+    char where[96];
+    snprintf(where, sizeof where, "mixer \"%s\": %s", b->mx->name, what);
+    return graft_err_prefix(err, where);
+}
+
+static graft_status block_forward(const graft_block *b, graft_block_ws *ws, float *out, const float *h,
+                                  int64_t B, int64_t T, int train, void *state, int64_t capacity,
+                                  const int64_t *past_len, graft_err *err) {
+    const graft_backend *be = b->be;
+    int64_t N = B * T, C = b->C, I = b->I;
+    graft_status st;
+    be->rmsnorm_fwd(ws->a, ws->rstd1, h, b->ln1, N, C, b->eps);
+    graft_mixer_io io;
+    mixer_io(b, ws, B, T, &io);
+    io.x = ws->a;
+    io.y = ws->mo;
+    if (!train) io.saved = NULL;
+    if (state) {
+        io.state_capacity = capacity;
+        io.state_in = past_len ? state : NULL;
+        io.state_out = state;
+        io.past_len = past_len;
+    }
+    if ((st = b->mx->forward(&io, err))) return mixer_failed(b, "forward", err);
+    be->add(ws->hmid, h, ws->mo, N * C);
+    be->rmsnorm_fwd(ws->m, ws->rstd2, ws->hmid, b->ln2, N, C, b->eps);
+    if ((st = linear(b, ws->g, ws->m, b->gate, N, C, I, err))) return st;
+    if ((st = linear(b, ws->u, ws->m, b->up, N, C, I, err))) return st;
+    be->swiglu_fwd(ws->act, ws->g, ws->u, N * I);
+    if ((st = linear(b, ws->tmpC, ws->act, b->down, N, I, C, err))) return st;
+    be->add(out, ws->hmid, ws->tmpC, N * C);
+    return GRAFT_STATUS_OK;
+}
+
+graft_status graft_block_forward(const graft_block *b, graft_block_ws *ws, float *out, const float *h,
+                                 int64_t B, int64_t T, int train, graft_err *err) {
+    return block_forward(b, ws, out, h, B, T, train, NULL, 0, NULL, err);
+}
+
+graft_status graft_block_forward_state(const graft_block *b, graft_block_ws *ws, float *out, const float *h,
+                                       int64_t B, int64_t T, void *state, int64_t capacity,
+                                       const int64_t *past_len, graft_err *err) {
+    return block_forward(b, ws, out, h, B, T, 0, state, capacity, past_len, err);
+}
+
+graft_status graft_block_backward(const graft_block *b, graft_block_ws *ws, float *dh, const float *dout,
+                                  const float *h, int64_t B, int64_t T, graft_err *err) {
+    const graft_backend *be = b->be;
+    int64_t N = B * T, C = b->C, I = b->I;
+    graft_status st;
+    /* MLP: out = hmid + down(act), act = silu(g) * u (recomputed rather than stored) */
+    be->swiglu_fwd(ws->act, ws->g, ws->u, N * I);
+    if ((st = linear_bwd(b, ws->dg, 0, b->d_down, dout, ws->act, b->down, N, I, C, err))) return st;
+    be->swiglu_bwd(ws->dg, ws->du, ws->dg, ws->g, ws->u, N * I); /* dg held d act */
+    if ((st = linear_bwd(b, ws->tmpC, 0, b->d_gate, ws->dg, ws->m, b->gate, N, C, I, err))) return st;
+    if ((st = linear_bwd(b, ws->tmpC, 1, b->d_up, ws->du, ws->m, b->up, N, C, I, err))) return st;
+    /* d hmid = d out + rmsnorm_bwd(d m) */
+    memcpy(ws->dmid, dout, (size_t)(N * C) * sizeof(float));
+    be->rmsnorm_bwd(ws->dmid, b->d_ln2, ws->tmpC, ws->hmid, b->ln2, ws->rstd2, N, C, 1);
+    /* mixer: hmid = h + mixer(a) */
+    graft_mixer_io io;
+    mixer_io(b, ws, B, T, &io);
+    io.x = ws->a;
+    io.dy = ws->dmid;
+    io.dx = ws->da;
+    io.grads = b->mg;
+    if ((st = b->mx->backward(&io, err))) return mixer_failed(b, "backward", err);
+    /* d h = d hmid + rmsnorm_bwd(d a) */
+    memcpy(dh, ws->dmid, (size_t)(N * C) * sizeof(float));
+    be->rmsnorm_bwd(dh, b->d_ln1, ws->da, h, b->ln1, ws->rstd1, N, C, 1);
+    return GRAFT_STATUS_OK;
+}

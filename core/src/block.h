@@ -1,0 +1,68 @@
+/* block.h: one Qwen3 decoder layer with a pluggable token mixer (spec/qwen3.md §3):
+ *
+ *   a = rmsnorm(h, ln1);  hmid = h + mixer(a);  m = rmsnorm(hmid, ln2);
+ *   out = hmid + down(silu(gate m) * up m)
+ *
+ * A block does not own its weights: it points at them (the model's arena, or, for a Stage 0
+ * student, the teacher's frozen ln1/ln2/MLP plus the student's own mixer parameters). A gradient
+ * pointer that is NULL means "frozen": nothing is accumulated there.
+ *
+ * The per-call activations live in a graft_block_ws the caller sizes with graft_block_ws_floats
+ * and keeps between forward and backward. Not here: embedding, final norm, head (model.c).
+ */
+#ifndef GRAFT_BLOCK_H
+#define GRAFT_BLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "graft/plugin.h"
+
+typedef struct graft_block {
+    const graft_backend *be;
+    const graft_mixer *mx;
+    void *ml;                        /* mixer layer object                                     */
+    int64_t C, I;
+    float eps;
+    const graft_tensor *mp;          /* mixer params (n_mp)                                    */
+    graft_tensor *mg;                /* mixer grads (n_mp) or NULL (frozen mixer)              */
+    const float *ln1, *ln2, *gate, *up, *down;
+    float *d_ln1, *d_ln2, *d_gate, *d_up, *d_down; /* NULL = frozen                         */
+    void *carry, *dcarry;            /* carried stream buffers or NULL                         */
+} graft_block;
+
+/* Activations of one block for one (B, T) call. */
+typedef struct graft_block_ws {
+    float *a, *hmid, *m, *g, *u, *rstd1, *rstd2;   /* saved by a training forward            */
+    void *saved;                                    /* the mixer's saved buffer               */
+    /* scratch, may be shared between blocks run one after another: */
+    float *mo, *tmpC, *dmid, *da, *act, *dg, *du;
+    void *scratch;
+} graft_block_ws;
+
+/* Floats needed for the saved part (per block) and the shared scratch part of a workspace,
+ * given the mixer's workspace() byte counts. */
+size_t graft_block_saved_floats(const graft_block *b, int64_t N, size_t mixer_saved_bytes);
+size_t graft_block_scratch_floats(const graft_block *b, int64_t N, size_t mixer_scratch_bytes);
+/* Points ws at `saved` (graft_block_saved_floats floats) and `scratch`. */
+void graft_block_ws_bind(graft_block_ws *ws, const graft_block *b, int64_t N, float *saved,
+                         size_t mixer_saved_bytes, float *scratch);
+
+/* out = block(h). train = 1 keeps what backward needs in ws. out may not alias h. */
+graft_status graft_block_forward(const graft_block *b, graft_block_ws *ws, float *out, const float *h,
+                                 int64_t B, int64_t T, int train, graft_err *err);
+
+/* Inference forward continuing decode state: state holds B slots of the mixer's
+ * state_bytes(capacity) (updated in place); past_len (B) counts the tokens already in it
+ * (NULL: empty state, a prefill from scratch). */
+graft_status graft_block_forward_state(const graft_block *b, graft_block_ws *ws, float *out, const float *h,
+                                       int64_t B, int64_t T, void *state, int64_t capacity,
+                                       const int64_t *past_len, graft_err *err);
+
+/* Given d out (dout), writes d h into dh (dh may alias dout) and accumulates parameter
+ * gradients into the non-NULL gradient pointers. h is the block's forward input. */
+graft_status graft_block_backward(const graft_block *b, graft_block_ws *ws, float *dh, const float *dout,
+                                  const float *h, int64_t B, int64_t T, graft_err *err);
+
+#endif

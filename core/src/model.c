@@ -1,0 +1,545 @@
+/* model.c: the Qwen3 decoder on a backend, with one mixer plugin per layer (spec/qwen3.md §3, §5).
+ *
+ *   h0 = embed[ids]
+ *   layer l:  a = rmsnorm(h_l, ln1);  hmid = h_l + mixer_l(a)
+ *             m = rmsnorm(hmid, ln2); h_{l+1} = hmid + down(silu(gate m) * up m)
+ *   logits = rmsnorm(h_L, norm) . W_out^T        (W_out = embed when tied)
+ *
+ * The backward is the hand-written chain rule of qwen3.md §5; the mixer's part is its plugin's
+ * backward. Checked against PyTorch float64 autograd by tests/model (tests/reference/qwen3_ref.py).
+ *
+ * Carried streams (plugin.h): the first layer whose mixer names a stream is its PRODUCER, later
+ * ones CONSUMERS; the core owns one (B, T, width) buffer per stream and its gradient.
+ *
+ * Not here: reading checkpoints (model_load.c), losses, optimizers.
+ */
+#include "model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block.h"
+#include "graft/rng.h"
+#include "host.h"
+#include "plugin_loader.h"
+
+#define MAX_CARRY 4
+
+typedef struct layer {
+    graft_loaded_plugin *plugin;
+    const graft_mixer *mx;
+    void *ml;                     /* the mixer's layer object                                  */
+    int64_t n_mp;                 /* mixer parameter count                                      */
+    int64_t p_mixer;              /* index of the first mixer parameter in the registry         */
+    int64_t p_ln1, p_ln2, p_gate, p_up, p_down;
+    int carry;                    /* carried-stream slot or -1                                  */
+    graft_tensor *mp, *mg;        /* mixer param / grad views (n_mp each)                        */
+    size_t saved_bytes, scratch_bytes;
+    graft_block blk;              /* the layer as a block, pointing into the model's arenas     */
+    graft_block_ws ws;
+} layer;
+
+struct graft_model {
+    graft_qwen3_config cfg;
+    const graft_backend *be;
+    const graft_host *host;
+    layer *layers;
+    graft_model_param *params;
+    int64_t n_params;
+    int64_t p_embed, p_lm_head, p_norm; /* p_lm_head == p_embed when tied */
+    float *weights, *grads;
+    size_t weights_floats;
+    int n_carry;
+    int64_t carry_width[MAX_CARRY];
+    /* activations, for capacity N = B*T */
+    int64_t cap_N, B, T;
+    int trained;                  /* the last forward kept activations                          */
+    void *act;                    /* one allocation; the pointers below are views into it       */
+    size_t act_floats;
+    int32_t *ids;
+    float *h, *hf, *rstdf, *dh, *dhf;
+    float *carry[MAX_CARRY], *dcarry[MAX_CARRY];
+};
+
+static void bind_blocks(graft_model_t *m);
+
+/* ---- parameter registry ------------------------------------------------------------------- */
+
+static graft_status add_param(graft_model_t *m, int64_t *cap, const char *name, int32_t ndim,
+                              const int64_t *shape, uint32_t flags, int64_t layer_idx, int64_t *index,
+                              graft_err *err) {
+    if (m->n_params == *cap) {
+        int64_t ncap = *cap ? *cap * 2 : 64;
+        graft_model_param *np = realloc(m->params, (size_t)ncap * sizeof *np);
+        if (!np) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: out of memory (parameter table)");
+        m->params = np;
+        *cap = ncap;
+    }
+    graft_model_param *p = &m->params[m->n_params];
+    memset(p, 0, sizeof *p);
+    p->name = strdup(name);
+    if (!p->name) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: out of memory");
+    p->ndim = ndim;
+    p->numel = 1;
+    for (int32_t i = 0; i < ndim; i++) {
+        p->shape[i] = shape[i];
+        p->numel *= shape[i];
+    }
+    p->flags = flags;
+    p->layer = layer_idx;
+    *index = m->n_params++;
+    return GRAFT_STATUS_OK;
+}
+
+static graft_status build_registry(graft_model_t *m, const graft_layer_spec *specs, graft_err *err) {
+    const graft_qwen3_config *c = &m->cfg;
+    int64_t cap = 0, C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
+    graft_status st;
+    int64_t s2[2];
+    const char *carry_names[MAX_CARRY] = {0};
+    char name[256];
+
+    s2[0] = V; s2[1] = C;
+    if ((st = add_param(m, &cap, "model.embed_tokens.weight", 2, s2, 0, -1, &m->p_embed, err))) return st;
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        layer *L = &m->layers[l];
+        const graft_layer_spec *sp = specs ? &specs[l] : NULL;
+        const char *mixer = (sp && sp->mixer) ? sp->mixer : "softmax";
+        if ((st = graft_plugin_load(mixer, GRAFT_PLUGIN_MIXER, &L->plugin, err))) {
+            snprintf(name, sizeof name, "layer %lld: mixer \"%s\"", (long long)l, mixer);
+            return graft_err_prefix(err, name);
+        }
+        L->mx = graft_plugin_mixer(L->plugin);
+        L->carry = -1;
+        graft_carry_role role = GRAFT_CARRY_NONE;
+        if (L->mx->carry_name) {
+            int slot = -1;
+            for (int s = 0; s < m->n_carry; s++)
+                if (!strcmp(carry_names[s], L->mx->carry_name)) slot = s;
+            if (slot < 0) {
+                if (m->n_carry == MAX_CARRY)
+                    return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "model: more than %d carried streams", MAX_CARRY);
+                slot = m->n_carry++;
+                carry_names[slot] = L->mx->carry_name;
+                role = GRAFT_CARRY_PRODUCER;
+            } else {
+                role = GRAFT_CARRY_CONSUMER;
+            }
+            L->carry = slot;
+        }
+        graft_mixer_cfg mc;
+        memset(&mc, 0, sizeof mc);
+        mc.struct_size = sizeof mc;
+        mc.n_embd = C;
+        mc.layer_index = l;
+        mc.n_layer = c->n_layer;
+        mc.n_head = c->n_head;
+        mc.n_kv_head = c->n_kv_head;
+        mc.head_dim = c->head_dim;
+        mc.rope_theta = c->rope_theta;
+        mc.norm_eps = c->rms_norm_eps;
+        mc.kv = sp ? sp->kv : NULL;
+        mc.n_kv = sp ? sp->n_kv : 0;
+        mc.origin = sp ? sp->origin : NULL;
+        mc.carry_role = role;
+        if ((st = L->mx->create(m->host, &mc, &L->ml, err))) {
+            snprintf(name, sizeof name, "layer %lld: mixer \"%s\"", (long long)l, mixer);
+            return graft_err_prefix(err, name);
+        }
+        if (L->carry >= 0) {
+            int64_t w = L->mx->carry_width ? L->mx->carry_width(L->ml) : 0;
+            if (w <= 0)
+                return graft_err_set(err, GRAFT_STATUS_PLUGIN, "layer %lld: mixer \"%s\": carry_width %lld, expected > 0",
+                                     (long long)l, mixer, (long long)w);
+            if (role == GRAFT_CARRY_PRODUCER) m->carry_width[L->carry] = w;
+            else if (m->carry_width[L->carry] != w)
+                return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                                     "layer %lld: mixer \"%s\": carried stream \"%s\" width %lld, but its producer has %lld",
+                                     (long long)l, mixer, L->mx->carry_name, (long long)w,
+                                     (long long)m->carry_width[L->carry]);
+        }
+        int64_t s1[1] = {C};
+        snprintf(name, sizeof name, "model.layers.%lld.input_layernorm.weight", (long long)l);
+        if ((st = add_param(m, &cap, name, 1, s1, GRAFT_PARAM_NO_DECAY, l, &L->p_ln1, err))) return st;
+        L->n_mp = L->mx->n_params(L->ml);
+        L->p_mixer = m->n_params;
+        for (int64_t i = 0; i < L->n_mp; i++) {
+            graft_param_spec ps;
+            memset(&ps, 0, sizeof ps);
+            ps.struct_size = sizeof ps;
+            if ((st = L->mx->param(L->ml, i, &ps, err))) return st;
+            if (ps.ndim < 1 || ps.ndim > GRAFT_MAX_DIMS || !ps.name)
+                return graft_err_set(err, GRAFT_STATUS_PLUGIN, "layer %lld: mixer \"%s\": parameter %lld: bad spec",
+                                     (long long)l, mixer, (long long)i);
+            snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, ps.name);
+            int64_t idx;
+            if ((st = add_param(m, &cap, name, ps.ndim, ps.shape, ps.flags, l, &idx, err))) return st;
+        }
+        snprintf(name, sizeof name, "model.layers.%lld.post_attention_layernorm.weight", (long long)l);
+        if ((st = add_param(m, &cap, name, 1, s1, GRAFT_PARAM_NO_DECAY, l, &L->p_ln2, err))) return st;
+        s2[0] = I; s2[1] = C;
+        snprintf(name, sizeof name, "model.layers.%lld.mlp.gate_proj.weight", (long long)l);
+        if ((st = add_param(m, &cap, name, 2, s2, 0, l, &L->p_gate, err))) return st;
+        snprintf(name, sizeof name, "model.layers.%lld.mlp.up_proj.weight", (long long)l);
+        if ((st = add_param(m, &cap, name, 2, s2, 0, l, &L->p_up, err))) return st;
+        s2[0] = C; s2[1] = I;
+        snprintf(name, sizeof name, "model.layers.%lld.mlp.down_proj.weight", (long long)l);
+        if ((st = add_param(m, &cap, name, 2, s2, 0, l, &L->p_down, err))) return st;
+    }
+    int64_t s1[1] = {C};
+    if ((st = add_param(m, &cap, "model.norm.weight", 1, s1, GRAFT_PARAM_NO_DECAY, -1, &m->p_norm, err))) return st;
+    if (c->tie_word_embeddings) {
+        m->p_lm_head = m->p_embed;
+    } else {
+        s2[0] = V; s2[1] = C;
+        if ((st = add_param(m, &cap, "lm_head.weight", 2, s2, 0, -1, &m->p_lm_head, err))) return st;
+    }
+    return GRAFT_STATUS_OK;
+}
+
+/* Points every parameter (and the mixers' tensor views) into the arena `base` (weights or grads). */
+static void bind_views(graft_model_t *m, float *base, int grads) {
+    size_t off = 0;
+    for (int64_t i = 0; i < m->n_params; i++) {
+        graft_model_param *p = &m->params[i];
+        if (grads) p->grad = base + off;
+        else p->data = base + off;
+        off += ((size_t)p->numel + 15) & ~(size_t)15; /* 64-byte aligned views */
+    }
+    for (int64_t l = 0; l < m->cfg.n_layer; l++) {
+        layer *L = &m->layers[l];
+        graft_tensor *t = grads ? L->mg : L->mp;
+        for (int64_t i = 0; i < L->n_mp; i++) {
+            graft_model_param *p = &m->params[L->p_mixer + i];
+            t[i] = graft_tensor_make(grads ? p->grad : p->data, GRAFT_DTYPE_F32, GRAFT_DEVICE_CPU,
+                                     p->ndim, p->shape);
+        }
+    }
+}
+
+graft_status graft_model_create(const graft_qwen3_config *cfg, const graft_layer_spec *layers,
+                                graft_model_t **out, graft_err *err) {
+    *out = NULL;
+    graft_status st = graft_config_validate(cfg, "model config", err);
+    if (st) return st;
+    graft_model_t *m = calloc(1, sizeof *m);
+    if (!m) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: out of memory");
+    m->cfg = *cfg;
+    m->be = graft_backend_cpu();
+    m->host = graft_host_get();
+    m->layers = calloc((size_t)cfg->n_layer, sizeof *m->layers);
+    if (!m->layers) {
+        free(m);
+        return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: out of memory");
+    }
+    if ((st = build_registry(m, layers, err))) goto fail;
+    size_t total = 0;
+    for (int64_t i = 0; i < m->n_params; i++) total += ((size_t)m->params[i].numel + 15) & ~(size_t)15;
+    m->weights_floats = total;
+    m->weights = m->be->alloc(m->be->ctx, total * sizeof(float));
+    if (!m->weights) {
+        st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: cannot allocate %zu bytes of weights",
+                           total * sizeof(float));
+        goto fail;
+    }
+    for (int64_t l = 0; l < cfg->n_layer; l++) {
+        layer *L = &m->layers[l];
+        L->mp = calloc((size_t)(L->n_mp ? L->n_mp : 1), sizeof(graft_tensor));
+        L->mg = calloc((size_t)(L->n_mp ? L->n_mp : 1), sizeof(graft_tensor));
+        if (!L->mp || !L->mg) {
+            st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: out of memory");
+            goto fail;
+        }
+    }
+    bind_views(m, m->weights, 0);
+    bind_blocks(m);
+    /* RMSNorm weights start at 1 (qwen3.md §8) so a created model is usable before loading. */
+    for (int64_t i = 0; i < m->n_params; i++) {
+        graft_model_param *p = &m->params[i];
+        if (p->ndim == 1 && strstr(p->name, "layernorm.weight")) for (int64_t j = 0; j < p->numel; j++) p->data[j] = 1.0f;
+    }
+    for (int64_t j = 0; j < cfg->hidden_size; j++) m->params[m->p_norm].data[j] = 1.0f;
+    *out = m;
+    return GRAFT_STATUS_OK;
+fail:
+    graft_model_free(m);
+    return st;
+}
+
+graft_status graft_model_init_random(graft_model_t *m, uint64_t seed, graft_err *err) {
+    for (int64_t i = 0; i < m->n_params; i++) {
+        graft_model_param *p = &m->params[i];
+        if (p->ndim == 1) {
+            for (int64_t j = 0; j < p->numel; j++) p->data[j] = 1.0f;
+            continue;
+        }
+        graft_rng r = graft_rng_make(seed, (uint64_t)i);
+        for (int64_t j = 0; j < p->numel; j++)
+            p->data[j] = (float)(graft_rng_normal(&r) * m->cfg.initializer_range);
+    }
+    for (int64_t l = 0; l < m->cfg.n_layer; l++) {
+        layer *L = &m->layers[l];
+        if (!L->n_mp) continue;
+        graft_status st = L->mx->init(L->ml, L->mp, seed ^ (0x5eedull * (uint64_t)(l + 1)), NULL, err);
+        if (st) {
+            char where[96];
+            snprintf(where, sizeof where, "layer %lld: mixer \"%s\": init", (long long)l, L->mx->name);
+            return graft_err_prefix(err, where);
+        }
+    }
+    return GRAFT_STATUS_OK;
+}
+
+static void free_activations(graft_model_t *m) {
+    if (m->act) m->be->free(m->be->ctx, m->act);
+    m->act = NULL;
+    m->cap_N = 0;
+}
+
+void graft_model_free(graft_model_t *m) {
+    if (!m) return;
+    free_activations(m);
+    for (int64_t l = 0; m->layers && l < m->cfg.n_layer; l++) {
+        layer *L = &m->layers[l];
+        if (L->ml && L->mx) L->mx->destroy(L->ml);
+        graft_plugin_unload(L->plugin);
+        free(L->mp);
+        free(L->mg);
+    }
+    free(m->layers);
+    for (int64_t i = 0; i < m->n_params; i++) free((void *)m->params[i].name);
+    free(m->params);
+    if (m->weights) m->be->free(m->be->ctx, m->weights);
+    if (m->grads) m->be->free(m->be->ctx, m->grads);
+    free(m);
+}
+
+const graft_qwen3_config *graft_model_config(const graft_model_t *m) { return &m->cfg; }
+int64_t graft_model_n_params(const graft_model_t *m) { return m->n_params; }
+graft_model_param *graft_model_param_at(graft_model_t *m, int64_t i) {
+    return (i >= 0 && i < m->n_params) ? &m->params[i] : NULL;
+}
+graft_model_param *graft_model_param_find(graft_model_t *m, const char *name) {
+    for (int64_t i = 0; i < m->n_params; i++)
+        if (!strcmp(m->params[i].name, name)) return &m->params[i];
+    return NULL;
+}
+int64_t graft_model_numel(const graft_model_t *m) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < m->n_params; i++) n += m->params[i].numel;
+    return n;
+}
+
+void graft_model_zero_grad(graft_model_t *m) {
+    if (m->grads) memset(m->grads, 0, m->weights_floats * sizeof(float));
+}
+
+/* ---- activations -------------------------------------------------------------------------- */
+
+/* Points every layer's block at the current weights and gradients (called after binding). */
+static void bind_blocks(graft_model_t *m) {
+    for (int64_t l = 0; l < m->cfg.n_layer; l++) {
+        layer *L = &m->layers[l];
+        graft_block *b = &L->blk;
+        graft_model_param *P = m->params;
+        b->be = m->be;
+        b->mx = L->mx;
+        b->ml = L->ml;
+        b->C = m->cfg.hidden_size;
+        b->I = m->cfg.intermediate_size;
+        b->eps = (float)m->cfg.rms_norm_eps;
+        b->mp = L->mp;
+        b->mg = m->grads ? L->mg : NULL;
+        b->ln1 = P[L->p_ln1].data; b->ln2 = P[L->p_ln2].data;
+        b->gate = P[L->p_gate].data; b->up = P[L->p_up].data; b->down = P[L->p_down].data;
+        b->d_ln1 = P[L->p_ln1].grad; b->d_ln2 = P[L->p_ln2].grad;
+        b->d_gate = P[L->p_gate].grad; b->d_up = P[L->p_up].grad; b->d_down = P[L->p_down].grad;
+    }
+}
+
+static graft_status ensure_activations(graft_model_t *m, int64_t B, int64_t T, graft_err *err) {
+    int64_t N = B * T;
+    const graft_qwen3_config *c = &m->cfg;
+    int64_t L = c->n_layer, C = c->hidden_size;
+    size_t total = 0, scratch = 0;
+    for (int64_t l = 0; l < L; l++) {
+        layer *ly = &m->layers[l];
+        graft_status st = ly->mx->workspace(ly->ml, GRAFT_DEVICE_CPU, B, T, &ly->saved_bytes, &ly->scratch_bytes, err);
+        if (st) return st;
+        total += graft_block_saved_floats(&ly->blk, N, ly->saved_bytes);
+        size_t s = graft_block_scratch_floats(&ly->blk, N, ly->scratch_bytes);
+        if (s > scratch) scratch = s;
+    }
+#define R16(x) ((((size_t)(x)) + 15) & ~(size_t)15)
+    size_t fixed = R16(N) + R16((L + 1) * N * C) + R16(N * C) * 3 + R16(N);
+    for (int s = 0; s < m->n_carry; s++) fixed += 2 * R16(N * m->carry_width[s]);
+    size_t need = fixed + total + scratch;
+    if (m->act && need <= m->act_floats) goto bind;
+    free_activations(m);
+    m->act = m->be->alloc(m->be->ctx, need * sizeof(float));
+    if (!m->act)
+        return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: cannot allocate %zu bytes of activations for B=%lld T=%lld",
+                             need * sizeof(float), (long long)B, (long long)T);
+    m->act_floats = need;
+bind:;
+    float *p = m->act;
+    m->ids = (int32_t *)p; p += R16(N);
+    m->h = p; p += R16((L + 1) * N * C);
+    m->hf = p; p += R16(N * C);
+    m->dh = p; p += R16(N * C);
+    m->dhf = p; p += R16(N * C);
+    m->rstdf = p; p += R16(N);
+    for (int s = 0; s < m->n_carry; s++) {
+        m->carry[s] = p; p += R16(N * m->carry_width[s]);
+        m->dcarry[s] = p; p += R16(N * m->carry_width[s]);
+    }
+    float *scratch_base = p + total;
+    for (int64_t l = 0; l < L; l++) {
+        layer *ly = &m->layers[l];
+        graft_block_ws_bind(&ly->ws, &ly->blk, N, p, ly->saved_bytes, scratch_base);
+        p += graft_block_saved_floats(&ly->blk, N, ly->saved_bytes);
+        ly->blk.carry = ly->carry >= 0 ? m->carry[ly->carry] : NULL;
+        ly->blk.dcarry = ly->carry >= 0 ? m->dcarry[ly->carry] : NULL;
+    }
+#undef R16
+    m->cap_N = N;
+    return GRAFT_STATUS_OK;
+}
+
+/* y (N x out) = x (N x in) . W^T, W is (out x in) */
+static graft_status linear(graft_model_t *m, float *y, const float *x, const float *W, int64_t N,
+                           int64_t in, int64_t out, graft_err *err) {
+    graft_matmul_args a = {.struct_size = sizeof a, .device = GRAFT_DEVICE_CPU, .dtype = GRAFT_DTYPE_F32,
+                           .trans_a = 0, .trans_b = 1, .m = N, .n = out, .k = in, .alpha = 1, .beta = 0,
+                           .a = x, .lda = in, .b = W, .ldb = in, .c = y, .ldc = out, .batch = 1};
+    return m->be->matmul(m->be->ctx, &a, err);
+}
+
+graft_status graft_model_forward(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
+                                 float *logits, float *hidden, int train, graft_err *err) {
+    const graft_qwen3_config *c = &m->cfg;
+    int64_t C = c->hidden_size, V = c->vocab_size, N = B * T;
+    if (B < 1 || T < 1)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "forward: B=%lld T=%lld, expected both >= 1",
+                             (long long)B, (long long)T);
+    for (int64_t i = 0; i < N; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "forward: token id %d at position %lld, expected 0..%lld",
+                                 ids[i], (long long)i, (long long)(V - 1));
+    graft_status st = ensure_activations(m, B, T, err);
+    if (st) return st;
+    if (train && !m->grads) {
+        m->grads = m->be->alloc(m->be->ctx, m->weights_floats * sizeof(float));
+        if (!m->grads) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: cannot allocate gradients");
+        bind_views(m, m->grads, 1);
+        bind_blocks(m);
+    }
+    m->B = B;
+    m->T = T;
+    memcpy(m->ids, ids, (size_t)N * sizeof(int32_t));
+    const float eps = (float)c->rms_norm_eps;
+    const graft_backend *be = m->be;
+    be->embedding_fwd(m->h, m->params[m->p_embed].data, ids, N, C);
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        layer *L = &m->layers[l];
+        if ((st = graft_block_forward(&L->blk, &L->ws, m->h + (l + 1) * N * C, m->h + l * N * C, B, T, train, err))) {
+            char where[48];
+            snprintf(where, sizeof where, "layer %lld", (long long)l);
+            return graft_err_prefix(err, where);
+        }
+    }
+    if (hidden) memcpy(hidden, m->h, (size_t)((c->n_layer + 1) * N * C) * sizeof(float));
+    const float *hL = m->h + c->n_layer * N * C;
+    be->rmsnorm_fwd(m->hf, m->rstdf, hL, m->params[m->p_norm].data, N, C, eps);
+    if (logits && (st = linear(m, logits, m->hf, m->params[m->p_lm_head].data, N, C, V, err))) return st;
+    m->trained = train;
+    return GRAFT_STATUS_OK;
+}
+
+graft_status graft_model_backward(graft_model_t *m, const float *dlogits, graft_err *err) {
+    if (!m->trained || !m->grads)
+        return graft_err_set(err, GRAFT_STATUS_INTERNAL, "backward: no training forward to differentiate");
+    const graft_qwen3_config *c = &m->cfg;
+    int64_t C = c->hidden_size, V = c->vocab_size, B = m->B, T = m->T, N = B * T;
+    const graft_backend *be = m->be;
+    graft_status st;
+    graft_model_param *W = &m->params[m->p_lm_head];
+    /* head: dhf = dlogits . W_out; dW_out += dlogits^T hf */
+    graft_matmul_args a = {.struct_size = sizeof a, .device = GRAFT_DEVICE_CPU, .dtype = GRAFT_DTYPE_F32,
+                           .m = N, .n = C, .k = V, .alpha = 1, .beta = 0,
+                           .a = dlogits, .lda = V, .b = W->data, .ldb = C, .c = m->dhf, .ldc = C, .batch = 1};
+    if ((st = be->matmul(be->ctx, &a, err))) return st;
+    graft_matmul_args g = {.struct_size = sizeof g, .device = GRAFT_DEVICE_CPU, .dtype = GRAFT_DTYPE_F32,
+                           .trans_a = 1, .m = V, .n = C, .k = N, .alpha = 1, .beta = 1,
+                           .a = dlogits, .lda = V, .b = m->hf, .ldb = C, .c = W->grad, .ldc = C, .batch = 1};
+    if ((st = be->matmul(be->ctx, &g, err))) return st;
+    const float *hL = m->h + c->n_layer * N * C;
+    be->rmsnorm_bwd(m->dh, m->params[m->p_norm].grad, m->dhf, hL, m->params[m->p_norm].data, m->rstdf, N, C, 0);
+    for (int s = 0; s < m->n_carry; s++) memset(m->dcarry[s], 0, (size_t)(N * m->carry_width[s]) * sizeof(float));
+    for (int64_t l = c->n_layer - 1; l >= 0; l--) {
+        layer *L = &m->layers[l];
+        if ((st = graft_block_backward(&L->blk, &L->ws, m->dh, m->dh, m->h + l * N * C, B, T, err))) {
+            char where[48];
+            snprintf(where, sizeof where, "layer %lld", (long long)l);
+            return graft_err_prefix(err, where);
+        }
+    }
+    be->embedding_bwd(m->params[m->p_embed].grad, m->dh, m->ids, N, C);
+    return GRAFT_STATUS_OK;
+}
+
+/* ---- decoding ------------------------------------------------------------------------------ */
+
+static size_t layer_state_bytes(const layer *L, int64_t B, int64_t capacity) {
+    size_t per = L->mx->state_bytes ? L->mx->state_bytes(L->ml, capacity) : 0;
+    return (((size_t)B * per) + 63) & ~(size_t)63;
+}
+
+size_t graft_model_state_bytes(const graft_model_t *m, int64_t B, int64_t capacity) {
+    size_t n = 0;
+    for (int64_t l = 0; l < m->cfg.n_layer; l++) n += layer_state_bytes(&m->layers[l], B, capacity);
+    return n;
+}
+
+graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
+                                       void *state, int64_t capacity, const int64_t *past_len,
+                                       float *last_logits, graft_err *err) {
+    const graft_qwen3_config *c = &m->cfg;
+    int64_t C = c->hidden_size, V = c->vocab_size, N = B * T;
+    if (B < 1 || T < 1)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "decode: B=%lld T=%lld, expected both >= 1",
+                             (long long)B, (long long)T);
+    for (int64_t b = 0; b < B; b++)
+        if ((past_len ? past_len[b] : 0) + T > capacity)
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "decode: sequence %lld would hold %lld tokens, capacity %lld",
+                                 (long long)b, (long long)((past_len ? past_len[b] : 0) + T), (long long)capacity);
+    for (int64_t i = 0; i < N; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "decode: token id %d at position %lld, expected 0..%lld",
+                                 ids[i], (long long)i, (long long)(V - 1));
+    graft_status st = ensure_activations(m, B, T, err);
+    if (st) return st;
+    m->B = B;
+    m->T = T;
+    m->trained = 0;
+    const graft_backend *be = m->be;
+    be->embedding_fwd(m->h, m->params[m->p_embed].data, ids, N, C);
+    unsigned char *sp = state;
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        layer *L = &m->layers[l];
+        if ((st = graft_block_forward_state(&L->blk, &L->ws, m->h + (l + 1) * N * C, m->h + l * N * C, B, T,
+                                            sp, capacity, past_len, err))) {
+            char where[48];
+            snprintf(where, sizeof where, "layer %lld", (long long)l);
+            return graft_err_prefix(err, where);
+        }
+        sp += layer_state_bytes(L, B, capacity);
+    }
+    /* final norm and head on the last position of each sequence only */
+    const float *hL = m->h + c->n_layer * N * C;
+    for (int64_t b = 0; b < B; b++)
+        memcpy(m->dh + b * C, hL + (b * T + T - 1) * C, (size_t)C * sizeof(float));
+    be->rmsnorm_fwd(m->hf, NULL, m->dh, m->params[m->p_norm].data, B, C, (float)c->rms_norm_eps);
+    return linear(m, last_logits, m->hf, m->params[m->p_lm_head].data, B, C, V, err);
+}

@@ -1,0 +1,93 @@
+/* model.h: the Qwen3 decoder (spec/qwen3.md §3) with one token mixer per layer behind the plugin
+ * ABI (softmax attention by default; GLA, RWKV-7 or any plugin in hybrids), on a backend,
+ * forward to logits and hand-written backward to every parameter's gradient.
+ *
+ * Parameters are fp32 on the CPU backend, each a named view into one weights arena; gradients a
+ * second arena of the same layout (allocated on the first training forward). Activations for
+ * backward live in a third arena sized for the largest (B, T) seen.
+ *
+ * Not here: loading from disk (model_load.c), losses, optimizer, data. Thread safety: a model
+ * object is used by one thread at a time (ops use the backend's threads internally).
+ */
+#ifndef GRAFT_MODEL_H
+#define GRAFT_MODEL_H
+
+#include <stdint.h>
+
+#include "backend.h"
+#include "config.h"
+#include "graft/plugin.h"
+
+typedef struct graft_model graft_model_t;
+
+/* What mixer layer i uses. mixer == NULL or "softmax" is Qwen3's own attention. */
+typedef struct graft_layer_spec {
+    const char *mixer;
+    const graft_kv *kv;
+    int64_t n_kv;
+    const char *origin;
+} graft_layer_spec;
+
+/* One parameter: an HF name ("model.layers.3.mlp.up_proj.weight"), its data and gradient. */
+typedef struct graft_model_param {
+    const char *name;
+    int32_t ndim;
+    int64_t shape[GRAFT_MAX_DIMS];
+    int64_t numel;
+    float *data;
+    float *grad;        /* NULL until the first training forward */
+    uint32_t flags;     /* GRAFT_PARAM_* */
+    int64_t layer;      /* -1 outside the layers */
+} graft_model_param;
+
+/* Builds a model of this config with zero weights. layers: n_layer specs or NULL (all softmax). */
+graft_status graft_model_create(const graft_qwen3_config *cfg, const graft_layer_spec *layers,
+                                graft_model_t **out, graft_err *err);
+void graft_model_free(graft_model_t *m);
+
+const graft_qwen3_config *graft_model_config(const graft_model_t *m);
+int64_t graft_model_n_params(const graft_model_t *m);
+graft_model_param *graft_model_param_at(graft_model_t *m, int64_t i);
+graft_model_param *graft_model_param_find(graft_model_t *m, const char *name);
+/* Parameter count in elements (the tied embedding counted once). */
+int64_t graft_model_numel(const graft_model_t *m);
+
+/* Random initialization (qwen3.md §8): every non-mixer matrix ~ Normal(0, cfg.initializer_range),
+ * RMSNorm weights 1; each mixer's parameters from its plugin's own init. Deterministic in seed:
+ * parameter i draws from graft_rng_make(seed, i). */
+graft_status graft_model_init_random(graft_model_t *m, uint64_t seed, graft_err *err);
+
+/* Loads weights from an HF checkpoint (dir, .safetensors or index) into a created model: every
+ * expected tensor must be present with its shape, nothing unexpected may be (qwen3.md §2.2 for
+ * the tied lm_head copy: accepted, compared, warned about when different). */
+graft_status graft_model_load_weights(graft_model_t *m, const char *path, graft_err *err);
+
+/* config.json + weights of an HF directory, all layers softmax. */
+graft_status graft_model_load(const char *dir, graft_model_t **out, graft_err *err);
+
+/* Forward of ids (B, T) (0 <= id < V) to logits (B, T, V) (NULL: skip the head). train = 1 keeps
+ * what backward needs. hidden, when non-NULL, receives the residual stream after the embedding
+ * and after every layer: (L + 1, B, T, C). */
+graft_status graft_model_forward(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
+                                 float *logits, float *hidden, int train, graft_err *err);
+
+/* Backward of the last training forward, given dlogits (B, T, V). Parameter gradients ACCUMULATE. */
+graft_status graft_model_backward(graft_model_t *m, const float *dlogits, graft_err *err);
+
+/* Decoding. A decode state holds, per layer, B slots of that layer's mixer state for up to
+ * `capacity` tokens (KV cache for softmax layers, recurrent state and tails for linear ones; DESIGN
+ * "Decode state"). Bytes for (B, capacity); the caller allocates them zero-filled (zero = empty). */
+size_t graft_model_state_bytes(const graft_model_t *m, int64_t B, int64_t capacity);
+
+/* Runs T new tokens per sequence (ids (B, T)) through the model continuing `state` (updated in
+ * place), where sequence b already holds past_len[b] tokens (NULL: all 0), and writes the logits
+ * of the last new position of each sequence to last_logits (B, V). Generating with this equals
+ * a full recompute (tests/model). */
+graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
+                                       void *state, int64_t capacity, const int64_t *past_len,
+                                       float *last_logits, graft_err *err);
+
+/* Sets every gradient to zero. */
+void graft_model_zero_grad(graft_model_t *m);
+
+#endif
