@@ -9,6 +9,7 @@
 
 const graft_command graft_commands[] = {
     /* one line per subcommand; keep them in the order `graft help` shows them */
+    {"tokenize", "text -> token ids or token shards (Qwen3 byte-level BPE, exact to HF)", graft_cmd_tokenize},
     {0, 0, 0},
 };
 
