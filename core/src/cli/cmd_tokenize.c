@@ -30,12 +30,15 @@ static void tokenize_usage(FILE *o) {
             "                     model's embedding rows, e.g. 151936, to bind shards to a model)\n"
             "  --shard-tokens N   start a new shard after N tokens (default 134217728)\n"
             "  --special-as-text  do not extract special added tokens (<|im_start|>, ...) from the text\n"
+            "  --decode           the inverse: each input line is space-separated ids; prints each\n"
+            "                     decoded text as one JSON string per line\n"
+            "  --skip-special     with --decode: drop special added tokens\n"
             "  --help             this text\n");
 }
 
 typedef struct opts {
     const char *tok_path, *out_dir;
-    int ids, jsonl, threads, special_as_text;
+    int ids, jsonl, threads, special_as_text, decode, skip_special;
     uint64_t vocab_size, shard_tokens;
     char **files;
     int n_files;
@@ -354,6 +357,69 @@ static int run_out(const graft_tokenizer_t *tok, const opts *o, const char *tok_
     return rc;
 }
 
+/* ---- --decode ------------------------------------------------------------------------------ */
+
+static void put_json_string(const char *s, size_t n) {
+    putchar('"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') { putchar('\\'); putchar(c); }
+        else if (c == '\n') fputs("\\n", stdout);
+        else if (c < 0x20 || c == 0x7f) printf("\\u%04x", c);
+        else putchar(c);
+    }
+    putchar('"');
+    putchar('\n');
+}
+
+static int run_decode(const graft_tokenizer_t *tok, const opts *o) {
+    int rc = 0, n_in = o->n_files ? o->n_files : 1;
+    char *line = NULL;
+    size_t cap = 0;
+    graft_ids ids = {0};
+    for (int f = 0; f < n_in && !rc; f++) {
+        const char *name = o->n_files ? o->files[f] : "<stdin>";
+        FILE *in = o->n_files ? fopen(name, "rb") : stdin;
+        if (!in) {
+            fprintf(stderr, "graft tokenize: %s: cannot open: %s\n", name, strerror(errno));
+            return 1;
+        }
+        size_t lineno = 0;
+        while (!rc && getline(&line, &cap, in) >= 0) {
+            lineno++;
+            ids.n = 0;
+            graft_err e;
+            for (char *p = line, *end; *p && *p != '\n';) {
+                if (*p == ' ') { p++; continue; }
+                errno = 0;
+                unsigned long long v = strtoull(p, &end, 10);
+                if (end == p || errno || v > UINT32_MAX || *p == '-') {
+                    fprintf(stderr, "graft tokenize: %s:%zu: \"%.20s\": expected a token id\n", name, lineno, p);
+                    rc = 1;
+                    break;
+                }
+                if (graft_ids_push(&ids, (uint32_t)v, &e)) { rc = 1; break; }
+                p = end;
+            }
+            char *text;
+            size_t n;
+            if (!rc && graft_tokenizer_decode(tok, ids.data, ids.n, o->skip_special, &text, &n, &e)) {
+                fprintf(stderr, "graft tokenize: %s:%zu: %s\n", name, lineno, e.msg);
+                rc = 1;
+            }
+            if (!rc) {
+                put_json_string(text, n);
+                free(text);
+            }
+        }
+        if (o->n_files) fclose(in);
+    }
+    graft_ids_free(&ids);
+    free(line);
+    if (fflush(stdout)) rc = 1;
+    return rc;
+}
+
 static int parse_u64(const char *flag, const char *v, uint64_t *out) {
     char *end;
     errno = 0;
@@ -383,6 +449,8 @@ int graft_cmd_tokenize(int argc, char **argv) {
         else if (!strcmp(a, "--ids")) o.ids = 1;
         else if (!strcmp(a, "--jsonl")) o.jsonl = 1;
         else if (!strcmp(a, "--special-as-text")) o.special_as_text = 1;
+        else if (!strcmp(a, "--decode")) o.decode = 1;
+        else if (!strcmp(a, "--skip-special")) o.skip_special = 1;
         else if (!strcmp(a, "--threads")) {
             if (!(rc = parse_u64(a, i + 1 < argc ? argv[++i] : NULL, &v))) o.threads = v > 1024 ? 1024 : (int)v;
         } else if (!strcmp(a, "--vocab-size")) {
@@ -421,7 +489,7 @@ int graft_cmd_tokenize(int argc, char **argv) {
                 (unsigned long long)o.vocab_size, graft_tokenizer_n_vocab(tok), graft_tokenizer_n_vocab(tok));
         rc = 2;
     } else {
-        rc = o.out_dir ? run_out(tok, &o, o.tok_path) : run_ids(tok, &o);
+        rc = o.decode ? run_decode(tok, &o) : o.out_dir ? run_out(tok, &o, o.tok_path) : run_ids(tok, &o);
     }
     graft_tokenizer_free(tok);
     free(files);
