@@ -300,7 +300,7 @@ graft_status graft_data_open(const char *const *paths, size_t n_paths, const gra
         }
         d->first_window[d->n_shards] = w;
         d->n_windows = w;
-        d->n_eval = (uint64_t)ceil(p->holdout_fraction * (double)w);
+        d->n_eval = (uint64_t)ceil(p->holdout_fraction * (double)w - 1e-9); /* no 15.000000001 -> 16 */
         if (p->holdout_fraction > 0 && d->n_eval == 0) d->n_eval = 1;
         if (d->n_eval >= w) d->n_eval = w ? w - 1 : 0;
         d->n_train = w - d->n_eval;
