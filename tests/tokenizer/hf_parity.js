@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// hf_parity.js GRAFT TOKENIZER_JSON QWEN_DIR WORKDIR [EXTRA_TEXT_DIR...]
+// hf_parity.js --graft G --work DIR (--tokenizer TOKENIZER_JSON[=GRAFT_PATH])... [--text-dir DIR]...
 // Encodes a few MB of varied text with Hugging Face `tokenizers` (npm, the official Node binding:
 // the same Rust code and Oniguruma as the Python package) and with `graft tokenize --ids --jsonl`
-// (once from tokenizer.json, once from the vocab.json + merges.txt directory) and requires zero
-// mismatches. Also checks decode parity (`graft tokenize --decode`) on a sample.
+// and requires zero mismatches, for each tokenizer: HF loads TOKENIZER_JSON, graft loads it and,
+// if given, GRAFT_PATH too (e.g. the vocab.json + merges.txt directory of the same tokenizer).
+// Also checks decode parity (`graft tokenize --decode`, with and without skip_special) on a sample.
 // Text stays within Unicode 14 (spec 5.5): generated strings use explicit code point lists.
 'use strict';
 const fs = require('fs');
@@ -11,7 +12,16 @@ const path = require('path');
 const { spawnSync } = require('child_process');
 const { Tokenizer } = require('tokenizers');
 
-const [graft, tokJson, qwenDir, work, ...extraDirs] = process.argv.slice(2);
+let graft, work;
+const toks = [], extraDirs = [];
+for (let i = 2; i < process.argv.length; i += 2) {
+  const [k, v] = [process.argv[i], process.argv[i + 1]];
+  if (k === '--graft') graft = v;
+  else if (k === '--work') work = v;
+  else if (k === '--tokenizer') { const [j, g] = v.split('='); toks.push({ json: j, alt: g }); }
+  else if (k === '--text-dir') extraDirs.push(v);
+  else { console.error(`hf_parity: unknown argument ${k}`); process.exit(2); }
+}
 fs.mkdirSync(work, { recursive: true });
 
 // ---- deterministic PRNG (splitmix-ish on 32 bits is enough here) ----
@@ -84,8 +94,7 @@ for (let k = 0; k < 12000; k++) {
 }
 
 // ---- encode with HF ----
-const tok = Tokenizer.fromFile(tokJson);
-async function hfEncodeAll(texts) {
+async function hfEncodeAll(tok, texts) {
   const out = [];
   for (let i = 0; i < texts.length; i += 512) {
     const encs = await tok.encodeBatch(texts.slice(i, i + 512), { addSpecialTokens: false });
@@ -123,21 +132,13 @@ function compare(label, hf, gr) {
   return bad;
 }
 
-(async () => {
-  const jsonl = path.join(work, 'corpus.jsonl');
-  fs.writeFileSync(jsonl, docs.map((d) => JSON.stringify({ text: d })).join('\n') + '\n');
-  const t0 = Date.now();
-  const hf = await hfEncodeAll(docs);
-  const t1 = Date.now();
-  let bad = compare('graft (tokenizer.json) vs HF', hf, graftIds(tokJson, jsonl));
-  const t2 = Date.now();
-  bad += compare('graft (vocab.json+merges.txt) vs HF', hf, graftIds(qwenDir, jsonl));
-  // decode parity on a sample: HF's decode vs graft's
+async function decodeParity(label, tok, tokPath, hf) {
+  let bad = 0;
   const sample = hf.filter((_, i) => i % 7 === 0);
   const idsFile = path.join(work, 'ids.txt');
   fs.writeFileSync(idsFile, sample.map((a) => a.join(' ')).join('\n') + '\n');
   for (const skip of [false, true]) {
-    const args = ['tokenize', '--tokenizer', tokJson, '--decode', idsFile];
+    const args = ['tokenize', '--tokenizer', tokPath, '--decode', idsFile];
     if (skip) args.push('--skip-special');
     const r = spawnSync(graft, args, { maxBuffer: 1 << 30, encoding: 'utf8' });
     if (r.status !== 0) { console.error(`graft --decode failed: ${r.stderr}`); process.exit(1); }
@@ -146,12 +147,33 @@ function compare(label, hf, gr) {
     let dbad = 0;
     for (let i = 0; i < sample.length; i++) {
       const want = await tok.decode(sample[i], skip);
-      if (JSON.parse(got[i]) !== want && ++dbad <= 3)
-        console.error(`decode MISMATCH (skip_special ${skip}) sample ${i}: want ${JSON.stringify(want.slice(0, 200))} got ${got[i].slice(0, 200)}`);
+      if (got[i] === undefined || JSON.parse(got[i]) !== want) {
+        if (++dbad <= 3)
+          console.error(`${label}: decode MISMATCH (skip_special ${skip}) sample ${i}: want ${JSON.stringify(want.slice(0, 200))} got ${(got[i] || '').slice(0, 200)}`);
+      }
     }
-    console.log(`decode (skip_special ${skip}): ${sample.length} id lists, ${dbad} mismatches`);
+    console.log(`${label}: decode (skip_special ${skip}): ${sample.length} id lists, ${dbad} mismatches`);
     bad += dbad;
   }
-  console.log(`HF encode ${t1 - t0} ms, graft encode ${t2 - t1} ms (incl. load)`);
+  return bad;
+}
+
+(async () => {
+  const jsonl = path.join(work, 'corpus.jsonl');
+  fs.writeFileSync(jsonl, docs.map((d) => JSON.stringify({ text: d })).join('\n') + '\n');
+  let bad = 0;
+  for (const t of toks) {
+    const tok = Tokenizer.fromFile(t.json);
+    const name = path.basename(path.dirname(t.json));
+    const t0 = Date.now();
+    const hf = await hfEncodeAll(tok, docs);
+    const t1 = Date.now();
+    bad += compare(`${name}: graft (tokenizer.json) vs HF`, hf, graftIds(t.json, jsonl));
+    const t2 = Date.now();
+    if (t.alt) bad += compare(`${name}: graft (${t.alt}) vs HF`, hf, graftIds(t.alt, jsonl));
+    bad += await decodeParity(name, tok, t.json, hf);
+    console.log(`${name}: HF encode ${t1 - t0} ms, graft encode ${t2 - t1} ms (incl. load and process start)`);
+  }
+  if (!toks.length) { console.error('hf_parity: no --tokenizer given'); bad = 1; }
   process.exit(bad ? 1 : 0);
 })().catch((e) => { console.error(e); process.exit(1); });

@@ -37,6 +37,8 @@ if [ "$SUM" != aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4 
     echo "hf_parity: rebuilt tokenizer.json has SHA-256 $SUM, expected the published Qwen3 file's" >&2
     exit 1
 fi
+# the demo text (scripts/fetch-demo-data) joins the corpus when present
 EXTRA=
-[ -d "$SRC/data/demo" ] && EXTRA=$SRC/data/demo
-NODE_PATH=$NPM_DIR/node_modules exec node "$HERE/hf_parity.js" "$GRAFT" "$TJ" "$QWEN" "$WORK" $EXTRA
+[ -d "$SRC/data/demo/kjv" ] && EXTRA="--text-dir $SRC/data/demo/kjv"
+NODE_PATH=$NPM_DIR/node_modules exec node "$HERE/hf_parity.js" --graft "$GRAFT" --work "$WORK" \
+    --tokenizer "$TJ=$QWEN" --tokenizer "$SRC/data/demo-tokenizer/tokenizer.json" $EXTRA
