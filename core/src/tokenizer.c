@@ -1255,7 +1255,7 @@ static void *batch_worker(void *arg) {
 
 graft_status graft_tokenizer_encode_batch(const graft_tokenizer_t *t, const char *const *texts,
                                           const size_t *lens, size_t n, int n_threads, unsigned flags,
-                                          graft_ids *outs, graft_err *err) {
+                                          graft_ids *outs, size_t *err_index, graft_err *err) {
     if (n_threads <= 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = c > 0 ? (int)c : 1;
@@ -1280,7 +1280,8 @@ graft_status graft_tokenizer_encode_batch(const graft_tokenizer_t *t, const char
     for (int k = 0; k < started; k++) pthread_join(th[k], NULL);
     graft_status st = j->st;
     if (st) {
-        graft_err_set(err, st, "document %zu: %s", j->err_doc, j->err.msg);
+        graft_err_set(err, st, "%s", j->err.msg);
+        if (err_index) *err_index = j->err_doc;
     }
     pthread_mutex_destroy(&j->mu);
     free(j);

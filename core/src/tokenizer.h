@@ -73,10 +73,12 @@ graft_status graft_tokenizer_encode(const graft_tokenizer_t *tok, graft_tok_ws_t
                                     graft_err *err);
 
 /* Encodes n documents on n_threads threads (<= 0: all online CPUs); outs[i] receives the ids of
- * texts[i] (appended). The first failing document's error is returned. */
+ * texts[i] (appended). On failure the error of the lowest failing document seen is returned and
+ * its index stored in *err_index (may be NULL). */
 graft_status graft_tokenizer_encode_batch(const graft_tokenizer_t *tok, const char *const *texts,
                                           const size_t *lens, size_t n, int n_threads,
-                                          unsigned flags, graft_ids *outs, graft_err *err);
+                                          unsigned flags, graft_ids *outs, size_t *err_index,
+                                          graft_err *err);
 
 /* Decodes ids (spec section 8): byte concatenation of all tokens, then lossy UTF-8 (one U+FFFD
  * per maximal invalid subpart). skip_special drops special=true added tokens. An id >= n_vocab,

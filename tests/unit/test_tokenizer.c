@@ -152,7 +152,7 @@ static void test_roundtrip(graft_tokenizer_t *t) {
         CHECK(m == lens[i] && !memcmp(s, texts[i], m));
         free(s);
     }
-    CHECK(graft_tokenizer_encode_batch(t, texts, lens, n, 3, 0, batch, &e) == GRAFT_STATUS_OK);
+    CHECK(graft_tokenizer_encode_batch(t, texts, lens, n, 3, 0, batch, NULL, &e) == GRAFT_STATUS_OK);
     for (size_t i = 0; i < n; i++) {
         CHECK(batch[i].n == one[i].n && !memcmp(batch[i].data, one[i].data, one[i].n * 4));
         graft_ids_free(&one[i]);

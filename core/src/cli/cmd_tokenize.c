@@ -105,10 +105,11 @@ static char *jsonl_text(const char *line, size_t n, const char *src, size_t line
 static int flush_ids(const graft_tokenizer_t *tok, docs *d, const opts *o, graft_ids *outs) {
     graft_err e;
     unsigned flags = o->special_as_text ? GRAFT_TOK_SPECIAL_AS_TEXT : 0;
+    size_t bad = 0;
     graft_status st = graft_tokenizer_encode_batch(tok, (const char *const *)d->text, d->len, d->n, o->threads, flags,
-                                                   outs, &e);
+                                                   outs, &bad, &e);
     if (st) {
-        fprintf(stderr, "graft tokenize: %s\n", e.msg);
+        fprintf(stderr, "graft tokenize: %s:%zu: %s\n", d->src[bad], d->line[bad], e.msg);
         return 1;
     }
     char buf[16];
@@ -217,10 +218,12 @@ static int flush_shards(shard_state *s, docs *d, graft_ids *outs) {
     graft_err e;
     const opts *o = s->o;
     unsigned flags = o->special_as_text ? GRAFT_TOK_SPECIAL_AS_TEXT : 0;
+    size_t bad = 0;
     graft_status st = graft_tokenizer_encode_batch(s->tok, (const char *const *)d->text, d->len, d->n, o->threads,
-                                                   flags, outs, &e);
+                                                   flags, outs, &bad, &e);
     if (st) {
-        fprintf(stderr, "\ngraft tokenize: %s\n", e.msg);
+        if (d->line[bad]) fprintf(stderr, "\ngraft tokenize: %s:%zu: %s\n", d->src[bad], d->line[bad], e.msg);
+        else fprintf(stderr, "\ngraft tokenize: %s: %s\n", d->src[bad], e.msg);
         return 1;
     }
     uint32_t eot = graft_tokenizer_eot_id(s->tok);
