@@ -539,8 +539,8 @@ static graft_status finish(graft_tokenizer_t *t, graft_err *err) {
     size_t extra = 0;
     for (size_t i = 0; i < t->n_added; i++) extra += t->added[i].len;
     uint64_t *off = realloc(t->off, ((size_t)n + 2) * sizeof *off);
-    char *bytes = off ? realloc(t->bytes, t->off[t->n_bpe] + extra + 1) : NULL;
     if (off) t->off = off;
+    char *bytes = off ? realloc(t->bytes, t->off[t->n_bpe] + extra + 1) : NULL;
     if (bytes) t->bytes = bytes;
     t->known = calloc(n + 1, 1);
     t->special = calloc(n + 1, 1);
