@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// bench/tokenizer/bench.js [--record] [--text-dir DIR]... [--tokenizer TOKENIZER.json]
+// bench/tokenizer/bench.js [--record] [--text-dir DIR]... [--code] [--tokenizer TOKENIZER.json]
+// (--text-dir: every .txt file of DIR; default data/demo/kjv. --code: adds C headers from
+// /usr/include and Python modules from /usr/lib/python3.*, about 4 MB.)
 // graft's tokenizer against Hugging Face `tokenizers` (npm, official binding, same Rust code as the
 // Python package) on the same documents in one run: 1 thread and all threads, tokens/s for each,
 // and the ratio. Load time is excluded on both sides; each figure is the best of 3 runs.
@@ -14,13 +16,14 @@ const { spawnSync, execSync } = require('child_process');
 const root = path.resolve(__dirname, '../..');
 const build = process.env.GRAFT_BUILD || path.join(root, 'build');
 const npmDir = path.join(build, 'npm');
-let record = false, tokJson = null;
+let record = false, tokJson = null, code = false;
 const textDirs = [];
 for (let i = 2; i < process.argv.length; i++) {
   const a = process.argv[i];
   if (a === '--record') record = true;
   else if (a === '--text-dir') textDirs.push(process.argv[++i]);
   else if (a === '--tokenizer') tokJson = process.argv[++i];
+  else if (a === '--code') code = true;
   else if (a === '--hf-worker') break;
   else { console.error(`bench: unknown argument ${a}`); process.exit(2); }
 }
@@ -55,7 +58,7 @@ if (!tokJson) {
     execSync(`node ${path.join(root, 'tests/tokenizer/build_tokenizer_json.js')} ${path.join(root, '../shared/data/qwen3-tokenizer')} ${tokJson}`);
   }
 }
-if (!textDirs.length) textDirs.push(path.join(root, 'data/demo/kjv'));
+if (!textDirs.length && !code) textDirs.push(path.join(root, 'data/demo/kjv'));
 
 // documents: paragraphs grouped to about 4 KiB, from every .txt file of the text dirs
 const docs = [];
@@ -66,6 +69,27 @@ for (const d of textDirs) {
     for (const p of paras) { cur += p; if (cur.length >= 4096) { docs.push(cur); cur = ''; } }
     if (cur) docs.push(cur);
   }
+}
+if (code) {
+  const pyDir = fs.readdirSync('/usr/lib').filter((x) => /^python3\.\d+$/.test(x)).sort().pop();
+  const srcs = [['/usr/include', /\.h$/], [pyDir ? `/usr/lib/${pyDir}` : '/nonexistent', /\.py$/]];
+  for (const [d, re] of srcs) {
+    let budget = 3e6;
+    let files = [];
+    try { files = fs.readdirSync(d).filter((x) => re.test(x)).sort(); } catch (e) { continue; }
+    for (const f of files) {
+      if (budget <= 0) break;
+      const t = fs.readFileSync(path.join(d, f), 'utf8');
+      for (let i = 0; i < t.length;) {          // 4 KiB documents, never splitting a surrogate pair
+        let j = Math.min(t.length, i + 4096);
+        if (j < t.length && t.charCodeAt(j) >= 0xdc00 && t.charCodeAt(j) <= 0xdfff) j++;
+        docs.push(t.slice(i, j));
+        i = j;
+      }
+      budget -= t.length;
+    }
+  }
+  textDirs.push('/usr/include/*.h + python stdlib *.py');
 }
 if (!docs.length) { console.error(`bench: no .txt files in ${textDirs.join(', ')} (run scripts/fetch-demo-data)`); process.exit(1); }
 const docsFile = path.join(work, 'docs.jsonl');
@@ -110,8 +134,10 @@ console.log(table);
 if (record) {
   const date = new Date().toISOString().slice(0, 10);
   const out = path.join(root, 'bench/results', `tokenizer-${date}.md`);
-  fs.writeFileSync(out, `# Tokenizer: graft vs HF tokenizers (${date})\n\nProduced by \`node bench/tokenizer/bench.js --record\`.\n\n` +
-    head.split('\n').filter((l) => l).map((l) => `- ${l}`).join('\n') + '\n\n' + table);
+  const section = head.split('\n').filter((l) => l).map((l) => `- ${l}`).join('\n') + '\n\n' + table;
+  if (fs.existsSync(out)) fs.appendFileSync(out, '\n' + section);
+  else fs.writeFileSync(out, `# Tokenizer: graft vs HF tokenizers (${date})\n\nProduced by ` +
+    '`node bench/tokenizer/bench.js --record [--code]`; the results file gathers every run of the day.\n\n' + section);
   console.log(`wrote ${out}`);
 }
 process.exit(ok ? 0 : 1);
