@@ -126,8 +126,8 @@ for (const th of [1, nThreads]) {
 const cpu = (os.cpus()[0] || {}).model || 'unknown CPU';
 let commit = 'unknown';
 try { commit = execSync('git rev-parse --short HEAD', { cwd: root, encoding: 'utf8' }).trim(); } catch (e) { /* no git */ }
-const head = `Text: ${docs.length} documents (${(bytes / 1e6).toFixed(2)} MB, ${rows[0].tokens} tokens) from ${textDirs.join(', ')}\n` +
-  `Tokenizer: ${tokJson}\nMachine: ${cpu}, ${nThreads} logical CPUs, ${os.platform()} ${os.release()}; node ${process.version}\n` +
+const head = `Text: ${docs.length} documents (${(bytes / 1e6).toFixed(2)} MB, ${rows[0].tokens} tokens) from ${textDirs.map((d) => path.relative(root, d) || d).join(', ')}\n` +
+  `Tokenizer: ${path.relative(root, tokJson)} (HF's timing includes building its Encoding objects: ids, tokens, offsets)\nMachine: ${cpu}, ${nThreads} logical CPUs, ${os.platform()} ${os.release()}; node ${process.version}\n` +
   `graft commit ${commit}; best of 3 runs each, load time excluded.\n`;
 console.log(head);
 console.log(table);
