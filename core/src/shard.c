@@ -173,6 +173,8 @@ static graft_status parse_header(const char *path, const unsigned char *b, uint6
     if (h->vocab_size == 0 || h->vocab_size > (uint64_t)UINT32_MAX + 1)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s @ byte 16: vocab_size: %llu, expected 1..2^32", path,
                              (unsigned long long)h->vocab_size);
+    if (get32(b + 52) || get64(b + 56))
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s @ byte 52: reserved: not zero, expected zero", path);
     uint64_t data = file_bytes - GRAFT_SHARD_HEADER_BYTES;
     if (h->n_tokens > data / 4 || h->n_tokens * 4 != data)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "graft/rng.h"
 #include "test_util.h"
 #include "tokenizer.h"
 
@@ -164,6 +165,66 @@ static void test_roundtrip(graft_tokenizer_t *t) {
     graft_ids_free(&bad);
 }
 
+static size_t put_utf8(char *o, uint32_t c) {
+    if (c < 0x80) { o[0] = (char)c; return 1; }
+    if (c < 0x800) { o[0] = (char)(0xC0 | (c >> 6)); o[1] = (char)(0x80 | (c & 0x3F)); return 2; }
+    if (c < 0x10000) {
+        o[0] = (char)(0xE0 | (c >> 12)); o[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+        o[2] = (char)(0x80 | (c & 0x3F)); return 3;
+    }
+    o[0] = (char)(0xF0 | (c >> 18)); o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((c >> 6) & 0x3F)); o[3] = (char)(0x80 | (c & 0x3F)); return 4;
+}
+
+/* Random strings from NFC-stable ranges (no combining marks, no conjoining jamo, no singletons
+ * such as U+2000 -> U+2002) round-trip exactly; random bytes never crash (OK or BAD_INPUT). */
+static void test_fuzz(graft_tokenizer_t *t) {
+    static const uint32_t ranges[][2] = {
+        {0x20, 0x7E}, {0x09, 0x0D}, {0xA0, 0xFF}, {0x400, 0x45F}, {0x4E00, 0x9FFF}, {0x3041, 0x3096},
+        {0x1F600, 0x1F64F}, {0x2002, 0x200A}, {0x3000, 0x3000}, {0x00, 0x08}, {0x30, 0x39}};
+    static const char *const specials[] = {"<|endoftext|>", "<think>", "<|im_start|>", "'s", "'LL", "\r\n"};
+    graft_rng r = graft_rng_make(1234, 0);
+    graft_tok_ws_t *ws = NULL;
+    graft_err e;
+    CHECK(graft_tok_ws_init(&ws, &e) == GRAFT_STATUS_OK);
+    char buf[4096];
+    int ok_all = 1, nocrash = 1;
+    for (int it = 0; it < 400; it++) {
+        size_t n = 0, m = graft_rng_next(&r) % 300;
+        for (size_t k = 0; k < m && n + 16 < sizeof buf; k++) {
+            uint64_t x = graft_rng_next(&r);
+            if (x % 23 == 0) {
+                const char *sp = specials[(x >> 8) % 6];
+                memcpy(buf + n, sp, strlen(sp));
+                n += strlen(sp);
+                continue;
+            }
+            const uint32_t *rg = ranges[(x >> 8) % (sizeof ranges / sizeof ranges[0])];
+            n += put_utf8(buf + n, rg[0] + (uint32_t)((x >> 20) % (rg[1] - rg[0] + 1)));
+        }
+        graft_ids ids = {0};
+        char *s = NULL;
+        size_t sl = 0;
+        if (graft_tokenizer_encode(t, ws, buf, n, 0, &ids, &e) ||
+            graft_tokenizer_decode(t, ids.data, ids.n, 0, &s, &sl, &e) || sl != n || memcmp(s, buf, n)) {
+            if (ok_all) fprintf(stderr, "  fuzz round trip failed at iteration %d (n %zu, sl %zu): %s\n", it, n, sl, e.msg);
+            if (ok_all && s) for (size_t q = 0; q < n && q < sl; q++) if (s[q] != buf[q]) { fprintf(stderr, "  first diff at byte %zu: %02x vs %02x\n", q, (unsigned char)buf[q], (unsigned char)s[q]); break; }
+            ok_all = 0;
+        }
+        free(s);
+        /* random bytes */
+        m = graft_rng_next(&r) % 64;
+        for (size_t k = 0; k < m; k++) buf[k] = (char)(graft_rng_next(&r) & 0xFF);
+        ids.n = 0;
+        graft_status st = graft_tokenizer_encode(t, ws, buf, m, 0, &ids, &e);
+        nocrash &= st == GRAFT_STATUS_OK || st == GRAFT_STATUS_BAD_INPUT;
+        graft_ids_free(&ids);
+    }
+    CHECK(ok_all);
+    CHECK(nocrash);
+    graft_tok_ws_free(ws);
+}
+
 /* ---- malformed files ----------------------------------------------------------------------- */
 
 static const char *write_tmp(const char *name, const char *content) {
@@ -317,6 +378,7 @@ int main(void) {
         test_special_as_text(t);
         test_decode(t);
         test_roundtrip(t);
+        test_fuzz(t);
     }
     graft_tokenizer_free(t);
     test_malformed();
