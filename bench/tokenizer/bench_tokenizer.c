@@ -58,7 +58,8 @@ int main(int argc, char **argv) {
         for (int rep = 0; rep < 3; rep++) {
             for (size_t i = 0; i < n; i++) outs[i].n = 0;
             double t0 = now_s();
-            if (graft_tokenizer_encode_batch(tok, (const char *const *)texts, lens, n, threads, 0, outs, NULL, &e)) {
+            if (graft_tokenizer_encode_batch(tok, (const char *const *)texts, lens, n, threads, 0,
+                                             outs, NULL, &e)) {
                 fprintf(stderr, "%s\n", e.msg);
                 return 1;
             }

@@ -48,8 +48,8 @@ graft_status graft_manifest_read(const char *path, graft_manifest *m, graft_err 
 /* Frees what graft_manifest_read / the caller allocated in m (all strings are malloc'd). */
 void graft_manifest_free(graft_manifest *m);
 /* Appends a shard record / a source name (copies the strings). */
-graft_status graft_manifest_add_shard(graft_manifest *m, const char *path, uint64_t tokens, uint64_t documents,
-                                      uint64_t checksum, graft_err *err);
+graft_status graft_manifest_add_shard(graft_manifest *m, const char *path, uint64_t tokens,
+                                      uint64_t documents, uint64_t checksum, graft_err *err);
 graft_status graft_manifest_add_source(graft_manifest *m, const char *source, graft_err *err);
 
 /* The "text" string of one JSON Lines record, malloc'd (may contain NUL bytes; *len is its length).
@@ -58,12 +58,12 @@ graft_status graft_jsonl_text(const char *line, size_t n, char **text, size_t *l
 
 /* ---- loader ---- */
 typedef struct graft_data_params {
-    int64_t B;               /* windows per batch */
-    int64_t T;               /* tokens per window minus one (inputs and targets are T long) */
-    int shuffle;             /* 0: in order; 1: a new permutation every epoch */
+    int64_t B;   /* windows per batch */
+    int64_t T;   /* tokens per window minus one (inputs and targets are T long) */
+    int shuffle; /* 0: in order; 1: a new permutation every epoch */
     uint64_t seed;
     double holdout_fraction; /* share of windows held out (0 .. 0.5) */
-    uint64_t max_vocab;      /* the model's vocabulary size: ids must be below it (0: shard's own) */
+    uint64_t max_vocab; /* the model's vocabulary size: ids must be below it (0: shard's own) */
 } graft_data_params;
 
 graft_data_params graft_data_default_params(void); /* B 8, T 256, shuffle 1, seed 0, holdout 0.01 */
@@ -90,8 +90,8 @@ uint64_t graft_data_n_eval(const graft_data_t *d);  /* held-out windows */
  * windows[:, :T], targets windows[:, 1:]. */
 graft_status graft_data_next(graft_data_t *d, uint32_t *windows, graft_err *err);
 /* Held-out batch `index` (0-based, ceil(n_eval / B) of them): fills *n_rows <= B rows. */
-graft_status graft_data_eval_batch(const graft_data_t *d, uint64_t index, uint32_t *windows, int64_t *n_rows,
-                                   graft_err *err);
+graft_status graft_data_eval_batch(const graft_data_t *d, uint64_t index, uint32_t *windows,
+                                   int64_t *n_rows, graft_err *err);
 
 graft_data_cursor graft_data_get_cursor(const graft_data_t *d);
 /* Restores a cursor saved by graft_data_get_cursor; refuses one from another seed or dataset. */

@@ -50,14 +50,17 @@ graft_status graft_shard_writer_open(const char *path, uint64_t vocab_size, uint
                                      uint32_t eot_id, graft_shard_writer_t **out, graft_err *err) {
     *out = NULL;
     if (vocab_size == 0 || vocab_size > (uint64_t)UINT32_MAX + 1)
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: vocab_size %llu, expected 1..2^32", path,
-                             (unsigned long long)vocab_size);
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: vocab_size %llu, expected 1..2^32",
+                             path, (unsigned long long)vocab_size);
     graft_shard_writer_t *w = calloc(1, sizeof *w);
     size_t l = strlen(path);
     if (w) w->path = strdup(path);
     if (w) w->tmp = malloc(l + 5);
     if (!w || !w->path || !w->tmp) {
-        if (w) { free(w->path); free(w->tmp); }
+        if (w) {
+            free(w->path);
+            free(w->tmp);
+        }
         free(w);
         return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "%s: out of memory", path);
     }
@@ -65,8 +68,11 @@ graft_status graft_shard_writer_open(const char *path, uint64_t vocab_size, uint
     memcpy(w->tmp + l, ".tmp", 5);
     w->f = fopen(w->tmp, "wb");
     if (!w->f) {
-        graft_status st = graft_err_set(err, GRAFT_STATUS_IO, "%s: cannot create: %s", w->tmp, strerror(errno));
-        free(w->path); free(w->tmp); free(w);
+        graft_status st =
+            graft_err_set(err, GRAFT_STATUS_IO, "%s: cannot create: %s", w->tmp, strerror(errno));
+        free(w->path);
+        free(w->tmp);
+        free(w);
         return st;
     }
     w->h.version = GRAFT_SHARD_VERSION;
@@ -84,11 +90,13 @@ graft_status graft_shard_writer_open(const char *path, uint64_t vocab_size, uint
     return GRAFT_STATUS_OK;
 }
 
-graft_status graft_shard_writer_append(graft_shard_writer_t *w, const uint32_t *ids, size_t n, graft_err *err) {
+graft_status graft_shard_writer_append(graft_shard_writer_t *w, const uint32_t *ids, size_t n,
+                                       graft_err *err) {
     for (size_t i = 0; i < n; i++)
         if (ids[i] >= w->h.vocab_size)
-            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: token %zu of this append: id %u, expected < %llu",
-                                 w->path, i, ids[i], (unsigned long long)w->h.vocab_size);
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                                 "%s: token %zu of this append: id %u, expected < %llu", w->path, i,
+                                 ids[i], (unsigned long long)w->h.vocab_size);
     if (n && fwrite(ids, sizeof *ids, n, w->f) != n)
         return graft_err_set(err, GRAFT_STATUS_IO, "%s: write failed: %s", w->tmp, strerror(errno));
     w->h.checksum = graft_shard_checksum(w->h.checksum, ids, n * sizeof *ids);
@@ -119,10 +127,12 @@ graft_status graft_shard_writer_close(graft_shard_writer_t *w, graft_err *err) {
     if (fseek(w->f, 0, SEEK_SET) || fwrite(b, 1, sizeof b, w->f) != sizeof b || fflush(w->f) ||
         fsync(fileno(w->f)))
         st = graft_err_set(err, GRAFT_STATUS_IO, "%s: write failed: %s", w->tmp, strerror(errno));
-    if (fclose(w->f) && !st) st = graft_err_set(err, GRAFT_STATUS_IO, "%s: close failed: %s", w->tmp, strerror(errno));
+    if (fclose(w->f) && !st)
+        st = graft_err_set(err, GRAFT_STATUS_IO, "%s: close failed: %s", w->tmp, strerror(errno));
     w->f = NULL;
     if (!st && rename(w->tmp, w->path))
-        st = graft_err_set(err, GRAFT_STATUS_IO, "%s: rename to %s failed: %s", w->tmp, w->path, strerror(errno));
+        st = graft_err_set(err, GRAFT_STATUS_IO, "%s: rename to %s failed: %s", w->tmp, w->path,
+                           strerror(errno));
     if (st) remove(w->tmp);
     free(w->path);
     free(w->tmp);
@@ -152,10 +162,12 @@ struct graft_shard {
 static graft_status parse_header(const char *path, const unsigned char *b, uint64_t file_bytes,
                                  graft_shard_header *h, graft_err *err) {
     if (file_bytes < GRAFT_SHARD_HEADER_BYTES)
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s @ byte 0: file of %llu bytes, expected a %u-byte header",
-                             path, (unsigned long long)file_bytes, GRAFT_SHARD_HEADER_BYTES);
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "%s @ byte 0: file of %llu bytes, expected a %u-byte header", path,
+                             (unsigned long long)file_bytes, GRAFT_SHARD_HEADER_BYTES);
     if (memcmp(b, GRAFT_SHARD_MAGIC, 8))
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s @ byte 0: magic: not \"GRAFTTOK\", expected a graft token shard",
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "%s @ byte 0: magic: not \"GRAFTTOK\", expected a graft token shard",
                              path);
     h->version = get32(b + 8);
     h->header_bytes = get32(b + 12);
@@ -165,22 +177,26 @@ static graft_status parse_header(const char *path, const unsigned char *b, uint6
     h->checksum = get64(b + 40);
     h->eot_id = get32(b + 48);
     if (h->version != GRAFT_SHARD_VERSION)
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s @ byte 8: version: %u, expected %u", path, h->version,
-                             GRAFT_SHARD_VERSION);
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s @ byte 8: version: %u, expected %u",
+                             path, h->version, GRAFT_SHARD_VERSION);
     if (h->header_bytes != GRAFT_SHARD_HEADER_BYTES)
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s @ byte 12: header_bytes: %u, expected %u", path,
-                             h->header_bytes, GRAFT_SHARD_HEADER_BYTES);
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "%s @ byte 12: header_bytes: %u, expected %u", path, h->header_bytes,
+                             GRAFT_SHARD_HEADER_BYTES);
     if (h->vocab_size == 0 || h->vocab_size > (uint64_t)UINT32_MAX + 1)
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s @ byte 16: vocab_size: %llu, expected 1..2^32", path,
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "%s @ byte 16: vocab_size: %llu, expected 1..2^32", path,
                              (unsigned long long)h->vocab_size);
     if (get32(b + 52) || get64(b + 56))
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s @ byte 52: reserved: not zero, expected zero", path);
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "%s @ byte 52: reserved: not zero, expected zero", path);
     uint64_t data = file_bytes - GRAFT_SHARD_HEADER_BYTES;
     if (h->n_tokens > data / 4 || h->n_tokens * 4 != data)
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
-                             "%s @ byte 24: n_tokens: %llu (%s), but the file holds %llu bytes of tokens",
-                             path, (unsigned long long)h->n_tokens,
-                             h->n_tokens > data / 4 ? "truncated file" : "size mismatch", (unsigned long long)data);
+        return graft_err_set(
+            err, GRAFT_STATUS_BAD_INPUT,
+            "%s @ byte 24: n_tokens: %llu (%s), but the file holds %llu bytes of tokens", path,
+            (unsigned long long)h->n_tokens,
+            h->n_tokens > data / 4 ? "truncated file" : "size mismatch", (unsigned long long)data);
     return GRAFT_STATUS_OK;
 }
 
@@ -191,10 +207,12 @@ void graft_shard_close(graft_shard_t *s) {
     free(s);
 }
 
-graft_status graft_shard_open(const char *path, uint64_t max_vocab, graft_shard_t **out, graft_err *err) {
+graft_status graft_shard_open(const char *path, uint64_t max_vocab, graft_shard_t **out,
+                              graft_err *err) {
     *out = NULL;
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return graft_err_set(err, GRAFT_STATUS_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0)
+        return graft_err_set(err, GRAFT_STATUS_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
         close(fd);
@@ -211,9 +229,11 @@ graft_status graft_shard_open(const char *path, uint64_t max_vocab, graft_shard_
     unsigned char hb[GRAFT_SHARD_HEADER_BYTES] = {0};
     ssize_t got = pread(fd, hb, sizeof hb, 0);
     graft_status rc = GRAFT_STATUS_OK;
-    if (got < 0) rc = graft_err_set(err, GRAFT_STATUS_IO, "%s: read failed: %s", path, strerror(errno));
+    if (got < 0)
+        rc = graft_err_set(err, GRAFT_STATUS_IO, "%s: read failed: %s", path, strerror(errno));
     if (!rc) rc = parse_header(path, hb, file_bytes, &s->h, err);
-    if (!rc && file_bytes > SIZE_MAX) rc = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "%s: too large to map", path);
+    if (!rc && file_bytes > SIZE_MAX)
+        rc = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "%s: too large to map", path);
     if (!rc) {
         s->map_bytes = (size_t)file_bytes;
         s->map = mmap(NULL, s->map_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -225,10 +245,12 @@ graft_status graft_shard_open(const char *path, uint64_t max_vocab, graft_shard_
     close(fd);
     if (!rc) {
         s->tokens = (const uint32_t *)((const unsigned char *)s->map + GRAFT_SHARD_HEADER_BYTES);
-        uint64_t sum = graft_shard_checksum(GRAFT_SHARD_CHECKSUM_INIT, s->tokens, (size_t)s->h.n_tokens * 4);
+        uint64_t sum =
+            graft_shard_checksum(GRAFT_SHARD_CHECKSUM_INIT, s->tokens, (size_t)s->h.n_tokens * 4);
         if (sum != s->h.checksum)
             rc = graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
-                               "%s @ byte 40: checksum: header says 0x%016llx, tokens hash to 0x%016llx (corrupt file)",
+                               "%s @ byte 40: checksum: header says 0x%016llx, tokens hash to "
+                               "0x%016llx (corrupt file)",
                                path, (unsigned long long)s->h.checksum, (unsigned long long)sum);
     }
     if (!rc) {
@@ -236,10 +258,12 @@ graft_status graft_shard_open(const char *path, uint64_t max_vocab, graft_shard_
         if (max_vocab && max_vocab < lim) lim = max_vocab;
         for (uint64_t i = 0; i < s->h.n_tokens; i++)
             if (s->tokens[i] >= lim) {
-                rc = graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s @ byte %llu: token %llu: id %u, expected < %llu%s",
-                                   path, (unsigned long long)(GRAFT_SHARD_HEADER_BYTES + 4 * i),
+                rc = graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                                   "%s @ byte %llu: token %llu: id %u, expected < %llu%s", path,
+                                   (unsigned long long)(GRAFT_SHARD_HEADER_BYTES + 4 * i),
                                    (unsigned long long)i, s->tokens[i], (unsigned long long)lim,
-                                   lim < s->h.vocab_size ? " (the model's vocabulary size)" : " (the shard's vocab_size)");
+                                   lim < s->h.vocab_size ? " (the model's vocabulary size)"
+                                                         : " (the shard's vocab_size)");
                 break;
             }
     }
@@ -278,8 +302,11 @@ graft_status graft_shard_inspect_print(const char *path, FILE *out, graft_err *e
     fprintf(out, "%s: graft token shard, version %u\n", path, h->version);
     fprintf(out, "  vocab_size      %llu\n", (unsigned long long)h->vocab_size);
     fprintf(out, "  n_tokens        %llu\n", (unsigned long long)h->n_tokens);
-    if (h->eot_id == UINT32_MAX) fprintf(out, "  eot_id          none\n");
-    else fprintf(out, "  eot_id          %u (%llu documents)\n", h->eot_id, (unsigned long long)docs);
+    if (h->eot_id == UINT32_MAX)
+        fprintf(out, "  eot_id          none\n");
+    else
+        fprintf(out, "  eot_id          %u (%llu documents)\n", h->eot_id,
+                (unsigned long long)docs);
     fprintf(out, "  tokenizer_hash  0x%016llx\n", (unsigned long long)h->tokenizer_hash);
     fprintf(out, "  checksum        0x%016llx (ok)\n", (unsigned long long)h->checksum);
     fprintf(out, "  first ids      ");

@@ -48,7 +48,8 @@ typedef struct graft_shard_writer graft_shard_writer_t;
 /* Creates <path>.tmp. vocab_size bounds every appended id. */
 graft_status graft_shard_writer_open(const char *path, uint64_t vocab_size, uint64_t tokenizer_hash,
                                      uint32_t eot_id, graft_shard_writer_t **out, graft_err *err);
-/* Appends n ids; an id >= vocab_size is GRAFT_STATUS_BAD_INPUT (nothing of this call is written). */
+/* Appends n ids; an id >= vocab_size is GRAFT_STATUS_BAD_INPUT (nothing of this call is written).
+ */
 graft_status graft_shard_writer_append(graft_shard_writer_t *w, const uint32_t *ids, size_t n,
                                        graft_err *err);
 uint64_t graft_shard_writer_count(const graft_shard_writer_t *w);
@@ -64,15 +65,16 @@ typedef struct graft_shard graft_shard_t;
 /* Opens and validates a shard. max_vocab > 0 (the model's vocabulary size) tightens the id bound
  * to min(header vocab_size, max_vocab). Errors name the file and the byte offset (e.g. of the
  * first out-of-range id). *out is freed with graft_shard_close. */
-graft_status graft_shard_open(const char *path, uint64_t max_vocab, graft_shard_t **out, graft_err *err);
+graft_status graft_shard_open(const char *path, uint64_t max_vocab, graft_shard_t **out,
+                              graft_err *err);
 void graft_shard_close(graft_shard_t *s);
 const graft_shard_header *graft_shard_get_header(const graft_shard_t *s);
 /* The tokens, valid until graft_shard_close; *n receives the count. */
 const uint32_t *graft_shard_tokens(const graft_shard_t *s, uint64_t *n);
 const char *graft_shard_path(const graft_shard_t *s);
 
-/* Validates `path` like graft_shard_open (no model bound) and prints a human summary (header fields,
- * document count, first ids) to out. For `graft inspect SHARD`. */
+/* Validates `path` like graft_shard_open (no model bound) and prints a human summary (header
+ * fields, document count, first ids) to out. For `graft inspect SHARD`. */
 graft_status graft_shard_inspect_print(const char *path, FILE *out, graft_err *err);
 
 /* 1 when the first 8 bytes of `path` are the shard magic (cheap file-type sniffing). */

@@ -1,4 +1,5 @@
-/* tokenizer.c: Qwen byte-level BPE, exact to Hugging Face `tokenizers` 0.23 (shared/spec/tokenizer.md).
+/* tokenizer.c: Qwen byte-level BPE, exact to Hugging Face `tokenizers` 0.23
+ * (shared/spec/tokenizer.md).
  *
  * Holds: loading (tokenizer.json, or vocab.json + merges.txt + added tokens) with validation,
  * encode (added tokens split out on the raw text, NFC per segment with utf8proc, the hand-written
@@ -71,25 +72,34 @@ static void byte_table(uint32_t b2u[256]) {
 /* Decodes one UTF-8 character at s[i] (i < n) strictly; returns its length or 0 if invalid. */
 static int utf8_char(const unsigned char *s, size_t n, size_t i, uint32_t *cp) {
     unsigned b = s[i];
-    if (b < 0x80) { *cp = b; return 1; }
+    if (b < 0x80) {
+        *cp = b;
+        return 1;
+    }
     int need;
     unsigned lo = 0x80, hi = 0xBF;
     uint32_t c;
-    if (b >= 0xC2 && b <= 0xDF) { need = 1; c = b & 0x1F; }
-    else if (b >= 0xE0 && b <= 0xEF) {
-        need = 2; c = b & 0x0F;
+    if (b >= 0xC2 && b <= 0xDF) {
+        need = 1;
+        c = b & 0x1F;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+        need = 2;
+        c = b & 0x0F;
         if (b == 0xE0) lo = 0xA0;
         if (b == 0xED) hi = 0x9F;
     } else if (b >= 0xF0 && b <= 0xF4) {
-        need = 3; c = b & 0x07;
+        need = 3;
+        c = b & 0x07;
         if (b == 0xF0) lo = 0x90;
         if (b == 0xF4) hi = 0x8F;
-    } else return 0;
+    } else
+        return 0;
     for (int k = 0; k < need; k++) {
         if (i + 1 + (size_t)k >= n) return 0;
         unsigned x = s[i + 1 + k];
         if (x < lo || x > hi) return 0;
-        lo = 0x80; hi = 0xBF;
+        lo = 0x80;
+        hi = 0xBF;
         c = (c << 6) | (x & 0x3F);
     }
     *cp = c;
@@ -97,14 +107,26 @@ static int utf8_char(const unsigned char *s, size_t n, size_t i, uint32_t *cp) {
 }
 
 static size_t utf8_put(char *o, uint32_t c) {
-    if (c < 0x80) { o[0] = (char)c; return 1; }
-    if (c < 0x800) { o[0] = (char)(0xC0 | (c >> 6)); o[1] = (char)(0x80 | (c & 0x3F)); return 2; }
-    if (c < 0x10000) {
-        o[0] = (char)(0xE0 | (c >> 12)); o[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (c & 0x3F)); return 3;
+    if (c < 0x80) {
+        o[0] = (char)c;
+        return 1;
     }
-    o[0] = (char)(0xF0 | (c >> 18)); o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((c >> 6) & 0x3F)); o[3] = (char)(0x80 | (c & 0x3F)); return 4;
+    if (c < 0x800) {
+        o[0] = (char)(0xC0 | (c >> 6));
+        o[1] = (char)(0x80 | (c & 0x3F));
+        return 2;
+    }
+    if (c < 0x10000) {
+        o[0] = (char)(0xE0 | (c >> 12));
+        o[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+        o[2] = (char)(0x80 | (c & 0x3F));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | (c >> 18));
+    o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((c >> 6) & 0x3F));
+    o[3] = (char)(0x80 | (c & 0x3F));
+    return 4;
 }
 
 /* ---- character classes for the pre-tokenizer (spec 5.3) ------------------------------------ */
@@ -154,15 +176,15 @@ struct graft_tokenizer {
     uint64_t hash;
     int nfc, split;
     uint32_t byte_id[256];
-    char *bytes;          /* all id strings as raw bytes */
-    uint64_t *off;        /* (n_vocab + 1) offsets into bytes; known[i] says if id i exists */
+    char *bytes;   /* all id strings as raw bytes */
+    uint64_t *off; /* (n_vocab + 1) offsets into bytes; known[i] says if id i exists */
     uint8_t *known, *special;
     merge_slot *merges;
     uint64_t merge_mask;
     added_tok *added;
     size_t n_added;
     uint8_t added_first[256];
-    int single_first;     /* the one first byte all added tokens share, or -1 */
+    int single_first; /* the one first byte all added tokens share, or -1 */
 };
 
 uint32_t graft_tokenizer_n_vocab(const graft_tokenizer_t *t) { return t->n_vocab; }
@@ -196,7 +218,10 @@ void graft_tokenizer_free(graft_tokenizer_t *t) {
 }
 
 static inline uint64_t mix64(uint64_t x) {
-    x ^= x >> 33; x *= 0xff51afd7ed558ccdull; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
     return x ^ (x >> 33);
 }
 
@@ -214,7 +239,9 @@ static void merge_put(graft_tokenizer_t *t, uint32_t a, uint32_t b, uint32_t ran
     for (uint64_t i = mix64(key) & t->merge_mask;; i = (i + 1) & t->merge_mask) {
         merge_slot *s = &t->merges[i];
         if (!s->key || s->key == key) { /* a later duplicate wins, as in HF's HashMap collect */
-            s->key = key; s->rank = rank; s->id = id;
+            s->key = key;
+            s->rank = rank;
+            s->id = id;
             return;
         }
     }
@@ -233,7 +260,8 @@ typedef struct load_ctx {
 
 static graft_status read_file(const char *path, char **data, size_t *len, graft_err *err) {
     FILE *f = fopen(path, "rb");
-    if (!f) return graft_err_set(err, GRAFT_STATUS_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!f)
+        return graft_err_set(err, GRAFT_STATUS_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
         fclose(f);
@@ -245,7 +273,10 @@ static graft_status read_file(const char *path, char **data, size_t *len, graft_
                              path, (long long)st.st_size);
     }
     char *buf = malloc((size_t)st.st_size + 1);
-    if (!buf) { fclose(f); return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "%s: out of memory", path); }
+    if (!buf) {
+        fclose(f);
+        return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "%s: out of memory", path);
+    }
     size_t got = fread(buf, 1, (size_t)st.st_size, f);
     fclose(f);
     if (got != (size_t)st.st_size) {
@@ -268,8 +299,8 @@ static graft_status load_json(const char *path, json_t **out, uint64_t *hash, gr
     *out = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
     free(data);
     if (!*out)
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s:%d:%d: invalid JSON: %s", path, je.line,
-                             je.column, je.text);
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s:%d:%d: invalid JSON: %s", path,
+                             je.line, je.column, je.text);
     return GRAFT_STATUS_OK;
 }
 
@@ -284,9 +315,15 @@ static size_t token_to_bytes(const load_ctx *c, const char *s, size_t n, char *o
         int b = -1;
         if (cp < 0x144) {
             for (int j = 0; j < 256; j++)
-                if (c->b2u[j] == cp) { b = j; break; }
+                if (c->b2u[j] == cp) {
+                    b = j;
+                    break;
+                }
         }
-        if (b < 0) { memcpy(out, s, n); return n; }
+        if (b < 0) {
+            memcpy(out, s, n);
+            return n;
+        }
         out[k++] = (char)b;
         i += (size_t)l;
     }
@@ -296,8 +333,9 @@ static size_t token_to_bytes(const load_ctx *c, const char *s, size_t n, char *o
 static graft_status load_vocab(load_ctx *c, graft_err *err) {
     graft_tokenizer_t *t = c->t;
     if (!json_is_object(c->vocab))
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: %s: %s, expected an object", c->vocab_file,
-                             c->vocab_field, json_is_null(c->vocab) ? "null" : "not an object");
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: %s: %s, expected an object",
+                             c->vocab_file, c->vocab_field,
+                             json_is_null(c->vocab) ? "null" : "not an object");
     size_t n = json_object_size(c->vocab);
     if (n < 256 || n > (1u << 30))
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: %s: %zu entries, expected 256..2^30",
@@ -307,14 +345,18 @@ static graft_status load_vocab(load_ctx *c, graft_err *err) {
     const char **key_of = calloc(n, sizeof *key_of);
     size_t total = 0;
     graft_status st = GRAFT_STATUS_OK;
-    if (!len || !key_of) { st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "vocab: out of memory"); goto done; }
+    if (!len || !key_of) {
+        st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "vocab: out of memory");
+        goto done;
+    }
     const char *key;
     size_t klen;
     json_t *v;
     json_object_keylen_foreach(c->vocab, key, klen, v) {
         if (!json_is_integer(v)) {
-            st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: %s[\"%.64s\"]: not an integer, expected an id",
-                               c->vocab_file, c->vocab_field, key);
+            st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                               "%s: %s[\"%.64s\"]: not an integer, expected an id", c->vocab_file,
+                               c->vocab_field, key);
             goto done;
         }
         json_int_t id = json_integer_value(v);
@@ -325,14 +367,16 @@ static graft_status load_vocab(load_ctx *c, graft_err *err) {
             goto done;
         }
         if (key_of[id]) {
-            st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
-                               "%s: %s[\"%.64s\"]: id %lld also used by \"%.64s\", expected unique ids",
-                               c->vocab_file, c->vocab_field, key, (long long)id, key_of[id]);
+            st = graft_err_set(
+                err, GRAFT_STATUS_BAD_INPUT,
+                "%s: %s[\"%.64s\"]: id %lld also used by \"%.64s\", expected unique ids",
+                c->vocab_file, c->vocab_field, key, (long long)id, key_of[id]);
             goto done;
         }
         if (klen == 0 || klen > MAX_TOKEN_BYTES) {
-            st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: %s: id %lld: token of %zu bytes, expected 1..%d",
-                               c->vocab_file, c->vocab_field, (long long)id, klen, MAX_TOKEN_BYTES);
+            st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                               "%s: %s: id %lld: token of %zu bytes, expected 1..%d", c->vocab_file,
+                               c->vocab_field, (long long)id, klen, MAX_TOKEN_BYTES);
             goto done;
         }
         key_of[id] = key;
@@ -341,7 +385,10 @@ static graft_status load_vocab(load_ctx *c, graft_err *err) {
     }
     t->bytes = malloc(total + 1);
     t->off = calloc((size_t)n + 2, sizeof *t->off);
-    if (!t->bytes || !t->off) { st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "vocab: out of memory"); goto done; }
+    if (!t->bytes || !t->off) {
+        st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "vocab: out of memory");
+        goto done;
+    }
     uint64_t o = 0;
     for (size_t i = 0; i < n; i++) {
         t->off[i] = o;
@@ -354,7 +401,8 @@ static graft_status load_vocab(load_ctx *c, graft_err *err) {
         json_t *idv = json_object_getn(c->vocab, ch, l);
         if (!idv) {
             st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
-                               "%s: %s: byte token \"%.*s\" (byte 0x%02X) missing, expected all 256 byte-level tokens",
+                               "%s: %s: byte token \"%.*s\" (byte 0x%02X) missing, expected all "
+                               "256 byte-level tokens",
                                c->vocab_file, c->vocab_field, (int)l, ch, b);
             goto done;
         }
@@ -382,7 +430,8 @@ static graft_status add_merge(load_ctx *c, const char *a, size_t al, const char 
     if (!ia || !ib) {
         const char *m = ia ? b : a;
         int ml = (int)(ia ? bl : al);
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: merge part \"%.*s\" is not in the vocab", where,
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "%s: merge part \"%.*s\" is not in the vocab", where,
                              ml > 64 ? 64 : ml, m);
     }
     if (al + bl > 2 * MAX_TOKEN_BYTES)
@@ -391,17 +440,19 @@ static graft_status add_merge(load_ctx *c, const char *a, size_t al, const char 
     memcpy(c->scratch + al, b, bl);
     json_t *ic = json_object_getn(c->vocab, c->scratch, al + bl);
     if (!ic)
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: merge result \"%.*s\" is not in the vocab",
-                             where, (int)(al + bl > 64 ? 64 : al + bl), c->scratch);
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "%s: merge result \"%.*s\" is not in the vocab", where,
+                             (int)(al + bl > 64 ? 64 : al + bl), c->scratch);
     merge_put(c->t, (uint32_t)json_integer_value(ia), (uint32_t)json_integer_value(ib), rank,
               (uint32_t)json_integer_value(ic));
     return GRAFT_STATUS_OK;
 }
 
-static graft_status load_merges_json(load_ctx *c, json_t *merges, const char *file, graft_err *err) {
+static graft_status load_merges_json(load_ctx *c, json_t *merges, const char *file,
+                                     graft_err *err) {
     if (!json_is_array(merges))
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: model.merges: %s, expected an array", file,
-                             merges ? "not an array" : "missing");
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: model.merges: %s, expected an array",
+                             file, merges ? "not an array" : "missing");
     size_t n = json_array_size(merges);
     graft_status st = merges_alloc(c->t, n, err);
     if (st) return st;
@@ -412,7 +463,8 @@ static graft_status load_merges_json(load_ctx *c, json_t *merges, const char *fi
         if (json_is_array(m)) {
             json_t *x = json_array_get(m, 0), *y = json_array_get(m, 1);
             if (json_array_size(m) != 2 || !json_is_string(x) || !json_is_string(y))
-                return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: expected a pair of two strings", where);
+                return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                                     "%s: expected a pair of two strings", where);
             st = add_merge(c, json_string_value(x), json_string_length(x), json_string_value(y),
                            json_string_length(y), (uint32_t)i, where, err);
         } else if (json_is_string(m)) {
@@ -420,12 +472,14 @@ static graft_status load_merges_json(load_ctx *c, json_t *merges, const char *fi
             size_t l = json_string_length(m);
             const char *sp = memchr(s, ' ', l);
             if (!sp || sp == s || sp == s + l - 1 || memchr(sp + 1, ' ', (size_t)(s + l - sp - 1)))
-                return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
-                                     "%s: \"%.64s\", expected two non-empty parts separated by one space", where, s);
-            st = add_merge(c, s, (size_t)(sp - s), sp + 1, (size_t)(s + l - sp - 1), (uint32_t)i, where, err);
+                return graft_err_set(
+                    err, GRAFT_STATUS_BAD_INPUT,
+                    "%s: \"%.64s\", expected two non-empty parts separated by one space", where, s);
+            st = add_merge(c, s, (size_t)(sp - s), sp + 1, (size_t)(s + l - sp - 1), (uint32_t)i,
+                           where, err);
         } else {
-            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: expected a [\"a\", \"b\"] pair or an \"a b\" string",
-                                 where);
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                                 "%s: expected a [\"a\", \"b\"] pair or an \"a b\" string", where);
         }
         if (st) return st;
     }
@@ -456,12 +510,14 @@ static graft_status load_merges_txt(load_ctx *c, const char *path, graft_err *er
         snprintf(where, sizeof where, "%s:%zu", path, line);
         const char *sp = memchr(s, ' ', l);
         if (!sp || sp == s || sp == s + l - 1 || memchr(sp + 1, ' ', (size_t)(s + l - sp - 1))) {
-            st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
-                               "%s: \"%.*s\", expected \"LEFT RIGHT\" (two non-empty parts, one space)", where,
-                               (int)(l > 64 ? 64 : l), s);
+            st = graft_err_set(
+                err, GRAFT_STATUS_BAD_INPUT,
+                "%s: \"%.*s\", expected \"LEFT RIGHT\" (two non-empty parts, one space)", where,
+                (int)(l > 64 ? 64 : l), s);
             break;
         }
-        st = add_merge(c, s, (size_t)(sp - s), sp + 1, (size_t)(s + l - sp - 1), rank++, where, err);
+        st =
+            add_merge(c, s, (size_t)(sp - s), sp + 1, (size_t)(s + l - sp - 1), rank++, where, err);
     }
     free(data);
     return st;
@@ -470,32 +526,42 @@ static graft_status load_merges_txt(load_ctx *c, const char *path, graft_err *er
 static graft_status bool_field(json_t *o, const char *key, int dflt, int *out, const char *where,
                                graft_err *err) {
     json_t *v = json_object_get(o, key);
-    if (!v) { *out = dflt; return GRAFT_STATUS_OK; }
+    if (!v) {
+        *out = dflt;
+        return GRAFT_STATUS_OK;
+    }
     if (!json_is_boolean(v))
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s.%s: not a boolean, expected true or false", where, key);
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "%s.%s: not a boolean, expected true or false", where, key);
     *out = json_is_true(v);
     return GRAFT_STATUS_OK;
 }
 
 /* One added-token object (tokenizer.json added_tokens[i] or added_tokens_decoder[id]). */
-static graft_status add_added(load_ctx *c, json_t *o, long long id, const char *where, graft_err *err) {
+static graft_status add_added(load_ctx *c, json_t *o, long long id, const char *where,
+                              graft_err *err) {
     graft_tokenizer_t *t = c->t;
     if (!json_is_object(o))
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: not an object, expected {id, content, ...}", where);
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "%s: not an object, expected {id, content, ...}", where);
     json_t *ct = json_object_get(o, "content");
-    if (!json_is_string(ct) || json_string_length(ct) == 0 || json_string_length(ct) > MAX_TOKEN_BYTES)
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s.content: %s, expected a non-empty string", where,
+    if (!json_is_string(ct) || json_string_length(ct) == 0 ||
+        json_string_length(ct) > MAX_TOKEN_BYTES)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "%s.content: %s, expected a non-empty string", where,
                              ct ? "not a non-empty string" : "missing");
     if (id < 0 || id >= (1ll << 30))
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s.id: %lld, expected 0..2^30", where, id);
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s.id: %lld, expected 0..2^30", where,
+                             id);
     int flag = 0;
     static const char *const unsupported[] = {"lstrip", "rstrip", "single_word"};
     for (int k = 0; k < 3; k++) {
         graft_status st = bool_field(o, unsupported[k], 0, &flag, where, err);
         if (st) return st;
         if (flag)
-            return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "%s.%s: true, expected false (not supported)",
-                                 where, unsupported[k]);
+            return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                                 "%s.%s: true, expected false (not supported)", where,
+                                 unsupported[k]);
     }
     int special = 0;
     graft_status st = bool_field(o, "special", 0, &special, where, err);
@@ -508,21 +574,25 @@ static graft_status add_added(load_ctx *c, json_t *o, long long id, const char *
         json_t *vid = json_object_getn(c->vocab, s, l);
         if (!vid || json_integer_value(vid) != id)
             return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
-                                 "%s.id: %lld is a BPE id of another token, expected >= %u or the vocab id of \"%.64s\"",
+                                 "%s.id: %lld is a BPE id of another token, expected >= %u or the "
+                                 "vocab id of \"%.64s\"",
                                  where, id, t->n_bpe, s);
     }
     for (size_t i = 0; i < t->n_added; i++) {
         if (t->added[i].id == (uint32_t)id)
-            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s.id: %lld used twice, expected unique ids", where, id);
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                                 "%s.id: %lld used twice, expected unique ids", where, id);
         if (t->added[i].len == l && !memcmp(t->added[i].content, s, l))
-            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s.content: \"%.64s\" appears twice", where, s);
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s.content: \"%.64s\" appears twice",
+                                 where, s);
     }
     added_tok *a = realloc(t->added, (t->n_added + 1) * sizeof *a);
     if (!a) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "added tokens: out of memory");
     t->added = a;
     a = &t->added[t->n_added];
     a->content = malloc(l + 1);
-    if (!a->content) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "added tokens: out of memory");
+    if (!a->content)
+        return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "added tokens: out of memory");
     memcpy(a->content, s, l + 1);
     a->len = l;
     a->id = (uint32_t)id;
@@ -567,8 +637,10 @@ static graft_status finish(graft_tokenizer_t *t, graft_err *err) {
         added_tok *a = &t->added[i];
         if (a->special) t->special[a->id] = 1;
         unsigned char f = (unsigned char)a->content[0];
-        if (i == 0) t->single_first = f;
-        else if (t->single_first != f) t->single_first = -2;
+        if (i == 0)
+            t->single_first = f;
+        else if (t->single_first != f)
+            t->single_first = -2;
         t->added_first[f] = 1;
         if (!strcmp(a->content, "<|endoftext|>")) t->eot = a->id;
     }
@@ -577,22 +649,25 @@ static graft_status finish(graft_tokenizer_t *t, graft_err *err) {
 }
 
 #define QWEN2_PATTERN                                                                              \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "                          \
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"                                                               \
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
 static graft_status check_type(json_t *o, const char *want, const char *file, const char *field,
                                graft_err *err) {
     json_t *ty = json_object_get(o, "type");
     if (!json_is_string(ty))
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: %s.type: missing or not a string, expected \"%s\"",
-                             file, field, want);
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "%s: %s.type: missing or not a string, expected \"%s\"", file, field,
+                             want);
     if (strcmp(json_string_value(ty), want))
-        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "%s: %s.type: \"%s\", expected \"%s\"", file, field,
-                             json_string_value(ty), want);
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "%s: %s.type: \"%s\", expected \"%s\"",
+                             file, field, json_string_value(ty), want);
     return GRAFT_STATUS_OK;
 }
 
-static graft_status check_bytelevel(json_t *bl, const char *file, const char *field, graft_err *err) {
+static graft_status check_bytelevel(json_t *bl, const char *file, const char *field,
+                                    graft_err *err) {
     graft_status st = check_type(bl, "ByteLevel", file, field, err);
     if (st) return st;
     char where[600];
@@ -600,15 +675,17 @@ static graft_status check_bytelevel(json_t *bl, const char *file, const char *fi
     int v = 0;
     if ((st = bool_field(bl, "use_regex", 1, &v, where, err))) return st;
     if (v)
-        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "%s.use_regex: true (or missing), expected false", where);
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                             "%s.use_regex: true (or missing), expected false", where);
     if ((st = bool_field(bl, "add_prefix_space", 1, &v, where, err))) return st;
     if (v)
-        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "%s.add_prefix_space: true (or missing), expected false",
-                             where);
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                             "%s.add_prefix_space: true (or missing), expected false", where);
     return GRAFT_STATUS_OK;
 }
 
-static graft_status load_tokenizer_json(graft_tokenizer_t *t, load_ctx *c, const char *file, graft_err *err) {
+static graft_status load_tokenizer_json(graft_tokenizer_t *t, load_ctx *c, const char *file,
+                                        graft_err *err) {
     json_t *root = NULL;
     graft_status st = load_json(file, &root, &t->hash, err);
     if (st) return st;
@@ -626,33 +703,43 @@ static graft_status load_tokenizer_json(graft_tokenizer_t *t, load_ctx *c, const
     json_t *pre = json_object_get(root, "pre_tokenizer");
     json_t *ty = json_object_get(pre, "type");
     if (!json_is_object(pre) || !json_is_string(ty)) {
-        st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: pre_tokenizer: missing or without a type, expected "
-                           "Sequence[Split, ByteLevel] or ByteLevel", file);
+        st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                           "%s: pre_tokenizer: missing or without a type, expected "
+                           "Sequence[Split, ByteLevel] or ByteLevel",
+                           file);
         goto out;
     }
     if (!strcmp(json_string_value(ty), "Sequence")) {
         json_t *list = json_object_get(pre, "pretokenizers");
         if (!json_is_array(list) || json_array_size(list) != 2) {
-            st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
-                               "%s: pre_tokenizer.pretokenizers: expected [Split, ByteLevel]", file);
+            st =
+                graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                              "%s: pre_tokenizer.pretokenizers: expected [Split, ByteLevel]", file);
             goto out;
         }
         json_t *sp = json_array_get(list, 0);
         if ((st = check_type(sp, "Split", file, "pre_tokenizer.pretokenizers[0]", err))) goto out;
         json_t *re = json_object_get(json_object_get(sp, "pattern"), "Regex");
         if (!json_is_string(re) || strcmp(json_string_value(re), QWEN2_PATTERN)) {
-            st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
-                               "%s: pre_tokenizer.pretokenizers[0].pattern.Regex: %s, expected the Qwen2 pattern "
-                               "(spec 5.1)", file, json_is_string(re) ? "another pattern" : "missing");
+            st = graft_err_set(
+                err, GRAFT_STATUS_UNSUPPORTED,
+                "%s: pre_tokenizer.pretokenizers[0].pattern.Regex: %s, expected the Qwen2 pattern "
+                "(spec 5.1)",
+                file, json_is_string(re) ? "another pattern" : "missing");
             goto out;
         }
         json_t *beh = json_object_get(sp, "behavior"), *inv = json_object_get(sp, "invert");
-        if (!json_is_string(beh) || strcmp(json_string_value(beh), "Isolated") || json_is_true(inv)) {
-            st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
-                               "%s: pre_tokenizer.pretokenizers[0]: expected behavior \"Isolated\", invert false", file);
+        if (!json_is_string(beh) || strcmp(json_string_value(beh), "Isolated") ||
+            json_is_true(inv)) {
+            st = graft_err_set(
+                err, GRAFT_STATUS_UNSUPPORTED,
+                "%s: pre_tokenizer.pretokenizers[0]: expected behavior \"Isolated\", invert false",
+                file);
             goto out;
         }
-        if ((st = check_bytelevel(json_array_get(list, 1), file, "pre_tokenizer.pretokenizers[1]", err))) goto out;
+        if ((st = check_bytelevel(json_array_get(list, 1), file, "pre_tokenizer.pretokenizers[1]",
+                                  err)))
+            goto out;
         t->split = 1;
     } else {
         if ((st = check_bytelevel(pre, file, "pre_tokenizer", err))) goto out;
@@ -662,15 +749,16 @@ static graft_status load_tokenizer_json(graft_tokenizer_t *t, load_ctx *c, const
     if ((st = check_type(model, "BPE", file, "model", err))) goto out;
     json_t *v;
     if ((v = json_object_get(model, "dropout")) && !json_is_null(v)) {
-        st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "%s: model.dropout: set, expected null", file);
+        st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "%s: model.dropout: set, expected null",
+                           file);
         goto out;
     }
     static const char *const empty_str[] = {"continuing_subword_prefix", "end_of_word_suffix"};
     for (int k = 0; k < 2; k++)
         if ((v = json_object_get(model, empty_str[k])) && !json_is_null(v) &&
             !(json_is_string(v) && json_string_length(v) == 0)) {
-            st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "%s: model.%s: set, expected null or \"\"", file,
-                               empty_str[k]);
+            st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                               "%s: model.%s: set, expected null or \"\"", file, empty_str[k]);
             goto out;
         }
     static const char *const false_flags[] = {"byte_fallback", "ignore_merges"};
@@ -680,7 +768,8 @@ static graft_status load_tokenizer_json(graft_tokenizer_t *t, load_ctx *c, const
         snprintf(where, sizeof where, "%s: model", file);
         if ((st = bool_field(model, false_flags[k], 0, &f, where, err))) goto out;
         if (f) {
-            st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "%s.%s: true, expected false", where, false_flags[k]);
+            st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "%s.%s: true, expected false", where,
+                               false_flags[k]);
             goto out;
         }
     }
@@ -702,7 +791,8 @@ static graft_status load_tokenizer_json(graft_tokenizer_t *t, load_ctx *c, const
             snprintf(where, sizeof where, "%s: added_tokens[%zu]", file, i);
             json_t *idv = json_object_get(o, "id");
             if (!json_is_integer(idv)) {
-                st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s.id: missing or not an integer", where);
+                st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s.id: missing or not an integer",
+                                   where);
                 goto out;
             }
             if ((st = add_added(c, o, (long long)json_integer_value(idv), where, err))) goto out;
@@ -741,7 +831,8 @@ static int special_in_map(json_t *map, const char *content) {
     return 0;
 }
 
-static graft_status load_dir_pair(graft_tokenizer_t *t, load_ctx *c, const char *dir, graft_err *err) {
+static graft_status load_dir_pair(graft_tokenizer_t *t, load_ctx *c, const char *dir,
+                                  graft_err *err) {
     char vp[4096], mp[4096], cp[4096], ap[4096], sp[4096];
     snprintf(vp, sizeof vp, "%s/vocab.json", dir);
     snprintf(mp, sizeof mp, "%s/merges.txt", dir);
@@ -763,7 +854,8 @@ static graft_status load_dir_pair(graft_tokenizer_t *t, load_ctx *c, const char 
         if ((st = load_json(cp, &cfg, &t->hash, err))) goto out;
         dec = json_object_get(cfg, "added_tokens_decoder");
         if (dec && !json_is_object(dec)) {
-            st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: added_tokens_decoder: not an object", cp);
+            st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                               "%s: added_tokens_decoder: not an object", cp);
             goto out;
         }
     }
@@ -776,7 +868,8 @@ static graft_status load_dir_pair(graft_tokenizer_t *t, load_ctx *c, const char 
             errno = 0;
             long long id = strtoll(k, &end, 10);
             if (!*k || *end || errno) {
-                st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: key is not a decimal id", where);
+                st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: key is not a decimal id",
+                                   where);
                 goto out;
             }
             if ((st = add_added(c, o, id, where, err))) goto out;
@@ -794,10 +887,12 @@ static graft_status load_dir_pair(graft_tokenizer_t *t, load_ctx *c, const char 
             char where[4200];
             snprintf(where, sizeof where, "%s: [\"%.64s\"]", ap, k);
             if (!json_is_integer(idv)) {
-                st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: not an integer, expected an id", where);
+                st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                                   "%s: not an integer, expected an id", where);
                 goto out;
             }
-            json_t *o = json_pack("{s:s, s:b}", "content", k, "special", smap ? special_in_map(smap, k) : 0);
+            json_t *o = json_pack("{s:s, s:b}", "content", k, "special",
+                                  smap ? special_in_map(smap, k) : 0);
             st = o ? add_added(c, o, (long long)json_integer_value(idv), where, err)
                    : graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "out of memory");
             json_decref(o);
@@ -817,7 +912,8 @@ graft_status graft_tokenizer_load(const char *path, graft_tokenizer_t **out, gra
     *out = NULL;
     pthread_once(&class_once, class_init);
     struct stat sb;
-    if (stat(path, &sb)) return graft_err_set(err, GRAFT_STATUS_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (stat(path, &sb))
+        return graft_err_set(err, GRAFT_STATUS_IO, "%s: cannot open: %s", path, strerror(errno));
     graft_tokenizer_t *t = calloc(1, sizeof *t);
     load_ctx *c = calloc(1, sizeof *c);
     if (!t || !c) {
@@ -863,11 +959,11 @@ typedef struct heap_item {
 struct graft_tok_ws {
     const graft_tokenizer_t *owner; /* the tokenizer the cache was filled for */
     cache_entry *cache;
-    uint32_t *cps;                  /* code points of the current segment */
-    uint32_t *off;                  /* byte offset of each code point (+1 sentinel) */
+    uint32_t *cps; /* code points of the current segment */
+    uint32_t *off; /* byte offset of each code point (+1 sentinel) */
     uint8_t *cls;
     size_t cap_cp;
-    uint32_t *sym_id;               /* BPE symbols: id, prev, next; len 0 = removed */
+    uint32_t *sym_id; /* BPE symbols: id, prev, next; len 0 = removed */
     int32_t *sym_prev, *sym_next;
     uint8_t *sym_alive;
     heap_item *heap;
@@ -961,7 +1057,10 @@ static heap_item heap_pop(graft_tok_ws_t *w, size_t *n) {
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
         const heap_item *best = &last;
-        if (l < *n && heap_less(&h[l], best)) { m = l; best = &h[l]; }
+        if (l < *n && heap_less(&h[l], best)) {
+            m = l;
+            best = &h[l];
+        }
         if (r < *n && heap_less(&h[r], best)) { m = r; }
         if (m == i) break;
         h[i] = h[m];
@@ -981,7 +1080,8 @@ static graft_status bpe_piece(const graft_tokenizer_t *t, graft_tok_ws_t *w, con
         for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
         ce = &w->cache[h & (CACHE_SLOTS - 1)];
         if (ce->len == n && !memcmp(ce->key, p, n)) {
-            if (ids_reserve(out, ce->n_ids)) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "out of memory");
+            if (ids_reserve(out, ce->n_ids))
+                return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "out of memory");
             memcpy(out->data + out->n, ce->ids, ce->n_ids * sizeof(uint32_t));
             out->n += ce->n_ids;
             return GRAFT_STATUS_OK;
@@ -1061,7 +1161,8 @@ static size_t match_at(const uint32_t *s, const uint8_t *cls, size_t i, size_t n
     }
     uint8_t k = cls[i];
     if (k & C_L) return end_of_run(cls, i, n, C_L);
-    if (!(k & (C_CRLF | C_N)) && i + 1 < n && (cls[i + 1] & C_L)) return end_of_run(cls, i + 1, n, C_L);
+    if (!(k & (C_CRLF | C_N)) && i + 1 < n && (cls[i + 1] & C_L))
+        return end_of_run(cls, i + 1, n, C_L);
     if (k & C_N) return i + 1;
     size_t j = i;
     if (c == ' ' && i + 1 < n && (cls[i + 1] & C_O)) j = i + 1;
@@ -1094,16 +1195,24 @@ static graft_status nfc_segment(const char *s, size_t n, char **out, size_t *out
     for (size_t start = 0; start < n;) {
         size_t end = n;
         for (size_t q = start + 1; q + 4 <= n; q++)
-            if (s[q] == U11930[0] && !memcmp(s + q, U11930, 4)) { end = q; break; }
+            if (s[q] == U11930[0] && !memcmp(s + q, U11930, 4)) {
+                end = q;
+                break;
+            }
         utf8proc_uint8_t *buf = NULL;
-        utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s + start, (utf8proc_ssize_t)(end - start),
-                                          &buf, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+        utf8proc_ssize_t r =
+            utf8proc_map((const utf8proc_uint8_t *)s + start, (utf8proc_ssize_t)(end - start), &buf,
+                         UTF8PROC_STABLE | UTF8PROC_COMPOSE);
         if (r < 0) {
             free(res);
             return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "NFC: %s", utf8proc_errmsg(r));
         }
         char *nr = realloc(res, rn + (size_t)r + 1);
-        if (!nr) { free(buf); free(res); return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "out of memory"); }
+        if (!nr) {
+            free(buf);
+            free(res);
+            return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "out of memory");
+        }
         res = nr;
         memcpy(res + rn, buf, (size_t)r);
         rn += (size_t)r;
@@ -1136,8 +1245,11 @@ static graft_status encode_segment(const graft_tokenizer_t *t, graft_tok_ws_t *w
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         int l;
-        if (u[i] < 0x80) { cp = u[i]; l = 1; }
-        else l = utf8_char(u, n, i, &cp);
+        if (u[i] < 0x80) {
+            cp = u[i];
+            l = 1;
+        } else
+            l = utf8_char(u, n, i, &cp);
         w->cps[m] = cp;
         w->off[m] = (uint32_t)i;
         w->cls[m] = char_class(cp);
@@ -1155,17 +1267,22 @@ static graft_status encode_segment(const graft_tokenizer_t *t, graft_tok_ws_t *w
     return st;
 }
 
-graft_status graft_tokenizer_encode(const graft_tokenizer_t *t, graft_tok_ws_t *ws, const char *text,
-                                    size_t len, unsigned flags, graft_ids *out, graft_err *err) {
+graft_status graft_tokenizer_encode(const graft_tokenizer_t *t, graft_tok_ws_t *ws,
+                                    const char *text, size_t len, unsigned flags, graft_ids *out,
+                                    graft_err *err) {
     const unsigned char *u = (const unsigned char *)text;
     if (len > UINT32_MAX - 1)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "text: %zu bytes, expected < 4 GiB", len);
     for (size_t i = 0; i < len;) {
-        if (u[i] < 0x80) { i++; continue; }
+        if (u[i] < 0x80) {
+            i++;
+            continue;
+        }
         uint32_t cp;
         int l = utf8_char(u, len, i, &cp);
         if (!l)
-            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "text @ byte %zu: invalid UTF-8 (byte 0x%02X)", i, u[i]);
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                                 "text @ byte %zu: invalid UTF-8 (byte 0x%02X)", i, u[i]);
         i += (size_t)l;
     }
     graft_tok_ws_t *own = NULL;
@@ -1181,10 +1298,16 @@ graft_status graft_tokenizer_encode(const graft_tokenizer_t *t, graft_tok_ws_t *
     graft_status st = GRAFT_STATUS_OK;
     size_t seg = 0, i = 0;
     while (i < len && !st) {
-        if (t->n_added == 0) { i = len; break; }
+        if (t->n_added == 0) {
+            i = len;
+            break;
+        }
         if (t->single_first >= 0) {
             const char *p = memchr(text + i, t->single_first, len - i);
-            if (!p) { i = len; break; }
+            if (!p) {
+                i = len;
+                break;
+            }
             i = (size_t)(p - text);
         } else if (!t->added_first[u[i]]) {
             i++;
@@ -1193,11 +1316,15 @@ graft_status graft_tokenizer_encode(const graft_tokenizer_t *t, graft_tok_ws_t *
         const added_tok *best = NULL;
         for (size_t k = 0; k < t->n_added; k++) {
             const added_tok *a = &t->added[k];
-            if (a->len <= len - i && (!best || a->len > best->len) && !memcmp(text + i, a->content, a->len) &&
+            if (a->len <= len - i && (!best || a->len > best->len) &&
+                !memcmp(text + i, a->content, a->len) &&
                 !(a->special && (flags & GRAFT_TOK_SPECIAL_AS_TEXT)))
                 best = a;
         }
-        if (!best) { i++; continue; }
+        if (!best) {
+            i++;
+            continue;
+        }
         st = encode_segment(t, ws, text + seg, i - seg, out, err);
         if (!st) st = graft_ids_push(out, best->id, err);
         i += best->len;
@@ -1254,8 +1381,9 @@ static void *batch_worker(void *arg) {
 }
 
 graft_status graft_tokenizer_encode_batch(const graft_tokenizer_t *t, const char *const *texts,
-                                          const size_t *lens, size_t n, int n_threads, unsigned flags,
-                                          graft_ids *outs, size_t *err_index, graft_err *err) {
+                                          const size_t *lens, size_t n, int n_threads,
+                                          unsigned flags, graft_ids *outs, size_t *err_index,
+                                          graft_err *err) {
     if (n_threads <= 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = c > 0 ? (int)c : 1;
@@ -1269,7 +1397,12 @@ graft_status graft_tokenizer_encode_batch(const graft_tokenizer_t *t, const char
         free(th);
         return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "encode: out of memory");
     }
-    j->t = t; j->texts = texts; j->lens = lens; j->outs = outs; j->n = n; j->flags = flags;
+    j->t = t;
+    j->texts = texts;
+    j->lens = lens;
+    j->outs = outs;
+    j->n = n;
+    j->flags = flags;
     atomic_init(&j->next, 0);
     atomic_init(&j->failed, 0);
     pthread_mutex_init(&j->mu, NULL);
@@ -1299,8 +1432,8 @@ graft_status graft_tokenizer_decode(const graft_tokenizer_t *t, const uint32_t *
     for (size_t i = 0; i < n; i++) {
         uint32_t id = ids[i];
         if (id >= t->n_vocab || !t->known[id])
-            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "ids[%zu]: id %u unknown, expected < %u", i, id,
-                                 t->n_vocab);
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                                 "ids[%zu]: id %u unknown, expected < %u", i, id, t->n_vocab);
         if (skip_special && t->special[id]) continue;
         total += (size_t)(t->off[id + 1] - t->off[id]);
     }
@@ -1322,7 +1455,10 @@ graft_status graft_tokenizer_decode(const graft_tokenizer_t *t, const uint32_t *
     }
     size_t o = 0;
     for (size_t i = 0; i < k;) {
-        if (raw[i] < 0x80) { res[o++] = (char)raw[i++]; continue; }
+        if (raw[i] < 0x80) {
+            res[o++] = (char)raw[i++];
+            continue;
+        }
         uint32_t cp;
         int l = utf8_char(raw, k, i, &cp);
         if (l) {
@@ -1331,17 +1467,27 @@ graft_status graft_tokenizer_decode(const graft_tokenizer_t *t, const uint32_t *
             i += (size_t)l;
             continue;
         }
-        /* maximal subpart: the lead byte plus every continuation byte that keeps it a valid prefix */
+        /* maximal subpart: the lead byte plus every continuation byte that keeps it a valid prefix
+         */
         unsigned b = raw[i];
         size_t j = i + 1;
         int need = 0;
         unsigned lo = 0x80, hi = 0xBF;
-        if (b >= 0xC2 && b <= 0xDF) need = 1;
-        else if (b >= 0xE0 && b <= 0xEF) { need = 2; if (b == 0xE0) lo = 0xA0; if (b == 0xED) hi = 0x9F; }
-        else if (b >= 0xF0 && b <= 0xF4) { need = 3; if (b == 0xF0) lo = 0x90; if (b == 0xF4) hi = 0x8F; }
+        if (b >= 0xC2 && b <= 0xDF)
+            need = 1;
+        else if (b >= 0xE0 && b <= 0xEF) {
+            need = 2;
+            if (b == 0xE0) lo = 0xA0;
+            if (b == 0xED) hi = 0x9F;
+        } else if (b >= 0xF0 && b <= 0xF4) {
+            need = 3;
+            if (b == 0xF0) lo = 0x90;
+            if (b == 0xF4) hi = 0x8F;
+        }
         for (int q = 0; q < need && j < k && raw[j] >= lo && raw[j] <= hi; q++) {
             j++;
-            lo = 0x80; hi = 0xBF;
+            lo = 0x80;
+            hi = 0xBF;
         }
         o += utf8_put(res + o, 0xFFFD);
         i = j;

@@ -42,8 +42,8 @@ int main(void) {
     for (int i = 0; i < 2; i++) {
         CHECK(graft_shard_open(paths[i], 0, &s, &e) == GRAFT_STATUS_OK);
         const graft_shard_header *h = graft_shard_get_header(s);
-        CHECK(graft_manifest_add_shard(&m, i ? "shard-00001.tok" : "shard-00000.tok", h->n_tokens, 1, h->checksum,
-                                       &e) == GRAFT_STATUS_OK);
+        CHECK(graft_manifest_add_shard(&m, i ? "shard-00001.tok" : "shard-00000.tok", h->n_tokens,
+                                       1, h->checksum, &e) == GRAFT_STATUS_OK);
         graft_shard_close(s);
     }
     CHECK(graft_manifest_add_source(&m, "x.txt", &e) == GRAFT_STATUS_OK);
@@ -52,7 +52,8 @@ int main(void) {
     graft_manifest_free(&m);
     graft_manifest m2;
     CHECK(graft_manifest_read(mp, &m2, &e) == GRAFT_STATUS_OK);
-    CHECK(m2.n_shards == 2 && m2.shards[1].tokens == 505 && m2.tokenizer_hash == 77 && m2.n_sources == 1);
+    CHECK(m2.n_shards == 2 && m2.shards[1].tokens == 505 && m2.tokenizer_hash == 77 &&
+          m2.n_sources == 1);
     graft_manifest_free(&m2);
 
     graft_data_params prm = graft_data_default_params();
@@ -181,7 +182,8 @@ int main(void) {
 
     size_t tl;
     char *txt;
-    CHECK(graft_jsonl_text("{\"text\": \"a\\nb\"}", 16, &txt, &tl, &e) == GRAFT_STATUS_OK && tl == 3);
+    CHECK(graft_jsonl_text("{\"text\": \"a\\nb\"}", 16, &txt, &tl, &e) == GRAFT_STATUS_OK &&
+          tl == 3);
     free(txt);
     CHECK(graft_jsonl_text("{\"txt\": 1}", 10, &txt, &tl, &e) == GRAFT_STATUS_BAD_INPUT);
     CHECK_CONTAINS(e.msg, "\"text\"");

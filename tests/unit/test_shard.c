@@ -38,8 +38,8 @@ static void spill(const char *path, const unsigned char *b, size_t n) {
     fclose(f);
 }
 
-static void expect_bad(const char *name, const unsigned char *b, size_t n, uint64_t max_vocab, const char *want1,
-                       const char *want2) {
+static void expect_bad(const char *name, const unsigned char *b, size_t n, uint64_t max_vocab,
+                       const char *want1, const char *want2) {
     char p[512];
     path_of(p, sizeof p, name);
     spill(p, b, n);
@@ -72,7 +72,8 @@ int main(void) {
         const uint32_t *t = graft_shard_tokens(s, &n);
         CHECK(n == 1000 && !memcmp(t, ids, sizeof ids));
         const graft_shard_header *h = graft_shard_get_header(s);
-        CHECK(h->vocab_size == 1000 && h->tokenizer_hash == 0x1234 && h->eot_id == 9 && h->version == 1);
+        CHECK(h->vocab_size == 1000 && h->tokenizer_hash == 0x1234 && h->eot_id == 9 &&
+              h->version == 1);
         CHECK(h->checksum == graft_shard_checksum(GRAFT_SHARD_CHECKSUM_INIT, ids, sizeof ids));
     }
     graft_shard_close(s);

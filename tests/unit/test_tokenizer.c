@@ -46,7 +46,10 @@ static void test_vectors(graft_tokenizer_t *t) {
         {"  \n  x", 0, {2303, 220, 856}, 3},
         {"<|im_start|>user\nHi<|im_end|>\n", 0, {151644, 872, 198, 13048, 151645, 198}, 6},
         {"<think>\n\n</think>\n\n", 0, {151667, 271, 151668, 271}, 4},
-        {"\xe4\xbd\xa0\xe5\xa5\xbd\xef\xbc\x8c\xe4\xb8\x96\xe7\x95\x8c", 0, {108386, 3837, 99489}, 3},
+        {"\xe4\xbd\xa0\xe5\xa5\xbd\xef\xbc\x8c\xe4\xb8\x96\xe7\x95\x8c",
+         0,
+         {108386, 3837, 99489},
+         3},
         {"\xf0\x9f\x99\x82 ok", 0, {145080, 5394}, 2},
         {"e\xcc\x81", 0, {963}, 1},
         {"cafe\xcc\x81", 0, {924, 58858}, 2},
@@ -63,7 +66,8 @@ static void test_vectors(graft_tokenizer_t *t) {
         for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
             graft_ids out = {0};
             size_t len = v[i].len ? v[i].len : strlen(v[i].text);
-            CHECK(graft_tokenizer_encode(t, pass ? ws : NULL, v[i].text, len, 0, &out, &e) == GRAFT_STATUS_OK);
+            CHECK(graft_tokenizer_encode(t, pass ? ws : NULL, v[i].text, len, 0, &out, &e) ==
+                  GRAFT_STATUS_OK);
             int ok = ids_eq(&out, v[i].ids, v[i].n);
             CHECK(ok);
             if (!ok) {
@@ -79,7 +83,8 @@ static void test_special_as_text(graft_tokenizer_t *t) {
     graft_ids out = {0};
     graft_err e;
     const char *s = "<|im_start|><think>";
-    CHECK(graft_tokenizer_encode(t, NULL, s, strlen(s), GRAFT_TOK_SPECIAL_AS_TEXT, &out, &e) == GRAFT_STATUS_OK);
+    CHECK(graft_tokenizer_encode(t, NULL, s, strlen(s), GRAFT_TOK_SPECIAL_AS_TEXT, &out, &e) ==
+          GRAFT_STATUS_OK);
     CHECK(out.n > 2 && out.data[out.n - 1] == 151667); /* <think> is not special: still extracted */
     for (size_t i = 0; i + 1 < out.n; i++) CHECK(out.data[i] < 151643);
     graft_ids_free(&out);
@@ -108,9 +113,12 @@ static void test_decode(graft_tokenizer_t *t) {
     CHECK(graft_tokenizer_decode(t, d, 1, 0, &s, &n, &e) == GRAFT_STATUS_BAD_INPUT);
     CHECK_CONTAINS(e.msg, "151669");
     /* maximal subparts: E2 82 (truncated 3-byte) then 'A' -> one U+FFFD then A; F0 80: two */
-    const char *bytes[] = {"\xe2\x82" "A", "\xf0\x80", "\xed\xa0\x80"};
-    const char *want[] = {"\xef\xbf\xbd" "A", "\xef\xbf\xbd\xef\xbf\xbd",
-                          "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"};
+    const char *bytes[] = {"\xe2\x82"
+                           "A",
+                           "\xf0\x80", "\xed\xa0\x80"};
+    const char *want[] = {"\xef\xbf\xbd"
+                          "A",
+                          "\xef\xbf\xbd\xef\xbf\xbd", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"};
     uint32_t b2id[256];
     for (uint32_t id = 0; id < 256; id++) {
         size_t l;
@@ -133,12 +141,14 @@ static void test_roundtrip(graft_tokenizer_t *t) {
     const char *texts[] = {
         "The quick brown fox jumps over the lazy dog.\n\n    int main(void) { return 0; }\n",
         "  \t\r\n mixed   whitespace \xe3\x80\x80\xe3\x80\x80 and \xc2\xa0 nbsp\n\n\n\n",
-        "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xe3\x81\xae\xe3\x83\x86\xe3\x82\xad\xe3\x82\xb9\xe3\x83\x88 "
+        "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xe3\x81\xae\xe3\x83\x86\xe3\x82\xad\xe3\x82\xb9\xe3"
+        "\x83\x88 "
         "\xed\x95\x9c\xea\xb5\xad\xec\x96\xb4 \xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82 "
         "\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd",
         "<|endoftext|>numbers 3.14159 1,000,000 and 'quotes' WE'LL it's\n",
         "========================================================================================\n"
-        "                                                                                          x",
+        "                                                                                          "
+        "x",
     };
     size_t n = sizeof texts / sizeof texts[0];
     graft_ids one[8] = {{0}}, batch[8] = {{0}};
@@ -146,14 +156,16 @@ static void test_roundtrip(graft_tokenizer_t *t) {
     graft_err e;
     for (size_t i = 0; i < n; i++) {
         lens[i] = strlen(texts[i]);
-        CHECK(graft_tokenizer_encode(t, NULL, texts[i], lens[i], 0, &one[i], &e) == GRAFT_STATUS_OK);
+        CHECK(graft_tokenizer_encode(t, NULL, texts[i], lens[i], 0, &one[i], &e) ==
+              GRAFT_STATUS_OK);
         char *s;
         size_t m;
         CHECK(graft_tokenizer_decode(t, one[i].data, one[i].n, 0, &s, &m, &e) == GRAFT_STATUS_OK);
         CHECK(m == lens[i] && !memcmp(s, texts[i], m));
         free(s);
     }
-    CHECK(graft_tokenizer_encode_batch(t, texts, lens, n, 3, 0, batch, NULL, &e) == GRAFT_STATUS_OK);
+    CHECK(graft_tokenizer_encode_batch(t, texts, lens, n, 3, 0, batch, NULL, &e) ==
+          GRAFT_STATUS_OK);
     for (size_t i = 0; i < n; i++) {
         CHECK(batch[i].n == one[i].n && !memcmp(batch[i].data, one[i].data, one[i].n * 4));
         graft_ids_free(&one[i]);
@@ -166,23 +178,37 @@ static void test_roundtrip(graft_tokenizer_t *t) {
 }
 
 static size_t put_utf8(char *o, uint32_t c) {
-    if (c < 0x80) { o[0] = (char)c; return 1; }
-    if (c < 0x800) { o[0] = (char)(0xC0 | (c >> 6)); o[1] = (char)(0x80 | (c & 0x3F)); return 2; }
-    if (c < 0x10000) {
-        o[0] = (char)(0xE0 | (c >> 12)); o[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (c & 0x3F)); return 3;
+    if (c < 0x80) {
+        o[0] = (char)c;
+        return 1;
     }
-    o[0] = (char)(0xF0 | (c >> 18)); o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((c >> 6) & 0x3F)); o[3] = (char)(0x80 | (c & 0x3F)); return 4;
+    if (c < 0x800) {
+        o[0] = (char)(0xC0 | (c >> 6));
+        o[1] = (char)(0x80 | (c & 0x3F));
+        return 2;
+    }
+    if (c < 0x10000) {
+        o[0] = (char)(0xE0 | (c >> 12));
+        o[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+        o[2] = (char)(0x80 | (c & 0x3F));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | (c >> 18));
+    o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((c >> 6) & 0x3F));
+    o[3] = (char)(0x80 | (c & 0x3F));
+    return 4;
 }
 
 /* Random strings from NFC-stable ranges (no combining marks, no conjoining jamo, no singletons
  * such as U+2000 -> U+2002) round-trip exactly; random bytes never crash (OK or BAD_INPUT). */
 static void test_fuzz(graft_tokenizer_t *t) {
-    static const uint32_t ranges[][2] = {
-        {0x20, 0x7E}, {0x09, 0x0D}, {0xA0, 0xFF}, {0x400, 0x45F}, {0x4E00, 0x9FFF}, {0x3041, 0x3096},
-        {0x1F600, 0x1F64F}, {0x2002, 0x200A}, {0x3000, 0x3000}, {0x00, 0x08}, {0x30, 0x39}};
-    static const char *const specials[] = {"<|endoftext|>", "<think>", "<|im_start|>", "'s", "'LL", "\r\n"};
+    static const uint32_t ranges[][2] = {{0x20, 0x7E},       {0x09, 0x0D},     {0xA0, 0xFF},
+                                         {0x400, 0x45F},     {0x4E00, 0x9FFF}, {0x3041, 0x3096},
+                                         {0x1F600, 0x1F64F}, {0x2002, 0x200A}, {0x3000, 0x3000},
+                                         {0x00, 0x08},       {0x30, 0x39}};
+    static const char *const specials[] = {"<|endoftext|>", "<think>", "<|im_start|>", "'s",
+                                           "'LL",           "\r\n"};
     graft_rng r = graft_rng_make(1234, 0);
     graft_tok_ws_t *ws = NULL;
     graft_err e;
@@ -206,9 +232,18 @@ static void test_fuzz(graft_tokenizer_t *t) {
         char *s = NULL;
         size_t sl = 0;
         if (graft_tokenizer_encode(t, ws, buf, n, 0, &ids, &e) ||
-            graft_tokenizer_decode(t, ids.data, ids.n, 0, &s, &sl, &e) || sl != n || memcmp(s, buf, n)) {
-            if (ok_all) fprintf(stderr, "  fuzz round trip failed at iteration %d (n %zu, sl %zu): %s\n", it, n, sl, e.msg);
-            if (ok_all && s) for (size_t q = 0; q < n && q < sl; q++) if (s[q] != buf[q]) { fprintf(stderr, "  first diff at byte %zu: %02x vs %02x\n", q, (unsigned char)buf[q], (unsigned char)s[q]); break; }
+            graft_tokenizer_decode(t, ids.data, ids.n, 0, &s, &sl, &e) || sl != n ||
+            memcmp(s, buf, n)) {
+            if (ok_all)
+                fprintf(stderr, "  fuzz round trip failed at iteration %d (n %zu, sl %zu): %s\n",
+                        it, n, sl, e.msg);
+            if (ok_all && s)
+                for (size_t q = 0; q < n && q < sl; q++)
+                    if (s[q] != buf[q]) {
+                        fprintf(stderr, "  first diff at byte %zu: %02x vs %02x\n", q,
+                                (unsigned char)buf[q], (unsigned char)s[q]);
+                        break;
+                    }
             ok_all = 0;
         }
         free(s);
@@ -240,19 +275,22 @@ static const char *write_tmp(const char *name, const char *content) {
 static char *tiny_json(const char *merges, const char *added, const char *extra_model) {
     size_t cap = 1 << 16;
     char *s = malloc(cap);
-    size_t o = (size_t)snprintf(s, cap,
-                                "{\"version\":\"1.0\",\"added_tokens\":%s,\"normalizer\":{\"type\":\"NFC\"},"
-                                "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":false},"
-                                "\"model\":{\"type\":\"BPE\"%s,\"vocab\":{",
-                                added, extra_model);
+    size_t o = (size_t)snprintf(
+        s, cap,
+        "{\"version\":\"1.0\",\"added_tokens\":%s,\"normalizer\":{\"type\":\"NFC\"},"
+        "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":false},"
+        "\"model\":{\"type\":\"BPE\"%s,\"vocab\":{",
+        added, extra_model);
     int k = 0;
     for (int b = 0; b < 256; b++) {
         int printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
         uint32_t cp = printable ? (uint32_t)b : 0x100u + (uint32_t)k++;
         char u[8];
         if (cp < 0x80) {
-            if (cp == '"' || cp == '\\') snprintf(u, sizeof u, "\\%c", (char)cp);
-            else snprintf(u, sizeof u, "%c", (char)cp);
+            if (cp == '"' || cp == '\\')
+                snprintf(u, sizeof u, "\\%c", (char)cp);
+            else
+                snprintf(u, sizeof u, "%c", (char)cp);
         } else {
             u[0] = (char)(0xC0 | (cp >> 6));
             u[1] = (char)(0x80 | (cp & 0x3F));
@@ -279,7 +317,8 @@ static void expect_refusal(const char *json, const char *field) {
 }
 
 static void test_malformed(void) {
-    char *ok = tiny_json("[[\"a\",\"b\"]]", "[{\"id\":257,\"content\":\"<|endoftext|>\",\"special\":true}]", "");
+    char *ok = tiny_json("[[\"a\",\"b\"]]",
+                         "[{\"id\":257,\"content\":\"<|endoftext|>\",\"special\":true}]", "");
     const char *p = write_tmp("tokenizer.json", ok);
     graft_tokenizer_t *t = NULL;
     graft_err e;
@@ -288,7 +327,8 @@ static void test_malformed(void) {
         CHECK(graft_tokenizer_n_vocab(t) == 258);
         CHECK(graft_tokenizer_eot_id(t) == 257);
         graft_ids v = {0};
-        CHECK(graft_tokenizer_encode(t, NULL, "xab<|endoftext|>", 16, 0, &v, &e) == GRAFT_STATUS_OK);
+        CHECK(graft_tokenizer_encode(t, NULL, "xab<|endoftext|>", 16, 0, &v, &e) ==
+              GRAFT_STATUS_OK);
         CHECK(v.n == 3 && v.data[1] == 256 && v.data[2] == 257);
         graft_ids_free(&v);
     }
@@ -301,21 +341,27 @@ static void test_malformed(void) {
     graft_tokenizer_free(t);
     free(ok);
 
-    struct { char *json; const char *field; } bad[] = {
-        {tiny_json("[[\"a\",\"q\"]]", "[]", ""), "model.merges[0]"},       /* result "aq" not in vocab */
+    struct {
+        char *json;
+        const char *field;
+    } bad[] = {
+        {tiny_json("[[\"a\",\"q\"]]", "[]", ""), "model.merges[0]"}, /* result "aq" not in vocab */
         {tiny_json("[[\"a\",\"zz\"]]", "[]", ""), "\"zz\" is not in the vocab"},
-        {tiny_json("[\"ab\"]", "[]", ""), "model.merges[0]"},             /* string form without space */
+        {tiny_json("[\"ab\"]", "[]", ""), "model.merges[0]"}, /* string form without space */
         {tiny_json("[[\"a\"]]", "[]", ""), "model.merges[0]"},
         {tiny_json("{}", "[]", ""), "model.merges"},
         {tiny_json("[]", "[{\"id\":\"x\",\"content\":\"<s>\"}]", ""), "added_tokens[0].id"},
         {tiny_json("[]", "[{\"id\":300,\"content\":7}]", ""), "added_tokens[0].content"},
-        {tiny_json("[]", "[{\"id\":300,\"content\":\"<s>\",\"special\":1}]", ""), "added_tokens[0].special"},
+        {tiny_json("[]", "[{\"id\":300,\"content\":\"<s>\",\"special\":1}]", ""),
+         "added_tokens[0].special"},
         {tiny_json("[]", "[{\"id\":5,\"content\":\"<s>\"}]", ""), "added_tokens[0].id"},
         {tiny_json("[]", "[]", ",\"dropout\":0.1"), "model.dropout"},
         {tiny_json("[]", "[]", ",\"byte_fallback\":true"), "model.byte_fallback"},
         {strdup("{\"model\": [1,2,"), "tokenizer.json:1:"},
-        {strdup("{\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"use_regex\":false,\"add_prefix_space\":false},"
-                "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[]}}"), "model.vocab"},
+        {strdup("{\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"use_regex\":false,\"add_prefix_"
+                "space\":false},"
+                "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[]}}"),
+         "model.vocab"},
         {strdup("{\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"model\":{\"type\":\"BPE\"}}"),
          "pre_tokenizer.use_regex"},
     };

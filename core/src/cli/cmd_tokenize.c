@@ -14,26 +14,32 @@
 #include "tokenizer.h"
 
 static void tokenize_usage(FILE *o) {
-    fprintf(o,
-            "usage: graft tokenize --tokenizer DIR|FILE [options] [FILES...]\n"
-            "Encodes UTF-8 text with a Hugging Face byte-level BPE tokenizer (Qwen3's), exactly as HF\n"
-            "tokenizers does. Reads stdin when no FILES are given.\n\n"
-            "  --tokenizer P      tokenizer.json, or a directory with tokenizer.json or vocab.json +\n"
-            "                     merges.txt (+ tokenizer_config.json / added_tokens.json)\n"
-            "  --ids              print the ids of each input line, space-separated, one output line per\n"
-            "                     input line (the line's newline is not part of the text) [default]\n"
-            "  --out DIR          write token shards DIR/shard-NNNNN.tok and DIR/manifest.json; each file\n"
-            "                     is one document (with --jsonl: each line), followed by <|endoftext|>\n"
-            "  --jsonl            inputs are JSON Lines; the \"text\" field of each line is the text\n"
-            "  --threads N        encoding threads (default: all CPUs)\n"
-            "  --vocab-size V     vocab_size written to shard headers (default: the tokenizer's; use the\n"
-            "                     model's embedding rows, e.g. 151936, to bind shards to a model)\n"
-            "  --shard-tokens N   start a new shard after N tokens (default 134217728)\n"
-            "  --special-as-text  do not extract special added tokens (<|im_start|>, ...) from the text\n"
-            "  --decode           the inverse: each input line is space-separated ids; prints each\n"
-            "                     decoded text as one JSON string per line\n"
-            "  --skip-special     with --decode: drop special added tokens\n"
-            "  --help             this text\n");
+    fprintf(
+        o,
+        "usage: graft tokenize --tokenizer DIR|FILE [options] [FILES...]\n"
+        "Encodes UTF-8 text with a Hugging Face byte-level BPE tokenizer (Qwen3's), exactly as HF\n"
+        "tokenizers does. Reads stdin when no FILES are given.\n\n"
+        "  --tokenizer P      tokenizer.json, or a directory with tokenizer.json or vocab.json +\n"
+        "                     merges.txt (+ tokenizer_config.json / added_tokens.json)\n"
+        "  --ids              print the ids of each input line, space-separated, one output line "
+        "per\n"
+        "                     input line (the line's newline is not part of the text) [default]\n"
+        "  --out DIR          write token shards DIR/shard-NNNNN.tok and DIR/manifest.json; each "
+        "file\n"
+        "                     is one document (with --jsonl: each line), followed by "
+        "<|endoftext|>\n"
+        "  --jsonl            inputs are JSON Lines; the \"text\" field of each line is the text\n"
+        "  --threads N        encoding threads (default: all CPUs)\n"
+        "  --vocab-size V     vocab_size written to shard headers (default: the tokenizer's; use "
+        "the\n"
+        "                     model's embedding rows, e.g. 151936, to bind shards to a model)\n"
+        "  --shard-tokens N   start a new shard after N tokens (default 134217728)\n"
+        "  --special-as-text  do not extract special added tokens (<|im_start|>, ...) from the "
+        "text\n"
+        "  --decode           the inverse: each input line is space-separated ids; prints each\n"
+        "                     decoded text as one JSON string per line\n"
+        "  --skip-special     with --decode: drop special added tokens\n"
+        "  --help             this text\n");
 }
 
 typedef struct opts {
@@ -90,7 +96,8 @@ static void docs_free(docs *d) {
 }
 
 /* The text of a JSONL line: a malloc'd copy of its "text" string, or NULL with a message. */
-static char *jsonl_text(const char *line, size_t n, const char *src, size_t lineno, size_t *out_len) {
+static char *jsonl_text(const char *line, size_t n, const char *src, size_t lineno,
+                        size_t *out_len) {
     char *text;
     graft_err e;
     if (graft_jsonl_text(line, n, &text, out_len, &e)) {
@@ -106,8 +113,8 @@ static int flush_ids(const graft_tokenizer_t *tok, docs *d, const opts *o, graft
     graft_err e;
     unsigned flags = o->special_as_text ? GRAFT_TOK_SPECIAL_AS_TEXT : 0;
     size_t bad = 0;
-    graft_status st = graft_tokenizer_encode_batch(tok, (const char *const *)d->text, d->len, d->n, o->threads, flags,
-                                                   outs, &bad, &e);
+    graft_status st = graft_tokenizer_encode_batch(tok, (const char *const *)d->text, d->len, d->n,
+                                                   o->threads, flags, outs, &bad, &e);
     if (st) {
         fprintf(stderr, "graft tokenize: %s:%zu: %s\n", d->src[bad], d->line[bad], e.msg);
         return 1;
@@ -152,7 +159,10 @@ static int run_ids(const graft_tokenizer_t *tok, const opts *o) {
             char *text;
             if (o->jsonl) {
                 text = jsonl_text(line, l, name, lineno, &l);
-                if (!text) { rc = 1; break; }
+                if (!text) {
+                    rc = 1;
+                    break;
+                }
             } else {
                 text = malloc(l + 1);
                 if (text) memcpy(text, line, l);
@@ -219,11 +229,13 @@ static int flush_shards(shard_state *s, docs *d, graft_ids *outs) {
     const opts *o = s->o;
     unsigned flags = o->special_as_text ? GRAFT_TOK_SPECIAL_AS_TEXT : 0;
     size_t bad = 0;
-    graft_status st = graft_tokenizer_encode_batch(s->tok, (const char *const *)d->text, d->len, d->n, o->threads,
-                                                   flags, outs, &bad, &e);
+    graft_status st = graft_tokenizer_encode_batch(s->tok, (const char *const *)d->text, d->len,
+                                                   d->n, o->threads, flags, outs, &bad, &e);
     if (st) {
-        if (d->line[bad]) fprintf(stderr, "\ngraft tokenize: %s:%zu: %s\n", d->src[bad], d->line[bad], e.msg);
-        else fprintf(stderr, "\ngraft tokenize: %s: %s\n", d->src[bad], e.msg);
+        if (d->line[bad])
+            fprintf(stderr, "\ngraft tokenize: %s:%zu: %s\n", d->src[bad], d->line[bad], e.msg);
+        else
+            fprintf(stderr, "\ngraft tokenize: %s: %s\n", d->src[bad], e.msg);
         return 1;
     }
     uint32_t eot = graft_tokenizer_eot_id(s->tok);
@@ -231,13 +243,15 @@ static int flush_shards(shard_state *s, docs *d, graft_ids *outs) {
         if (s->w && graft_shard_writer_count(s->w) >= o->shard_tokens && shard_finish(s)) return 1;
         if (!s->w) {
             snprintf(s->path, sizeof s->path, "%s/shard-%05d.tok", o->out_dir, s->index++);
-            if (graft_shard_writer_open(s->path, o->vocab_size, graft_tokenizer_hash(s->tok), eot, &s->w, &e)) {
+            if (graft_shard_writer_open(s->path, o->vocab_size, graft_tokenizer_hash(s->tok), eot,
+                                        &s->w, &e)) {
                 fprintf(stderr, "\ngraft tokenize: %s\n", e.msg);
                 return 1;
             }
             s->shard_docs = 0;
         }
-        if (graft_ids_push(&outs[i], eot, &e) || graft_shard_writer_append(s->w, outs[i].data, outs[i].n, &e)) {
+        if (graft_ids_push(&outs[i], eot, &e) ||
+            graft_shard_writer_append(s->w, outs[i].data, outs[i].n, &e)) {
             fprintf(stderr, "\ngraft tokenize: %s:%zu: %s\n", d->src[i], d->line[i], e.msg);
             return 1;
         }
@@ -249,8 +263,8 @@ static int flush_shards(shard_state *s, docs *d, graft_ids *outs) {
     s->total_bytes += d->bytes;
     double dt = now_s() - s->t0;
     fprintf(stderr, "\rgraft tokenize: %llu documents, %.1f MB, %llu tokens, %.2f M tokens/s   ",
-            (unsigned long long)s->total_docs, (double)s->total_bytes / 1e6, (unsigned long long)s->total_tokens,
-            dt > 0 ? (double)s->total_tokens / dt / 1e6 : 0.0);
+            (unsigned long long)s->total_docs, (double)s->total_bytes / 1e6,
+            (unsigned long long)s->total_tokens, dt > 0 ? (double)s->total_tokens / dt / 1e6 : 0.0);
     docs_clear(d);
     return 0;
 }
@@ -262,7 +276,11 @@ static int read_whole(FILE *in, const char *name, char **out, size_t *len) {
         if (!b) break;
         if (n == cap) {
             char *nb = realloc(b, cap *= 2);
-            if (!nb) { free(b); b = NULL; break; }
+            if (!nb) {
+                free(b);
+                b = NULL;
+                break;
+            }
             b = nb;
         }
         size_t got = fread(b + n, 1, cap - n, in);
@@ -281,7 +299,9 @@ static int read_whole(FILE *in, const char *name, char **out, size_t *len) {
 
 static int run_out(const graft_tokenizer_t *tok, const opts *o, const char *tok_path) {
     if (graft_tokenizer_eot_id(tok) == UINT32_MAX) {
-        fprintf(stderr, "graft tokenize: %s: no <|endoftext|> added token, expected one to separate documents\n",
+        fprintf(stderr,
+                "graft tokenize: %s: no <|endoftext|> added token, expected one to separate "
+                "documents\n",
                 tok_path);
         return 1;
     }
@@ -318,16 +338,27 @@ static int run_out(const graft_tokenizer_t *tok, const opts *o, const char *tok_
                 while (l && (line[l - 1] == '\n' || line[l - 1] == '\r')) l--;
                 if (!l) continue;
                 char *text = jsonl_text(line, l, name, lineno, &l);
-                if (!text) { rc = 1; break; }
-                if (docs_push(&d, text, l, name, lineno)) { free(text); rc = 1; break; }
+                if (!text) {
+                    rc = 1;
+                    break;
+                }
+                if (docs_push(&d, text, l, name, lineno)) {
+                    free(text);
+                    rc = 1;
+                    break;
+                }
                 if (d.n == CHUNK_DOCS || d.bytes >= CHUNK_BYTES) rc = flush_shards(&s, &d, outs);
             }
         } else {
             char *text;
             size_t l;
             rc = read_whole(in, name, &text, &l);
-            if (!rc && docs_push(&d, text, l, name, 0)) { free(text); rc = 1; }
-            if (!rc && (d.n == CHUNK_DOCS || d.bytes >= CHUNK_BYTES)) rc = flush_shards(&s, &d, outs);
+            if (!rc && docs_push(&d, text, l, name, 0)) {
+                free(text);
+                rc = 1;
+            }
+            if (!rc && (d.n == CHUNK_DOCS || d.bytes >= CHUNK_BYTES))
+                rc = flush_shards(&s, &d, outs);
         }
         if (o->n_files) fclose(in);
     }
@@ -348,8 +379,10 @@ static int run_out(const graft_tokenizer_t *tok, const opts *o, const char *tok_
             fprintf(stderr, "graft tokenize: %s\n", e.msg);
             rc = 1;
         } else {
-            fprintf(stderr, "graft tokenize: wrote %d shard(s), %llu tokens, %llu documents to %s\n", s.index,
-                    (unsigned long long)s.total_tokens, (unsigned long long)s.total_docs, o->out_dir);
+            fprintf(stderr,
+                    "graft tokenize: wrote %d shard(s), %llu tokens, %llu documents to %s\n",
+                    s.index, (unsigned long long)s.total_tokens, (unsigned long long)s.total_docs,
+                    o->out_dir);
         }
     }
     graft_manifest_free(&s.m);
@@ -366,10 +399,15 @@ static void put_json_string(const char *s, size_t n) {
     putchar('"');
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') { putchar('\\'); putchar(c); }
-        else if (c == '\n') fputs("\\n", stdout);
-        else if (c < 0x20 || c == 0x7f) printf("\\u%04x", c);
-        else putchar(c);
+        if (c == '"' || c == '\\') {
+            putchar('\\');
+            putchar(c);
+        } else if (c == '\n')
+            fputs("\\n", stdout);
+        else if (c < 0x20 || c == 0x7f)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
     }
     putchar('"');
     putchar('\n');
@@ -393,20 +431,28 @@ static int run_decode(const graft_tokenizer_t *tok, const opts *o) {
             ids.n = 0;
             graft_err e;
             for (char *p = line, *end; *p && *p != '\n';) {
-                if (*p == ' ') { p++; continue; }
+                if (*p == ' ') {
+                    p++;
+                    continue;
+                }
                 errno = 0;
                 unsigned long long v = strtoull(p, &end, 10);
                 if (end == p || errno || v > UINT32_MAX || *p == '-') {
-                    fprintf(stderr, "graft tokenize: %s:%zu: \"%.20s\": expected a token id\n", name, lineno, p);
+                    fprintf(stderr, "graft tokenize: %s:%zu: \"%.20s\": expected a token id\n",
+                            name, lineno, p);
                     rc = 1;
                     break;
                 }
-                if (graft_ids_push(&ids, (uint32_t)v, &e)) { rc = 1; break; }
+                if (graft_ids_push(&ids, (uint32_t)v, &e)) {
+                    rc = 1;
+                    break;
+                }
                 p = end;
             }
             char *text;
             size_t n;
-            if (!rc && graft_tokenizer_decode(tok, ids.data, ids.n, o->skip_special, &text, &n, &e)) {
+            if (!rc &&
+                graft_tokenizer_decode(tok, ids.data, ids.n, o->skip_special, &text, &n, &e)) {
                 fprintf(stderr, "graft tokenize: %s:%zu: %s\n", name, lineno, e.msg);
                 rc = 1;
             }
@@ -428,7 +474,8 @@ static int parse_u64(const char *flag, const char *v, uint64_t *out) {
     errno = 0;
     unsigned long long x = v ? strtoull(v, &end, 10) : 0;
     if (!v || !*v || *end || errno || x == 0 || v[0] == '-') {
-        fprintf(stderr, "graft tokenize: %s: \"%s\", expected a positive integer\n", flag, v ? v : "");
+        fprintf(stderr, "graft tokenize: %s: \"%s\", expected a positive integer\n", flag,
+                v ? v : "");
         return 2;
     }
     *out = x;
@@ -447,15 +494,23 @@ int graft_cmd_tokenize(int argc, char **argv) {
             tokenize_usage(stdout);
             free(files);
             return 0;
-        } else if (!strcmp(a, "--tokenizer") && i + 1 < argc) o.tok_path = argv[++i];
-        else if (!strcmp(a, "--out") && i + 1 < argc) o.out_dir = argv[++i];
-        else if (!strcmp(a, "--ids")) o.ids = 1;
-        else if (!strcmp(a, "--jsonl")) o.jsonl = 1;
-        else if (!strcmp(a, "--special-as-text")) o.special_as_text = 1;
-        else if (!strcmp(a, "--decode")) o.decode = 1;
-        else if (!strcmp(a, "--skip-special")) o.skip_special = 1;
+        } else if (!strcmp(a, "--tokenizer") && i + 1 < argc)
+            o.tok_path = argv[++i];
+        else if (!strcmp(a, "--out") && i + 1 < argc)
+            o.out_dir = argv[++i];
+        else if (!strcmp(a, "--ids"))
+            o.ids = 1;
+        else if (!strcmp(a, "--jsonl"))
+            o.jsonl = 1;
+        else if (!strcmp(a, "--special-as-text"))
+            o.special_as_text = 1;
+        else if (!strcmp(a, "--decode"))
+            o.decode = 1;
+        else if (!strcmp(a, "--skip-special"))
+            o.skip_special = 1;
         else if (!strcmp(a, "--threads")) {
-            if (!(rc = parse_u64(a, i + 1 < argc ? argv[++i] : NULL, &v))) o.threads = v > 1024 ? 1024 : (int)v;
+            if (!(rc = parse_u64(a, i + 1 < argc ? argv[++i] : NULL, &v)))
+                o.threads = v > 1024 ? 1024 : (int)v;
         } else if (!strcmp(a, "--vocab-size")) {
             rc = parse_u64(a, i + 1 < argc ? argv[++i] : NULL, &o.vocab_size);
         } else if (!strcmp(a, "--shard-tokens")) {
@@ -463,7 +518,8 @@ int graft_cmd_tokenize(int argc, char **argv) {
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "graft tokenize: unknown or incomplete option \"%s\"\n", a);
             rc = 2;
-        } else files[o.n_files++] = argv[i];
+        } else
+            files[o.n_files++] = argv[i];
     }
     if (!rc && !o.tok_path) {
         fprintf(stderr, "graft tokenize: --tokenizer is required\n");
@@ -488,11 +544,16 @@ int graft_cmd_tokenize(int argc, char **argv) {
     }
     if (!o.vocab_size) o.vocab_size = graft_tokenizer_n_vocab(tok);
     if (o.vocab_size < graft_tokenizer_n_vocab(tok) || o.vocab_size > (uint64_t)UINT32_MAX + 1) {
-        fprintf(stderr, "graft tokenize: --vocab-size %llu, expected %u..2^32 (the tokenizer knows %u ids)\n",
-                (unsigned long long)o.vocab_size, graft_tokenizer_n_vocab(tok), graft_tokenizer_n_vocab(tok));
+        fprintf(
+            stderr,
+            "graft tokenize: --vocab-size %llu, expected %u..2^32 (the tokenizer knows %u ids)\n",
+            (unsigned long long)o.vocab_size, graft_tokenizer_n_vocab(tok),
+            graft_tokenizer_n_vocab(tok));
         rc = 2;
     } else {
-        rc = o.decode ? run_decode(tok, &o) : o.out_dir ? run_out(tok, &o, o.tok_path) : run_ids(tok, &o);
+        rc = o.decode    ? run_decode(tok, &o)
+             : o.out_dir ? run_out(tok, &o, o.tok_path)
+                         : run_ids(tok, &o);
     }
     graft_tokenizer_free(tok);
     free(files);
