@@ -12,6 +12,7 @@ const graft_command graft_commands[] = {
     {"inspect", "validate and summarize a model dir, safetensors, index or config.json", graft_cmd_inspect},
     {"init", "write a randomly initialized Qwen3 checkpoint from a config.json", graft_cmd_init},
     {"forward", "run a model forward (and backward) on ids from a file; write logits and gradients", graft_cmd_forward},
+    {"tokenize", "text -> token ids or token shards (Qwen3 byte-level BPE, exact to HF)", graft_cmd_tokenize},
     {0, 0, 0},
 };
 
