@@ -67,20 +67,34 @@ struct graft_runlog {
 
 /* ---- errors ------------------------------------------------------------------------------- */
 
+/* HDF5 reports a failure to the "automatic" error handler as the failing API call returns, with
+ * its stack intact; ours prints nothing and keeps the innermost message for h5fail (the stack
+ * itself is cleared by the next API call, e.g. the cleanup before h5fail). */
+static _Thread_local char h5_last[256];
+
 static herr_t innermost_cb(unsigned n, const H5E_error2_t *e, void *data) {
     if (n == 0) snprintf((char *)data, 256, "%s (%s)", e->desc ? e->desc : "?", e->func_name ? e->func_name : "?");
     return 0;
 }
 
-/* "<path>: <what>: <HDF5's innermost message>", clearing HDF5's stack. */
-static graft_status h5fail(const char *path, graft_err *err, const char *what) {
-    char msg[256] = "";
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_cb, msg);
-    H5Eclear2(H5E_DEFAULT);
-    return graft_err_set(err, GRAFT_STATUS_IO, "%s: %s: %s", path, what, msg[0] ? msg : "HDF5 call failed");
+static herr_t keep_message(hid_t stack, void *data) {
+    (void)data;
+    H5Ewalk2(stack, H5E_WALK_UPWARD, innermost_cb, h5_last);
+    return 0;
 }
 
-static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+/* "<path>: <what>: <HDF5's innermost message>". */
+static graft_status h5fail(const char *path, graft_err *err, const char *what) {
+    graft_status s = graft_err_set(err, GRAFT_STATUS_IO, "%s: %s: %s", path, what,
+                                   h5_last[0] ? h5_last : "HDF5 call failed");
+    h5_last[0] = 0;
+    return s;
+}
+
+static void quiet_hdf5(void) {
+    H5Eset_auto2(H5E_DEFAULT, keep_message, NULL);
+    h5_last[0] = 0;
+}
 
 /* ---- types -------------------------------------------------------------------------------- */
 
@@ -207,26 +221,29 @@ static void group_name(const graft_runlog_t *log, int32_t index, char out[64]) {
     snprintf(out, 64, "/stages/%d_%s", (int)index, log->stage_kind[index]);
 }
 
-static hid_t latest_fapl(int clear_flags) {
+static hid_t latest_fapl(int clear_flags, int no_lock) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+    /* SWMR readers keep a shared lock on the file; the writer's short plain-mode reopens at stage
+     * boundaries must not wait for them (the superblock status flags still mark the writer). */
+    if (no_lock) H5Pset_file_locking(fapl, 0, 1);
     if (clear_flags) {
         /* The property h5clear uses to open a file whose writer was killed (superblock still
          * marked "open for SWMR write"); not present in every HDF5, hence best effort. */
         hbool_t on = 1;
         if (H5Pexist(fapl, "clear_status_flags") > 0) H5Pset(fapl, "clear_status_flags", &on);
-        H5Eclear2(H5E_DEFAULT);
     }
     return fapl;
 }
 
 /* Structural changes: leave SWMR (close), reopen for plain writing ... then start SWMR again. */
 static graft_status plain_open(graft_runlog_t *log, int clear_flags, graft_err *err) {
+    int reopen = log->file >= 0;
     if (log->file >= 0) {
         H5Fclose(log->file);
         log->file = -1;
     }
-    hid_t fapl = latest_fapl(clear_flags);
+    hid_t fapl = latest_fapl(clear_flags, reopen);
     log->file = H5Fopen(log->path, H5F_ACC_RDWR, fapl);
     H5Pclose(fapl);
     if (log->file < 0) return h5fail(log->path, err, "open for writing");
@@ -286,7 +303,7 @@ static graft_status create_new(graft_runlog_t *log, const graft_runlog_meta *met
     if (!tmp) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "%s: out of memory", log->path);
     snprintf(tmp, n, "%s.tmp", log->path);
     unlink(tmp);
-    hid_t fapl = latest_fapl(0);
+    hid_t fapl = latest_fapl(0, 0);
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (f < 0) {
@@ -360,8 +377,12 @@ static graft_status truncate_steps(graft_runlog_t *log, hid_t d, const char *wha
 
 static graft_status resume_existing(graft_runlog_t *log, const graft_runlog_meta *meta, graft_err *err) {
     graft_status s = plain_open(log, 0, err);
-    if (s) s = plain_open(log, 1, err); /* a killed writer left the "open for writing" marks */
-    if (s) return s;
+    if (s) {
+        s = plain_open(log, 1, err); /* a killed writer left the "open for writing" marks */
+        if (s) return s;
+        /* ... and an end-of-allocation mark older than what it flushed since (h5clear -i) */
+        if (H5Fincrement_filesize(log->file, 0) < 0) return h5fail(log->path, err, "repair end of file");
+    }
     scan_ctx *c = calloc(1, sizeof *c);
     if (!c) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "%s: out of memory", log->path);
     hid_t g = H5Gopen2(log->file, "stages", H5P_DEFAULT);
@@ -417,7 +438,7 @@ static graft_status resume_existing(graft_runlog_t *log, const graft_runlog_meta
         H5Aread(a, H5T_NATIVE_INT32, &resumes);
         H5Aclose(a);
     }
-    H5Eclear2(H5E_DEFAULT);
+    h5_last[0] = 0;
     resumes++;
     char now[32];
     iso_now(now);
