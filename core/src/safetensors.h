@@ -58,8 +58,15 @@ const void *graft_st_data(const graft_st_file_t *f, const graft_st_tensor *t);
 graft_status graft_st_read_f32(const graft_st_file_t *f, const graft_st_tensor *t, float *dst,
                                int64_t n, graft_err *err);
 
+/* Pulls the next `n` F32 values of a tensor starting at element `offset` into dst. The writer
+ * calls it in increasing offset order, each element exactly once, so a generator (graft init)
+ * can stream a tensor without holding it. */
+typedef graft_status (*graft_st_fill_fn)(void *ctx, int64_t offset, float *dst, int64_t n,
+                                         graft_err *err);
+
 /* One tensor to write. Exactly one of f32 (converted to `dtype`, BF16/F16 with round-to-nearest-
- * even) or raw (already in `dtype`, byte-exact) is set. */
+ * even), raw (already in `dtype`, byte-exact) or fill (F32 values pulled in chunks, converted like
+ * f32) is set. */
 typedef struct graft_st_entry {
     const char *name;
     graft_dtype dtype;
@@ -67,7 +74,12 @@ typedef struct graft_st_entry {
     int64_t shape[GRAFT_ST_MAX_DIMS];
     const float *f32;
     const void *raw;
+    graft_st_fill_fn fill;     /* appended: streaming source (graft init)                      */
+    void *fill_ctx;
 } graft_st_entry;
+
+/* Data bytes of one entry (product of shape x element size); the caller validated the shape. */
+uint64_t graft_st_entry_bytes(const graft_st_entry *e);
 
 /* Writes a complete file atomically (<path>.tmp, fsync, rename). `meta` is a NULL-terminated list
  * of key, value, key, value, ... added after "format": "pt" (may be NULL). Duplicate names are

@@ -9,6 +9,8 @@
 
 const graft_command graft_commands[] = {
     /* one line per subcommand; keep them in the order `graft help` shows them */
+    {"inspect", "validate and summarize a model dir, safetensors, index or config.json", graft_cmd_inspect},
+    {"init", "write a randomly initialized Qwen3 checkpoint from a config.json", graft_cmd_init},
     {0, 0, 0},
 };
 
