@@ -1,0 +1,406 @@
+/* stage0.c: the Stage 0 sweep (stage0.h). One teacher forward per batch, then every student's
+ * forward, loss, backward and AdamW step on the captured pair (h[l], h[l+1]).
+ *
+ * Memory: the teacher's hidden states (L+1, B, T, C) once per step; each student owns its mixer
+ * parameters, gradients and AdamW moments (and an MLP copy when train_mlp); students run one after
+ * another and share one activation workspace.
+ */
+#include "stage0.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "adamw.h"
+#include "block.h"
+#include "fsutil.h"
+#include "host.h"
+#include "lr_schedule.h"
+#include "plugin_loader.h"
+#include "safetensors.h"
+
+graft_stage0_opts graft_stage0_default_opts(void) {
+    graft_stage0_opts p;
+    memset(&p, 0, sizeof p);
+    p.init_teacher = 1;
+    p.steps = 100;
+    p.batch = 8;
+    p.seq_len = 128;
+    p.lr = 1e-3;
+    p.lr_min = 1e-4;
+    p.warmup = 10;
+    p.weight_decay = 0.0;
+    p.grad_clip = 1.0;
+    p.beta1 = 0.9;
+    p.beta2 = 0.999;
+    p.eps = 1e-8;
+    p.eval_every = 0;
+    p.eval_batches = 8;
+    return p;
+}
+
+typedef struct student {
+    int64_t layer;
+    graft_loaded_plugin *plugin;
+    const graft_mixer *mx;
+    void *ml;
+    int64_t n_mp;
+    graft_tensor *mp, *mg;
+    char **names;                 /* HF names of the mixer params */
+    float *arena;                 /* params | grads | m | v, each `floats` long */
+    size_t floats;
+    graft_adamw_span *spans;
+    int64_t n_spans;
+    graft_block blk;
+    size_t saved_bytes, scratch_bytes;
+    double eval_sum, eval_count;
+} student;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void student_free(student *s) {
+    if (s->ml && s->mx) s->mx->destroy(s->ml);
+    graft_plugin_unload(s->plugin);
+    for (int64_t i = 0; s->names && i < s->n_mp; i++) free(s->names[i]);
+    free(s->names);
+    free(s->mp);
+    free(s->mg);
+    free(s->spans);
+    free(s->arena);
+}
+
+static float *teacher_weight(graft_model_t *t, int64_t l, const char *suffix) {
+    char name[160];
+    snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, suffix);
+    graft_model_param *p = graft_model_param_find(t, name);
+    return p ? p->data : NULL;
+}
+
+static const graft_tensor *teacher_tensor(graft_model_t *t, int64_t l, const char *suffix, graft_tensor *buf) {
+    char name[160];
+    snprintf(name, sizeof name, "model.layers.%lld.self_attn.%s", (long long)l, suffix);
+    graft_model_param *p = graft_model_param_find(t, name);
+    if (!p) return NULL;
+    *buf = graft_tensor_make(p->data, GRAFT_DTYPE_F32, GRAFT_DEVICE_CPU, p->ndim, p->shape);
+    return buf;
+}
+
+static graft_status student_init(student *s, graft_model_t *teacher, const graft_stage0_pair *pair,
+                                 const graft_stage0_opts *p, uint64_t seed, graft_err *err) {
+    const graft_qwen3_config *c = graft_model_config(teacher);
+    char where[160];
+    snprintf(where, sizeof where, "stage0: layer %lld: mixer \"%s\"", (long long)pair->layer, pair->mixer);
+    if (pair->layer < 0 || pair->layer >= c->n_layer)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: layer %lld, expected 0..%lld (0-based)", where,
+                             (long long)pair->layer, (long long)(c->n_layer - 1));
+    s->layer = pair->layer;
+    graft_status st = graft_plugin_load(pair->mixer, GRAFT_PLUGIN_MIXER, &s->plugin, err);
+    if (st) return graft_err_prefix(err, where);
+    s->mx = graft_plugin_mixer(s->plugin);
+    graft_mixer_cfg mc;
+    memset(&mc, 0, sizeof mc);
+    mc.struct_size = sizeof mc;
+    mc.n_embd = c->hidden_size;
+    mc.layer_index = pair->layer;
+    mc.n_layer = c->n_layer;
+    mc.n_head = c->n_head;
+    mc.n_kv_head = c->n_kv_head;
+    mc.head_dim = c->head_dim;
+    mc.rope_theta = c->rope_theta;
+    mc.norm_eps = c->rms_norm_eps;
+    mc.kv = pair->kv;
+    mc.n_kv = pair->n_kv;
+    mc.origin = pair->origin;
+    /* DESIGN: a Stage 0 student is its own first layer, so it produces any carried stream. */
+    mc.carry_role = s->mx->carry_name ? GRAFT_CARRY_PRODUCER : GRAFT_CARRY_NONE;
+    if ((st = s->mx->create(graft_host_get(), &mc, &s->ml, err))) return graft_err_prefix(err, where);
+    s->n_mp = s->mx->n_params(s->ml);
+    s->mp = calloc((size_t)s->n_mp + 1, sizeof *s->mp);
+    s->mg = calloc((size_t)s->n_mp + 1, sizeof *s->mg);
+    s->names = calloc((size_t)s->n_mp + 1, sizeof *s->names);
+    int64_t mlp_floats = p->train_mlp ? 3 * c->hidden_size * c->intermediate_size : 0;
+    graft_param_spec *specs = calloc((size_t)s->n_mp + 1, sizeof *specs);
+    if (!s->mp || !s->mg || !s->names || !specs) {
+        free(specs);
+        return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "%s: out of memory", where);
+    }
+    size_t total = 0;
+    for (int64_t i = 0; i < s->n_mp; i++) {
+        specs[i].struct_size = sizeof specs[i];
+        if ((st = s->mx->param(s->ml, i, &specs[i], err))) {
+            free(specs);
+            return graft_err_prefix(err, where);
+        }
+        int64_t n = 1;
+        for (int32_t d = 0; d < specs[i].ndim; d++) n *= specs[i].shape[d];
+        total += ((size_t)n + 15) & ~(size_t)15;
+        size_t len = strlen(specs[i].name) + 48;
+        s->names[i] = malloc(len);
+        if (!s->names[i]) {
+            free(specs);
+            return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "%s: out of memory", where);
+        }
+        snprintf(s->names[i], len, "model.layers.%lld.%s", (long long)pair->layer, specs[i].name);
+    }
+    total += (size_t)mlp_floats;
+    s->floats = total;
+    s->arena = calloc(4 * total + 16, sizeof(float));
+    s->spans = calloc((size_t)s->n_mp + 3, sizeof *s->spans);
+    if (!s->arena || !s->spans) {
+        free(specs);
+        return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "%s: cannot allocate %zu bytes", where, 16 * total);
+    }
+    float *w = s->arena, *g = w + total, *m1 = g + total, *m2 = m1 + total;
+    size_t off = 0;
+    for (int64_t i = 0; i < s->n_mp; i++) {
+        s->mp[i] = graft_tensor_make(w + off, GRAFT_DTYPE_F32, GRAFT_DEVICE_CPU, specs[i].ndim, specs[i].shape);
+        s->mg[i] = graft_tensor_make(g + off, GRAFT_DTYPE_F32, GRAFT_DEVICE_CPU, specs[i].ndim, specs[i].shape);
+        int64_t n = graft_tensor_numel(&s->mp[i]);
+        s->spans[s->n_spans++] = (graft_adamw_span){.data = w + off, .grad = g + off, .m = m1 + off, .v = m2 + off,
+                                                    .n = n, .flags = (specs[i].flags & GRAFT_PARAM_NO_DECAY) ? GRAFT_ADAMW_NO_DECAY : 0};
+        off += ((size_t)n + 15) & ~(size_t)15;
+    }
+    free(specs);
+    /* the block: teacher's norms and MLP (frozen, or a trainable copy) around the student mixer */
+    graft_block *b = &s->blk;
+    b->be = graft_backend_cpu();
+    b->mx = s->mx;
+    b->ml = s->ml;
+    b->C = c->hidden_size;
+    b->I = c->intermediate_size;
+    b->eps = (float)c->rms_norm_eps;
+    b->mp = s->mp;
+    b->mg = s->mg;
+    b->ln1 = teacher_weight(teacher, pair->layer, "input_layernorm.weight");
+    b->ln2 = teacher_weight(teacher, pair->layer, "post_attention_layernorm.weight");
+    b->gate = teacher_weight(teacher, pair->layer, "mlp.gate_proj.weight");
+    b->up = teacher_weight(teacher, pair->layer, "mlp.up_proj.weight");
+    b->down = teacher_weight(teacher, pair->layer, "mlp.down_proj.weight");
+    if (!b->ln1 || !b->ln2 || !b->gate || !b->up || !b->down)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: the teacher has no norms/MLP at this layer", where);
+    if (p->train_mlp) {
+        int64_t IC = c->hidden_size * c->intermediate_size;
+        float *mw = w + off, *mg = g + off;
+        memcpy(mw, b->gate, (size_t)IC * sizeof(float));
+        memcpy(mw + IC, b->up, (size_t)IC * sizeof(float));
+        memcpy(mw + 2 * IC, b->down, (size_t)IC * sizeof(float));
+        b->gate = mw; b->up = mw + IC; b->down = mw + 2 * IC;
+        b->d_gate = mg; b->d_up = mg + IC; b->d_down = mg + 2 * IC;
+        s->spans[s->n_spans++] = (graft_adamw_span){.data = mw, .grad = mg, .m = m1 + off, .v = m2 + off, .n = 3 * IC};
+    }
+    /* init: the plugin's own, or from the teacher's attention at this layer */
+    graft_tensor q, k, v, o, qn, kn;
+    graft_attention_weights aw = {.struct_size = sizeof aw};
+    const graft_attention_weights *tw = NULL;
+    if (p->init_teacher) {
+        aw.q_proj = teacher_tensor(teacher, pair->layer, "q_proj.weight", &q);
+        aw.k_proj = teacher_tensor(teacher, pair->layer, "k_proj.weight", &k);
+        aw.v_proj = teacher_tensor(teacher, pair->layer, "v_proj.weight", &v);
+        aw.o_proj = teacher_tensor(teacher, pair->layer, "o_proj.weight", &o);
+        aw.q_norm = teacher_tensor(teacher, pair->layer, "q_norm.weight", &qn);
+        aw.k_norm = teacher_tensor(teacher, pair->layer, "k_norm.weight", &kn);
+        if (!aw.q_proj || !aw.k_proj || !aw.v_proj || !aw.o_proj)
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: init: teacher, but the teacher's layer has no softmax attention", where);
+        if (!(s->mx->caps & GRAFT_MIXER_CAP_TEACHER_INIT))
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: init: teacher, but this mixer cannot start from attention weights (use init: random)", where);
+        tw = &aw;
+    }
+    if ((st = s->mx->init(s->ml, s->mp, seed, tw, err))) return graft_err_prefix(err, where);
+    return GRAFT_STATUS_OK;
+}
+
+/* A training or evaluation pass of one student on (h_l -> h_l1). Returns the loss sums. */
+static graft_status student_pass(student *s, graft_block_ws *ws, float *out, float *dout, const float *hl,
+                                 const float *hl1, int64_t B, int64_t T, int train, graft_loaded_plugin *loss,
+                                 void *loss_obj, double *sum, double *count, graft_err *err) {
+    graft_status st = graft_block_forward(&s->blk, ws, out, hl, B, T, train, err);
+    if (st) return st;
+    const graft_loss *L = graft_plugin_loss(loss);
+    graft_loss_io io;
+    memset(&io, 0, sizeof io);
+    io.struct_size = sizeof io;
+    io.loss = loss_obj;
+    io.device = GRAFT_DEVICE_CPU;
+    io.N = B * T;
+    io.W = s->blk.C;
+    io.student = out;
+    io.target = hl1;
+    io.input = hl;
+    io.grad_scale = 1.0f;
+    io.dstudent = train ? dout : NULL;
+    io.loss_sum = sum;
+    io.count = count;
+    if ((st = L->compute(&io, err))) return graft_err_prefix(err, "stage0: loss nmse");
+    if (!train) return GRAFT_STATUS_OK;
+    /* the step's objective is sum / count: scale the gradient of the sum */
+    float scale = *count > 0 ? (float)(1.0 / *count) : 0.0f;
+    for (int64_t i = 0; i < B * T * s->blk.C; i++) dout[i] *= scale;
+    return graft_block_backward(&s->blk, ws, dout, dout, hl, B, T, err);
+}
+
+graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const graft_stage0_pair *pairs,
+                              int64_t n_pairs, const graft_stage0_opts *p, const graft_stage0_hooks *hooks,
+                              graft_stage0_result *results, graft_err *err) {
+    const graft_qwen3_config *c = graft_model_config(teacher);
+    int64_t B = p->batch, T = p->seq_len, N = B * T, C = c->hidden_size, L = c->n_layer;
+    graft_status st = GRAFT_STATUS_OK;
+    student *S = calloc((size_t)n_pairs + 1, sizeof *S);
+    float *hidden = malloc(sizeof(float) * (size_t)((L + 1) * N * C));
+    float *out = malloc(sizeof(float) * (size_t)(N * C));
+    float *dout = malloc(sizeof(float) * (size_t)(N * C));
+    uint32_t *win = malloc(sizeof(uint32_t) * (size_t)(B * (T + 1)));
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)N);
+    float *ws_mem = NULL;
+    graft_loaded_plugin *loss = NULL;
+    void *loss_obj = NULL;
+    if (!S || !hidden || !out || !dout || !win || !ids) {
+        st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "stage0: out of memory for B=%lld T=%lld", (long long)B, (long long)T);
+        goto done;
+    }
+    if ((st = graft_plugin_load("nmse", GRAFT_PLUGIN_LOSS, &loss, err))) goto done;
+    if ((st = graft_plugin_loss(loss)->create(graft_host_get(), NULL, 0, "stage0", &loss_obj, err))) goto done;
+    for (int64_t i = 0; i < n_pairs; i++)
+        if ((st = student_init(&S[i], teacher, &pairs[i], p, p->seed + 1000003ull * (uint64_t)(i + 1), err))) goto done;
+    /* one shared workspace sized for the largest student */
+    size_t saved = 0, scratch = 0;
+    for (int64_t i = 0; i < n_pairs; i++) {
+        if ((st = S[i].mx->workspace(S[i].ml, GRAFT_DEVICE_CPU, B, T, &S[i].saved_bytes, &S[i].scratch_bytes, err))) goto done;
+        size_t a = graft_block_saved_floats(&S[i].blk, N, S[i].saved_bytes);
+        size_t b = graft_block_scratch_floats(&S[i].blk, N, S[i].scratch_bytes);
+        if (a > saved) saved = a;
+        if (b > scratch) scratch = b;
+    }
+    ws_mem = calloc(saved + scratch + 16, sizeof(float));
+    if (!ws_mem) {
+        st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "stage0: cannot allocate the student workspace");
+        goto done;
+    }
+    graft_adamw_params ap = graft_adamw_default_params();
+    ap.beta1 = p->beta1;
+    ap.beta2 = p->beta2;
+    ap.eps = p->eps;
+    ap.weight_decay = p->weight_decay;
+    if ((st = graft_adamw_check(&ap, err))) goto done;
+    graft_lr_schedule sched = {.lr_peak = p->lr, .lr_min = p->lr_min, .warmup_steps = p->warmup, .total_steps = p->steps};
+    if ((st = graft_lr_schedule_check(&sched, err))) goto done;
+    int64_t n_eval_batches = (int64_t)((graft_data_n_eval(data) + (uint64_t)B - 1) / (uint64_t)B);
+    if (p->eval_batches < n_eval_batches) n_eval_batches = p->eval_batches;
+    for (int64_t step = 1; step <= p->steps + 1; step++) {
+        int last = step == p->steps + 1;
+        /* held-out evaluation: before training continues at multiples of eval_every, and at the end */
+        if (last || (p->eval_every > 0 && (step - 1) % p->eval_every == 0 && step > 1)) {
+            for (int64_t i = 0; i < n_pairs; i++) S[i].eval_sum = S[i].eval_count = 0;
+            for (int64_t e = 0; e < n_eval_batches; e++) {
+                int64_t rows = 0;
+                if ((st = graft_data_eval_batch(data, (uint64_t)e, win, &rows, err))) goto done;
+                if (rows < 1) break;
+                for (int64_t r = 0; r < rows; r++)
+                    for (int64_t t = 0; t < T; t++) ids[r * T + t] = (int32_t)win[r * (T + 1) + t];
+                if ((st = graft_model_forward(teacher, ids, rows, T, NULL, hidden, 0, err))) goto done;
+                int64_t Ne = rows * T;
+                for (int64_t i = 0; i < n_pairs; i++) {
+                    graft_block_ws ws;
+                    graft_block_ws_bind(&ws, &S[i].blk, Ne, ws_mem, S[i].saved_bytes, ws_mem + saved);
+                    double sum = 0, cnt = 0;
+                    const float *hl = hidden + S[i].layer * Ne * C, *hl1 = hidden + (S[i].layer + 1) * Ne * C;
+                    if ((st = student_pass(&S[i], &ws, out, dout, hl, hl1, rows, T, 0, loss, loss_obj, &sum, &cnt, err))) goto done;
+                    S[i].eval_sum += sum;
+                    S[i].eval_count += cnt;
+                }
+            }
+            for (int64_t i = 0; i < n_pairs; i++) {
+                double nl = S[i].eval_count > 0 ? S[i].eval_sum / S[i].eval_count : NAN;
+                if (hooks && hooks->on_eval) hooks->on_eval(hooks->ctx, step - 1, i, nl);
+            }
+        }
+        if (last) break;
+        double t0 = now_s();
+        if ((st = graft_data_next(data, win, err))) goto done;
+        for (int64_t r = 0; r < B; r++)
+            for (int64_t t = 0; t < T; t++) ids[r * T + t] = (int32_t)win[r * (T + 1) + t];
+        /* ONE teacher forward for every student */
+        if ((st = graft_model_forward(teacher, ids, B, T, NULL, hidden, 0, err))) goto done;
+        double lr = graft_lr_schedule_at(&sched, step);
+        for (int64_t i = 0; i < n_pairs; i++) {
+            student *s = &S[i];
+            memset(s->arena + s->floats, 0, s->floats * sizeof(float)); /* zero grads */
+            graft_block_ws ws;
+            graft_block_ws_bind(&ws, &s->blk, N, ws_mem, s->saved_bytes, ws_mem + saved);
+            double sum = 0, cnt = 0;
+            const float *hl = hidden + s->layer * N * C, *hl1 = hidden + (s->layer + 1) * N * C;
+            if ((st = student_pass(s, &ws, out, dout, hl, hl1, B, T, 1, loss, loss_obj, &sum, &cnt, err))) goto done;
+            double gn = p->grad_clip > 0 ? graft_grad_clip(s->spans, s->n_spans, p->grad_clip)
+                                         : graft_grad_norm(s->spans, s->n_spans);
+            if ((st = graft_adamw_step(&ap, s->spans, s->n_spans, step, lr, err))) goto done;
+            if (hooks && hooks->on_train) hooks->on_train(hooks->ctx, step, i, cnt > 0 ? sum / cnt : NAN, lr, gn);
+        }
+        if (hooks && hooks->on_step) hooks->on_step(hooks->ctx, step, now_s() - t0, N);
+    }
+    /* results and one checkpoint per student */
+    for (int64_t i = 0; i < n_pairs; i++) {
+        graft_stage0_result *r = &results[i];
+        memset(r, 0, sizeof *r);
+        r->layer = S[i].layer;
+        snprintf(r->mixer, sizeof r->mixer, "%s", pairs[i].mixer);
+        r->heldout_nloss = S[i].eval_count > 0 ? S[i].eval_sum / S[i].eval_count : NAN;
+        r->heldout_tokens = (double)(n_eval_batches * B * T);
+        if (!p->out_dir) continue;
+        if ((st = graft_fs_mkdir_p(p->out_dir, err))) goto done;
+        snprintf(r->checkpoint, sizeof r->checkpoint, "%s/layer%02lld-%s.safetensors", p->out_dir,
+                 (long long)S[i].layer, pairs[i].mixer);
+        graft_st_entry *e = calloc((size_t)S[i].n_mp + 1, sizeof *e);
+        /* metadata: what the student is, so assembly can rebuild it */
+        int64_t nm = 2 * (4 + pairs[i].n_kv) + 1;
+        const char **meta = calloc((size_t)nm, sizeof *meta);
+        char layer_s[32], nloss_s[64];
+        char (*keys)[96] = calloc((size_t)pairs[i].n_kv + 1, sizeof *keys);
+        if (!e || !meta || !keys) {
+            free(e); free(meta); free(keys);
+            st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "stage0: out of memory");
+            goto done;
+        }
+        snprintf(layer_s, sizeof layer_s, "%lld", (long long)S[i].layer);
+        snprintf(nloss_s, sizeof nloss_s, "%.17g", r->heldout_nloss);
+        int64_t k = 0;
+        meta[k++] = "graft.stage0.mixer"; meta[k++] = pairs[i].mixer;
+        meta[k++] = "graft.stage0.layer"; meta[k++] = layer_s;
+        meta[k++] = "graft.stage0.heldout_nloss"; meta[k++] = nloss_s;
+        meta[k++] = "graft.stage0.train"; meta[k++] = p->train_mlp ? "mixer,mlp" : "mixer";
+        for (int64_t j = 0; j < pairs[i].n_kv; j++) {
+            snprintf(keys[j], sizeof keys[j], "graft.mixer.%s", pairs[i].kv[j].key);
+            meta[k++] = keys[j];
+            meta[k++] = pairs[i].kv[j].value;
+        }
+        meta[k] = NULL;
+        for (int64_t j = 0; j < S[i].n_mp; j++) {
+            e[j].name = S[i].names[j];
+            e[j].dtype = GRAFT_DTYPE_F32;
+            e[j].ndim = S[i].mp[j].ndim;
+            for (int d = 0; d < S[i].mp[j].ndim; d++) e[j].shape[d] = S[i].mp[j].shape[d];
+            e[j].f32 = S[i].mp[j].data;
+        }
+        st = graft_st_write(r->checkpoint, e, S[i].n_mp, (const char *const *)meta, err);
+        free(e);
+        free(meta);
+        free(keys);
+        if (st) goto done;
+    }
+done:
+    for (int64_t i = 0; S && i < n_pairs; i++) student_free(&S[i]);
+    free(S);
+    if (loss_obj) graft_plugin_loss(loss)->destroy(loss_obj);
+    graft_plugin_unload(loss);
+    free(ws_mem);
+    free(hidden);
+    free(out);
+    free(dout);
+    free(win);
+    free(ids);
+    return st;
+}

@@ -1,0 +1,398 @@
+/* train.c: the training loop of pretrain and Stage 1 (train.h).
+ *
+ * One step: student forward (B, T) -> logits; labels = the next tokens of each window;
+ *   CE part:  "ce" loss plugin, gradient scaled by alpha / N;
+ *   KL part:  the teacher's logits of the same windows -> per row its top-k ids, log-probs and
+ *             top-k mass (temperature 1) -> "topk_kl" loss plugin, gradient scaled by (1-alpha)/N;
+ * then backward, global-norm clipping, AdamW at the schedule's learning rate.
+ */
+#include "train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "adamw.h"
+#include "fsutil.h"
+#include "host.h"
+#include "lr_schedule.h"
+#include "plugin_loader.h"
+#include "train_state.h"
+
+graft_train_opts graft_train_default_opts(void) {
+    graft_train_opts p;
+    memset(&p, 0, sizeof p);
+    p.phases[0] = (graft_train_phase){.steps = 100, .batch = 8, .seq_len = 128};
+    p.n_phases = 1;
+    p.lr = 1e-3;
+    p.lr_min = 1e-4;
+    p.warmup = 10;
+    p.weight_decay = 0.1;
+    p.grad_clip = 1.0;
+    p.beta1 = 0.9;
+    p.beta2 = 0.95;
+    p.eps = 1e-8;
+    p.alpha = 1.0;
+    p.k = 32;
+    p.temperature = 4.0;
+    p.eval_batches = 8;
+    p.holdout_fraction = 0.05;
+    return p;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A loss plugin and one object of it. */
+typedef struct loss_handle {
+    graft_loaded_plugin *plugin;
+    const graft_loss *L;
+    void *obj;
+} loss_handle;
+
+static graft_status loss_open(loss_handle *h, const char *name, const graft_kv *kv, int64_t n_kv, graft_err *err) {
+    graft_status st = graft_plugin_load(name, GRAFT_PLUGIN_LOSS, &h->plugin, err);
+    if (st) return st;
+    h->L = graft_plugin_loss(h->plugin);
+    return h->L->create(graft_host_get(), kv, n_kv, "train", &h->obj, err);
+}
+
+static void loss_close(loss_handle *h) {
+    if (h->obj) h->L->destroy(h->obj);
+    graft_plugin_unload(h->plugin);
+}
+
+/* Per row of z (N, V): the k largest ids, their log-probabilities and their total probability. */
+static void teacher_topk(const float *z, int64_t N, int64_t V, int64_t k, int32_t *ids, float *logp, float *mass) {
+    for (int64_t r = 0; r < N; r++) {
+        const float *row = z + r * V;
+        int32_t *id = ids + r * k;
+        float *lp = logp + r * k;
+        double mx = -INFINITY;
+        for (int64_t v = 0; v < V; v++) if (row[v] > mx) mx = row[v];
+        double s = 0;
+        for (int64_t v = 0; v < V; v++) s += exp((double)row[v] - mx);
+        double lse = mx + log(s);
+        /* insertion into a sorted (descending) list of k: k is small (32) */
+        int64_t n = 0;
+        for (int64_t v = 0; v < V; v++) {
+            float x = row[v];
+            if (n == k && x <= row[id[k - 1]]) continue;
+            int64_t pos = n < k ? n++ : k - 1;
+            while (pos > 0 && row[id[pos - 1]] < x) {
+                id[pos] = id[pos - 1];
+                pos--;
+            }
+            id[pos] = (int32_t)v;
+        }
+        double m = 0;
+        for (int64_t j = 0; j < k; j++) {
+            lp[j] = (float)((double)row[id[j]] - lse);
+            m += exp((double)lp[j]);
+        }
+        mass[r] = (float)(m > 1.0 ? 1.0 : m);
+    }
+}
+
+graft_status graft_eval_heldout_ce(graft_model_t *m, graft_data_t *data, int64_t batch, int64_t seq_len,
+                                   int64_t max_batches, double *ce, double *tokens, graft_err *err) {
+    int64_t B = batch, T = seq_len, V = graft_model_config(m)->vocab_size;
+    uint32_t *win = malloc(sizeof(uint32_t) * (size_t)(B * (T + 1)));
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * T));
+    int32_t *labels = malloc(sizeof(int32_t) * (size_t)(B * T));
+    float *logits = malloc(sizeof(float) * (size_t)(B * T * V));
+    loss_handle lh = {0};
+    double sum = 0, count = 0;
+    graft_status st = GRAFT_STATUS_OK;
+    if (!win || !ids || !labels || !logits) {
+        st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "eval: out of memory");
+        goto done;
+    }
+    if ((st = loss_open(&lh, "ce", NULL, 0, err))) goto done;
+    int64_t nb = (int64_t)((graft_data_n_eval(data) + (uint64_t)B - 1) / (uint64_t)B);
+    if (max_batches > 0 && nb > max_batches) nb = max_batches;
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t rows = 0;
+        if ((st = graft_data_eval_batch(data, (uint64_t)b, win, &rows, err))) goto done;
+        if (rows < 1) break;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t t = 0; t < T; t++) {
+                ids[r * T + t] = (int32_t)win[r * (T + 1) + t];
+                labels[r * T + t] = (int32_t)win[r * (T + 1) + t + 1];
+            }
+        if ((st = graft_model_forward(m, ids, rows, T, logits, NULL, 0, err))) goto done;
+        double s = 0, c = 0;
+        graft_loss_io io = {.struct_size = sizeof io, .loss = lh.obj, .device = GRAFT_DEVICE_CPU, .N = rows * T,
+                            .W = V, .student = logits, .labels = labels, .grad_scale = 1, .loss_sum = &s, .count = &c};
+        if ((st = lh.L->compute(&io, err))) goto done;
+        sum += s;
+        count += c;
+    }
+    *ce = count > 0 ? sum / count : NAN;
+    *tokens = count;
+done:
+    loss_close(&lh);
+    free(win);
+    free(ids);
+    free(labels);
+    free(logits);
+    return st;
+}
+
+/* ---- training checkpoints (train_state.h) -------------------------------------------------- */
+
+/* m and v of parameter i live at moments + off_i and moments + total + off_i (off in order). */
+static graft_status train_checkpoint(const char *dir, graft_model_t *m, float *moments, size_t total, int64_t step,
+                                     int phase, const graft_data_cursor *cur, graft_err *err) {
+    int64_t np = graft_model_n_params(m);
+    graft_named_tensor *w = calloc((size_t)np * 3 + 1, sizeof *w);
+    if (!w) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "%s: out of memory", dir);
+    graft_named_tensor *mm = w + np, *vv = w + 2 * np;
+    char **names = calloc((size_t)np * 2 + 1, sizeof *names);
+    graft_status st = GRAFT_STATUS_OK;
+    size_t off = 0;
+    for (int64_t i = 0; names && i < np; i++) {
+        graft_model_param *p = graft_model_param_at(m, i);
+        graft_named_tensor t = {.name = (char *)p->name, .data = p->data, .numel = p->numel, .ndim = p->ndim};
+        for (int d = 0; d < p->ndim; d++) t.shape[d] = p->shape[d];
+        w[i] = t;
+        mm[i] = t;
+        mm[i].data = moments + off;
+        vv[i] = t;
+        vv[i].data = moments + total + off;
+        off += (size_t)p->numel;
+    }
+    int64_t curv[4] = {(int64_t)cur->epoch, (int64_t)cur->position, (int64_t)cur->seed, (int64_t)cur->n_train};
+    graft_train_state ts = {.weights = w, .n_weights = np, .m = mm, .v = vv, .n_opt = np, .step = step,
+                            .phase = phase, .lr_step = step, .data_cursor = curv, .n_cursor = 4};
+    if (!names) st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "%s: out of memory", dir);
+    else st = graft_train_state_save(dir, &ts, err);
+    free(names);
+    free(w);
+    return st;
+}
+
+/* Loads the checkpoint in dir (if any) into the model and moments. *found = 0 when there is none. */
+static graft_status train_resume(const char *dir, graft_model_t *m, float *moments, size_t total, int64_t *step,
+                                 int *phase, graft_data_cursor *cur, int *found, graft_err *err) {
+    *found = 0;
+    char real[4096];
+    if (graft_fs_dir_resolve(dir, real, sizeof real, err) != GRAFT_STATUS_OK) return GRAFT_STATUS_OK; /* none yet */
+    graft_train_state ts;
+    memset(&ts, 0, sizeof ts);
+    graft_status st = graft_train_state_load(real, &ts, err);
+    if (st) return st;
+    int64_t np = graft_model_n_params(m);
+    size_t off = 0;
+    for (int64_t i = 0; i < np && !st; i++) {
+        graft_model_param *p = graft_model_param_at(m, i);
+        int hit = 0;
+        for (int64_t j = 0; j < ts.n_weights; j++)
+            if (!strcmp(ts.weights[j].name, p->name) && ts.weights[j].numel == p->numel) {
+                memcpy(p->data, ts.weights[j].data, (size_t)p->numel * sizeof(float));
+                hit |= 1;
+            }
+        for (int64_t j = 0; j < ts.n_opt; j++)
+            if (!strcmp(ts.m[j].name, p->name) && ts.m[j].numel == p->numel) {
+                memcpy(moments + off, ts.m[j].data, (size_t)p->numel * sizeof(float));
+                memcpy(moments + total + off, ts.v[j].data, (size_t)p->numel * sizeof(float));
+                hit |= 2;
+            }
+        if (hit != 3)
+            st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: \"%s\": missing or of another shape in the training checkpoint",
+                               real, p->name);
+        off += (size_t)p->numel;
+    }
+    if (!st && ts.n_cursor != 4)
+        st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: data cursor has %lld entries, expected 4", real, (long long)ts.n_cursor);
+    if (!st) {
+        *step = ts.step;
+        *phase = ts.phase;
+        cur->epoch = (uint64_t)ts.data_cursor[0];
+        cur->position = (uint64_t)ts.data_cursor[1];
+        cur->seed = (uint64_t)ts.data_cursor[2];
+        cur->n_train = (uint64_t)ts.data_cursor[3];
+        *found = 1;
+    }
+    graft_train_state_free(&ts);
+    return st;
+}
+
+graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, const char *const *paths,
+                             int64_t n_paths, const graft_train_opts *p, const graft_train_hooks *hooks,
+                             graft_err *err) {
+    const graft_qwen3_config *c = graft_model_config(student);
+    int64_t V = c->vocab_size;
+    int distill = teacher && p->alpha < 1.0;
+    if (distill && graft_model_config(teacher)->vocab_size != V)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "stage1: teacher vocabulary %lld, student %lld: they must be equal",
+                             (long long)graft_model_config(teacher)->vocab_size, (long long)V);
+    if (p->n_phases < 1 || p->n_phases > GRAFT_TRAIN_MAX_PHASES)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "train: %d phases, expected 1..%d", p->n_phases, GRAFT_TRAIN_MAX_PHASES);
+    int64_t maxN = 0, maxW = 0, total_steps = 0;
+    for (int i = 0; i < p->n_phases; i++) {
+        int64_t n = p->phases[i].batch * p->phases[i].seq_len;
+        if (n > maxN) maxN = n;
+        if (n + p->phases[i].batch > maxW) maxW = n + p->phases[i].batch;
+        total_steps += p->phases[i].steps;
+    }
+    graft_status st = GRAFT_STATUS_OK;
+    uint32_t *win = NULL;
+    int32_t *ids = NULL, *labels = NULL, *tk_ids = NULL;
+    float *logits = NULL, *dce = NULL, *dkl = NULL, *tlogits = NULL, *tk_logp = NULL, *tk_mass = NULL;
+    float *moments = NULL;
+    graft_adamw_span *spans = NULL;
+    graft_data_t *data = NULL;
+    loss_handle ce = {0}, kl = {0};
+    win = malloc(sizeof(uint32_t) * (size_t)maxW);
+    ids = malloc(sizeof(int32_t) * (size_t)maxN);
+    labels = malloc(sizeof(int32_t) * (size_t)maxN);
+    logits = malloc(sizeof(float) * (size_t)(maxN * V));
+    dce = malloc(sizeof(float) * (size_t)(maxN * V));
+    if (!win || !ids || !labels || !logits || !dce) goto oom;
+    if (distill) {
+        dkl = malloc(sizeof(float) * (size_t)(maxN * V));
+        tlogits = malloc(sizeof(float) * (size_t)(maxN * V));
+        tk_ids = malloc(sizeof(int32_t) * (size_t)(maxN * p->k));
+        tk_logp = malloc(sizeof(float) * (size_t)(maxN * p->k));
+        tk_mass = malloc(sizeof(float) * (size_t)maxN);
+        if (!dkl || !tlogits || !tk_ids || !tk_logp || !tk_mass) goto oom;
+    }
+    if ((st = loss_open(&ce, "ce", NULL, 0, err))) goto done;
+    if (distill) {
+        char ks[32], ts[64];
+        snprintf(ks, sizeof ks, "%lld", (long long)p->k);
+        snprintf(ts, sizeof ts, "%.17g", p->temperature);
+        graft_kv kv[2] = {{"k", ks, "stage1.k"}, {"temperature", ts, "stage1.temperature"}};
+        if ((st = loss_open(&kl, "topk_kl", kv, 2, err))) goto done;
+    }
+    /* optimizer over every parameter */
+    int64_t np = graft_model_n_params(student);
+    size_t total = 0;
+    for (int64_t i = 0; i < np; i++) total += (size_t)graft_model_param_at(student, i)->numel;
+    moments = calloc(2 * total + 1, sizeof(float));
+    spans = calloc((size_t)np + 1, sizeof *spans);
+    if (!moments || !spans) goto oom;
+    {
+        /* a forward allocates the gradients */
+        int32_t one = 0;
+        if ((st = graft_model_forward(student, &one, 1, 1, NULL, NULL, 1, err))) goto done;
+    }
+    size_t off = 0;
+    for (int64_t i = 0; i < np; i++) {
+        graft_model_param *q = graft_model_param_at(student, i);
+        spans[i] = (graft_adamw_span){.data = q->data, .grad = q->grad, .m = moments + off, .v = moments + total + off,
+                                      .n = q->numel, .flags = (q->flags & GRAFT_PARAM_NO_DECAY) ? GRAFT_ADAMW_NO_DECAY : 0};
+        off += (size_t)q->numel;
+    }
+    graft_adamw_params ap = graft_adamw_default_params();
+    ap.beta1 = p->beta1;
+    ap.beta2 = p->beta2;
+    ap.eps = p->eps;
+    ap.weight_decay = p->weight_decay;
+    if ((st = graft_adamw_check(&ap, err))) goto done;
+    graft_lr_schedule sched = {.lr_peak = p->lr, .lr_min = p->lr_min, .warmup_steps = p->warmup, .total_steps = total_steps};
+    if ((st = graft_lr_schedule_check(&sched, err))) goto done;
+
+    /* resume */
+    int64_t step0 = 0;
+    int phase0 = 0;
+    graft_data_cursor cursor0;
+    int have_cursor = 0;
+    if (p->resume && p->state_dir) {
+        int found = 0;
+        if ((st = train_resume(p->state_dir, student, moments, total, &step0, &phase0, &cursor0, &found, err))) goto done;
+        have_cursor = found;
+    }
+    int64_t step = 0;
+    for (int ph = 0; ph < p->n_phases; ph++) {
+        const graft_train_phase *P = &p->phases[ph];
+        int64_t B = P->batch, T = P->seq_len, N = B * T;
+        if (step + P->steps <= step0) { /* a phase finished before the checkpoint */
+            step += P->steps;
+            continue;
+        }
+        graft_data_params dp = graft_data_default_params();
+        dp.B = B;
+        dp.T = T;
+        dp.seed = p->seed + (uint64_t)ph;
+        dp.shuffle = 1;
+        dp.holdout_fraction = p->holdout_fraction;
+        dp.max_vocab = (uint64_t)V;
+        if ((st = graft_data_open(paths, (size_t)n_paths, &dp, &data, err))) goto done;
+        if (have_cursor && ph == phase0) {
+            if ((st = graft_data_set_cursor(data, &cursor0, err))) goto done;
+            step = step0;
+        }
+        int64_t end = 0;
+        for (int i = 0; i <= ph; i++) end += p->phases[i].steps;
+        while (step < end) {
+            step++;
+            double t0 = now_s();
+            if ((st = graft_data_next(data, win, err))) goto done;
+            for (int64_t r = 0; r < B; r++)
+                for (int64_t t = 0; t < T; t++) {
+                    ids[r * T + t] = (int32_t)win[r * (T + 1) + t];
+                    labels[r * T + t] = (int32_t)win[r * (T + 1) + t + 1];
+                }
+            graft_model_zero_grad(student);
+            if ((st = graft_model_forward(student, ids, B, T, logits, NULL, 1, err))) goto done;
+            double ce_sum = 0, ce_n = 0, kl_sum = 0, kl_n = 0;
+            double a = distill ? p->alpha : 1.0;
+            graft_loss_io io = {.struct_size = sizeof io, .loss = ce.obj, .device = GRAFT_DEVICE_CPU, .N = N, .W = V,
+                                .student = logits, .labels = labels, .grad_scale = (float)(a / (double)N),
+                                .dstudent = dce, .loss_sum = &ce_sum, .count = &ce_n};
+            if ((st = ce.L->compute(&io, err))) goto done;
+            if (distill) {
+                if ((st = graft_model_forward(teacher, ids, B, T, tlogits, NULL, 0, err))) goto done;
+                teacher_topk(tlogits, N, V, p->k, tk_ids, tk_logp, tk_mass);
+                graft_loss_io kio = {.struct_size = sizeof kio, .loss = kl.obj, .device = GRAFT_DEVICE_CPU, .N = N, .W = V,
+                                     .student = logits, .k = p->k, .topk_ids = tk_ids, .topk_logp = tk_logp,
+                                     .topk_mass = tk_mass, .grad_scale = (float)((1.0 - a) / (double)N),
+                                     .dstudent = dkl, .loss_sum = &kl_sum, .count = &kl_n};
+                if ((st = kl.L->compute(&kio, err))) goto done;
+                for (int64_t i = 0; i < N * V; i++) dce[i] += dkl[i];
+            }
+            if ((st = graft_model_backward(student, dce, err))) goto done;
+            double gn = p->grad_clip > 0 ? graft_grad_clip(spans, np, p->grad_clip) : graft_grad_norm(spans, np);
+            double lr = graft_lr_schedule_at(&sched, step);
+            if ((st = graft_adamw_step(&ap, spans, np, step, lr, err))) goto done;
+            double dt = now_s() - t0;
+            if (hooks && hooks->on_step) {
+                double cev = ce_n > 0 ? ce_sum / ce_n : NAN, klv = kl_n > 0 ? kl_sum / kl_n : 0;
+                graft_train_row row = {.step = step, .phase = ph, .loss = a * cev + (1 - a) * klv, .ce = cev,
+                                       .kl = distill ? klv : NAN, .lr = lr, .grad_norm = gn, .tokens = N,
+                                       .tokens_per_s = (double)N / dt, .wall_s = dt};
+                hooks->on_step(hooks->ctx, &row);
+            }
+            if (p->eval_every > 0 && step % p->eval_every == 0 && hooks && hooks->on_eval) {
+                double hce = 0, htok = 0;
+                if ((st = graft_eval_heldout_ce(student, data, B, T, p->eval_batches, &hce, &htok, err))) goto done;
+                hooks->on_eval(hooks->ctx, step, hce, htok);
+            }
+            int ckpt = p->state_dir && ((p->checkpoint_every > 0 && step % p->checkpoint_every == 0) || step == total_steps);
+            if (ckpt) {
+                graft_data_cursor cur = graft_data_get_cursor(data);
+                if ((st = train_checkpoint(p->state_dir, student, moments, total, step, ph, &cur, err))) goto done;
+            }
+        }
+        graft_data_close(data);
+        data = NULL;
+    }
+    goto done;
+oom:
+    st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "train: out of memory (batch x seq_len x vocab too large?)");
+done:
+    graft_data_close(data);
+    loss_close(&ce);
+    loss_close(&kl);
+    free(win); free(ids); free(labels); free(tk_ids);
+    free(logits); free(dce); free(dkl); free(tlogits); free(tk_logp); free(tk_mass);
+    free(moments); free(spans);
+    return st;
+}
