@@ -13,6 +13,7 @@ const graft_command graft_commands[] = {
     {"init", "write a randomly initialized Qwen3 checkpoint from a config.json", graft_cmd_init},
     {"forward", "run a model forward (and backward) on ids from a file; write logits and gradients", graft_cmd_forward},
     {"tokenize", "text -> token ids or token shards (Qwen3 byte-level BPE, exact to HF)", graft_cmd_tokenize},
+    {"plugins", "list the mixer and loss plugins found, and the refused ones", graft_cmd_plugins},
     {0, 0, 0},
 };
 
