@@ -282,6 +282,9 @@ void graft_host_parallel_for(int64_t n, void (*fn)(void *arg, int64_t begin, int
         fn(arg, 0, n);
         return;
     }
+    /* a worker that picked up the previous job just before it drained may still be inside it:
+     * resetting the cursor under it would hand it items of this job with the old fn */
+    while (p->active > 0) pthread_cond_wait(&p->done, &p->mu);
     int64_t parts = 4 * (int64_t)(p->n_workers + 1);
     int64_t chunk = (n + parts - 1) / parts;
     p->fn = fn;

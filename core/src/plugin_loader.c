@@ -432,7 +432,7 @@ int64_t graft_plugin_scan(graft_plugin_visit_fn visit, void *arg) {
             graft_err e;
             memset(&e, 0, sizeof e);
             graft_status st = load_file(path, GRAFT_PLUGIN_KIND_ANY, &p, &e);
-            if (verbose()) graft_host_log(GRAFT_LOG_INFO, "plugin %s", st ? e.msg : path);
+            if (verbose()) graft_host_log(GRAFT_LOG_INFO, st ? "plugin %s" : "plugin %s: taken", st ? e.msg : path);
             if (visit) visit(arg, path, st ? NULL : p, st ? &e : NULL);
             graft_plugin_unload(p);
             count++;

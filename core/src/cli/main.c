@@ -9,6 +9,7 @@
 
 const graft_command graft_commands[] = {
     /* one line per subcommand; keep them in the order `graft help` shows them */
+    {"plugins", "list the mixer and loss plugins found, and the refused ones", graft_cmd_plugins},
     {0, 0, 0},
 };
 

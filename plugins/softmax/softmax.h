@@ -1,0 +1,45 @@
+/* softmax.h: the softmax layer object shared by softmax.c (descriptor, config, params, init) and
+ * softmax_cpu.c (the CPU fp32 forward/backward). Internal to the plugin; never installed. */
+#ifndef GRAFT_SOFTMAX_H
+#define GRAFT_SOFTMAX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "graft/plugin.h"
+
+enum { P_Q, P_K, P_V, P_O, P_QNORM, P_KNORM, N_PARAMS };
+
+typedef struct sm_layer {
+    const graft_host *host;
+    int64_t C, nq, nkv, D, n_rep;
+    double eps;        /* rms_norm_eps, added inside the sqrt */
+    float scale;       /* fp32(D^-0.5) */
+    float *inv_freq;   /* (D/2) built in fp32 as transformers does (spec/qwen3.md §3.4) */
+} sm_layer;
+
+/* Floats per token of the saved activations: q_raw, qr, o (nq*D each), k_raw, kr, v (nkv*D each),
+ * lse (nq), rstd_q (nq), rstd_k (nkv). */
+int64_t sm_saved_floats_per_token(const sm_layer *l);
+/* Floats of scratch for a call with B, T (forward without saved, and backward). */
+int64_t sm_scratch_floats(const sm_layer *l, int64_t B, int64_t T);
+
+/* Prepends "prefix: " to err's message (truncating its tail); returns err->status. */
+static inline graft_status sm_err_prefix(graft_err *err, const char *prefix) {
+    if (!err) return GRAFT_STATUS_INTERNAL;
+    size_t p = strlen(prefix) + 2, n = strnlen(err->msg, sizeof err->msg - 1);
+    if (p >= sizeof err->msg) return err->status;
+    if (n + p >= sizeof err->msg) n = sizeof err->msg - 1 - p;
+    memmove(err->msg + p, err->msg, n);
+    err->msg[n + p] = 0;
+    memcpy(err->msg, prefix, p - 2);
+    err->msg[p - 2] = ':';
+    err->msg[p - 1] = ' ';
+    return err->status;
+}
+
+graft_status sm_forward_cpu(const graft_mixer_io *io, graft_err *err);
+graft_status sm_backward_cpu(const graft_mixer_io *io, graft_err *err);
+
+#endif
