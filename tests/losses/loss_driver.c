@@ -173,6 +173,8 @@ int main(int argc, char **argv) {
     if (loss->create(graft_plugin_host(p), kv, n_kv, "driver args", &obj, &err)) {
         fprintf(stderr, "loss_driver: %s\n", err.msg);
         graft_plugin_unload(p);
+        for (int i = 0; i < n_tensors; i++) free(tensors[i].data);
+        for (int i = 0; i < n_kv; i++) free(kvbuf[i]);
         return 2;
     }
     float *dstudent = malloc(((size_t)(N * W) + GUARD) * sizeof(float));
