@@ -1,0 +1,104 @@
+/* losses/nmse.c: the normalized MSE of Stage 0 (DESIGN "Normalized loss") as a loss .so.
+ *
+ *   loss_sum = sum_rows ||s - t||^2      count = sum_rows ||x - t||^2
+ *   d(loss_sum)/ds = 2 (s - t)           dstudent = grad_scale * 2 (s - t)
+ *
+ * s = student(h[l-1]), t = h[l] (target), x = h[l-1] (input), rows of width W = C. The normalized
+ * loss of a pair is a RATIO OF SUMS: summing loss_sum and count over micro-batches or held-out
+ * batches and dividing once gives it exactly (never a mean of per-batch ratios). The training
+ * objective of one step is loss_sum / count of that step's batch; the caller passes
+ * grad_scale = 1 / count so that dstudent is its gradient. README.md has the derivation.
+ *
+ * Not here: the division (the caller's), any device other than the CPU.
+ */
+#include <stdint.h>
+
+#include "graft/kv.h"
+#include "graft/plugin.h"
+#include "loss_common.h"
+
+typedef struct nmse_loss {
+    const graft_host *host;
+    void *rows;       /* (2, N) doubles: per-row numerator then denominator */
+    size_t rows_cap;
+} nmse_loss;
+
+static graft_status nmse_create(const graft_host *host, const graft_kv *kv, int64_t n_kv, const char *origin,
+                                void **out, graft_err *err) {
+    static const char *const known[] = {NULL};
+    graft_status st = loss_check_host(host, "nmse", err);
+    if (st) return st;
+    if (graft_kv_check_known(kv, n_kv, known, origin, err)) return err->status;
+    nmse_loss *l = host->alloc(host->ctx, sizeof *l);
+    if (!l) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "loss nmse: out of memory");
+    l->host = host;
+    *out = l;
+    return GRAFT_STATUS_OK;
+}
+
+static void nmse_destroy(void *p) {
+    nmse_loss *l = p;
+    if (!l) return;
+    const graft_host *h = l->host;
+    h->free(h->ctx, l->rows);
+    h->free(h->ctx, l);
+}
+
+typedef struct nmse_job {
+    const graft_loss_io *io;
+    double *num, *den; /* (N) */
+} nmse_job;
+
+static void nmse_rows(void *arg, int64_t begin, int64_t end) {
+    const nmse_job *j = arg;
+    const graft_loss_io *io = j->io;
+    const int64_t W = io->W;
+    const double g2 = 2.0 * (double)io->grad_scale;
+    for (int64_t r = begin; r < end; r++) {
+        const float *s = io->student + r * W, *t = io->target + r * W, *x = io->input + r * W;
+        double num = 0.0, den = 0.0;
+        for (int64_t i = 0; i < W; i++) {
+            double e = (double)s[i] - (double)t[i], d = (double)x[i] - (double)t[i];
+            num += e * e;
+            den += d * d;
+        }
+        j->num[r] = num;
+        j->den[r] = den;
+        if (io->dstudent) {
+            float *ds = io->dstudent + r * W;
+            for (int64_t i = 0; i < W; i++) ds[i] = (float)(g2 * ((double)s[i] - (double)t[i]));
+        }
+    }
+}
+
+static graft_status nmse_compute(const graft_loss_io *io, graft_err *err) {
+    graft_status st = loss_check_io(io, "nmse", LOSS_NEED_TARGET | LOSS_NEED_INPUT, err);
+    if (st) return st;
+    nmse_loss *l = io->loss;
+    *io->loss_sum = 0.0;
+    *io->count = 0.0;
+    if (io->N == 0) return GRAFT_STATUS_OK;
+    st = loss_buf_reserve(l->host, &l->rows, &l->rows_cap, 2 * (size_t)io->N * sizeof(double), "nmse", err);
+    if (st) return st;
+    nmse_job job = {io, (double *)l->rows, (double *)l->rows + io->N};
+    l->host->parallel_for(l->host->ctx, io->N, nmse_rows, &job);
+    *io->loss_sum = loss_sum_rows(job.num, io->N);
+    *io->count = loss_sum_rows(job.den, io->N);
+    return GRAFT_STATUS_OK;
+}
+
+static const graft_loss nmse_desc = {
+    .struct_size = sizeof(graft_loss),
+    .abi_version = GRAFT_ABI_VERSION,
+    .name = "nmse",
+    .caps = GRAFT_MIXER_CAP_CPU,
+    .n_parts = 0,
+    .part_names = NULL,
+    .create = nmse_create,
+    .destroy = nmse_destroy,
+    .compute = nmse_compute,
+};
+
+GRAFT_PLUGIN_EXPORT graft_status graft_plugin_init(const graft_host *host, graft_plugin *out, graft_err *err) {
+    return loss_fill_plugin(host, out, &nmse_desc, "0.1.0", err);
+}
