@@ -66,14 +66,18 @@ int main(void) {
     run_case("softmax", NULL);
     graft_loaded_plugin *p = NULL;
     graft_err err = {0};
-    if (graft_plugin_load("gla", GRAFT_PLUGIN_MIXER, &p, &err) == GRAFT_STATUS_OK) {
-        graft_plugin_unload(p);
+    /* the plugins are part of the build: failing to load one is a failure, not a skip */
+    CHECK(graft_plugin_load("gla", GRAFT_PLUGIN_MIXER, &p, &err) == GRAFT_STATUS_OK);
+    graft_plugin_unload(p);
+    {
         graft_kv kv[] = {{"num_heads", "4", NULL}, {"gate_low_rank_dim", "4", NULL}};
         graft_layer_spec s[3] = {{"softmax", NULL, 0, NULL}, {"gla", kv, 2, NULL}, {"softmax", NULL, 0, NULL}};
         run_case("hybrid gla", s);
     }
-    if (graft_plugin_load("rwkv7", GRAFT_PLUGIN_MIXER, &p, &err) == GRAFT_STATUS_OK) {
-        graft_plugin_unload(p);
+    p = NULL;
+    CHECK(graft_plugin_load("rwkv7", GRAFT_PLUGIN_MIXER, &p, &err) == GRAFT_STATUS_OK);
+    graft_plugin_unload(p);
+    {
         graft_kv kv[] = {{"head_dim", "12", NULL}, {"decay_low_rank_dim", "4", NULL}, {"a_low_rank_dim", "4", NULL},
                          {"v_low_rank_dim", "2", NULL}, {"gate_low_rank_dim", "4", NULL}};
         graft_layer_spec s[3] = {{"rwkv7", kv, 5, NULL}, {"softmax", NULL, 0, NULL}, {"rwkv7", kv, 5, NULL}};
