@@ -152,9 +152,9 @@ static graft_status gla_parse(const graft_mixer_cfg *cfg, gla_layer *L, graft_er
         graft_kv_bool(kv, n, "use_gv", &ignored, org, err) ||
         ignored_number(cfg, "hidden_ratio", err) || ignored_number(cfg, "intermediate_size", err))
         return err->status;
-    if (require_null(cfg, "clamp_min", "a lower clamp of the log gate is not implemented", err) ||
+    if (require_null(cfg, "clamp_min", "graft's GLA has no lower clamp of the log gate (FLA default null)", err) ||
         require_null(cfg, "feature_map", "no feature map on q, k is implemented", err) ||
-        require_bool(cfg, "use_output_gate", 1, "the ungated norm is not implemented", err) ||
+        require_bool(cfg, "use_output_gate", 1, "graft's GLA always gates the output norm (FLA default true)", err) ||
         require_bool(cfg, "fuse_norm", 1,
                      "unfused, FLA names the norm g_norm.weight; graft keeps g_norm_swish_gate", err) ||
         require_bool(cfg, "elementwise_affine", 1, "the norm always has its weight", err) ||
