@@ -55,13 +55,15 @@ graft_status graft_hybrid_assemble(graft_model_t *base, const graft_hybrid_layer
         if (is_softmax(layers[l].mixer) || !layers[l].weights) continue;
         graft_st_file_t *f = NULL;
         if ((st = graft_st_open(layers[l].weights, &f, err))) goto fail;
-        char prefix[64];
+        char prefix[64], mlp_prefix[64];
         int plen = snprintf(prefix, sizeof prefix, "model.layers.%lld.mixer.", (long long)l);
-        /* every tensor of the file must be one of this layer's mixer parameters */
+        int mlen = snprintf(mlp_prefix, sizeof mlp_prefix, "model.layers.%lld.mlp.", (long long)l);
+        /* every tensor of the file must be one of this layer's mixer parameters, or its MLP
+         * (a Stage 0 student trained with `train: [mixer, mlp]` carries its own MLP) */
         for (int64_t t = 0; t < graft_st_count(f); t++) {
             const graft_st_tensor *ten = graft_st_get(f, t);
             graft_model_param *p = graft_model_param_find(h, ten->name);
-            if (strncmp(ten->name, prefix, (size_t)plen) || !p) {
+            if ((strncmp(ten->name, prefix, (size_t)plen) && strncmp(ten->name, mlp_prefix, (size_t)mlen)) || !p) {
                 st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
                                    "%s: \"%s\": not a mixer parameter of layer %lld (%s), expected names starting \"%s\"",
                                    layers[l].weights, ten->name, (long long)l, layers[l].mixer, prefix);

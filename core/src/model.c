@@ -457,6 +457,27 @@ graft_status graft_model_forward(graft_model_t *m, const int32_t *ids, int64_t B
     return GRAFT_STATUS_OK;
 }
 
+graft_status graft_model_forward_layers(graft_model_t *m, const float *hidden_in, int64_t B, int64_t T,
+                                        float *out, graft_err *err) {
+    const graft_qwen3_config *c = &m->cfg;
+    int64_t C = c->hidden_size, N = B * T;
+    if (B < 1 || T < 1)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "forward_layers: B=%lld T=%lld, expected both >= 1",
+                             (long long)B, (long long)T);
+    graft_status st = ensure_activations(m, B, T, err);
+    if (st) return st;
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        layer *L = &m->layers[l];
+        if ((st = graft_block_forward(&L->blk, &L->ws, out + l * N * C, hidden_in + l * N * C, B, T, 0, err))) {
+            char where[48];
+            snprintf(where, sizeof where, "layer %lld", (long long)l);
+            return graft_err_prefix(err, where);
+        }
+    }
+    m->trained = 0;
+    return GRAFT_STATUS_OK;
+}
+
 graft_status graft_model_backward(graft_model_t *m, const float *dlogits, graft_err *err) {
     if (!m->trained || !m->grads)
         return graft_err_set(err, GRAFT_STATUS_INTERNAL, "backward: no training forward to differentiate");

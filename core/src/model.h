@@ -71,6 +71,12 @@ graft_status graft_model_load(const char *dir, graft_model_t **out, graft_err *e
 graft_status graft_model_forward(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
                                  float *logits, float *hidden, int train, graft_err *err);
 
+/* Teacher-forced layers (inference): layer l runs on hidden_in[l] (hidden_in is (L + 1, B, T, C),
+ * e.g. another model's residual stream from graft_model_forward) and writes out[l] ((L, B, T, C)).
+ * Carried streams flow between layers as in a forward. This is how Stage 0 sees a layer, so it
+ * checks that a hybrid reproduces each Stage 0 student (DESIGN "Assembly preserves function"). */
+graft_status graft_model_forward_layers(graft_model_t *m, const float *hidden_in, int64_t B, int64_t T,
+                                        float *out, graft_err *err);
 /* Backward of the last training forward, given dlogits (B, T, V). Parameter gradients ACCUMULATE. */
 graft_status graft_model_backward(graft_model_t *m, const float *dlogits, graft_err *err);
 

@@ -429,7 +429,7 @@ static graft_status model_ref(ctx *c, const graft_ynode *n, const char *p, graft
 
 static graft_status data_params(ctx *c, const graft_ynode *n) {
     static const char *const keys[] = {"train", "heldout", "seed", NULL};
-    graft_data_params *d = &c->r->data;
+    graft_recipe_data *d = &c->r->data;
     if (need_map(c, n, "data") || check_keys(c, n, "data", keys)) return c->err->status;
     c->r->has_data = 1;
     const graft_ynode *t = graft_ynode_get(n, "train");

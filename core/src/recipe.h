@@ -223,14 +223,14 @@ typedef struct graft_stage {
     } as;                            /* the member named by `kind` (pretrain has none)          */
 } graft_stage;
 
-typedef struct graft_data_params {
+typedef struct graft_recipe_data {
     const char *const *train;        /* token shards or manifest .json files, resolved, >= 1    */
     int64_t n_train;
     double heldout_fraction;         /* in (0, 0.5), default 0.05; 0 when heldout paths given   */
     const char *const *heldout;      /* held-out shards/manifests, resolved; NULL when fraction */
     int64_t n_heldout;
     int64_t seed;                    /* window shuffling/splitting; default: the recipe's seed  */
-} graft_data_params;
+} graft_recipe_data;
 
 typedef struct graft_recipe_pool graft_recipe_pool;
 
@@ -242,7 +242,7 @@ typedef struct graft_recipe {
     int teacher_is_model;            /* 1 when `teacher` was absent                             */
     const char *tokenizer;           /* resolved; NULL: the model directory's tokenizer         */
     int has_data;
-    graft_data_params data;          /* required when a stage trains or evaluates               */
+    graft_recipe_data data;           /* required when a stage trains or evaluates               */
     const char *device;              /* "cpu" (default), "cuda", "cuda:N"                       */
     int device_cuda;                 /* 1 for cuda                                              */
     int64_t device_index;            /* N of cuda:N, else 0                                     */

@@ -39,6 +39,7 @@ typedef struct eval_rec {
     char metric[GRAFT_RUNLOG_METRIC_BYTES];
     double value;
     int64_t n_tokens;
+    int64_t step;
 } eval_rec;
 typedef struct bench_rec {
     char model[GRAFT_RUNLOG_MODEL_BYTES];
@@ -145,6 +146,7 @@ static int make_types(graft_runlog_t *log) {
     ADDS(t, eval_rec, metric);
     ADD(t, eval_rec, value, H5T_NATIVE_DOUBLE);
     ADD(t, eval_rec, n_tokens, H5T_NATIVE_INT64);
+    ADD(t, eval_rec, step, H5T_NATIVE_INT64);
     t = log->mem_type[T_BENCH] = H5Tcreate(H5T_COMPOUND, sizeof(bench_rec));
     ADDS(t, bench_rec, model);
     ADD(t, bench_rec, context, H5T_NATIVE_INT64);
@@ -633,6 +635,7 @@ graft_status graft_runlog_append_eval(graft_runlog_t *log, int32_t stage, const 
     memset(&r, 0, sizeof r);
     r.value = row->value;
     r.n_tokens = row->n_tokens;
+    r.step = row->step;
     graft_status s = put_str(r.model, sizeof r.model, row->model, "eval.model", 0, log->path, err);
     if (!s) s = put_str(r.metric, sizeof r.metric, row->metric, "eval.metric", 0, log->path, err);
     return s ? s : append(log, stage, T_EVAL, &r, err);

@@ -93,6 +93,7 @@ typedef struct graft_eval_row {
     const char *metric;    /* <= 32 bytes: "ppl", "nll", "acc:hellaswag" */
     double value;
     int64_t n_tokens;
+    int64_t step;          /* training step of a held-out eval during training; -1: a final eval */
 } graft_eval_row;
 
 typedef struct graft_bench_row {

@@ -56,6 +56,7 @@ typedef struct student {
     graft_block blk;
     size_t saved_bytes, scratch_bytes;
     double eval_sum, eval_count;
+    size_t carry_bytes;           /* of the carried stream at the training (B, T); 0: none */
 } student;
 
 static double now_s(void) {
@@ -241,6 +242,7 @@ static graft_status student_pass(student *s, graft_block_ws *ws, float *out, flo
     /* the step's objective is sum / count: scale the gradient of the sum */
     float scale = *count > 0 ? (float)(1.0 / *count) : 0.0f;
     for (int64_t i = 0; i < B * T * s->blk.C; i++) dout[i] *= scale;
+    if (s->blk.dcarry) memset(s->blk.dcarry, 0, s->carry_bytes);
     return graft_block_backward(&s->blk, ws, dout, dout, hl, B, T, err);
 }
 
@@ -256,7 +258,7 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
     float *dout = malloc(sizeof(float) * (size_t)(N * C));
     uint32_t *win = malloc(sizeof(uint32_t) * (size_t)(B * (T + 1)));
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)N);
-    float *ws_mem = NULL;
+    float *ws_mem = NULL, *carry = NULL, *dcarry = NULL;
     graft_loaded_plugin *loss = NULL;
     void *loss_obj = NULL;
     if (!S || !hidden || !out || !dout || !win || !ids) {
@@ -275,6 +277,25 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
         size_t b = graft_block_scratch_floats(&S[i].blk, N, S[i].scratch_bytes);
         if (a > saved) saved = a;
         if (b > scratch) scratch = b;
+    }
+    /* A student with a carried stream (RWKV-7's v_first) is its own producer (DESIGN): it writes
+     * the stream, and nothing downstream sends a gradient back, so dcarry stays zero. */
+    int64_t carry_w = 0;
+    for (int64_t i = 0; i < n_pairs; i++)
+        if (S[i].mx->carry_name && S[i].mx->carry_width(S[i].ml) > carry_w) carry_w = S[i].mx->carry_width(S[i].ml);
+    if (carry_w > 0) {
+        carry = calloc((size_t)(N * carry_w), sizeof(float));
+        dcarry = calloc((size_t)(N * carry_w), sizeof(float));
+        if (!carry || !dcarry) {
+            st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "stage0: cannot allocate the carried stream");
+            goto done;
+        }
+        for (int64_t i = 0; i < n_pairs; i++)
+            if (S[i].mx->carry_name) {
+                S[i].blk.carry = carry;
+                S[i].blk.dcarry = dcarry;
+                S[i].carry_bytes = (size_t)(N * S[i].mx->carry_width(S[i].ml)) * sizeof(float);
+            }
     }
     ws_mem = calloc(saved + scratch + 16, sizeof(float));
     if (!ws_mem) {
@@ -352,9 +373,9 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
         r->heldout_tokens = (double)(n_eval_batches * B * T);
         if (!p->out_dir) continue;
         if ((st = graft_fs_mkdir_p(p->out_dir, err))) goto done;
-        snprintf(r->checkpoint, sizeof r->checkpoint, "%s/layer%02lld-%s.safetensors", p->out_dir,
+        snprintf(r->checkpoint, sizeof r->checkpoint, "%s/layer%lld-%s.safetensors", p->out_dir,
                  (long long)S[i].layer, pairs[i].mixer);
-        graft_st_entry *e = calloc((size_t)S[i].n_mp + 1, sizeof *e);
+        graft_st_entry *e = calloc((size_t)S[i].n_mp + 4, sizeof *e);
         /* metadata: what the student is, so assembly can rebuild it */
         int64_t nm = 2 * (4 + pairs[i].n_kv) + 1;
         const char **meta = calloc((size_t)nm, sizeof *meta);
@@ -385,7 +406,22 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
             for (int d = 0; d < S[i].mp[j].ndim; d++) e[j].shape[d] = S[i].mp[j].shape[d];
             e[j].f32 = S[i].mp[j].data;
         }
-        st = graft_st_write(r->checkpoint, e, S[i].n_mp, (const char *const *)meta, err);
+        int64_t n_e = S[i].n_mp;
+        char mlp_names[3][96];
+        if (p->train_mlp) { /* the student's own MLP trained too: assembly takes it from here */
+            static const char *const parts[3] = {"gate_proj", "up_proj", "down_proj"};
+            const float *src[3] = {S[i].blk.gate, S[i].blk.up, S[i].blk.down};
+            for (int j = 0; j < 3; j++, n_e++) {
+                snprintf(mlp_names[j], sizeof mlp_names[j], "model.layers.%lld.mlp.%s.weight", (long long)S[i].layer, parts[j]);
+                e[n_e].name = mlp_names[j];
+                e[n_e].dtype = GRAFT_DTYPE_F32;
+                e[n_e].ndim = 2;
+                e[n_e].shape[0] = j == 2 ? c->hidden_size : c->intermediate_size;
+                e[n_e].shape[1] = j == 2 ? c->intermediate_size : c->hidden_size;
+                e[n_e].f32 = src[j];
+            }
+        }
+        st = graft_st_write(r->checkpoint, e, n_e, (const char *const *)meta, err);
         free(e);
         free(meta);
         free(keys);
@@ -397,6 +433,8 @@ done:
     if (loss_obj) graft_plugin_loss(loss)->destroy(loss_obj);
     graft_plugin_unload(loss);
     free(ws_mem);
+    free(carry);
+    free(dcarry);
     free(hidden);
     free(out);
     free(dout);

@@ -29,6 +29,7 @@ graft_train_opts graft_train_default_opts(void) {
     p.lr = 1e-3;
     p.lr_min = 1e-4;
     p.warmup = 10;
+    p.accum = 1;
     p.weight_decay = 0.1;
     p.grad_clip = 1.0;
     p.beta1 = 0.9;
@@ -309,6 +310,17 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
         if ((st = train_resume(p->state_dir, student, moments, total, &step0, &phase0, &cursor0, &found, err))) goto done;
         have_cursor = found;
     }
+    /* tokens seen before the resumed step (the row's `tokens` is cumulative over the stage) */
+    int64_t tokens_seen = 0;
+    {
+        int64_t left = step0;
+        for (int i = 0; i < p->n_phases && left > 0; i++) {
+            int64_t n = left < p->phases[i].steps ? left : p->phases[i].steps;
+            tokens_seen += n * p->phases[i].batch * p->phases[i].seq_len * (p->accum > 0 ? p->accum : 1);
+            left -= n;
+        }
+    }
+    double t_start = now_s();
     int64_t step = 0;
     for (int ph = 0; ph < p->n_phases; ph++) {
         const graft_train_phase *P = &p->phases[ph];
@@ -334,31 +346,37 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
         while (step < end) {
             step++;
             double t0 = now_s();
-            if ((st = graft_data_next(data, win, err))) goto done;
-            for (int64_t r = 0; r < B; r++)
-                for (int64_t t = 0; t < T; t++) {
-                    ids[r * T + t] = (int32_t)win[r * (T + 1) + t];
-                    labels[r * T + t] = (int32_t)win[r * (T + 1) + t + 1];
-                }
-            graft_model_zero_grad(student);
-            if ((st = graft_model_forward(student, ids, B, T, logits, NULL, 1, err))) goto done;
             double ce_sum = 0, ce_n = 0, kl_sum = 0, kl_n = 0;
             double a = distill ? p->alpha : 1.0;
-            graft_loss_io io = {.struct_size = sizeof io, .loss = ce.obj, .device = GRAFT_DEVICE_CPU, .N = N, .W = V,
-                                .student = logits, .labels = labels, .grad_scale = (float)(a / (double)N),
-                                .dstudent = dce, .loss_sum = &ce_sum, .count = &ce_n};
-            if ((st = ce.L->compute(&io, err))) goto done;
-            if (distill) {
-                if ((st = graft_model_forward(teacher, ids, B, T, tlogits, NULL, 0, err))) goto done;
-                teacher_topk(tlogits, N, V, p->k, tk_ids, tk_logp, tk_mass);
-                graft_loss_io kio = {.struct_size = sizeof kio, .loss = kl.obj, .device = GRAFT_DEVICE_CPU, .N = N, .W = V,
-                                     .student = logits, .k = p->k, .topk_ids = tk_ids, .topk_logp = tk_logp,
-                                     .topk_mass = tk_mass, .grad_scale = (float)((1.0 - a) / (double)N),
-                                     .dstudent = dkl, .loss_sum = &kl_sum, .count = &kl_n};
-                if ((st = kl.L->compute(&kio, err))) goto done;
-                for (int64_t i = 0; i < N * V; i++) dce[i] += dkl[i];
+            int64_t accum = p->accum > 0 ? p->accum : 1;
+            graft_model_zero_grad(student);
+            /* accum micro-batches; the objective is the mean over all accum * N positions */
+            for (int64_t micro = 0; micro < accum; micro++) {
+                if ((st = graft_data_next(data, win, err))) goto done;
+                for (int64_t r = 0; r < B; r++)
+                    for (int64_t t = 0; t < T; t++) {
+                        ids[r * T + t] = (int32_t)win[r * (T + 1) + t];
+                        labels[r * T + t] = (int32_t)win[r * (T + 1) + t + 1];
+                    }
+                if ((st = graft_model_forward(student, ids, B, T, logits, NULL, 1, err))) goto done;
+                double denom = (double)N * (double)accum;
+                graft_loss_io io = {.struct_size = sizeof io, .loss = ce.obj, .device = GRAFT_DEVICE_CPU, .N = N, .W = V,
+                                    .student = logits, .labels = labels, .grad_scale = (float)(a / denom),
+                                    .dstudent = dce, .loss_sum = &ce_sum, .count = &ce_n};
+                if ((st = ce.L->compute(&io, err))) goto done;
+                if (distill) {
+                    if ((st = graft_model_forward(teacher, ids, B, T, tlogits, NULL, 0, err))) goto done;
+                    teacher_topk(tlogits, N, V, p->k, tk_ids, tk_logp, tk_mass);
+                    graft_loss_io kio = {.struct_size = sizeof kio, .loss = kl.obj, .device = GRAFT_DEVICE_CPU, .N = N,
+                                         .W = V, .student = logits, .k = p->k, .topk_ids = tk_ids, .topk_logp = tk_logp,
+                                         .topk_mass = tk_mass, .grad_scale = (float)((1.0 - a) / denom),
+                                         .dstudent = dkl, .loss_sum = &kl_sum, .count = &kl_n};
+                    if ((st = kl.L->compute(&kio, err))) goto done;
+                    for (int64_t i = 0; i < N * V; i++) dce[i] += dkl[i];
+                }
+                if ((st = graft_model_backward(student, dce, err))) goto done;
             }
-            if ((st = graft_model_backward(student, dce, err))) goto done;
+            tokens_seen += N * accum;
             double gn = p->grad_clip > 0 ? graft_grad_clip(spans, np, p->grad_clip) : graft_grad_norm(spans, np);
             double lr = graft_lr_schedule_at(&sched, step);
             if ((st = graft_adamw_step(&ap, spans, np, step, lr, err))) goto done;
@@ -366,8 +384,8 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
             if (hooks && hooks->on_step) {
                 double cev = ce_n > 0 ? ce_sum / ce_n : NAN, klv = kl_n > 0 ? kl_sum / kl_n : 0;
                 graft_train_row row = {.step = step, .phase = ph, .loss = a * cev + (1 - a) * klv, .ce = cev,
-                                       .kl = distill ? klv : NAN, .lr = lr, .grad_norm = gn, .tokens = N,
-                                       .tokens_per_s = (double)N / dt, .wall_s = dt};
+                                       .kl = distill ? klv : NAN, .lr = lr, .grad_norm = gn, .tokens = tokens_seen,
+                                       .tokens_per_s = (double)(N * accum) / dt, .wall_s = now_s() - t_start};
                 hooks->on_step(hooks->ctx, &row);
             }
             if (p->eval_every > 0 && step % p->eval_every == 0 && hooks && hooks->on_eval) {

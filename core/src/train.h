@@ -30,6 +30,7 @@ typedef struct graft_train_opts {
     int n_phases;
     double lr, lr_min;
     int64_t warmup;
+    int64_t accum;                /* micro-batches per optimizer step (gradient accumulation)   */
     double weight_decay, grad_clip, beta1, beta2, eps;
     double alpha;                 /* weight of CE; 1 = no distillation                          */
     int64_t k;                    /* top-k of the decoupled KL                                  */

@@ -335,3 +335,17 @@ graft_status graft_train_state_load(const char *dir, graft_train_state *st, graf
     if (s) graft_train_state_free(st);
     return s;
 }
+
+int64_t graft_train_state_step(const char *dir) {
+    char d[PATH_BYTES], path[PATH_BYTES];
+    graft_err e;
+    if (graft_fs_dir_resolve(dir, d, sizeof d - 32, &e)) return -1;
+    join(path, d, J_FILE);
+    json_error_t je;
+    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!j) return -1;
+    json_t *v = json_object_get(j, "step");
+    int64_t step = json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
+    json_decref(j);
+    return step;
+}

@@ -66,4 +66,8 @@ graft_status graft_train_state_load(const char *dir, graft_train_state *st, graf
  * state whose arrays the caller owns. */
 void graft_train_state_free(graft_train_state *st);
 
+/* The step of the complete checkpoint in dir (reading only its state.json), or -1 when there is
+ * none or it cannot be read. */
+int64_t graft_train_state_step(const char *dir);
+
 #endif

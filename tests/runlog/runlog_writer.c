@@ -70,7 +70,7 @@ int main(int argc, char **argv) {
     if (graft_runlog_set_text(log, 1, "hybrid_spec", "layer_types: [gla, softmax]\n", &err)) return fail(&err);
     if (graft_runlog_stage_end(log, 1, "done", &err)) return fail(&err);
     if (graft_runlog_stage_begin(log, 2, "eval", &err)) return fail(&err);
-    graft_eval_row e1 = {"control", "ppl", 10.5, 2048}, e2 = {"hybrid", "ppl", 11.25, 2048};
+    graft_eval_row e1 = {"control", "ppl", 10.5, 2048, -1}, e2 = {"hybrid", "ppl", 11.25, 2048, -1};
     if (graft_runlog_append_eval(log, 2, &e1, &err) || graft_runlog_append_eval(log, 2, &e2, &err))
         return fail(&err);
     graft_bench_row b = {"hybrid", 4096, 2, 12.5, 850.0, 123456, 987654321};

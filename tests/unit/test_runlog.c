@@ -43,7 +43,7 @@ int main(void) {
     CHECK(graft_runlog_set_text(log, 1, "hybrid_spec", "layer_types: [rwkv7, softmax]\n", &err) == GRAFT_STATUS_OK);
     CHECK(graft_runlog_stage_end(log, 1, "done", &err) == GRAFT_STATUS_OK);
     CHECK(graft_runlog_stage_begin(log, 2, "eval", &err) == GRAFT_STATUS_OK);
-    graft_eval_row ev = {"hybrid", "ppl", 12.5, 1000};
+    graft_eval_row ev = {"hybrid", "ppl", 12.5, 1000, -1};
     CHECK(graft_runlog_append_eval(log, 2, &ev, &err) == GRAFT_STATUS_OK);
     graft_bench_row b = {"control", 2048, 1, 35.0, 120.0, 1 << 20, 1 << 30};
     CHECK(graft_runlog_append_bench(log, 2, &b, &err) == GRAFT_STATUS_OK);

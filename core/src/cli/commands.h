@@ -18,5 +18,6 @@ int graft_cmd_init(int argc, char **argv);
 int graft_cmd_tokenize(int argc, char **argv);
 int graft_cmd_plugins(int argc, char **argv);
 int graft_cmd_forward(int argc, char **argv);
+int graft_cmd_run(int argc, char **argv);
 
 #endif

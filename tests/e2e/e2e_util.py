@@ -1,0 +1,38 @@
+"""Shared by the e2e tests: a small corpus tokenized with the committed demo tokenizer, a recipe
+written from a template into a scratch directory, and graft run as a subprocess."""
+import glob
+import os
+import subprocess
+
+
+def make_corpus(graft, src, work):
+    """Tokenizes the repository's own English docs (no download) into work/shards."""
+    texts = sorted(glob.glob(os.path.join(src, "docs", "*.md"))) + [os.path.join(src, "README.md")]
+    texts += sorted(glob.glob(os.path.join(src, "plugins", "*", "README.md")))
+    out = os.path.join(work, "shards")
+    subprocess.run([graft, "tokenize", "--tokenizer", os.path.join(src, "data", "demo-tokenizer", "tokenizer.json"),
+                    "--out", out] + texts, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return os.path.join(out, "manifest.json")
+
+
+def write_recipe(src, work, name, stages, threads=1):
+    """A recipe for the e2e-tiny model on the corpus in work/, with the given stages (YAML text)."""
+    text = f"""model: {{config: {src}/recipes/models/e2e-tiny.json, seed: 1}}
+tokenizer: {src}/data/demo-tokenizer/tokenizer.json
+data: {{train: {work}/shards/manifest.json, heldout: 0.05, seed: 5}}
+device: cpu
+run_log: {work}/{name}/run.h5
+seed: 11
+threads: {threads}
+stages:
+{stages}"""
+    path = os.path.join(work, f"{name}.yaml")
+    with open(path, "w") as f:
+        f.write(text.replace("@OUT@", os.path.join(work, name)))
+    return path
+
+
+def graft_env():
+    env = dict(os.environ)
+    env.setdefault("GRAFT_THREADS", "1")
+    return env
