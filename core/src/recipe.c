@@ -218,11 +218,50 @@ static graft_status get_str(ctx *c, const graft_ynode *map, const char *kp, cons
     return GRAFT_STATUS_OK;
 }
 
+/* Removes "." and "name/.." components in place (lexically: symlinks are not followed), so that
+ * paths in messages read "/x/runs/demo", not "/x/recipes/../runs/demo". */
+static void normalize_path(char *p) {
+    size_t n = strlen(p);
+    char *src = malloc(n + 1);
+    if (!src) return; /* left as it is: still a valid path */
+    memcpy(src, p, n + 1);
+    int abs = src[0] == '/', k = 0;
+    const char *comps[256];
+    char *save = NULL;
+    for (char *tok = strtok_r(src, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+        if (!strcmp(tok, ".")) continue;
+        if (!strcmp(tok, "..") && k > 0 && strcmp(comps[k - 1], "..")) {
+            k--;
+            continue;
+        }
+        if (!strcmp(tok, "..") && k == 0 && abs) continue; /* "/.." is "/" */
+        if (k == 256) {
+            free(src);
+            return;
+        }
+        comps[k++] = tok;
+    }
+    char *out = p;
+    if (abs) *out++ = '/';
+    for (int i = 0; i < k; i++) {
+        if (i) *out++ = '/';
+        size_t len = strlen(comps[i]);
+        memcpy(out, comps[i], len);
+        out += len;
+    }
+    if (out == p) *out++ = '.';
+    *out = 0;
+    free(src);
+}
+
 static const char *resolve(ctx *c, const char *path) {
     if (path[0] == '/') return pstrdup(c, path);
     size_t n = strlen(c->r->dir) + strlen(path) + 2;
     char *d = palloc(c, n);
-    if (d) snprintf(d, n, "%s/%s", c->r->dir, path);
+    if (d) {
+        snprintf(d, n, "%s/%s", c->r->dir, path);
+        normalize_path(d);
+    }
     return d;
 }
 

@@ -71,21 +71,22 @@ static void test_demo(void) {
     CHECK(s0 && !strcmp(s0->loss, "nmse"));
     CHECK(graft_stage_select(&r->stages[1]) == NULL);
     const graft_train_params *t0 = graft_stage_train(&r->stages[1]);
-    CHECK(t0 && t0->steps == 300 && t0->accum == 1 && t0->lr == 1e-3 && t0->beta2 == 0.95);
+    CHECK(t0 && t0->steps == 100 && t0->accum == 1 && t0->lr == 2e-3 && t0->beta2 == 0.95);
     const graft_select_params *sel = graft_stage_select(&r->stages[2]);
     CHECK(sel && sel->policy == GRAFT_SELECT_PERCENTILE && sel->n_percentiles == 1 &&
-          sel->percentiles[0] == 50 && sel->n_ranges == 0);
+          sel->percentiles[0] == 50 && sel->n_ranges == 2);
     const graft_stage1_params *s1 = graft_stage_stage1(&r->stages[3]);
     CHECK(s1 && s1->n_phases == 2 && s1->k == 32 && s1->alpha == 0.5 && s1->temperature == 4);
-    CHECK(r->stages[3].train.steps == 500);
+    CHECK(r->stages[3].train.steps == 160);
     CHECK_CONTAINS(s1 ? s1->spec : NULL, "runs/demo/hybrid.yaml"); /* the select output */
     const graft_eval_params *ev = graft_stage_eval(&r->stages[4]);
     CHECK(ev && ev->n_models == 2 && ev->models[1].kind == GRAFT_MODEL_CHOICE_HYBRID);
     CHECK_CONTAINS(ev ? ev->models[1].path : NULL, "runs/demo/hybrid");
     CHECK(ev && ev->has_generate && ev->generate.n_prompts == 2 &&
           ev->generate.max_new_tokens == 48 && ev->generate.top_p == 1.0);
-    /* layer checks against a model with fewer layers than asked for: "all" is always fine */
-    CHECK(graft_recipe_check_layers(r, 1, &err) == GRAFT_STATUS_OK);
+    /* layer checks against a model with fewer layers: "all" is fine, the select ranges are not */
+    CHECK(graft_recipe_check_layers(r, 1, &err) == GRAFT_STATUS_BAD_INPUT);
+    CHECK_CONTAINS(err.msg, "stages[2].ranges.gla");
     graft_recipe_free(r);
 }
 

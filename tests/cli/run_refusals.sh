@@ -1,0 +1,90 @@
+#!/bin/bash
+# tests/cli/run_refusals.sh GRAFT SOURCE_DIR: `graft run` refuses what a user can get wrong, with
+# the file (and recipe position) at fault, exit code 1 (2 for bad usage), and no output left behind.
+set -u
+GRAFT=$1 SRC=$2
+T=$(mktemp -d /tmp/graft_run_XXXXXX)
+fails=0 checks=0
+fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
+expect() { # expect CODE PATTERN CMD...
+    local code=$1 pat=$2; shift 2
+    checks=$((checks + 1))
+    out=$("$@" 2>&1); rc=$?
+    case "$out" in *Sanitizer*|*"runtime error"*) fail "$* -> sanitizer report"; echo "$out" | head -20 >&2; return ;; esac
+    [ "$rc" = "$code" ] || { fail "$* -> exit $rc, expected $code"; echo "$out" | tail -5 >&2; return; }
+    case "$out" in *"$pat"*) ;; *) fail "$* -> output lacks '$pat'"; echo "$out" | tail -5 >&2 ;; esac
+}
+# a tiny token shard: graft tokenize on a few lines of text with the demo tokenizer
+printf 'In the beginning God created the heaven and the earth.\n%.0s' $(seq 1 200) > $T/text.txt
+$GRAFT tokenize --tokenizer $SRC/data/demo-tokenizer/tokenizer.json --out $T/shards $T/text.txt >/dev/null 2>&1 ||
+    fail "tokenize"
+recipe() { # recipe FILE EXTRA_TOP STAGES
+    cat > "$1" <<YAML
+model: {config: $SRC/recipes/models/e2e-tiny.json, seed: 1}
+tokenizer: $SRC/data/demo-tokenizer/tokenizer.json
+data: {train: $T/shards/manifest.json, heldout: 0.1}
+run_log: $T/out/run.h5
+$2
+stages:
+$3
+YAML
+}
+PRE='  - {kind: pretrain, steps: 2, batch: 1, seq_len: 8, lr: 1.0e-3, out: '$T'/out/m}'
+
+expect 2 "usage: graft run" $GRAFT run
+expect 0 "usage: graft run" $GRAFT run --help
+expect 2 "unknown option" $GRAFT run x.yaml --bogus
+expect 2 "--stage \"-1\"" $GRAFT run x.yaml --stage -1
+expect 2 "exclude each other" $GRAFT run x.yaml --stage 1 --resume
+expect 1 "$T/missing.yaml" $GRAFT run $T/missing.yaml
+
+recipe $T/ok.yaml "" "$PRE"
+expect 0 "OK: 1 stage(s)" $GRAFT run $T/ok.yaml --check
+recipe $T/cuda.yaml "device: cuda:0" "$PRE"
+expect 1 "device: \"cuda:0\": graft runs recipes on the CPU only so far" $GRAFT run $T/cuda.yaml --check
+recipe $T/nodata.yaml "" "$PRE"
+sed -i "s#$T/shards/manifest.json#$T/nope/manifest.json#" $T/nodata.yaml
+expect 1 "$T/nope/manifest.json" $GRAFT run $T/nodata.yaml --check
+recipe $T/heads.yaml "" '  - kind: stage0
+    layers: all
+    mixers: {gla: {num_heads: 5}}
+    steps: 1
+    batch: 1
+    seq_len: 8
+    lr: 1.0e-3'
+expect 1 "num_heads" $GRAFT run $T/heads.yaml --check
+expect 1 "heads.yaml" $GRAFT run $T/heads.yaml --check
+recipe $T/layer.yaml "" '  - kind: stage0
+    layers: [0-7]
+    mixers: {gla: {}}
+    steps: 1
+    batch: 1
+    seq_len: 8
+    lr: 1.0e-3'
+expect 1 "layer.yaml:" $GRAFT run $T/layer.yaml --check
+expect 1 "expected layers in 0..2 (0-based; the model has 3 layers)" $GRAFT run $T/layer.yaml --check
+recipe $T/mixer.yaml "" '  - kind: stage0
+    layers: all
+    mixers: {mamba9: {}}
+    steps: 1
+    batch: 1
+    seq_len: 8
+    lr: 1.0e-3'
+expect 1 "mamba9" $GRAFT run $T/mixer.yaml --check
+recipe $T/bench.yaml "" '  - {kind: bench, contexts: [16]}'
+expect 1 "kind bench is not implemented yet" $GRAFT run $T/bench.yaml --check
+recipe $T/spec.yaml "" '  - kind: stage1
+    spec: '$T'/no-spec.yaml
+    phases: [{steps: 1, batch: 1, seq_len: 8}]
+    lr: 1.0e-3'
+expect 1 "$T/no-spec.yaml" $GRAFT run $T/spec.yaml
+[ -e $T/out/m ] && fail "a refused run left $T/out/m behind"
+expect 1 "--stage 5: the recipe has stages 0..0" $GRAFT run $T/ok.yaml --stage 5
+
+# a real (tiny) run, then --resume with everything done, then one stage alone
+expect 0 "== summary" $GRAFT run $T/ok.yaml
+expect 0 "nothing to resume" $GRAFT run $T/ok.yaml --resume
+expect 0 "(continued)" $GRAFT run $T/ok.yaml --stage 0
+rm -rf "$T"
+echo "run_refusals: $checks checks, $fails failure(s)"
+[ $fails = 0 ]
