@@ -401,7 +401,8 @@ graft_status graft_run(const graft_run_opts *o, graft_err *err) {
         meta.resume_stage = (int32_t)first;
         meta.resume_step = -1;
         const graft_stage *s = &r->stages[first];
-        if (c->resuming && (s->kind == GRAFT_STAGE_PRETRAIN || s->kind == GRAFT_STAGE_STAGE1)) {
+        if (c->resuming && (s->kind == GRAFT_STAGE_PRETRAIN || s->kind == GRAFT_STAGE_STAGE1 ||
+                            s->kind == GRAFT_STAGE_STAGE0)) {
             /* rows after the checkpoint being resumed are dropped; the stage repeats them */
             char sd[GRAFT_RUN_PATH + 16];
             graft_run_state_dir(s->train.out, sd, sizeof sd);

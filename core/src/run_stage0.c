@@ -10,6 +10,7 @@
 #include "run_ctx.h"
 #include "select.h"
 #include "stage0.h"
+#include "train_state.h"
 
 typedef struct s0_log {
     graft_run_ctx *c;
@@ -118,6 +119,11 @@ graft_status graft_run_stage0(graft_run_ctx *c, const graft_stage *s, graft_err 
     o.eval_batches = tp->eval_batches;
     o.seed = (uint64_t)c->r->seed + 104729ull * (uint64_t)(s->index + 1);
     o.out_dir = tp->out;
+    char state_dir[GRAFT_RUN_PATH + 16];
+    graft_run_state_dir(tp->out, state_dir, sizeof state_dir);
+    o.state_dir = state_dir;
+    o.checkpoint_every = tp->checkpoint_every;
+    o.resume = c->resuming;
     fprintf(c->out, "  %lld pairs (%lld layers x %lld mixers) on %s, one teacher forward per step; %lld steps of %lld x %lld tokens\n",
             (long long)n, (long long)nl, (long long)sp->n_mixers, c->model_dir[0] ? c->model_dir : "the random-init model",
             (long long)tp->steps, (long long)tp->batch, (long long)tp->seq_len);
@@ -125,7 +131,11 @@ graft_status graft_run_stage0(graft_run_ctx *c, const graft_stage *s, graft_err 
                 .print_every = tp->steps >= 10 ? tp->steps / 10 : 1, .log_every = tp->log_every > 0 ? tp->log_every : 1,
                 .train_nloss = tn};
     graft_stage0_hooks hooks = {.ctx = &t, .on_train = s0_on_train, .on_eval = s0_on_eval, .on_step = s0_on_step};
-    if ((st = graft_fs_remove_tree(tp->out, err))) goto done; /* no stale students from an older run */
+    /* no stale students or checkpoint from an older run */
+    if ((st = graft_fs_remove_tree(tp->out, err))) goto done;
+    if (!o.resume && (st = graft_fs_remove_tree(state_dir, err))) goto done;
+    if (o.resume && graft_train_state_step(state_dir) >= 0)
+        fprintf(c->out, "  resuming from %s at step %lld\n", state_dir, (long long)graft_train_state_step(state_dir));
     if ((st = graft_stage0_run(model, data, pairs, n, &o, &hooks, res, err))) goto done;
     if (t.st) {
         *err = t.err;

@@ -20,6 +20,7 @@
 #include "lr_schedule.h"
 #include "plugin_loader.h"
 #include "safetensors.h"
+#include "train_state.h"
 
 graft_stage0_opts graft_stage0_default_opts(void) {
     graft_stage0_opts p;
@@ -246,6 +247,96 @@ static graft_status student_pass(student *s, graft_block_ws *ws, float *out, flo
     return graft_block_backward(&s->blk, ws, dout, dout, hl, B, T, err);
 }
 
+/* The trainable spans of student i as named tensors "pair<i>.<span>": span j of a student is its
+ * j-th mixer parameter, then (train_mlp) its MLP copy. Names are malloc'd into names[]. */
+static graft_status sweep_tensors(student *S, int64_t n_pairs, graft_named_tensor *w, graft_named_tensor *m,
+                                  graft_named_tensor *v, char **names, int64_t *n_out, graft_err *err) {
+    int64_t k = 0;
+    for (int64_t i = 0; i < n_pairs; i++)
+        for (int64_t j = 0; j < S[i].n_spans; j++, k++) {
+            names[k] = malloc(48);
+            if (!names[k]) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "stage0: out of memory");
+            snprintf(names[k], 48, "pair%lld.span%lld", (long long)i, (long long)j);
+            const graft_adamw_span *sp = &S[i].spans[j];
+            graft_named_tensor t = {.name = names[k], .numel = sp->n, .ndim = 1, .shape = {sp->n}};
+            w[k] = t;
+            w[k].data = sp->data;
+            m[k] = t;
+            m[k].data = sp->m;
+            v[k] = t;
+            v[k].data = sp->v;
+        }
+    *n_out = k;
+    return GRAFT_STATUS_OK;
+}
+
+static int64_t sweep_spans(const student *S, int64_t n_pairs) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < n_pairs; i++) n += S[i].n_spans;
+    return n;
+}
+
+static graft_status sweep_save(student *S, int64_t n_pairs, const char *dir, int64_t step, const graft_data_cursor *cur,
+                               graft_err *err) {
+    int64_t n = sweep_spans(S, n_pairs), k = 0;
+    graft_named_tensor *t = calloc((size_t)(3 * n + 1), sizeof *t);
+    char **names = calloc((size_t)n + 1, sizeof *names);
+    graft_status st = !t || !names ? graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "stage0: out of memory")
+                                   : sweep_tensors(S, n_pairs, t, t + n, t + 2 * n, names, &k, err);
+    if (!st) {
+        int64_t curv[4] = {(int64_t)cur->epoch, (int64_t)cur->position, (int64_t)cur->seed, (int64_t)cur->n_train};
+        graft_train_state ts = {.weights = t, .n_weights = k, .m = t + n, .v = t + 2 * n, .n_opt = k, .step = step,
+                                .lr_step = step, .data_cursor = curv, .n_cursor = 4};
+        st = graft_train_state_save(dir, &ts, err);
+    }
+    for (int64_t i = 0; names && i < n; i++) free(names[i]);
+    free(names);
+    free(t);
+    return st;
+}
+
+/* Loads the sweep checkpoint in dir into the students. *step = -1 when there is none. */
+static graft_status sweep_load(student *S, int64_t n_pairs, const char *dir, int64_t *step, graft_data_cursor *cur,
+                               graft_err *err) {
+    *step = -1;
+    if (graft_train_state_step(dir) < 0) return GRAFT_STATUS_OK;
+    graft_train_state ts;
+    graft_status st = graft_train_state_load(dir, &ts, err);
+    if (st) return st;
+    int64_t n = sweep_spans(S, n_pairs);
+    if (ts.n_weights != n || ts.n_opt != n || ts.n_cursor != 4) {
+        st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: a checkpoint of %lld tensors, this sweep has %lld: "
+                           "another recipe's stage0? (remove it to start over)", dir, (long long)ts.n_weights, (long long)n);
+    } else {
+        for (int64_t i = 0; i < n_pairs && !st; i++)
+            for (int64_t j = 0; j < S[i].n_spans && !st; j++) {
+                graft_adamw_span *sp = &S[i].spans[j];
+                char name[48];
+                snprintf(name, sizeof name, "pair%lld.span%lld", (long long)i, (long long)j);
+                int64_t w = -1, o = -1; /* the checkpoint's order is its own: find by name */
+                for (int64_t k = 0; k < ts.n_weights; k++)
+                    if (!strcmp(ts.weights[k].name, name)) w = k;
+                for (int64_t k = 0; k < ts.n_opt; k++)
+                    if (!strcmp(ts.m[k].name, name)) o = k;
+                if (w < 0 || o < 0 || ts.weights[w].numel != sp->n || ts.m[o].numel != sp->n) {
+                    st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: \"%s\": missing or not of %lld values: "
+                                       "another recipe's stage0? (remove it to start over)", dir, name, (long long)sp->n);
+                    break;
+                }
+                memcpy(sp->data, ts.weights[w].data, (size_t)sp->n * sizeof(float));
+                memcpy(sp->m, ts.m[o].data, (size_t)sp->n * sizeof(float));
+                memcpy(sp->v, ts.v[o].data, (size_t)sp->n * sizeof(float));
+            }
+        if (!st) {
+            *step = ts.step;
+            *cur = (graft_data_cursor){(uint64_t)ts.data_cursor[0], (uint64_t)ts.data_cursor[1],
+                                       (uint64_t)ts.data_cursor[2], (uint64_t)ts.data_cursor[3]};
+        }
+    }
+    graft_train_state_free(&ts);
+    return st;
+}
+
 graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const graft_stage0_pair *pairs,
                               int64_t n_pairs, const graft_stage0_opts *p, const graft_stage0_hooks *hooks,
                               graft_stage0_result *results, graft_err *err) {
@@ -312,10 +403,18 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
     if ((st = graft_lr_schedule_check(&sched, err))) goto done;
     int64_t n_eval_batches = (int64_t)((graft_data_n_eval(data) + (uint64_t)B - 1) / (uint64_t)B);
     if (p->eval_batches < n_eval_batches) n_eval_batches = p->eval_batches;
-    for (int64_t step = 1; step <= p->steps + 1; step++) {
-        int last = step == p->steps + 1;
-        /* held-out evaluation: before training continues at multiples of eval_every, and at the end */
-        if (last || (p->eval_every > 0 && (step - 1) % p->eval_every == 0 && step > 1)) {
+    int64_t step0 = 0;
+    if (p->resume && p->state_dir) {
+        graft_data_cursor cur;
+        if ((st = sweep_load(S, n_pairs, p->state_dir, &step0, &cur, err))) goto done;
+        if (step0 < 0) step0 = 0;
+        else if ((st = graft_data_set_cursor(data, &cur, err))) goto done;
+    }
+    for (int64_t step = step0 + 1; step <= p->steps + 1; step++) {
+        int last = step == p->steps + 1, resumed_here = step == step0 + 1 && step0 > 0;
+        /* held-out evaluation: before training continues at multiples of eval_every, and at the end
+         * (a resumed sweep already made the one of its checkpoint's step) */
+        if (last || (p->eval_every > 0 && (step - 1) % p->eval_every == 0 && step > 1 && !resumed_here)) {
             for (int64_t i = 0; i < n_pairs; i++) S[i].eval_sum = S[i].eval_count = 0;
             for (int64_t e = 0; e < n_eval_batches; e++) {
                 int64_t rows = 0;
@@ -339,6 +438,12 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
                 double nl = S[i].eval_count > 0 ? S[i].eval_sum / S[i].eval_count : NAN;
                 if (hooks && hooks->on_eval) hooks->on_eval(hooks->ctx, step - 1, i, nl);
             }
+        }
+        /* the checkpoint of step - 1, after its evaluation, so a resume repeats neither */
+        if (p->state_dir && p->checkpoint_every > 0 && step > 1 && !last && !resumed_here &&
+            (step - 1) % p->checkpoint_every == 0) {
+            graft_data_cursor cur = graft_data_get_cursor(data);
+            if ((st = sweep_save(S, n_pairs, p->state_dir, step - 1, &cur, err))) goto done;
         }
         if (last) break;
         double t0 = now_s();

@@ -38,6 +38,13 @@ typedef struct graft_stage0_opts {
     int64_t eval_batches;      /* held-out batches per evaluation (capped by what exists)    */
     uint64_t seed;
     const char *out_dir;       /* one safetensors per student; NULL: none written             */
+    /* Training checkpoint of the whole sweep (every student's weights and AdamW moments, the
+     * step, the data cursor), written atomically every checkpoint_every steps (0: never); with
+     * resume = 1 a sweep continues from the one in state_dir and takes the steps an uninterrupted
+     * sweep would have taken. */
+    const char *state_dir;
+    int64_t checkpoint_every;
+    int resume;
 } graft_stage0_opts;
 
 graft_stage0_opts graft_stage0_default_opts(void);

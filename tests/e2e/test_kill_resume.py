@@ -1,5 +1,5 @@
-"""tests/e2e/test_kill_resume.py GRAFT SRC WORK: a run is SIGKILLed in the middle of pretraining and
-again in the middle of Stage 1, resumed with `graft run --resume` each time, and its run log then
+"""tests/e2e/test_kill_resume.py GRAFT SRC WORK: a run is SIGKILLed in the middle of pretraining, of
+the Stage 0 sweep and of Stage 1, resumed with `graft run --resume` each time, and its run log then
 holds exactly the rows of an uninterrupted run (same losses, bit for bit, on one thread); the
 checkpoints and the log are never half-written (each resume reads them; no .tmp is left)."""
 import os
@@ -37,9 +37,21 @@ stages = """  - kind: pretrain
     eval_batches: 1
     checkpoint_every: 7
     out: @OUT@/teacher
+  - kind: stage0
+    layers: [1-2]
+    mixers: {gla: {num_heads: 4}}
+    steps: 40
+    batch: 8
+    seq_len: 64
+    lr: 2.0e-3
+    warmup: 2
+    eval_every: 10
+    eval_batches: 1
+    checkpoint_every: 6
+    out: @OUT@/stage0
   - kind: select
-    policy: list
-    list: {gla: [1]}
+    policy: count
+    count: 1
     out: @OUT@/hybrid.yaml
   - kind: stage1
     phases: [{steps: 12, batch: 4, seq_len: 32}, {steps: 12, batch: 2, seq_len: 64}]
@@ -59,12 +71,12 @@ def rows(log, group):
         return f[f"stages/{group}/train"][:]
 
 
-def kill_at(proc, log, group, at_least):
-    """SIGKILLs proc once the run log shows `at_least` train rows in `group`."""
+def kill_at(proc, log, group, at_least, table="train"):
+    """SIGKILLs proc once the run log shows `at_least` rows in `group`'s `table`."""
     while proc.poll() is None:
         try:
             with h5py.File(log, "r", libver="latest", swmr=True) as f:
-                g = f.get(f"stages/{group}/train")
+                g = f.get(f"stages/{group}/{table}")
                 if g is not None:
                     g.refresh()
                     if g.shape[0] >= at_least:
@@ -84,12 +96,23 @@ n = kill_at(p, log, "0_pretrain", 17)
 check(n >= 17 and p.returncode == -signal.SIGKILL, f"killed during pretrain after {n} rows")
 p = subprocess.Popen([graft, "run", run, "--resume"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                      env=graft_env())
-n2 = kill_at(p, log, "2_stage1", 16)
+n1 = kill_at(p, log, "1_stage0", 15, table="stage0_pairs")
+check(n1 >= 15 and p.returncode == -signal.SIGKILL, f"resumed, then killed during stage0 after {n1} pair rows")
+p = subprocess.Popen([graft, "run", run, "--resume"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                     env=graft_env())
+n2 = kill_at(p, log, "3_stage1", 16)
 check(n2 >= 16 and p.returncode == -signal.SIGKILL, f"resumed, then killed during stage1 after {n2} rows")
 r = subprocess.run([graft, "run", run, "--resume"], capture_output=True, text=True, env=graft_env())
 check(r.returncode == 0, f"second resume finishes: {r.stderr.strip()[-400:]}")
-check("resuming from" in r.stdout, "the second resume continues stage1 from its checkpoint")
-for group, steps in (("0_pretrain", 60), ("2_stage1", 24)):
+check("resuming from" in r.stdout, "the last resume continues stage1 from its checkpoint")
+with h5py.File(os.path.join(work, "ref", "run.h5"), "r") as fa, h5py.File(log, "r") as fb:
+    a, b = fa["stages/1_stage0/stage0_pairs"][:], fb["stages/1_stage0/stage0_pairs"][:]
+    same = len(a) == len(b) and all(np.array_equal(a[k], b[k], equal_nan=True)
+                                    for k in ("step", "layer", "train_nloss", "heldout_nloss"))
+    check(same, f"1_stage0: the {len(a)} pair rows (train and held-out losses) equal the uninterrupted run's ({len(b)})")
+    a, b = fa["stages/1_stage0/stage0_results"][:], fb["stages/1_stage0/stage0_results"][:]
+    check(np.array_equal(a["heldout_nloss"], b["heldout_nloss"]), "1_stage0: the result table equals the uninterrupted run's")
+for group, steps in (("0_pretrain", 60), ("3_stage1", 24)):
     a, b = rows(os.path.join(work, "ref", "run.h5"), group), rows(log, group)
     check(len(b) == steps and list(b["step"]) == list(range(1, steps + 1)), f"{group}: rows 1..{steps} once each")
     same = len(a) == len(b) and all(np.array_equal(a[k], b[k], equal_nan=True)
@@ -99,7 +122,7 @@ for group, steps in (("0_pretrain", 60), ("2_stage1", 24)):
         d = np.nonzero(a["loss"] != b["loss"])[0]
         print(f"  first differing step {d[:5] + 1}: {a['loss'][d[:5]]} vs {b['loss'][d[:5]]}")
 with h5py.File(log, "r") as f:
-    check(int(f.attrs["resume_count"]) == 2, f"resume_count {f.attrs['resume_count']}")
+    check(int(f.attrs["resume_count"]) == 3, f"resume_count {f.attrs['resume_count']}")
 for root, dirs, files in os.walk(os.path.join(work, "run")):
     tmp = [x for x in dirs + files if x.endswith(".tmp")]
     check(not tmp, f"no temporary files in {root}: {tmp}")
