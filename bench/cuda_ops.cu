@@ -238,16 +238,17 @@ int main(int argc, char **argv) {
         sp.v = (float *)dmalloc(n * 4), sp.data_bf16 = (graft_bf16 *)dmalloc(n * 2), sp.n = n;
         CK(cudaMemset(sp.data, 0, n * 4)); CK(cudaMemset((void *)sp.grad, 0, n * 4));
         CK(cudaMemset(sp.m, 0, n * 4)); CK(cudaMemset(sp.v, 0, n * 4));
-        graft_cuda_adamw_span *dsp = (graft_cuda_adamw_span *)dmalloc(sizeof sp);
-        CK(cudaMemcpy(dsp, &sp, sizeof sp, cudaMemcpyHostToDevice));
-        double *norm = (double *)dmalloc(8), *part = (double *)dmalloc(GRAFT_CUDA_NORM_BLOCKS * 8);
+        graft_cuda_adamw_plan_t *plan;
+        OK(graft_cuda_adamw_plan_init(&plan, &sp, 1, &g_e));
+        double *norm = (double *)dmalloc(8);
         graft_cuda_adamw_params p = {0.9, 0.999, 1e-8, 0.01};
-        double ms = time_ms([&] { OK(graft_cuda_grad_norm(norm, part, dsp, 1, n, NULL, &g_e)); });
+        double ms = time_ms([&] { OK(graft_cuda_grad_norm(plan, norm, NULL, &g_e)); });
         row("grad_norm", "268M fp32", 4.0 * n, ms);
-        ms = time_ms([&] { OK(graft_cuda_adamw_step(&p, dsp, 1, n, 1, 1e-4, norm, 1.0, NULL, &g_e)); });
+        ms = time_ms([&] { OK(graft_cuda_adamw_step(plan, &p, 1, 1e-4, norm, 1.0, NULL, &g_e)); });
         row("adamw_step (+bf16 copy)", "268M params", 30.0 * n, ms);
         CK(cudaFree(sp.data)); CK(cudaFree((void *)sp.grad)); CK(cudaFree(sp.m)); CK(cudaFree(sp.v));
-        CK(cudaFree(sp.data_bf16)); CK(cudaFree(dsp)); CK(cudaFree(norm)); CK(cudaFree(part));
+        CK(cudaFree(sp.data_bf16)); CK(cudaFree(norm));
+        graft_cuda_adamw_plan_free(plan);
     }
 
     /* the fused lm_head loss vs its GEMMs alone */

@@ -9,11 +9,9 @@
  * with the same fp32 constants the CPU step computes in double once. The clip coefficient is read
  * on the device from the norm graft_cuda_grad_norm wrote (no host round trip):
  *   c = max_norm / (norm + 1e-6) when max_norm > 0 and that is < 1, else 1; grad is not modified.
- * The norm is deterministic: a fixed grid per span, double partials, summed in a fixed order.
+ * The norm is deterministic: one double partial per fixed chunk, summed in chunk order.
  *
- * Spans are described by a DEVICE array of graft_cuda_adamw_span (the caller uploads it once;
- * arena pointers do not move), so one launch steps every parameter of the model.
- * Thread safety: calls touch only the spans passed.
+ * Thread safety: one call at a time per plan (the norm partials live in it).
  */
 #ifndef GRAFT_CUDA_ADAMW_CUH
 #define GRAFT_CUDA_ADAMW_CUH
@@ -29,8 +27,8 @@ extern "C" {
 #endif
 
 #define GRAFT_CUDA_ADAMW_NO_DECAY 1u
-#define GRAFT_CUDA_NORM_BLOCKS 64 /* partial sums per span in graft_cuda_grad_norm */
 
+/* One parameter tensor seen flat. Pointers are device pointers. */
 typedef struct graft_cuda_adamw_span {
     float *data;           /* (n) fp32 master weights                                  */
     const float *grad;     /* (n) fp32 gradient                                        */
@@ -45,17 +43,29 @@ typedef struct graft_cuda_adamw_params {
     double beta1, beta2, eps, weight_decay; /* 0.9, 0.999, 1e-8, 0.01 */
 } graft_cuda_adamw_params;
 
-/* norm[0] = sqrt(sum of grad^2 over all spans), double. partials: device, n_spans *
- * GRAFT_CUDA_NORM_BLOCKS doubles. max_n: the largest span's n (sizes the grid). */
-graft_status graft_cuda_grad_norm(double *norm, double *partials, const graft_cuda_adamw_span *spans,
-                                  int64_t n_spans, int64_t max_n, void *stream, graft_err *err);
+/* The spans of one optimizer, cut into fixed chunks of 32768 elements once, on the device: a
+ * step or a norm is then one launch over all chunks whatever the mix of sizes, and the norm's
+ * partial sums (one per chunk, in a fixed order) are bitwise reproducible. */
+typedef struct graft_cuda_adamw_plan graft_cuda_adamw_plan_t;
 
-/* One step t >= 1 with learning rate lr over n_spans spans (device array). norm: device pointer
- * to the norm from graft_cuda_grad_norm, or NULL (no clipping); max_norm <= 0 disables clipping.
- * Refuses bad betas, eps <= 0, weight_decay < 0, t < 1 (naming the field). */
-graft_status graft_cuda_adamw_step(const graft_cuda_adamw_params *p, const graft_cuda_adamw_span *spans,
-                                   int64_t n_spans, int64_t max_n, int64_t t, double lr, const double *norm,
-                                   double max_norm, void *stream, graft_err *err);
+/* Copies the span table (a HOST array of n_spans spans holding device pointers; buffers must
+ * stay where they are while the plan lives) and allocates the chunk table and the norm partials
+ * on the current device (init time, not the hot path). Refuses n < 0 or a NULL buffer with n > 0
+ * (naming the span). *out owned by the caller: graft_cuda_adamw_plan_free. */
+graft_status graft_cuda_adamw_plan_init(graft_cuda_adamw_plan_t **out, const graft_cuda_adamw_span *spans,
+                                        int64_t n_spans, graft_err *err);
+
+/* Frees the plan's device and host memory; accepts NULL. */
+void graft_cuda_adamw_plan_free(graft_cuda_adamw_plan_t *plan);
+
+/* norm[0] (device double) = sqrt(sum of grad^2 over every span), accumulated in double. */
+graft_status graft_cuda_grad_norm(graft_cuda_adamw_plan_t *plan, double *norm, void *stream, graft_err *err);
+
+/* One step t >= 1 with learning rate lr over the plan's spans. norm: device pointer to the norm
+ * from graft_cuda_grad_norm, or NULL (no clipping); max_norm <= 0 disables clipping. Refuses bad
+ * betas, eps <= 0, weight_decay < 0, t < 1 (naming the field). */
+graft_status graft_cuda_adamw_step(graft_cuda_adamw_plan_t *plan, const graft_cuda_adamw_params *p, int64_t t,
+                                   double lr, const double *norm, double max_norm, void *stream, graft_err *err);
 
 #ifdef __cplusplus
 }

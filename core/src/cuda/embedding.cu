@@ -1,11 +1,12 @@
 /* cuda/embedding.cu: embedding gather and deterministic scatter-add (embedding.cuh).
  *
  * Backward in three steps, all on the stream:
- *   1. pos = 0..N-1; cub::DeviceRadixSort::SortPairs(ids -> sorted_ids, pos -> sorted_pos): stable,
- *      so positions of one id stay ascending.
+ *   1. pos = 0..N-1, keys = ids (bad ids -> V); cub::DeviceRadixSort::SortPairs(keys -> sorted_ids,
+ *      pos -> sorted_pos) over the low ceil(log2(V + 1)) bits: stable, so positions of one id stay
+ *      ascending.
  *   2. one block per sorted index i; the block where sorted_ids[i] starts a run sums the run's rows
  *      dout[sorted_pos[j]] in order (fp32), and adds the sum into dtable[id] once.
- * Workspace: sorted_ids, pos, sorted_pos (N int32 each, 256-byte aligned) | cub temp storage.
+ * Workspace: sorted_ids, pos, sorted_pos, keys (N int32 each, 256-byte aligned) | cub temp storage.
  */
 #include <cub/device/device_radix_sort.cuh>
 
@@ -61,13 +62,18 @@ graft_status graft_cuda_embedding_bwd_workspace(int64_t N, size_t *bytes, graft_
     if (N < 0 || N > INT32_MAX)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "cuda embedding_bwd: N %lld, expected 0..%d", (long long)N,
                              INT32_MAX);
-    *bytes = 3 * round256((size_t)N * sizeof(int32_t)) + round256(cub_bytes(N));
+    *bytes = 4 * round256((size_t)N * sizeof(int32_t)) + round256(cub_bytes(N));
     return GRAFT_STATUS_OK;
 }
 
-__global__ void iota_kernel(int32_t *p, int64_t N) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < N; i += (int64_t)gridDim.x * blockDim.x)
-        p[i] = (int32_t)i;
+/* pos = 0..N-1; keys = ids with every id outside [0, V) replaced by V, so the sort needs only the
+ * low bits of [0, V] and bad ids form one run at the end that the sum kernel skips. */
+__global__ void keys_kernel(int32_t *keys, int32_t *pos, const int32_t *ids, int64_t N, int64_t V) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < N; i += (int64_t)gridDim.x * blockDim.x) {
+        int32_t id = ids[i];
+        keys[i] = (id >= 0 && id < V) ? id : (int32_t)V;
+        pos[i] = (int32_t)i;
+    }
 }
 
 /* One block per sorted index; only the first index of each run of equal ids works. */
@@ -103,11 +109,17 @@ graft_status graft_cuda_embedding_bwd(float *dtable, const graft_bf16 *dout, con
     char *w = (char *)workspace;
     size_t arr = round256((size_t)N * sizeof(int32_t));
     int32_t *sid = (int32_t *)w, *pos = (int32_t *)(w + arr), *spos = (int32_t *)(w + 2 * arr);
-    void *tmp = w + 3 * arr;
-    size_t tmp_bytes = need - 3 * arr;
-    iota_kernel<<<grid_for(N, 256, 1024), 256, 0, s>>>(pos, N);
-    GRAFT_CUDA_LAUNCHED("embedding_bwd iota");
-    GRAFT_CUDA_TRY(cub::DeviceRadixSort::SortPairs(tmp, tmp_bytes, ids, sid, pos, spos, (int)N, 0, 32, s));
+    int32_t *keys = (int32_t *)(w + 3 * arr);
+    void *tmp = w + 4 * arr;
+    size_t tmp_bytes = need - 4 * arr;
+    if (V > INT32_MAX - 1)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "cuda embedding_bwd: V %lld, expected < %d", (long long)V,
+                             INT32_MAX);
+    int end_bit = 1;
+    while (end_bit < 31 && ((int64_t)1 << end_bit) <= V) end_bit++;
+    keys_kernel<<<grid_for(N, 256, 1024), 256, 0, s>>>(keys, pos, ids, N, V);
+    GRAFT_CUDA_LAUNCHED("embedding_bwd keys");
+    GRAFT_CUDA_TRY(cub::DeviceRadixSort::SortPairs(tmp, tmp_bytes, keys, sid, pos, spos, (int)N, 0, end_bit, s));
     embedding_bwd_kernel<<<(unsigned)N, C >= 256 ? 256 : 128, 0, s>>>(dtable, (const bf16 *)dout, sid, spos, N, C, V);
     GRAFT_CUDA_LAUNCHED("embedding_bwd");
     return GRAFT_STATUS_OK;

@@ -2,8 +2,9 @@
  *
  * Forward: one block per row; pass 1 sums squares (fp32, block_sum in a fixed order), pass 2
  * rereads the row (L1/L2-resident) and writes y. VEC = 8 (16-byte loads) when C % 8 == 0 and the
- * pointers are 16-byte aligned, else scalar loads for odd widths.
- * Backward: a fixed grid of R = min(N, 256) blocks; block b takes rows b, b + R, ...; its dw partial
+ * pointers are 16-byte aligned, else scalar loads for odd widths; rows up to 8192 (forward) or
+ * 4096 (backward) wide are held in registers between the passes (the *_cached kernels).
+ * Backward: a fixed grid of R = min(N, 512) blocks; block b takes rows b, b + R, ...; its dw partial
  * (C floats) stays in shared memory (each column owned by one thread, so no races) and is written
  * to scratch (R, C); a second kernel adds the R partials in order into dw. Both orders are fixed,
  * so dw is bitwise reproducible.
@@ -11,7 +12,7 @@
 #include "cuda_util.cuh"
 #include "rmsnorm.cuh"
 
-#define BWD_ROW_BLOCKS 256
+#define BWD_ROW_BLOCKS 512
 #define MAX_C 12288
 
 template <int VEC>
@@ -58,6 +59,107 @@ __global__ void rmsnorm_fwd_kernel(bf16 *y, float *rstd, bf16 *x, const bf16 *de
     }
 }
 
+/* The same two kernels for the common case (C % 8 == 0, aligned, C <= 8 * 256 * CH): each thread
+ * keeps its CH 16-byte chunks of the row in registers between the passes, so the row is read from
+ * memory once. */
+template <int CH>
+__global__ void rmsnorm_fwd_cached(bf16 *y, float *rstd, bf16 *x, const bf16 *delta, const bf16 *w, int64_t C,
+                                   float eps) {
+    __shared__ float sh[32];
+    const int64_t n = blockIdx.x;
+    bf16 *xr = x + n * C;
+    const bf16 *dr = delta ? delta + n * C : NULL;
+    float v[CH][8], ss = 0.0f;
+#pragma unroll
+    for (int ch = 0; ch < CH; ch++) {
+        const int64_t c = ((int64_t)threadIdx.x + (int64_t)ch * blockDim.x) * 8;
+        if (c < C) {
+            load8(xr + c, v[ch]);
+            if (dr) {
+                float d[8];
+                load8(dr + c, d);
+#pragma unroll
+                for (int j = 0; j < 8; j++) v[ch][j] = b2f(f2b(v[ch][j] + d[j]));
+                store8(xr + c, v[ch]);
+            }
+#pragma unroll
+            for (int j = 0; j < 8; j++) ss += v[ch][j] * v[ch][j];
+        }
+    }
+    ss = block_sum(ss, sh);
+    const float r = 1.0f / sqrtf(ss / (float)C + eps);
+    if (rstd && threadIdx.x == 0) rstd[n] = r;
+    bf16 *yr = y + n * C;
+#pragma unroll
+    for (int ch = 0; ch < CH; ch++) {
+        const int64_t c = ((int64_t)threadIdx.x + (int64_t)ch * blockDim.x) * 8;
+        if (c < C) {
+            float wv[8];
+            load8(w + c, wv);
+#pragma unroll
+            for (int j = 0; j < 8; j++) v[ch][j] = wv[j] * (v[ch][j] * r);
+            store8(yr + c, v[ch]);
+        }
+    }
+}
+
+template <int CH>
+__global__ void rmsnorm_bwd_cached(bf16 *dx, float *partial, const bf16 *dy, const bf16 *x, const bf16 *w,
+                                   const float *rstd, int64_t N, int64_t C, int accumulate) {
+    __shared__ float sh[32];
+    float wv[CH][8], dwp[CH][8];
+#pragma unroll
+    for (int ch = 0; ch < CH; ch++) {
+        const int64_t c = ((int64_t)threadIdx.x + (int64_t)ch * blockDim.x) * 8;
+        if (c < C) load8(w + c, wv[ch]);
+#pragma unroll
+        for (int j = 0; j < 8; j++) dwp[ch][j] = 0.0f;
+    }
+    for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
+        const bf16 *xr = x + n * C, *gr = dy + n * C;
+        const float r = rstd[n];
+        float xv[CH][8], gv[CH][8], dot = 0.0f;
+#pragma unroll
+        for (int ch = 0; ch < CH; ch++) {
+            const int64_t c = ((int64_t)threadIdx.x + (int64_t)ch * blockDim.x) * 8;
+            if (c < C) {
+                load8(xr + c, xv[ch]);
+                load8(gr + c, gv[ch]);
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    dot += gv[ch][j] * wv[ch][j] * xv[ch][j];
+                    dwp[ch][j] += gv[ch][j] * (xv[ch][j] * r);
+                }
+            }
+        }
+        dot = block_sum(dot, sh);
+        const float k = r * r * r * dot / (float)C;
+        bf16 *dr = dx + n * C;
+#pragma unroll
+        for (int ch = 0; ch < CH; ch++) {
+            const int64_t c = ((int64_t)threadIdx.x + (int64_t)ch * blockDim.x) * 8;
+            if (c < C) {
+                float o[8];
+                if (accumulate) load8(dr + c, o);
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    float v = r * (gv[ch][j] * wv[ch][j]) - xv[ch][j] * k;
+                    o[j] = accumulate ? o[j] + v : v;
+                }
+                store8(dr + c, o);
+            }
+        }
+    }
+    if (!partial) return;
+#pragma unroll
+    for (int ch = 0; ch < CH; ch++) {
+        const int64_t c = ((int64_t)threadIdx.x + (int64_t)ch * blockDim.x) * 8;
+        if (c < C)
+#pragma unroll
+            for (int j = 0; j < 8; j++) partial[blockIdx.x * C + c + j] = dwp[ch][j];
+    }
+}
+
 static graft_status fwd(bf16 *y, float *rstd, bf16 *x, const bf16 *delta, const bf16 *w, int64_t N, int64_t C,
                         float eps, void *stream, const char *name, graft_err *err) {
     if (N < 0 || C < 1)
@@ -72,7 +174,11 @@ static graft_status fwd(bf16 *y, float *rstd, bf16 *x, const bf16 *delta, const 
     cudaStream_t s = graft_stream(stream);
     int vec8 = C % 8 == 0 && aligned16(y) && aligned16(x) && aligned16(w) && (!delta || aligned16(delta));
     int threads = vec8 ? (C / 8 >= 256 ? 256 : (int)((C / 8 + 31) / 32 * 32)) : (C >= 256 ? 256 : (int)((C + 31) / 32 * 32));
-    if (vec8) rmsnorm_fwd_kernel<8><<<(unsigned)N, threads, 0, s>>>(y, rstd, x, delta, w, C, eps);
+    const int64_t chunks = vec8 ? (C / 8 + threads - 1) / threads : 0;
+    if (vec8 && chunks == 1) rmsnorm_fwd_cached<1><<<(unsigned)N, threads, 0, s>>>(y, rstd, x, delta, w, C, eps);
+    else if (vec8 && chunks == 2) rmsnorm_fwd_cached<2><<<(unsigned)N, threads, 0, s>>>(y, rstd, x, delta, w, C, eps);
+    else if (vec8 && chunks <= 4) rmsnorm_fwd_cached<4><<<(unsigned)N, threads, 0, s>>>(y, rstd, x, delta, w, C, eps);
+    else if (vec8) rmsnorm_fwd_kernel<8><<<(unsigned)N, threads, 0, s>>>(y, rstd, x, delta, w, C, eps);
     else rmsnorm_fwd_kernel<1><<<(unsigned)N, threads, 0, s>>>(y, rstd, x, delta, w, C, eps);
     GRAFT_CUDA_LAUNCHED(name);
     return GRAFT_STATUS_OK;
@@ -156,15 +262,6 @@ __global__ void rmsnorm_bwd_kernel(bf16 *dx, float *partial, const bf16 *dy, con
     }
 }
 
-/* dw[c] += sum over R partial rows, in row order. */
-__global__ void sum_partials_kernel(float *dw, const float *partial, int64_t R, int64_t C) {
-    for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < C; c += (int64_t)gridDim.x * blockDim.x) {
-        float acc = 0.0f;
-        for (int64_t r = 0; r < R; r++) acc += partial[r * C + c];
-        dw[c] += acc;
-    }
-}
-
 graft_status graft_cuda_rmsnorm_bwd(graft_bf16 *dx, float *dw, const graft_bf16 *dy, const graft_bf16 *x,
                                     const graft_bf16 *w, const float *rstd, int64_t N, int64_t C, int accumulate,
                                     void *scratch, size_t scratch_bytes, void *stream, graft_err *err) {
@@ -185,7 +282,14 @@ graft_status graft_cuda_rmsnorm_bwd(graft_bf16 *dx, float *dw, const graft_bf16 
     float *partial = dw ? (float *)scratch : NULL;
     int vec8 = C % 8 == 0 && aligned16(dx) && aligned16(dy) && aligned16(x) && aligned16(w);
     int threads = vec8 ? (C / 8 >= 256 ? 256 : (int)((C / 8 + 31) / 32 * 32)) : (C >= 256 ? 256 : (int)((C + 31) / 32 * 32));
-    if (vec8)
+    const int64_t chunks = vec8 ? (C / 8 + threads - 1) / threads : 0;
+    if (vec8 && chunks == 1)
+        rmsnorm_bwd_cached<1><<<(unsigned)R, threads, 0, s>>>((bf16 *)dx, partial, (const bf16 *)dy, (const bf16 *)x,
+                                                              (const bf16 *)w, rstd, N, C, accumulate);
+    else if (vec8 && chunks == 2)
+        rmsnorm_bwd_cached<2><<<(unsigned)R, threads, 0, s>>>((bf16 *)dx, partial, (const bf16 *)dy, (const bf16 *)x,
+                                                              (const bf16 *)w, rstd, N, C, accumulate);
+    else if (vec8)
         rmsnorm_bwd_kernel<8><<<(unsigned)R, threads, smem, s>>>((bf16 *)dx, partial, (const bf16 *)dy,
                                                                  (const bf16 *)x, (const bf16 *)w, rstd, N, C, accumulate);
     else
@@ -193,7 +297,7 @@ graft_status graft_cuda_rmsnorm_bwd(graft_bf16 *dx, float *dw, const graft_bf16 
                                                                  (const bf16 *)x, (const bf16 *)w, rstd, N, C, accumulate);
     GRAFT_CUDA_LAUNCHED("rmsnorm_bwd");
     if (dw) {
-        sum_partials_kernel<<<grid_for(C, 256, 1024), 256, 0, s>>>(dw, partial, R, C);
+        sum_partial_rows_kernel<<<(unsigned)((C + 31) / 32), dim3(32, 32), 0, s>>>(dw, partial, R, C);
         GRAFT_CUDA_LAUNCHED("rmsnorm_bwd dw");
     }
     return GRAFT_STATUS_OK;
