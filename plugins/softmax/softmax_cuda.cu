@@ -76,6 +76,13 @@ static __device__ __forceinline__ void mma(float *c, const uint32_t *a, uint32_t
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+/* 2^x by the special-function unit (ex2.approx: relative error ~2^-22, -inf -> +0); exp2f
+ * without fast-math adds range handling that costs more than the exponential itself */
+static __device__ __forceinline__ float ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
 static __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<uint32_t *>(&v);
@@ -159,7 +166,77 @@ struct FwdArgs {
 #define FWD_BM 128
 #define FWD_BN 64
 #define FWD_THREADS 256
+#define FWD2_THREADS 128
+#ifndef SM_FWD_WIDE
+#define SM_FWD_WIDE 1 /* 1: fwd2_kernel (32 rows per warp, faster: bench/results/attention-2026-11-23.md); 0: fwd_kernel */
+#endif
 #define FWD_SMEM (FWD_BM * ROWB + 4 * FWD_BN * ROWB) /* Q, K[2], V[2]: 96 KiB */
+
+/* Causal mask, then one online-softmax step for 16 rows (rmin..rmin+15) against the 64 keys
+ * n0..n0+63: S (raw scores) becomes P = 2^(S sl - m sl) with the running max m and row sums l
+ * updated, and O rescaled by 2^(m_old sl - m_new sl). */
+static __device__ __forceinline__ void online_softmax(float (*S)[4], float (*O)[4], float *mrow, float *lrow, int n0,
+                                                      int rmin, int T, float sl, int g, int t4) {
+    if (n0 + FWD_BN - 1 > rmin || n0 + FWD_BN > T) {
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int key = n0 + n * 8 + 2 * t4 + (e & 1), row = rmin + g + (e >> 1) * 8;
+                if (key > row || key >= T) S[n][e] = -INFINITY;
+            }
+    }
+    float mx[2] = {mrow[0], mrow[1]};
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+        mx[0] = fmaxf(mx[0], fmaxf(S[n][0], S[n][1]));
+        mx[1] = fmaxf(mx[1], fmaxf(S[n][2], S[n][3]));
+    }
+    float msc[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+        mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+        float corr = mrow[i] == -INFINITY ? 0.f : ex2((mrow[i] - mx[i]) * sl);
+        mrow[i] = mx[i];
+        msc[i] = mx[i] == -INFINITY ? 0.f : mx[i] * sl;
+        lrow[i] *= corr;
+#pragma unroll
+        for (int d = 0; d < 16; d++) {
+            O[d][2 * i] *= corr;
+            O[d][2 * i + 1] *= corr;
+        }
+    }
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) S[n][e] = ex2(fmaf(S[n][e], sl, -msc[e >> 1]));
+        lrow[0] += S[n][0] + S[n][1];
+        lrow[1] += S[n][2] + S[n][3];
+    }
+}
+
+/* Final row sums, O / l to bf16, and the natural-log lse of 16 rows */
+static __device__ __forceinline__ void fwd_store(const FwdArgs &a, float (*O)[4], const float *mrow, float *lrow,
+                                                 int b, int hq, int rmin, int g, int t4) {
+    const int T = a.T;
+    const int64_t qstr = (int64_t)a.Hq * HD;
+    bf16 *og = a.o + ((int64_t)b * T * a.Hq + hq) * HD;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        lrow[i] += __shfl_xor_sync(0xffffffffu, lrow[i], 1);
+        lrow[i] += __shfl_xor_sync(0xffffffffu, lrow[i], 2);
+        int row = rmin + g + i * 8;
+        if (row >= T) continue;
+        float inv = 1.f / lrow[i];
+#pragma unroll
+        for (int d = 0; d < 16; d++)
+            *reinterpret_cast<__nv_bfloat162 *>(og + (int64_t)row * qstr + d * 8 + 2 * t4) =
+                __floats2bfloat162_rn(O[d][2 * i] * inv, O[d][2 * i + 1] * inv);
+        if (a.lse && t4 == 0)
+            a.lse[((int64_t)b * T + row) * a.Hq + hq] = (mrow[i] * a.sl + log2f(lrow[i])) * LN2;
+    }
+}
 
 /* grid (Hq, ceil(T/128), B); 8 warps, 16 query rows each; query blocks in reverse order so the
  * longest (last) blocks start first. Heads are the fastest grid index so the query heads of one
@@ -206,61 +283,102 @@ __global__ void __launch_bounds__(FWD_THREADS, 1) fwd_kernel(const FwdArgs a) {
         const uint32_t kb = sK + (j & 1) * FWD_BN * ROWB, vb = sV + (j & 1) * FWD_BN * ROWB;
         float S[8][4];
         mm_abt(S, qf, kb, lane);
-        if (n0 + FWD_BN - 1 > rmin || n0 + FWD_BN > T) {
-#pragma unroll
-            for (int n = 0; n < 8; n++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    int key = n0 + n * 8 + 2 * t4 + (e & 1), row = rmin + g + (e >> 1) * 8;
-                    if (key > row || key >= T) S[n][e] = -INFINITY;
-                }
-        }
-        float mx[2] = {mrow[0], mrow[1]};
-#pragma unroll
-        for (int n = 0; n < 8; n++) {
-            mx[0] = fmaxf(mx[0], fmaxf(S[n][0], S[n][1]));
-            mx[1] = fmaxf(mx[1], fmaxf(S[n][2], S[n][3]));
-        }
-        float msc[2];
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
-            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-            float corr = mrow[i] == -INFINITY ? 0.f : exp2f((mrow[i] - mx[i]) * a.sl);
-            mrow[i] = mx[i];
-            msc[i] = mx[i] == -INFINITY ? 0.f : mx[i] * a.sl;
-            lrow[i] *= corr;
-#pragma unroll
-            for (int d = 0; d < 16; d++) {
-                O[d][2 * i] *= corr;
-                O[d][2 * i + 1] *= corr;
-            }
-        }
-#pragma unroll
-        for (int n = 0; n < 8; n++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) S[n][e] = exp2f(fmaf(S[n][e], a.sl, -msc[e >> 1]));
-            lrow[0] += S[n][0] + S[n][1];
-            lrow[1] += S[n][2] + S[n][3];
-        }
+        online_softmax(S, O, mrow, lrow, n0, rmin, T, a.sl, g, t4);
         mm_pv(O, S, vb, lane);
     }
 
-    bf16 *og = a.o + ((int64_t)b * T * a.Hq + hq) * HD;
+    fwd_store(a, O, mrow, lrow, b, hq, rmin, g, t4);
+}
+
+/* The same forward with 4 warps of 32 query rows (two m16 tiles per warp): each K/V fragment
+ * read from shared memory feeds two products, halving the shared-memory traffic per FLOP; Q
+ * fragments are re-read per k step instead of held in registers. Grid as fwd_kernel. */
+__global__ void __launch_bounds__(FWD2_THREADS, 1) fwd2_kernel(const FwdArgs a) {
+    extern __shared__ __align__(128) uint8_t smem[];
+    const int hq = blockIdx.x, mb = gridDim.y - 1 - blockIdx.y, b = blockIdx.z, hk = hq / a.n_rep;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+    const int T = a.T, m0 = mb * FWD_BM;
+    const int64_t qstr = (int64_t)a.Hq * HD, kstr = (int64_t)a.Hkv * HD;
+    const bf16 *qg = a.q + ((int64_t)b * T * a.Hq + hq) * HD;
+    const bf16 *kg = a.k + ((int64_t)b * T * a.Hkv + hk) * HD;
+    const bf16 *vg = a.v + ((int64_t)b * T * a.Hkv + hk) * HD;
+    const uint32_t sQ = smem_u32(smem), sK = sQ + FWD_BM * ROWB, sV = sK + 2 * FWD_BN * ROWB;
+    const int n_kb = min((m0 + FWD_BM + FWD_BN - 1) / FWD_BN, (T + FWD_BN - 1) / FWD_BN);
+
+    load_tile<FWD_BM, FWD2_THREADS>(sQ, qg, qstr, m0, T, tid);
+    load_tile<FWD_BN, FWD2_THREADS>(sK, kg, kstr, 0, T, tid);
+    load_tile<FWD_BN, FWD2_THREADS>(sV, vg, kstr, 0, T, tid);
+    cp_commit();
+
+    const int rmin = m0 + warp * 32, rmax = rmin + 31;
+    float O[2][16][4];
 #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        lrow[i] += __shfl_xor_sync(0xffffffffu, lrow[i], 1);
-        lrow[i] += __shfl_xor_sync(0xffffffffu, lrow[i], 2);
-        int row = rmin + g + i * 8;
-        if (row >= T) continue;
-        float inv = 1.f / lrow[i];
+    for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-        for (int d = 0; d < 16; d++)
-            *reinterpret_cast<__nv_bfloat162 *>(og + (int64_t)row * qstr + d * 8 + 2 * t4) =
-                __floats2bfloat162_rn(O[d][2 * i] * inv, O[d][2 * i + 1] * inv);
-        if (a.lse && t4 == 0)
-            a.lse[((int64_t)b * T + row) * a.Hq + hq] = (mrow[i] * a.sl + log2f(lrow[i])) * LN2;
+        for (int i = 0; i < 16; i++) O[mt][i][0] = O[mt][i][1] = O[mt][i][2] = O[mt][i][3] = 0.f;
+    float mrow[2][2] = {{-INFINITY, -INFINITY}, {-INFINITY, -INFINITY}}, lrow[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
+
+    for (int j = 0; j < n_kb; j++) {
+        cp_wait_all();
+        __syncthreads();
+        if (j + 1 < n_kb) {
+            uint32_t nb = ((j + 1) & 1) * FWD_BN * ROWB;
+            load_tile<FWD_BN, FWD2_THREADS>(sK + nb, kg, kstr, (j + 1) * FWD_BN, T, tid);
+            load_tile<FWD_BN, FWD2_THREADS>(sV + nb, vg, kstr, (j + 1) * FWD_BN, T, tid);
+        }
+        cp_commit();
+        const int n0 = j * FWD_BN;
+        if (n0 > rmax) continue;
+        const uint32_t kb = sK + (j & 1) * FWD_BN * ROWB, vb = sV + (j & 1) * FWD_BN * ROWB;
+        float S[2][8][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+            for (int n = 0; n < 8; n++) S[mt][n][0] = S[mt][n][1] = S[mt][n][2] = S[mt][n][3] = 0.f;
+#pragma unroll
+        for (int ks = 0; ks < 8; ks++) {
+            uint32_t qa[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+                ldsm4(qa[mt], sQ + toff(warp * 32 + mt * 16 + (lane & 15), ks * 2 + (lane >> 4)));
+#pragma unroll
+            for (int np = 0; np < 4; np++) {
+                uint32_t bb[4];
+                ldsm4(bb, kb + toff(np * 16 + (lane & 7) + ((lane >> 4) << 3), ks * 2 + ((lane >> 3) & 1)));
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    mma(S[mt][2 * np], qa[mt], bb[0], bb[1]);
+                    mma(S[mt][2 * np + 1], qa[mt], bb[2], bb[3]);
+                }
+            }
+        }
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+            online_softmax(S[mt], O[mt], mrow[mt], lrow[mt], n0, rmin + mt * 16, T, a.sl, g, t4);
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            uint32_t pa[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                pa[mt][0] = pack2(S[mt][2 * kk][0], S[mt][2 * kk][1]);
+                pa[mt][1] = pack2(S[mt][2 * kk][2], S[mt][2 * kk][3]);
+                pa[mt][2] = pack2(S[mt][2 * kk + 1][0], S[mt][2 * kk + 1][1]);
+                pa[mt][3] = pack2(S[mt][2 * kk + 1][2], S[mt][2 * kk + 1][3]);
+            }
+#pragma unroll
+            for (int dp = 0; dp < 8; dp++) {
+                uint32_t bb[4];
+                ldsm4t(bb, vb + toff(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dp * 2 + (lane >> 4)));
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    mma(O[mt][2 * dp], pa[mt], bb[0], bb[1]);
+                    mma(O[mt][2 * dp + 1], pa[mt], bb[2], bb[3]);
+                }
+            }
+        }
     }
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) fwd_store(a, O[mt], mrow[mt], lrow[mt], b, hq, rmin + mt * 16, g, t4);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -361,7 +479,7 @@ __global__ void __launch_bounds__(BWD_THREADS, 1) bwd_dq_kernel(const BwdArgs a)
         for (int n = 0; n < 8; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                float p = exp2f(fmaf(S[n][e], a.sl, -lse2[e >> 1]));
+                float p = ex2(fmaf(S[n][e], a.sl, -lse2[e >> 1]));
                 if (edge) {
                     int key = n0 + n * 8 + 2 * t4 + (e & 1), row = rmin + g + (e >> 1) * 8;
                     if (key > row || key >= T) p = 0.f;
@@ -430,24 +548,28 @@ __global__ void __launch_bounds__(BWD_THREADS, 1) bwd_dkdv_kernel(const BwdArgs 
         cp_commit();
         const int buf = it & 1, q0 = (nb + it % n_qb) * BWD_B;
         const uint32_t qb = sQ + buf * BWD_B * ROWB, db = sdO + buf * BWD_B * ROWB;
+        /* dV is updated before dP^T is formed, so fewer values are live at once */
         float S[8][4], dP[8][4];
         mm_abt_s(S, sK, warp * 16, qb, lane);
-        mm_abt_s(dP, sV, warp * 16, db, lane);
         const bool edge = q0 < kmin + 15 || q0 + BWD_B > T;
 #pragma unroll
         for (int n = 0; n < 8; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int qi = n * 8 + 2 * t4 + (e & 1);
-                float p = exp2f(fmaf(S[n][e], a.sl, -fL[buf * BWD_B + qi] * LOG2E));
+                float p = ex2(fmaf(S[n][e], a.sl, -fL[buf * BWD_B + qi] * LOG2E));
                 if (edge) {
                     int key = kmin + g + (e >> 1) * 8, qrow = q0 + qi;
                     if (qrow < key || qrow >= T) p = 0.f;
                 }
                 S[n][e] = p;
-                dP[n][e] = p * (dP[n][e] - fD[buf * BWD_B + qi]);
             }
         mm_pv(dV, S, db, lane);
+        mm_abt_s(dP, sV, warp * 16, db, lane);
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) dP[n][e] = S[n][e] * (dP[n][e] - fD[buf * BWD_B + n * 8 + 2 * t4 + (e & 1)]);
         mm_pv(dK, dP, qb, lane);
     }
 #pragma unroll
@@ -495,8 +617,9 @@ static __device__ __forceinline__ void bf8_to_f(uint4 u, float *f) {
 }
 
 /* grid (nsplit, Hq / NR, B): one block per (chunk, NR query heads sharing one kv head, sequence).
- * Lane l of a half-warp owns dims 8l..8l+7; each half-warp streams rows base + 8k + stream. */
-template <int NR>
+ * Lane l of a half-warp owns dims 8l..8l+7; each half-warp streams rows base + 8k + stream,
+ * k < KS, issuing all KS key and value loads before the first use. */
+template <int NR, int KS>
 __global__ void __launch_bounds__(DEC_THREADS) dec_kernel(const __grid_constant__ DecArgs a) {
     __shared__ float s_m[8][NR], s_l[8][NR], s_acc[8][NR][HD];
     const int s = blockIdx.x, hq0 = blockIdx.y * NR, b = blockIdx.z, hk = hq0 / a.n_rep;
@@ -519,11 +642,11 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_kernel(const __grid_constant_
         m[r] = -INFINITY;
         l[r] = 0.f;
     }
-    for (int base = start; base < end; base += 32) {
-        uint4 kr[4], vr[4];
-        bool ok[4];
+    for (int base = start; base < end; base += 8 * KS) {
+        uint4 kr[KS], vr[KS];
+        bool ok[KS];
 #pragma unroll
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < KS; k++) {
             int u = base + k * 8 + stream;
             ok[k] = u < end;
             if (ok[k]) {
@@ -534,9 +657,9 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_kernel(const __grid_constant_
                 vr[k] = kr[k];
             }
         }
-        float sc[4][NR];
+        float sc[KS][NR];
 #pragma unroll
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < KS; k++) {
             float kf[8];
             bf8_to_f(kr[k], kf);
 #pragma unroll
@@ -553,21 +676,23 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_kernel(const __grid_constant_
         }
 #pragma unroll
         for (int r = 0; r < NR; r++) {
-            float mx = fmaxf(fmaxf(m[r], sc[0][r]), fmaxf(fmaxf(sc[1][r], sc[2][r]), sc[3][r]));
+            float mx = m[r];
+#pragma unroll
+            for (int k = 0; k < KS; k++) mx = fmaxf(mx, sc[k][r]);
             if (mx == -INFINITY) continue;
-            float corr = exp2f(m[r] - mx); /* 0 while m is -inf */
+            float corr = ex2(m[r] - mx); /* 0 while m is -inf */
             m[r] = mx;
             l[r] *= corr;
 #pragma unroll
             for (int i = 0; i < 8; i++) acc[r][i] *= corr;
         }
 #pragma unroll
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < KS; k++) {
             float vf[8];
             bf8_to_f(vr[k], vf);
 #pragma unroll
             for (int r = 0; r < NR; r++) {
-                float p = ok[k] ? exp2f(sc[k][r] - m[r]) : 0.f;
+                float p = ok[k] ? ex2(sc[k][r] - m[r]) : 0.f;
                 l[r] += p;
 #pragma unroll
                 for (int i = 0; i < 8; i++) acc[r][i] = fmaf(p, vf[i], acc[r][i]);
@@ -593,7 +718,7 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_kernel(const __grid_constant_
 #pragma unroll
         for (int st = 0; st < 8; st++) {
             if (s_m[st][r] == -INFINITY) continue;
-            float w = exp2f(s_m[st][r] - M);
+            float w = ex2(s_m[st][r] - M);
             L += s_l[st][r] * w;
             A += s_acc[st][r][d] * w;
         }
@@ -617,7 +742,7 @@ __global__ void __launch_bounds__(HD) dec_combine_kernel(const __grid_constant__
     for (int s = 0; s < ns; s++) M = fmaxf(M, pl[s]);
     float L = 0.f, A = 0.f;
     for (int s = 0; s < ns; s++) {
-        float w = exp2f(pl[s] - M);
+        float w = ex2(pl[s] - M);
         L += w;
         A = fmaf(w, a.part_o[(row * a.nsplit + s) * HD + d], A);
     }
@@ -670,9 +795,14 @@ extern "C" graft_status sm_cuda_attn_fwd(void *o, float *lse, const void *q, con
     a.Hkv = (int)Hkv;
     a.n_rep = (int)(Hq / Hkv);
     a.sl = scale * LOG2E;
-    CU_CHECK(cudaFuncSetAttribute(fwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, FWD_SMEM));
     dim3 grid((unsigned)Hq, (unsigned)((T + FWD_BM - 1) / FWD_BM), (unsigned)B);
-    fwd_kernel<<<grid, FWD_THREADS, FWD_SMEM, (cudaStream_t)stream>>>(a);
+    if (SM_FWD_WIDE) {
+        CU_CHECK(cudaFuncSetAttribute(fwd2_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, FWD_SMEM));
+        fwd2_kernel<<<grid, FWD2_THREADS, FWD_SMEM, (cudaStream_t)stream>>>(a);
+    } else {
+        CU_CHECK(cudaFuncSetAttribute(fwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, FWD_SMEM));
+        fwd_kernel<<<grid, FWD_THREADS, FWD_SMEM, (cudaStream_t)stream>>>(a);
+    }
     CU_CHECK(cudaGetLastError());
     return GRAFT_STATUS_OK;
 }
@@ -744,7 +874,8 @@ extern "C" size_t sm_cuda_attn_decode_scratch_bytes(int64_t B, int64_t Hq, int64
 
 template <int NR>
 static cudaError_t dec_launch(const DecArgs &a, int B, int groups, cudaStream_t st) {
-    dec_kernel<NR><<<dim3((unsigned)a.nsplit, (unsigned)groups, (unsigned)B), DEC_THREADS, 0, st>>>(a);
+    /* 8 rows in flight per lane where registers allow, 4 for 8 heads per block */
+    dec_kernel<NR, NR <= 4 ? 8 : 4><<<dim3((unsigned)a.nsplit, (unsigned)groups, (unsigned)B), DEC_THREADS, 0, st>>>(a);
     return cudaGetLastError();
 }
 

@@ -83,7 +83,10 @@ static double nmse_f(const float *a, const float *ref, size_t n, int *nan) {
         num += d * d;
         den += (double)ref[i] * ref[i];
     }
-    return den > 0 ? num / den : num;
+    /* The denominator is floored at 1e-6 per element: at T = 1, dq and dk are exactly zero (P = 1,
+     * dS = P (dP - D) = 0) and both sides hold only rounding noise (~1e-8). */
+    double floor_ = 1e-6 * (double)n;
+    return num / (den > floor_ ? den : floor_);
 }
 static double nmse_bf(const uint16_t *a, const float *ref, size_t n, int *nan) {
     float *f = (float *)malloc(n * sizeof(float));
