@@ -116,6 +116,12 @@ int main(int argc, char **argv) {
             double fl_b = chunks * (10.0 * 64 * D * D + 6.0 * 64 * 64 * D);      /* states, dq, dk, dv, dS, dP/A */
             double by_f = N * (4.0 * 2 + gsz);
             double by_b = N * (7.0 * 2 + 2.0 * gsz);
+            if (getenv("GLA_ONCE")) { /* one forward + backward, for a profiler */
+                fwd();
+                bwd();
+                CK(cudaDeviceSynchronize());
+                return 0;
+            }
             float tf = median_ms(fwd);
             char nm[64];
             snprintf(nm, sizeof nm, "B=%d T=%d gk=%s fwd", sh.B, sh.T, gb ? "bf16" : "fp32");
