@@ -1,0 +1,1175 @@
+/* plugins/gla/gla_cuda.cu: the GLA recurrence core on CUDA, chunked (C = 64) with bf16 tensor-core
+ * products (mma.sync m16n8k16, fp32 accumulation), plus a fused one-token decode step.
+ *
+ * Holds: the chunked forward and backward of spec/gla.md §5 and the decode step of §4, for
+ * K = V = 128. Does not hold: the layer around the core (projections, conv, gate, norm).
+ *
+ * Algorithm (per (sequence, head); b = within-chunk inclusive cumsum of gk in fp32, β = b at the
+ * chunk's last row, S_n = state entering chunk n):
+ *   o_i     = s (q_i ⊙ e^{b_i})ᵀ S_n + s Σ_{j≤i} (Σ_c q_i k_j e^{b_i−b_j}) v_j
+ *   S_{n+1} = e^{β} ⊙ S_n + Σ_j (k_j ⊙ e^{β−b_j}) v_jᵀ
+ * The chunk walk is split into segments of `cps` chunks so that enough CTAs run at once: a
+ * pre-pass gives each segment's local state (from zero) and its total log decay, a scan over the
+ * segments gives each segment's entering state, then one CTA per segment walks its chunks with the
+ * state in registers (fp32). The backward walks segments in reverse carrying dS the same way and
+ * reads the chunk-entry states S_n, materialized in bf16 by a forward walk (spec §5.4).
+ *
+ * Stability (spec §5.3, §7.1): every exponent is ≤ 0 except in the intra-chunk score matrix, which
+ * on the fast path is factorized as (q ⊙ e^{b})(k ⊙ e^{−b})ᵀ. That is exact and overflow-free
+ * while the chunk's total decay −β ≤ SPREAD_MAX (60) in every channel (the factors stay in
+ * [e^{−60}, e^{60}], normal in bf16/fp32); realistic gates (FLA init, −β ≈ 3) always take it. A
+ * chunk with a larger decay (α ≈ −2 per token or an isolated −100) takes the slow path, a
+ * block-uniform branch that evaluates those terms directly as Σ_c x y e^{b_i−b_j} (exponents ≤ 0).
+ *
+ * Fragment conventions (PTX ISA, mma.m16n8k16 .bf16): lane l, g = l/4, t = l%4. A (16×16):
+ * a0 (g, 2t..2t+1), a1 (g+8, 2t), a2 (g, 2t+8), a3 (g+8, 2t+8). B (16×8, k × n): b0 (k 2t.., n g),
+ * b1 (k 2t+8.., n g). C (16×8): c0 c1 (g, 2t..), c2 c3 (g+8, 2t..). Tiles in shared memory are
+ * row-major bf16 with rows padded by 8 elements (16 B), so ldmatrix is bank-conflict free.
+ */
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "gla_cuda.cuh"
+
+namespace {
+
+typedef __nv_bfloat16 bf16;
+
+constexpr int CH = 64;           /* chunk length                                              */
+constexpr int D = 128;           /* K = V = 128                                               */
+constexpr int LDT = D + 8;       /* padded row of a (64, 128) or (128, 128) bf16 tile           */
+constexpr int LDP = CH + 8;      /* padded row of a (64, 64) bf16 tile                          */
+constexpr int NTH = 256;         /* 8 warps                                                    */
+constexpr float SPREAD_MAX = 60.f;
+
+/* ---- PTX wrappers ------------------------------------------------------------------------- */
+
+__device__ __forceinline__ uint32_t su32(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+__device__ __forceinline__ void ldsm4(uint32_t r[4], const bf16 *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(su32(p)));
+}
+__device__ __forceinline__ void ldsm4t(uint32_t r[4], const bf16 *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(su32(p)));
+}
+__device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&h);
+}
+__device__ __forceinline__ void cp16(void *dst, const void *src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(su32(dst)), "l"(src),
+                 "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_wait() {
+    asm volatile("cp.async.commit_group;\n" ::);
+    asm volatile("cp.async.wait_group 0;\n" ::);
+}
+
+/* Fragment addresses (lane l) of a 16×16 operand whose top-left is (r0, c0) in a tile with row
+ * length ld. A_row: A stored [m][k]. A_trans: A[m][k] stored [k][m] (rows k). B_nmaj: B[k][n]
+ * stored [n][k] (two n8 tiles: regs 0,1 tile n0; 2,3 tile n0+8). B_kmaj: B stored [k][n]. */
+__device__ __forceinline__ const bf16 *a_row(const bf16 *t, int ld, int m0, int k0, int l) {
+    return t + (m0 + (l & 15)) * ld + k0 + ((l >> 4) << 3);
+}
+__device__ __forceinline__ const bf16 *a_trans(const bf16 *t, int ld, int m0, int k0, int l) {
+    return t + (k0 + (l & 7) + ((l >> 4) << 3)) * ld + m0 + (((l >> 3) & 1) << 3);
+}
+__device__ __forceinline__ const bf16 *b_nmaj(const bf16 *t, int ld, int k0, int n0, int l) {
+    return t + (n0 + (l & 7) + ((l >> 4) << 3)) * ld + k0 + (((l >> 3) & 1) << 3);
+}
+__device__ __forceinline__ const bf16 *b_kmaj(const bf16 *t, int ld, int k0, int n0, int l) {
+    return t + (k0 + (l & 7) + (((l >> 3) & 1) << 3)) * ld + n0 + ((l >> 4) << 3);
+}
+
+__device__ __forceinline__ float ld_g(const float *p) { return *p; }
+__device__ __forceinline__ float ld_g(const bf16 *p) { return __bfloat162float(*p); }
+__device__ __forceinline__ void st_g(float *p, float x) { *p = x; }
+__device__ __forceinline__ void st_g(bf16 *p, float x) { *p = __float2bfloat16_rn(x); }
+
+/* ---- chunk staging ------------------------------------------------------------------------ */
+
+/* (64, 128) bf16 rows t0.. of a (B, T, H, 128) tensor into a padded tile; rows ≥ T are zero. */
+__device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, int64_t row0, int64_t rstride,
+                                          int nvalid) {
+    for (int u = threadIdx.x; u < CH * 16; u += NTH) {
+        int r = u >> 4, c8 = (u & 15) << 3;
+        bool ok = r < nvalid;
+        cp16(dst + r * LDT + c8, ok ? src + (row0 + r) * rstride + c8 : src, ok);
+    }
+}
+/* gk rows into fp32 g[64][128]. */
+__device__ __forceinline__ void load_gate(float *g, const float *src, int64_t row0,
+                                          int64_t rstride, int nvalid) {
+    for (int u = threadIdx.x; u < CH * 32; u += NTH) {
+        int r = u >> 5, c4 = (u & 31) << 2;
+        bool ok = r < nvalid;
+        cp16(g + r * D + c4, ok ? src + (row0 + r) * rstride + c4 : src, ok);
+    }
+}
+__device__ __forceinline__ void load_gate(float *g, const bf16 *src, int64_t row0, int64_t rstride,
+                                          int nvalid) {
+    for (int u = threadIdx.x; u < CH * 16; u += NTH) {
+        int r = u >> 4, c8 = (u & 15) << 3;
+        float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
+        if (r < nvalid) {
+            uint4 x = *reinterpret_cast<const uint4 *>(src + (row0 + r) * rstride + c8);
+            const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&x);
+            float2 a = __bfloat1622float2(h[0]), b = __bfloat1622float2(h[1]);
+            float2 c = __bfloat1622float2(h[2]), d = __bfloat1622float2(h[3]);
+            lo = make_float4(a.x, a.y, b.x, b.y);
+            hi = make_float4(c.x, c.y, d.x, d.y);
+        }
+        *reinterpret_cast<float4 *>(g + r * D + c8) = lo;
+        *reinterpret_cast<float4 *>(g + r * D + c8 + 4) = hi;
+    }
+}
+
+/* In place: g[i][c] ← b_i[c] = Σ_{s≤i} gk_s[c] (fp32); beta[c] = b_63[c] (rows past the end are
+ * 0, so this is b at the last valid row). Returns whether some channel's −β > SPREAD_MAX (the
+ * same value in every thread). Contains the barriers it needs; g is visible afterwards. */
+__device__ __forceinline__ bool chunk_cumsum(float *g, float *tot, float *beta) {
+    int c = threadIdx.x & 127, hf = threadIdx.x >> 7;
+    float *col = g + hf * 32 * D + c;
+    float acc = 0.f;
+#pragma unroll 8
+    for (int i = 0; i < 32; i++) {
+        acc += col[i * D];
+        col[i * D] = acc;
+    }
+    tot[hf * D + c] = acc;
+    __syncthreads();
+    float bt = tot[c] + tot[D + c];
+    if (hf) {
+        float off = tot[c];
+#pragma unroll 8
+        for (int i = 0; i < 32; i++) col[i * D] += off;
+    } else {
+        beta[c] = bt;
+    }
+    return __syncthreads_or(-bt > SPREAD_MAX) != 0;
+}
+
+/* Scaled operand tiles, each element by the thread that owns its channel (in place is safe):
+ *   qs ← qmul · q ⊙ e^{b}          (if qs)
+ *   kt ← k ⊙ e^{−b}                (if kt; fast path only: it overflows on the slow path)
+ *   ks ← k ⊙ e^{β−b}               (if ks; read from ks, so k must be loaded there)      */
+__device__ __forceinline__ void scale_tiles(bf16 *qs, float qmul, bf16 *ks, bf16 *kt,
+                                            const float *g, const float *beta) {
+    int c = threadIdx.x & 127, hf = threadIdx.x >> 7;
+    float bt = beta[c];
+#pragma unroll 4
+    for (int i = hf * 32; i < hf * 32 + 32; i++) {
+        float b = g[i * D + c];
+        if (qs) {
+            float x = __bfloat162float(qs[i * LDT + c]);
+            qs[i * LDT + c] = __float2bfloat16_rn(qmul * x * __expf(b));
+        }
+        if (ks) {
+            float x = __bfloat162float(ks[i * LDT + c]);
+            if (kt) kt[i * LDT + c] = __float2bfloat16_rn(x * __expf(-b));
+            ks[i * LDT + c] = __float2bfloat16_rn(x * __expf(bt - b));
+        }
+    }
+}
+
+/* Slow path: Σ_c x_i[c] y_j[c] e^{b_i[c] − b_j[c]} for i ≥ j, x and y rows in global memory. */
+__device__ float dot_decay(const bf16 *x, const bf16 *y, const float *gi, const float *gj) {
+    float acc = 0.f;
+    for (int c = 0; c < D; c++)
+        acc += __bfloat162float(x[c]) * __bfloat162float(y[c]) * __expf(gi[c] - gj[c]);
+    return acc;
+}
+
+/* ---- kernels ------------------------------------------------------------------------------ */
+
+struct Geo {
+    int64_t T, H;     /* sequence length, heads                                              */
+    int NT, cps, nseg; /* chunks, chunks per segment, segments                               */
+};
+
+/* State walk over one segment of one (sequence, head); grid (nseg, B·H), 256 threads.
+ * Forward (REV = false): X ← e^{β} X + (k ⊙ e^{β−b})ᵀ v, chunks in order, from init (or 0);
+ *   writes, if states, the bf16 state entering every chunk n to states[bh][n] and the final one to
+ *   states[bh][NT] (shape (B·H, NT+1, K, V)).
+ * Reverse (REV = true): X ← e^{β} X + (umul · q ⊙ e^{b})ᵀ do, chunks in reverse (the gradient of the
+ *   state entering each chunk, spec §5.4).
+ * If loc: the segment's final X (fp32, (B·H, nseg, K, V)) and Σβ (gsum, (B·H, nseg, K)). */
+template <typename GT, bool REV>
+__global__ void __launch_bounds__(NTH, 2)
+    k_state_walk(Geo G, const bf16 *__restrict__ u, const bf16 *__restrict__ w,
+                 const GT *__restrict__ gk, float umul, const float *__restrict__ init,
+                 int64_t init_sbh, int64_t init_sseg, bf16 *__restrict__ states, float *__restrict__ loc,
+                 float *__restrict__ gsum) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16 *us = reinterpret_cast<bf16 *>(smem);
+    bf16 *ws = us + CH * LDT;
+    float *g = reinterpret_cast<float *>(ws + CH * LDT);
+    float *tot = g + CH * D, *beta = tot + 2 * D;
+    bf16 *stage = reinterpret_cast<bf16 *>(beta + D);
+
+    const int seg = blockIdx.x, l = threadIdx.x & 31, wp = threadIdx.x >> 5;
+    const int64_t bh = blockIdx.y, bi = bh / G.H, h = bh % G.H;
+    const int gq = l >> 2, t4 = l & 3, r0 = 16 * wp + gq;
+    const int64_t rs = G.H * D; /* row stride of (B, T, H, 128) */
+    const int n_lo = seg * G.cps, n_hi = min(G.NT, n_lo + G.cps);
+
+    float X[16][4];
+    {
+        const float *p = init ? init + bh * init_sbh + seg * init_sseg : nullptr;
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++) {
+            int e = 8 * nt + 2 * t4;
+            float2 a = p ? *reinterpret_cast<const float2 *>(p + r0 * D + e) : make_float2(0, 0);
+            float2 b = p ? *reinterpret_cast<const float2 *>(p + (r0 + 8) * D + e)
+                         : make_float2(0, 0);
+            X[nt][0] = a.x, X[nt][1] = a.y, X[nt][2] = b.x, X[nt][3] = b.y;
+        }
+    }
+    float gs = 0.f;
+
+    for (int it = 0; it < n_hi - n_lo; it++) {
+        const int n = REV ? n_hi - 1 - it : n_lo + it;
+        const int64_t t0 = (int64_t)n * CH;
+        const int nvalid = (int)(G.T - t0 < CH ? G.T - t0 : CH);
+        const int64_t row0 = bi * G.T * G.H + t0 * G.H + h; /* row index in (B·T·H) units */
+        __syncthreads();
+        if (!REV && states) {
+#pragma unroll
+            for (int nt = 0; nt < 16; nt++) {
+                int e = 8 * nt + 2 * t4;
+                *reinterpret_cast<uint32_t *>(stage + r0 * LDT + e) = pack2(X[nt][0], X[nt][1]);
+                *reinterpret_cast<uint32_t *>(stage + (r0 + 8) * LDT + e) =
+                    pack2(X[nt][2], X[nt][3]);
+            }
+        }
+        load_tile(us, u + row0 * D, 0, rs, nvalid);
+        load_tile(ws, w + row0 * D, 0, rs, nvalid);
+        load_gate(g, gk + row0 * D, 0, rs, nvalid);
+        cp_wait();
+        __syncthreads();
+        if (!REV && states) {
+            bf16 *dst = states + (bh * (G.NT + 1) + n) * D * D;
+            for (int x = threadIdx.x; x < D * 16; x += NTH) {
+                int r = x >> 4, c8 = (x & 15) << 3;
+                *reinterpret_cast<uint4 *>(dst + r * D + c8) =
+                    *reinterpret_cast<const uint4 *>(stage + r * LDT + c8);
+            }
+        }
+        chunk_cumsum(g, tot, beta);
+        if (REV)
+            scale_tiles(us, umul, nullptr, nullptr, g, beta);
+        else
+            scale_tiles(nullptr, 0.f, us, nullptr, g, beta);
+        if (threadIdx.x < D) gs += beta[threadIdx.x];
+        __syncthreads();
+        const float e0 = __expf(beta[r0]), e1 = __expf(beta[r0 + 8]);
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++) X[nt][0] *= e0, X[nt][1] *= e0, X[nt][2] *= e1, X[nt][3] *= e1;
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            uint32_t a[4];
+            ldsm4t(a, a_trans(us, LDT, 16 * wp, 16 * kk, l));
+#pragma unroll
+            for (int np = 0; np < 8; np++) {
+                uint32_t b[4];
+                ldsm4t(b, b_kmaj(ws, LDT, 16 * kk, 16 * np, l));
+                mma(X[2 * np], a, b[0], b[1]);
+                mma(X[2 * np + 1], a, b[2], b[3]);
+            }
+        }
+    }
+    if (!REV && states && n_hi == G.NT) {
+        bf16 *dst = states + (bh * (G.NT + 1) + G.NT) * D * D;
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++) {
+            int e = 8 * nt + 2 * t4;
+            *reinterpret_cast<uint32_t *>(dst + r0 * D + e) = pack2(X[nt][0], X[nt][1]);
+            *reinterpret_cast<uint32_t *>(dst + (r0 + 8) * D + e) = pack2(X[nt][2], X[nt][3]);
+        }
+    }
+    if (loc) {
+        float *p = loc + (bh * G.nseg + seg) * D * D;
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++) {
+            int e = 8 * nt + 2 * t4;
+            *reinterpret_cast<float2 *>(p + r0 * D + e) = make_float2(X[nt][0], X[nt][1]);
+            *reinterpret_cast<float2 *>(p + (r0 + 8) * D + e) = make_float2(X[nt][2], X[nt][3]);
+        }
+        if (threadIdx.x < D) gsum[(bh * G.nseg + seg) * D + threadIdx.x] = gs;
+    }
+}
+
+/* Scan over segments, elementwise; grid (K·V/1024, B·H), 256 threads, one float4 each.
+ * In place, L[s] (the local state of segment s) becomes the state entering segment s (forward)
+ * or the gradient of the state leaving segment s (reverse); x0 (h0 or dht) may be NULL. */
+template <bool REV>
+__global__ void __launch_bounds__(NTH) k_scan(float *L, const float *gsum, int nseg,
+                                              const float *x0) {
+    const int64_t bh = blockIdx.y;
+    const int idx = (blockIdx.x * NTH + threadIdx.x) * 4, c = idx / D;
+    float4 x = x0 ? *reinterpret_cast<const float4 *>(x0 + bh * D * D + idx)
+                  : make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int it = 0; it < nseg; it++) {
+        int s = REV ? nseg - 1 - it : it;
+        float4 *p = reinterpret_cast<float4 *>(L + (bh * nseg + s) * D * D + idx);
+        float4 y = *p;
+        float d = __expf(gsum[(bh * nseg + s) * D + c]);
+        *p = x;
+        x.x = d * x.x + y.x, x.y = d * x.y + y.y, x.z = d * x.z + y.z, x.w = d * x.w + y.w;
+    }
+}
+
+/* Forward output over one segment, V tile of VT columns; grid (V/VT, nseg, B·H), 256 threads.
+ * Warp w holds state rows c ∈ [16w, 16w+16) × VT (fp32), and computes output rows
+ * [16(w%4), +16) × VT/2 columns. */
+template <typename GT, int VT>
+__global__ void __launch_bounds__(NTH, 2)
+    k_fwd_out(Geo G, const bf16 *__restrict__ q, const bf16 *__restrict__ k,
+              const bf16 *__restrict__ v, const GT *__restrict__ gk, float scale,
+              const float *__restrict__ init, int64_t init_sbh, int64_t init_sseg, bf16 *__restrict__ o,
+              float *__restrict__ ht) {
+    constexpr int LDV = VT + 8, NTS = VT / 8, NTO = VT / 16;
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16 *qs = reinterpret_cast<bf16 *>(smem);
+    bf16 *ks = qs + CH * LDT, *kt = ks + CH * LDT, *vs = kt + CH * LDT, *Sb = vs + CH * LDV;
+    float *g = reinterpret_cast<float *>(Sb + D * LDV);
+    float *tot = g + CH * D, *beta = tot + 2 * D;
+
+    const int vt = blockIdx.x, seg = blockIdx.y, l = threadIdx.x & 31, wp = threadIdx.x >> 5;
+    const int64_t bh = blockIdx.z, bi = bh / G.H, h = bh % G.H;
+    const int gq = l >> 2, t4 = l & 3, r0 = 16 * wp + gq;
+    const int rb = wp & 3, chh = wp >> 2;
+    const int64_t rs = G.H * D;
+    const int v0 = vt * VT;
+    const int n_lo = seg * G.cps, n_hi = min(G.NT, n_lo + G.cps);
+
+    float S[NTS][4];
+    {
+        const float *p = init ? init + bh * init_sbh + seg * init_sseg : nullptr;
+#pragma unroll
+        for (int nt = 0; nt < NTS; nt++) {
+            int e = v0 + 8 * nt + 2 * t4;
+            float2 a = p ? *reinterpret_cast<const float2 *>(p + r0 * D + e) : make_float2(0, 0);
+            float2 b = p ? *reinterpret_cast<const float2 *>(p + (r0 + 8) * D + e)
+                         : make_float2(0, 0);
+            S[nt][0] = a.x, S[nt][1] = a.y, S[nt][2] = b.x, S[nt][3] = b.y;
+        }
+    }
+
+    for (int n = n_lo; n < n_hi; n++) {
+        const int64_t t0 = (int64_t)n * CH;
+        const int nvalid = (int)(G.T - t0 < CH ? G.T - t0 : CH);
+        const int64_t row0 = bi * G.T * G.H + t0 * G.H + h;
+        __syncthreads();
+        load_tile(qs, q + row0 * D, 0, rs, nvalid);
+        load_tile(ks, k + row0 * D, 0, rs, nvalid);
+        for (int x = threadIdx.x; x < CH * (VT / 8); x += NTH) {
+            int r = x / (VT / 8), c8 = (x % (VT / 8)) * 8;
+            bool ok = r < nvalid;
+            cp16(vs + r * LDV + c8, ok ? v + (row0 + r * G.H) * D + v0 + c8 : v, ok);
+        }
+        load_gate(g, gk + row0 * D, 0, rs, nvalid);
+        cp_wait();
+        __syncthreads();
+        const bool slow = chunk_cumsum(g, tot, beta);
+        scale_tiles(qs, 1.f, ks, slow ? nullptr : kt, g, beta);
+#pragma unroll
+        for (int nt = 0; nt < NTS; nt++) {
+            int e = 8 * nt + 2 * t4;
+            *reinterpret_cast<uint32_t *>(Sb + r0 * LDV + e) = pack2(S[nt][0], S[nt][1]);
+            *reinterpret_cast<uint32_t *>(Sb + (r0 + 8) * LDV + e) = pack2(S[nt][2], S[nt][3]);
+        }
+        __syncthreads();
+
+        /* O = q̃ S_n (inter) + A v (intra), A = q̃ k̃ᵀ masked (j ≤ i); scale applied at the end. */
+        float O[NTO][4]; /* VT/16 n8 tiles per warp (VT/2 columns) */
+        float A[8][4];
+#pragma unroll
+        for (int x = 0; x < NTO; x++) O[x][0] = O[x][1] = O[x][2] = O[x][3] = 0.f;
+#pragma unroll
+        for (int x = 0; x < 8; x++) A[x][0] = A[x][1] = A[x][2] = A[x][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < 8; kk++) {
+            uint32_t a[4];
+            ldsm4(a, a_row(qs, LDT, 16 * rb, 16 * kk, l));
+#pragma unroll
+            for (int np = 0; np < NTO / 2; np++) {
+                uint32_t b[4];
+                ldsm4t(b, b_kmaj(Sb, LDV, 16 * kk, chh * (VT / 2) + 16 * np, l));
+                mma(O[2 * np], a, b[0], b[1]);
+                mma(O[2 * np + 1], a, b[2], b[3]);
+            }
+            if (!slow) {
+#pragma unroll
+                for (int jp = 0; jp < 4; jp++) {
+                    if (jp <= rb) {
+                        uint32_t b[4];
+                        ldsm4(b, b_nmaj(kt, LDT, 16 * kk, 16 * jp, l));
+                        mma(A[2 * jp], a, b[0], b[1]);
+                        mma(A[2 * jp + 1], a, b[2], b[3]);
+                    }
+                }
+            }
+        }
+        if (slow) {
+#pragma unroll
+            for (int jt = 0; jt < 8; jt++) {
+                if (jt < 2 * rb + 2) {
+#pragma unroll
+                    for (int x = 0; x < 4; x++) {
+                        int i = 16 * rb + gq + 8 * (x >> 1), j = 8 * jt + 2 * t4 + (x & 1);
+                        if (j <= i && i < nvalid)
+                            A[jt][x] = dot_decay(q + (row0 + i * G.H) * D, k + (row0 + j * G.H) * D,
+                                                 g + i * D, g + j * D);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int jt = 0; jt < 8; jt++)
+#pragma unroll
+            for (int x = 0; x < 4; x++) {
+                int i = 16 * rb + gq + 8 * (x >> 1), j = 8 * jt + 2 * t4 + (x & 1);
+                if (j > i) A[jt][x] = 0.f;
+            }
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            if (kk <= rb) {
+                uint32_t a[4] = {pack2(A[2 * kk][0], A[2 * kk][1]), pack2(A[2 * kk][2], A[2 * kk][3]),
+                                 pack2(A[2 * kk + 1][0], A[2 * kk + 1][1]),
+                                 pack2(A[2 * kk + 1][2], A[2 * kk + 1][3])};
+#pragma unroll
+                for (int np = 0; np < NTO / 2; np++) {
+                    uint32_t b[4];
+                    ldsm4t(b, b_kmaj(vs, LDV, 16 * kk, chh * (VT / 2) + 16 * np, l));
+                    mma(O[2 * np], a, b[0], b[1]);
+                    mma(O[2 * np + 1], a, b[2], b[3]);
+                }
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < NTO; nt++) {
+            int e = v0 + chh * (VT / 2) + 8 * nt + 2 * t4;
+            int i0 = 16 * rb + gq, i1 = i0 + 8;
+            if (i0 < nvalid)
+                *reinterpret_cast<uint32_t *>(o + (row0 + i0 * G.H) * D + e) =
+                    pack2(scale * O[nt][0], scale * O[nt][1]);
+            if (i1 < nvalid)
+                *reinterpret_cast<uint32_t *>(o + (row0 + i1 * G.H) * D + e) =
+                    pack2(scale * O[nt][2], scale * O[nt][3]);
+        }
+
+        /* S ← e^{β} S + k̂ᵀ v */
+        const float e0 = __expf(beta[r0]), e1 = __expf(beta[r0 + 8]);
+#pragma unroll
+        for (int nt = 0; nt < NTS; nt++) S[nt][0] *= e0, S[nt][1] *= e0, S[nt][2] *= e1, S[nt][3] *= e1;
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            uint32_t a[4];
+            ldsm4t(a, a_trans(ks, LDT, 16 * wp, 16 * kk, l));
+#pragma unroll
+            for (int np = 0; np < NTS / 2; np++) {
+                uint32_t b[4];
+                ldsm4t(b, b_kmaj(vs, LDV, 16 * kk, 16 * np, l));
+                mma(S[2 * np], a, b[0], b[1]);
+                mma(S[2 * np + 1], a, b[2], b[3]);
+            }
+        }
+    }
+    if (ht && n_hi == G.NT) {
+        float *p = ht + bh * D * D;
+#pragma unroll
+        for (int nt = 0; nt < NTS; nt++) {
+            int e = v0 + 8 * nt + 2 * t4;
+            *reinterpret_cast<float2 *>(p + r0 * D + e) = make_float2(S[nt][0], S[nt][1]);
+            *reinterpret_cast<float2 *>(p + (r0 + 8) * D + e) = make_float2(S[nt][2], S[nt][3]);
+        }
+    }
+}
+
+/* Σ_e S[c][e] dS[c][e] for the warp's rows r0, r0+8 (S bf16 with row length ld, generic
+ * pointer: shared or global), written to rsum[c]. */
+__device__ __forceinline__ void rowsum_sds(const bf16 *S, int ld, const float dS[16][4], int r0,
+                                           int t4, float *rsum) {
+    float a0 = 0.f, a1 = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < 16; nt++) {
+        int e = 8 * nt + 2 * t4;
+        float2 x = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(S + r0 * ld + e));
+        float2 y =
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(S + (r0 + 8) * ld + e));
+        a0 += x.x * dS[nt][0] + x.y * dS[nt][1];
+        a1 += y.x * dS[nt][2] + y.y * dS[nt][3];
+    }
+    a0 += __shfl_xor_sync(0xffffffffu, a0, 1);
+    a0 += __shfl_xor_sync(0xffffffffu, a0, 2);
+    a1 += __shfl_xor_sync(0xffffffffu, a1, 1);
+    a1 += __shfl_xor_sync(0xffffffffu, a1, 2);
+    if (t4 == 0) rsum[r0] = a0, rsum[r0 + 8] = a1;
+}
+
+/* Backward over one segment, chunks in reverse; grid (nseg, B·H), 256 threads, one CTA per SM.
+ * Carries D = dS (gradient of the state leaving the current chunk), fp32, warp w rows [16w, +16).
+ * Reads the chunk-entry states S_n (bf16, (B·H, NT+1, K, V)). do is pre-scaled by s in shared
+ * memory, so dP = (s do) vᵀ carries the scale (spec §5.4, with s folded into do). */
+template <typename GT>
+__global__ void __launch_bounds__(NTH, 1)
+    k_bwd(Geo G, const bf16 *__restrict__ q, const bf16 *__restrict__ k,
+          const bf16 *__restrict__ v, const GT *__restrict__ gk, const bf16 *__restrict__ dout,
+          float scale, const bf16 *__restrict__ states, const float *__restrict__ init,
+          int64_t init_sbh, int64_t init_sseg, bf16 *__restrict__ dq, bf16 *__restrict__ dk,
+          bf16 *__restrict__ dv, GT *__restrict__ dgk, float *__restrict__ dh0) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16 *qs = reinterpret_cast<bf16 *>(smem);
+    bf16 *ks = qs + CH * LDT, *kt = ks + CH * LDT, *vs = kt + CH * LDT, *dos = vs + CH * LDT;
+    bf16 *Sn = dos + CH * LDT, *dSb = Sn + D * LDT, *dPs = dSb + D * LDT, *As = dPs + CH * LDP;
+    float *g = reinterpret_cast<float *>(As + CH * LDP);
+    float *tot = g + CH * D, *beta = tot + 2 * D, *rsum = beta + D;
+
+    const int seg = blockIdx.x, l = threadIdx.x & 31, wp = threadIdx.x >> 5;
+    const int64_t bh = blockIdx.y, bi = bh / G.H, h = bh % G.H;
+    const int gq = l >> 2, t4 = l & 3, r0 = 16 * wp + gq;
+    const int rb = wp & 3, chh = wp >> 2;
+    const int64_t rs = G.H * D;
+    const int n_lo = seg * G.cps, n_hi = min(G.NT, n_lo + G.cps);
+    const bf16 *st = states + bh * (int64_t)(G.NT + 1) * D * D;
+
+    float Dg[16][4];
+    {
+        const float *p = init ? init + bh * init_sbh + seg * init_sseg : nullptr;
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++) {
+            int e = 8 * nt + 2 * t4;
+            float2 a = p ? *reinterpret_cast<const float2 *>(p + r0 * D + e) : make_float2(0, 0);
+            float2 b = p ? *reinterpret_cast<const float2 *>(p + (r0 + 8) * D + e)
+                         : make_float2(0, 0);
+            Dg[nt][0] = a.x, Dg[nt][1] = a.y, Dg[nt][2] = b.x, Dg[nt][3] = b.y;
+        }
+    }
+    rowsum_sds(st + (int64_t)n_hi * D * D, D, Dg, r0, t4, rsum);
+
+    for (int n = n_hi - 1; n >= n_lo; n--) {
+        const int64_t t0 = (int64_t)n * CH;
+        const int nvalid = (int)(G.T - t0 < CH ? G.T - t0 : CH);
+        const int64_t row0 = bi * G.T * G.H + t0 * G.H + h;
+        __syncthreads();
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++) {
+            int e = 8 * nt + 2 * t4;
+            *reinterpret_cast<uint32_t *>(dSb + r0 * LDT + e) = pack2(Dg[nt][0], Dg[nt][1]);
+            *reinterpret_cast<uint32_t *>(dSb + (r0 + 8) * LDT + e) = pack2(Dg[nt][2], Dg[nt][3]);
+        }
+        load_tile(qs, q + row0 * D, 0, rs, nvalid);
+        load_tile(ks, k + row0 * D, 0, rs, nvalid);
+        load_tile(vs, v + row0 * D, 0, rs, nvalid);
+        load_tile(dos, dout + row0 * D, 0, rs, nvalid);
+        for (int x = threadIdx.x; x < D * 16; x += NTH) {
+            int r = x >> 4, c8 = (x & 15) << 3;
+            cp16(Sn + r * LDT + c8, st + (int64_t)n * D * D + r * D + c8, true);
+        }
+        load_gate(g, gk + row0 * D, 0, rs, nvalid);
+        cp_wait();
+        __syncthreads();
+        const bool slow = chunk_cumsum(g, tot, beta);
+        scale_tiles(qs, 1.f, ks, slow ? nullptr : kt, g, beta);
+        for (int x = threadIdx.x; x < CH * 16; x += NTH) {
+            int r = x >> 4, c8 = (x & 15) << 3;
+            uint4 *p = reinterpret_cast<uint4 *>(dos + r * LDT + c8);
+            uint4 y = *p;
+            __nv_bfloat162 *hh = reinterpret_cast<__nv_bfloat162 *>(&y);
+#pragma unroll
+            for (int z = 0; z < 4; z++) {
+                float2 f = __bfloat1622float2(hh[z]);
+                hh[z] = __floats2bfloat162_rn(scale * f.x, scale * f.y);
+            }
+            *p = y;
+        }
+        __syncthreads();
+
+        /* dP = (s do) vᵀ and A = q̃ k̃ᵀ (unscaled), masked j ≤ i: warp → rows 16rb, cols 32chh. */
+        {
+            float P[4][4], A[4][4];
+#pragma unroll
+            for (int x = 0; x < 4; x++)
+#pragma unroll
+                for (int y = 0; y < 4; y++) P[x][y] = A[x][y] = 0.f;
+            const bool live = 32 * chh <= 16 * rb + 15;
+            if (live) {
+#pragma unroll
+                for (int kk = 0; kk < 8; kk++) {
+                    uint32_t a[4], b[4];
+                    ldsm4(a, a_row(dos, LDT, 16 * rb, 16 * kk, l));
+#pragma unroll
+                    for (int np = 0; np < 2; np++) {
+                        ldsm4(b, b_nmaj(vs, LDT, 16 * kk, 32 * chh + 16 * np, l));
+                        mma(P[2 * np], a, b[0], b[1]);
+                        mma(P[2 * np + 1], a, b[2], b[3]);
+                    }
+                    if (!slow) {
+                        ldsm4(a, a_row(qs, LDT, 16 * rb, 16 * kk, l));
+#pragma unroll
+                        for (int np = 0; np < 2; np++) {
+                            ldsm4(b, b_nmaj(kt, LDT, 16 * kk, 32 * chh + 16 * np, l));
+                            mma(A[2 * np], a, b[0], b[1]);
+                            mma(A[2 * np + 1], a, b[2], b[3]);
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++) {
+#pragma unroll
+                for (int x = 0; x < 4; x++) {
+                    int i = 16 * rb + gq + 8 * (x >> 1), j = 32 * chh + 8 * nt + 2 * t4 + (x & 1);
+                    if (live && slow && j <= i && i < nvalid)
+                        A[nt][x] = dot_decay(q + (row0 + i * G.H) * D, k + (row0 + j * G.H) * D,
+                                             g + i * D, g + j * D);
+                    if (j > i) P[nt][x] = A[nt][x] = 0.f;
+                }
+                int i0 = 16 * rb + gq, j = 32 * chh + 8 * nt + 2 * t4;
+                *reinterpret_cast<uint32_t *>(dPs + i0 * LDP + j) = pack2(P[nt][0], P[nt][1]);
+                *reinterpret_cast<uint32_t *>(dPs + (i0 + 8) * LDP + j) = pack2(P[nt][2], P[nt][3]);
+                *reinterpret_cast<uint32_t *>(As + i0 * LDP + j) = pack2(A[nt][0], A[nt][1]);
+                *reinterpret_cast<uint32_t *>(As + (i0 + 8) * LDP + j) = pack2(A[nt][2], A[nt][3]);
+            }
+        }
+        __syncthreads();
+
+        /* dq, dk, dv: warp → rows [16rb, +16), columns [64chh, +64) (8 n8 tiles). dif collects
+         * q ⊙ dq − k ⊙ dk for dgk. */
+        float dif[8][4], acc[8][4];
+        const int cbase = 64 * chh;
+        /* dq = e^{b} ⊙ ((s do) S_nᵀ + dP k̃) */
+#pragma unroll
+        for (int x = 0; x < 8; x++) acc[x][0] = acc[x][1] = acc[x][2] = acc[x][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < 8; kk++) {
+            uint32_t a[4];
+            ldsm4(a, a_row(dos, LDT, 16 * rb, 16 * kk, l));
+#pragma unroll
+            for (int np = 0; np < 4; np++) {
+                uint32_t b[4];
+                ldsm4(b, b_nmaj(Sn, LDT, 16 * kk, cbase + 16 * np, l));
+                mma(acc[2 * np], a, b[0], b[1]);
+                mma(acc[2 * np + 1], a, b[2], b[3]);
+            }
+        }
+        if (!slow) {
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+                if (kk <= rb) {
+                    uint32_t a[4];
+                    ldsm4(a, a_row(dPs, LDP, 16 * rb, 16 * kk, l));
+#pragma unroll
+                    for (int np = 0; np < 4; np++) {
+                        uint32_t b[4];
+                        ldsm4t(b, b_kmaj(kt, LDT, 16 * kk, cbase + 16 * np, l));
+                        mma(acc[2 * np], a, b[0], b[1]);
+                        mma(acc[2 * np + 1], a, b[2], b[3]);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) {
+            float out[4];
+#pragma unroll
+            for (int x = 0; x < 4; x++) {
+                int i = 16 * rb + gq + 8 * (x >> 1), c = cbase + 8 * nt + 2 * t4 + (x & 1);
+                float b = g[i * D + c];
+                float qt = __bfloat162float(qs[i * LDT + c]);
+                float d = __expf(b) * acc[nt][x];
+                dif[nt][x] = qt * acc[nt][x];
+                if (slow && i < nvalid) {
+                    float s = 0.f;
+                    for (int j = 0; j <= i; j++)
+                        s += __bfloat162float(dPs[i * LDP + j]) *
+                             __bfloat162float(k[(row0 + j * G.H) * D + c]) *
+                             __expf(b - g[j * D + c]);
+                    d += s;
+                    dif[nt][x] += __bfloat162float(q[(row0 + i * G.H) * D + c]) * s;
+                }
+                out[x] = d;
+            }
+            int i0 = 16 * rb + gq, c = cbase + 8 * nt + 2 * t4;
+            if (i0 < nvalid)
+                *reinterpret_cast<uint32_t *>(dq + (row0 + i0 * G.H) * D + c) = pack2(out[0], out[1]);
+            if (i0 + 8 < nvalid)
+                *reinterpret_cast<uint32_t *>(dq + (row0 + (i0 + 8) * G.H) * D + c) =
+                    pack2(out[2], out[3]);
+        }
+
+        /* dk = e^{−b} ⊙ (dPᵀ q̃ + e^{β} ⊙ v dSᵀ) (fast), e^{β−b} ⊙ v dSᵀ + direct (slow) */
+#pragma unroll
+        for (int x = 0; x < 8; x++) acc[x][0] = acc[x][1] = acc[x][2] = acc[x][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < 8; kk++) {
+            uint32_t a[4];
+            ldsm4(a, a_row(vs, LDT, 16 * rb, 16 * kk, l));
+#pragma unroll
+            for (int np = 0; np < 4; np++) {
+                uint32_t b[4];
+                ldsm4(b, b_nmaj(dSb, LDT, 16 * kk, cbase + 16 * np, l));
+                mma(acc[2 * np], a, b[0], b[1]);
+                mma(acc[2 * np + 1], a, b[2], b[3]);
+            }
+        }
+        if (!slow) {
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++) {
+                int c = cbase + 8 * nt + 2 * t4;
+                float e0 = __expf(beta[c]), e1 = __expf(beta[c + 1]);
+                acc[nt][0] *= e0, acc[nt][1] *= e1, acc[nt][2] *= e0, acc[nt][3] *= e1;
+            }
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+                if (kk >= rb) {
+                    uint32_t a[4];
+                    ldsm4t(a, a_trans(dPs, LDP, 16 * rb, 16 * kk, l));
+#pragma unroll
+                    for (int np = 0; np < 4; np++) {
+                        uint32_t b[4];
+                        ldsm4t(b, b_kmaj(qs, LDT, 16 * kk, cbase + 16 * np, l));
+                        mma(acc[2 * np], a, b[0], b[1]);
+                        mma(acc[2 * np + 1], a, b[2], b[3]);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) {
+            float out[4];
+#pragma unroll
+            for (int x = 0; x < 4; x++) {
+                int j = 16 * rb + gq + 8 * (x >> 1), c = cbase + 8 * nt + 2 * t4 + (x & 1);
+                float b = g[j * D + c], d;
+                if (!slow) {
+                    d = __expf(-b) * acc[nt][x];
+                    dif[nt][x] -= __bfloat162float(kt[j * LDT + c]) * acc[nt][x];
+                } else {
+                    d = __expf(beta[c] - b) * acc[nt][x];
+                    dif[nt][x] -= __bfloat162float(ks[j * LDT + c]) * acc[nt][x];
+                    if (j < nvalid) {
+                        float s = 0.f;
+                        for (int i = j; i < nvalid; i++)
+                            s += __bfloat162float(dPs[i * LDP + j]) *
+                                 __bfloat162float(q[(row0 + i * G.H) * D + c]) *
+                                 __expf(g[i * D + c] - b);
+                        d += s;
+                        dif[nt][x] -= __bfloat162float(k[(row0 + j * G.H) * D + c]) * s;
+                    }
+                }
+                out[x] = d;
+            }
+            int j0 = 16 * rb + gq, c = cbase + 8 * nt + 2 * t4;
+            if (j0 < nvalid)
+                *reinterpret_cast<uint32_t *>(dk + (row0 + j0 * G.H) * D + c) = pack2(out[0], out[1]);
+            if (j0 + 8 < nvalid)
+                *reinterpret_cast<uint32_t *>(dk + (row0 + (j0 + 8) * G.H) * D + c) =
+                    pack2(out[2], out[3]);
+        }
+
+        /* dv = Aᵀ (s do) + k̂ dS */
+#pragma unroll
+        for (int x = 0; x < 8; x++) acc[x][0] = acc[x][1] = acc[x][2] = acc[x][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            if (kk >= rb) {
+                uint32_t a[4];
+                ldsm4t(a, a_trans(As, LDP, 16 * rb, 16 * kk, l));
+#pragma unroll
+                for (int np = 0; np < 4; np++) {
+                    uint32_t b[4];
+                    ldsm4t(b, b_kmaj(dos, LDT, 16 * kk, cbase + 16 * np, l));
+                    mma(acc[2 * np], a, b[0], b[1]);
+                    mma(acc[2 * np + 1], a, b[2], b[3]);
+                }
+            }
+        }
+#pragma unroll
+        for (int kk = 0; kk < 8; kk++) {
+            uint32_t a[4];
+            ldsm4(a, a_row(ks, LDT, 16 * rb, 16 * kk, l));
+#pragma unroll
+            for (int np = 0; np < 4; np++) {
+                uint32_t b[4];
+                ldsm4t(b, b_kmaj(dSb, LDT, 16 * kk, cbase + 16 * np, l));
+                mma(acc[2 * np], a, b[0], b[1]);
+                mma(acc[2 * np + 1], a, b[2], b[3]);
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) {
+            int j0 = 16 * rb + gq, c = cbase + 8 * nt + 2 * t4;
+            if (j0 < nvalid)
+                *reinterpret_cast<uint32_t *>(dv + (row0 + j0 * G.H) * D + c) =
+                    pack2(acc[nt][0], acc[nt][1]);
+            if (j0 + 8 < nvalid)
+                *reinterpret_cast<uint32_t *>(dv + (row0 + (j0 + 8) * G.H) * D + c) =
+                    pack2(acc[nt][2], acc[nt][3]);
+        }
+
+        /* dgk_t = Σ_{s ≥ t in chunk} (q ⊙ dq − k ⊙ dk)_s + rowsum(S_{n+1} ⊙ dS_{n+1}) */
+        __syncthreads();
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) {
+            int i0 = 16 * rb + gq, c = cbase + 8 * nt + 2 * t4;
+            *reinterpret_cast<float2 *>(g + i0 * D + c) = make_float2(dif[nt][0], dif[nt][1]);
+            *reinterpret_cast<float2 *>(g + (i0 + 8) * D + c) = make_float2(dif[nt][2], dif[nt][3]);
+        }
+        __syncthreads();
+        {
+            int c = threadIdx.x & 127, hf = threadIdx.x >> 7;
+            float *col = g + hf * 32 * D + c, a = 0.f;
+#pragma unroll 8
+            for (int i = 31; i >= 0; i--) {
+                a += col[i * D];
+                col[i * D] = a;
+            }
+            tot[hf * D + c] = a;
+            __syncthreads();
+            float off = rsum[c] + (hf ? 0.f : tot[D + c]);
+            for (int i = 0; i < 32; i++) {
+                int ii = hf * 32 + i;
+                if (ii < nvalid) st_g(dgk + (row0 + ii * G.H) * D + c, col[i * D] + off);
+            }
+        }
+        __syncthreads();
+
+        /* D ← e^{β} D + q̃ᵀ (s do) = dS_n; then rowsum(S_n ⊙ dS_n) for the next (earlier) chunk */
+        const float e0 = __expf(beta[r0]), e1 = __expf(beta[r0 + 8]);
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++)
+            Dg[nt][0] *= e0, Dg[nt][1] *= e0, Dg[nt][2] *= e1, Dg[nt][3] *= e1;
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            uint32_t a[4];
+            ldsm4t(a, a_trans(qs, LDT, 16 * wp, 16 * kk, l));
+#pragma unroll
+            for (int np = 0; np < 8; np++) {
+                uint32_t b[4];
+                ldsm4t(b, b_kmaj(dos, LDT, 16 * kk, 16 * np, l));
+                mma(Dg[2 * np], a, b[0], b[1]);
+                mma(Dg[2 * np + 1], a, b[2], b[3]);
+            }
+        }
+        rowsum_sds(Sn, LDT, Dg, r0, t4, rsum);
+    }
+    if (dh0 && seg == 0) {
+        float *p = dh0 + bh * D * D;
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++) {
+            int e = 8 * nt + 2 * t4;
+            *reinterpret_cast<float2 *>(p + r0 * D + e) = make_float2(Dg[nt][0], Dg[nt][1]);
+            *reinterpret_cast<float2 *>(p + (r0 + 8) * D + e) = make_float2(Dg[nt][2], Dg[nt][3]);
+        }
+    }
+}
+
+/* Decode: one token, grid (B·H), 256 threads; thread → 4 columns e, warp → 16 rows c. */
+template <typename GT>
+__global__ void __launch_bounds__(NTH)
+    k_decode(const bf16 *__restrict__ q, const bf16 *__restrict__ k, const bf16 *__restrict__ v,
+             const GT *__restrict__ gk, float scale, float *__restrict__ S, bf16 *__restrict__ o) {
+    __shared__ float qv[D], kv[D], dec[D], part[8][D];
+    const int64_t bh = blockIdx.x;
+    const int tid = threadIdx.x, wp = tid >> 5, e = (tid & 31) * 4;
+    if (tid < D) {
+        qv[tid] = __bfloat162float(q[bh * D + tid]);
+        kv[tid] = __bfloat162float(k[bh * D + tid]);
+        dec[tid] = __expf(ld_g(gk + bh * D + tid));
+    }
+    __syncthreads();
+    float v0 = __bfloat162float(v[bh * D + e]), v1 = __bfloat162float(v[bh * D + e + 1]);
+    float v2 = __bfloat162float(v[bh * D + e + 2]), v3 = __bfloat162float(v[bh * D + e + 3]);
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    float *Sp = S + bh * D * D;
+#pragma unroll 4
+    for (int c = 16 * wp; c < 16 * wp + 16; c++) {
+        float4 *p = reinterpret_cast<float4 *>(Sp + c * D + e);
+        float4 s = *p;
+        float d = dec[c], kc = kv[c], qc = qv[c];
+        s.x = d * s.x + kc * v0, s.y = d * s.y + kc * v1;
+        s.z = d * s.z + kc * v2, s.w = d * s.w + kc * v3;
+        *p = s;
+        acc.x += qc * s.x, acc.y += qc * s.y, acc.z += qc * s.z, acc.w += qc * s.w;
+    }
+    *reinterpret_cast<float4 *>(&part[wp][e]) = acc;
+    __syncthreads();
+    if (tid < D) {
+        float s = 0.f;
+#pragma unroll
+        for (int w = 0; w < 8; w++) s += part[w][tid];
+        o[bh * D + tid] = __float2bfloat16_rn(scale * s);
+    }
+}
+
+/* ---- host side ---------------------------------------------------------------------------- */
+
+constexpr size_t SMEM_WALK = 2 * CH * LDT * 2 + CH * D * 4 + 3 * D * 4 + D * LDT * 2;
+constexpr int FWD_VT = 64;
+constexpr size_t SMEM_FWD =
+    3 * CH * LDT * 2 + CH * (FWD_VT + 8) * 2 + D * (FWD_VT + 8) * 2 + CH * D * 4 + 3 * D * 4;
+constexpr size_t SMEM_BWD =
+    5 * CH * LDT * 2 + 2 * D * LDT * 2 + 2 * CH * LDP * 2 + CH * D * 4 + 4 * D * 4;
+
+struct Plan {
+    Geo G;
+    int64_t BH;
+    size_t off_loc, off_gsum, off_states, total;
+};
+
+int n_sm() {
+    int dev = 0, n = 132;
+    if (cudaGetDevice(&dev) == cudaSuccess)
+        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+    return n > 0 ? n : 132;
+}
+
+Plan make_plan(const gla_cuda_args *a, int backward) {
+    Plan p;
+    p.BH = a->B * a->H;
+    p.G.T = a->T;
+    p.G.H = a->H;
+    p.G.NT = (int)((a->T + CH - 1) / CH);
+    int cps = a->chunks_per_seg;
+    if (cps <= 0) {
+        int64_t target = 2 * (int64_t)n_sm();
+        int64_t work = (int64_t)p.G.NT * p.BH;
+        cps = (int)((work + target - 1) / target);
+        if (cps < 1) cps = 1;
+    }
+    if (p.G.NT > 0 && cps > p.G.NT) cps = p.G.NT;
+    if (cps < 1) cps = 1;
+    p.G.cps = cps;
+    p.G.nseg = (p.G.NT + cps - 1) / cps;
+    size_t c = 0;
+    auto take = [&c](size_t bytes) {
+        size_t o = c;
+        c += (bytes + 255) & ~(size_t)255;
+        return o;
+    };
+    p.off_loc = p.off_gsum = p.off_states = 0;
+    if (p.G.nseg > 1) {
+        p.off_loc = take((size_t)p.BH * p.G.nseg * D * D * 4);
+        p.off_gsum = take((size_t)p.BH * p.G.nseg * D * 4);
+    }
+    if (backward) p.off_states = take((size_t)p.BH * (p.G.NT + 1) * D * D * 2);
+    p.total = c;
+    return p;
+}
+
+graft_status check_args(const gla_cuda_args *a, int backward, graft_err *err) {
+    if (!a) return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "gla_cuda: args: NULL");
+    if (a->B < 0 || a->T < 0 || a->H < 0)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "gla_cuda: shape: B=%lld T=%lld H=%lld, expected all >= 0",
+                             (long long)a->B, (long long)a->T, (long long)a->H);
+    if (a->K != D || a->V != D)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                             "gla_cuda: head dims: K=%lld V=%lld, expected K = V = 128 (the only "
+                             "size the CUDA kernels are built for)",
+                             (long long)a->K, (long long)a->V);
+    if (a->B * a->H > 65535)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                             "gla_cuda: B*H = %lld, expected at most 65535",
+                             (long long)(a->B * a->H));
+    if (a->B == 0 || a->H == 0 || a->T == 0) return GRAFT_STATUS_OK;
+    if (!a->q || !a->k || !a->v || !a->gk)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "gla_cuda: q, k, v, gk: a NULL pointer");
+    if (!backward && !a->o)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "gla_cuda: o: NULL");
+    if (backward && (!a->dout || !a->dq || !a->dk || !a->dv || !a->dgk))
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "gla_cuda: dout, dq, dk, dv, dgk: a NULL pointer");
+    if (!(a->scale == a->scale))
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "gla_cuda: scale: NaN");
+    return GRAFT_STATUS_OK;
+}
+
+graft_status launched(graft_err *err, const char *what) {
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        return graft_err_set(err, GRAFT_STATUS_DEVICE, "gla_cuda: %s: %s", what,
+                             cudaGetErrorString(e));
+    return GRAFT_STATUS_OK;
+}
+
+template <typename GT>
+graft_status forward_t(const gla_cuda_args *a, const Plan &p, cudaStream_t s, graft_err *err) {
+    const bf16 *q = (const bf16 *)a->q, *k = (const bf16 *)a->k, *v = (const bf16 *)a->v;
+    const GT *gk = (const GT *)a->gk;
+    unsigned char *w = (unsigned char *)a->work;
+    float *loc = p.G.nseg > 1 ? (float *)(w + p.off_loc) : nullptr;
+    float *gsum = p.G.nseg > 1 ? (float *)(w + p.off_gsum) : nullptr;
+    cudaFuncSetAttribute(k_state_walk<GT, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         (int)SMEM_WALK);
+    cudaFuncSetAttribute(k_fwd_out<GT, FWD_VT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         (int)SMEM_FWD);
+    const float *init = a->h0;
+    int64_t sbh = (int64_t)D * D, sseg = 0;
+    if (p.G.nseg > 1) {
+        k_state_walk<GT, false><<<dim3(p.G.nseg, (unsigned)p.BH), NTH, SMEM_WALK, s>>>(
+            p.G, k, v, gk, 0.f, nullptr, 0, 0, nullptr, loc, gsum);
+        k_scan<false><<<dim3(D * D / (4 * NTH), (unsigned)p.BH), NTH, 0, s>>>(loc, gsum, p.G.nseg,
+                                                                              a->h0);
+        init = loc;
+        sbh = (int64_t)p.G.nseg * D * D;
+        sseg = (int64_t)D * D;
+    }
+    k_fwd_out<GT, FWD_VT><<<dim3(D / FWD_VT, p.G.nseg, (unsigned)p.BH), NTH, SMEM_FWD, s>>>(
+        p.G, q, k, v, gk, a->scale, init, sbh, sseg, (bf16 *)a->o, a->ht);
+    return launched(err, "forward kernels");
+}
+
+template <typename GT>
+graft_status backward_t(const gla_cuda_args *a, const Plan &p, cudaStream_t s, graft_err *err) {
+    const bf16 *q = (const bf16 *)a->q, *k = (const bf16 *)a->k, *v = (const bf16 *)a->v;
+    const bf16 *dout = (const bf16 *)a->dout;
+    const GT *gk = (const GT *)a->gk;
+    unsigned char *w = (unsigned char *)a->work;
+    float *loc = p.G.nseg > 1 ? (float *)(w + p.off_loc) : nullptr;
+    float *gsum = p.G.nseg > 1 ? (float *)(w + p.off_gsum) : nullptr;
+    bf16 *states = (bf16 *)(w + p.off_states);
+    cudaFuncSetAttribute(k_state_walk<GT, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         (int)SMEM_WALK);
+    cudaFuncSetAttribute(k_state_walk<GT, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         (int)SMEM_WALK);
+    cudaFuncSetAttribute(k_bwd<GT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM_BWD);
+    const dim3 gw(p.G.nseg, (unsigned)p.BH), gs(D * D / (4 * NTH), (unsigned)p.BH);
+    const int64_t DD = (int64_t)D * D;
+    /* 1. chunk-entry states S_0..S_NT (bf16), from the segments' entering states */
+    const float *init = a->h0;
+    int64_t sbh = DD, sseg = 0;
+    if (p.G.nseg > 1) {
+        k_state_walk<GT, false><<<gw, NTH, SMEM_WALK, s>>>(p.G, k, v, gk, 0.f, nullptr, 0, 0,
+                                                          nullptr, loc, gsum);
+        k_scan<false><<<gs, NTH, 0, s>>>(loc, gsum, p.G.nseg, a->h0);
+        init = loc;
+        sbh = (int64_t)p.G.nseg * DD;
+        sseg = DD;
+    }
+    k_state_walk<GT, false><<<gw, NTH, SMEM_WALK, s>>>(p.G, k, v, gk, 0.f, init, sbh, sseg,
+                                                      states, nullptr, nullptr);
+    /* 2. gradient of the state leaving each segment */
+    const float *dinit = a->dht;
+    int64_t dsbh = DD, dsseg = 0;
+    if (p.G.nseg > 1) {
+        k_state_walk<GT, true><<<gw, NTH, SMEM_WALK, s>>>(p.G, q, dout, gk, a->scale, nullptr, 0,
+                                                         0, nullptr, loc, gsum);
+        k_scan<true><<<gs, NTH, 0, s>>>(loc, gsum, p.G.nseg, a->dht);
+        dinit = loc;
+        dsbh = (int64_t)p.G.nseg * DD;
+        dsseg = DD;
+    }
+    /* 3. the chunk gradients */
+    k_bwd<GT><<<gw, NTH, SMEM_BWD, s>>>(p.G, q, k, v, gk, dout, a->scale, states, dinit, dsbh,
+                                        dsseg, (bf16 *)a->dq, (bf16 *)a->dk, (bf16 *)a->dv,
+                                        (GT *)a->dgk, a->dh0);
+    return launched(err, "backward kernels");
+}
+
+/* T == 0: the final state is the initial one (forward), dh0 = dht (backward). */
+graft_status pass_state(const float *src, float *dst, int64_t BH, cudaStream_t s, graft_err *err) {
+    if (!dst) return GRAFT_STATUS_OK;
+    size_t bytes = (size_t)BH * D * D * 4;
+    cudaError_t e = src ? cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s)
+                        : cudaMemsetAsync(dst, 0, bytes, s);
+    if (e != cudaSuccess)
+        return graft_err_set(err, GRAFT_STATUS_DEVICE, "gla_cuda: state copy: %s",
+                             cudaGetErrorString(e));
+    return GRAFT_STATUS_OK;
+}
+
+graft_status check_work(const gla_cuda_args *a, const Plan &p, graft_err *err) {
+    if (p.total > 0 && (!a->work || a->work_bytes < p.total))
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "gla_cuda: workspace: %zu bytes at %p, expected at least %zu "
+                             "(gla_cuda_work_bytes)",
+                             a->work_bytes, a->work, p.total);
+    return GRAFT_STATUS_OK;
+}
+
+} /* namespace */
+
+extern "C" {
+
+gla_cuda_args gla_cuda_default_args(void) {
+    gla_cuda_args a;
+    memset(&a, 0, sizeof a);
+    a.K = a.V = D;
+    a.scale = 0.08838834764831845f;
+    return a;
+}
+
+size_t gla_cuda_work_bytes(const gla_cuda_args *a, int backward) {
+    if (!a) return 0;
+    return make_plan(a, backward).total;
+}
+
+graft_status gla_cuda_forward(const gla_cuda_args *a, void *stream, graft_err *err) {
+    graft_status st = check_args(a, 0, err);
+    if (st != GRAFT_STATUS_OK) return st;
+    cudaStream_t s = (cudaStream_t)stream;
+    if (a->B == 0 || a->H == 0) return GRAFT_STATUS_OK;
+    if (a->T == 0) return pass_state(a->h0, a->ht, a->B * a->H, s, err);
+    Plan p = make_plan(a, 0);
+    if ((st = check_work(a, p, err)) != GRAFT_STATUS_OK) return st;
+    return a->gk_bf16 ? forward_t<bf16>(a, p, s, err) : forward_t<float>(a, p, s, err);
+}
+
+graft_status gla_cuda_backward(const gla_cuda_args *a, void *stream, graft_err *err) {
+    graft_status st = check_args(a, 1, err);
+    if (st != GRAFT_STATUS_OK) return st;
+    cudaStream_t s = (cudaStream_t)stream;
+    if (a->B == 0 || a->H == 0) return GRAFT_STATUS_OK;
+    if (a->T == 0) return pass_state(a->dht, a->dh0, a->B * a->H, s, err);
+    Plan p = make_plan(a, 1);
+    if ((st = check_work(a, p, err)) != GRAFT_STATUS_OK) return st;
+    return a->gk_bf16 ? backward_t<bf16>(a, p, s, err) : backward_t<float>(a, p, s, err);
+}
+
+graft_status gla_cuda_decode(int64_t B, int64_t H, int64_t K, int64_t V, const void *q,
+                             const void *k, const void *v, const void *gk, int gk_bf16,
+                             float scale, float *state, void *o, void *stream, graft_err *err) {
+    if (B < 0 || H < 0)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "gla_cuda_decode: shape: B=%lld H=%lld, expected >= 0", (long long)B,
+                             (long long)H);
+    if (K != D || V != D)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                             "gla_cuda_decode: head dims: K=%lld V=%lld, expected K = V = 128",
+                             (long long)K, (long long)V);
+    if (B * H == 0) return GRAFT_STATUS_OK;
+    if (B * H > 2147483647LL)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "gla_cuda_decode: B*H too large");
+    if (!q || !k || !v || !gk || !state || !o)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "gla_cuda_decode: q, k, v, gk, state, o: a NULL pointer");
+    cudaStream_t s = (cudaStream_t)stream;
+    if (gk_bf16)
+        k_decode<bf16><<<(unsigned)(B * H), NTH, 0, s>>>((const bf16 *)q, (const bf16 *)k,
+                                                         (const bf16 *)v, (const bf16 *)gk, scale,
+                                                         state, (bf16 *)o);
+    else
+        k_decode<float><<<(unsigned)(B * H), NTH, 0, s>>>((const bf16 *)q, (const bf16 *)k,
+                                                          (const bf16 *)v, (const float *)gk,
+                                                          scale, state, (bf16 *)o);
+    return launched(err, "decode kernel");
+}
+
+} /* extern "C" */
