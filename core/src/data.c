@@ -296,23 +296,31 @@ graft_status graft_data_open(const char *const *paths, size_t n_paths, const gra
                              "<= 2^24, holdout 0..0.5",
                              (long long)p->B, (long long)p->T, p->holdout_fraction);
     if (n_paths == 0) return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "data: no shards given");
+    if (p->n_heldout > 0 && p->holdout_fraction != 0)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "data: held-out shards and holdout_fraction %g given, expected one of the two",
+                             p->holdout_fraction);
     graft_data_t *d = calloc(1, sizeof *d);
     if (!d) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "data: out of memory");
     d->p = *p;
     graft_status st = GRAFT_STATUS_OK;
-    for (size_t i = 0; i < n_paths && !st; i++) {
+    size_t n_train_shards = 0;
+    for (size_t i = 0; i < n_paths + p->n_heldout && !st; i++) {
+        if (i == n_paths) n_train_shards = d->n_shards;
+        const char *path = i < n_paths ? paths[i] : p->heldout_paths[i - n_paths];
         struct stat sb;
         char mp[4200];
-        const size_t l = strlen(paths[i]);
-        if (!stat(paths[i], &sb) && S_ISDIR(sb.st_mode)) {
-            snprintf(mp, sizeof mp, "%s/manifest.json", paths[i]);
+        const size_t l = strlen(path);
+        if (!stat(path, &sb) && S_ISDIR(sb.st_mode)) {
+            snprintf(mp, sizeof mp, "%s/manifest.json", path);
             st = add_manifest(d, mp, err);
-        } else if (l >= 5 && !strcmp(paths[i] + l - 5, ".json")) {
-            st = add_manifest(d, paths[i], err);
+        } else if (l >= 5 && !strcmp(path + l - 5, ".json")) {
+            st = add_manifest(d, path, err);
         } else {
-            st = add_shard(d, paths[i], err);
+            st = add_shard(d, path, err);
         }
     }
+    if (p->n_heldout == 0) n_train_shards = d->n_shards;
     if (!st) {
         d->first_window = calloc(d->n_shards + 1, sizeof *d->first_window);
         if (!d->first_window)
@@ -327,12 +335,19 @@ graft_status graft_data_open(const char *const *paths, size_t n_paths, const gra
         }
         d->first_window[d->n_shards] = w;
         d->n_windows = w;
-        d->n_eval =
-            (uint64_t)ceil(p->holdout_fraction * (double)w - 1e-9); /* no 15.000000001 -> 16 */
-        if (p->holdout_fraction > 0 && d->n_eval == 0) d->n_eval = 1;
-        if (d->n_eval >= w) d->n_eval = w ? w - 1 : 0;
+        if (p->n_heldout > 0) {
+            d->n_eval = w - d->first_window[n_train_shards];
+        } else {
+            d->n_eval =
+                (uint64_t)ceil(p->holdout_fraction * (double)w - 1e-9); /* no 15.000000001 -> 16 */
+            if (p->holdout_fraction > 0 && d->n_eval == 0) d->n_eval = 1;
+            if (d->n_eval >= w) d->n_eval = w ? w - 1 : 0;
+        }
         d->n_train = w - d->n_eval;
-        if (d->n_train == 0)
+        if (p->n_heldout > 0 && d->n_eval == 0)
+            st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                               "data: the held-out shards hold no window of T+1 = %lld tokens", (long long)p->T + 1);
+        else if (d->n_train == 0)
             st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
                                "data: %llu windows of T+1 = %lld tokens in %zu shard(s), expected "
                                "at least one training window",

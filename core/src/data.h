@@ -64,6 +64,11 @@ typedef struct graft_data_params {
     uint64_t seed;
     double holdout_fraction; /* share of windows held out (0 .. 0.5) */
     uint64_t max_vocab; /* the model's vocabulary size: ids must be below it (0: shard's own) */
+    /* Separate held-out data (shards, manifests or directories, like paths): when given, every
+     * window of these is held out, none of `paths` is, and holdout_fraction must be 0. They are
+     * placed after the training shards, so the held-out windows are still the tail. */
+    const char *const *heldout_paths;
+    size_t n_heldout;
 } graft_data_params;
 
 graft_data_params graft_data_default_params(void); /* B 8, T 256, shuffle 1, seed 0, holdout 0.01 */

@@ -89,6 +89,8 @@ graft_status graft_run_open_data(graft_run_ctx *c, int64_t B, int64_t T, graft_d
     dp.shuffle = 1;
     dp.seed = (uint64_t)c->r->data.seed;
     dp.holdout_fraction = c->r->data.heldout_fraction;
+    dp.heldout_paths = c->r->data.heldout;
+    dp.n_heldout = (size_t)c->r->data.n_heldout;
     dp.max_vocab = (uint64_t)c->cfg.vocab_size;
     return graft_data_open(c->r->data.train, (size_t)c->r->data.n_train, &dp, out, err);
 }
@@ -344,12 +346,6 @@ graft_status graft_run(const graft_run_opts *o, graft_err *err) {
         st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
                            "%s: device: \"%s\": graft runs recipes on the CPU only so far (the CUDA backend is being built); "
                            "use device: cpu", r->path, r->device);
-        goto done;
-    }
-    if (r->has_data && r->data.n_heldout > 0) {
-        st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
-                           "%s: data.heldout: separate held-out shards are not supported yet; give a fraction (e.g. 0.05)",
-                           r->path);
         goto done;
     }
     if (r->tokenizer) snprintf(c->tokenizer, sizeof c->tokenizer, "%s", r->tokenizer);

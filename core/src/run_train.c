@@ -67,6 +67,8 @@ static void train_opts(graft_run_ctx *c, const graft_stage *s, graft_train_opts 
     p->eval_batches = tp->eval_batches;
     p->checkpoint_every = tp->checkpoint_every;
     p->holdout_fraction = c->r->data.heldout_fraction;
+    p->heldout_paths = c->r->data.heldout;
+    p->n_heldout = c->r->data.n_heldout;
     p->seed = (uint64_t)c->r->data.seed + 7919ull * (uint64_t)(s->index + 1);
     graft_run_state_dir(tp->out, state_dir, size);
     p->state_dir = state_dir;

@@ -335,6 +335,8 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
         dp.seed = p->seed + (uint64_t)ph;
         dp.shuffle = 1;
         dp.holdout_fraction = p->holdout_fraction;
+        dp.heldout_paths = p->heldout_paths;
+        dp.n_heldout = (size_t)p->n_heldout;
         dp.max_vocab = (uint64_t)V;
         if ((st = graft_data_open(paths, (size_t)n_paths, &dp, &data, err))) goto done;
         if (have_cursor && ph == phase0) {

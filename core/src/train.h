@@ -41,6 +41,8 @@ typedef struct graft_train_opts {
     const char *state_dir;        /* training checkpoint directory; NULL: none                  */
     int resume;                   /* continue from state_dir when it holds a checkpoint         */
     double holdout_fraction;
+    const char *const *heldout_paths; /* separate held-out shards (data.h), or NULL            */
+    int64_t n_heldout;
     uint64_t seed;
 } graft_train_opts;
 

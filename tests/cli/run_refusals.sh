@@ -71,6 +71,11 @@ recipe $T/mixer.yaml "" '  - kind: stage0
     seq_len: 8
     lr: 1.0e-3'
 expect 1 "mamba9" $GRAFT run $T/mixer.yaml --check
+recipe $T/held.yaml "" "$PRE"
+sed -i "s#heldout: 0.1#heldout: [$T/shards/manifest.json]#" $T/held.yaml
+expect 0 "OK: 1 stage(s)" $GRAFT run $T/held.yaml --check
+sed -i "s#heldout: \[$T/shards/manifest.json\]#heldout: [$T/none.tok]#" $T/held.yaml
+expect 1 "$T/none.tok" $GRAFT run $T/held.yaml --check
 recipe $T/bench.yaml "" '  - {kind: bench, contexts: [16]}'
 expect 1 "kind bench is not implemented yet" $GRAFT run $T/bench.yaml --check
 recipe $T/spec.yaml "" '  - kind: stage1

@@ -180,6 +180,36 @@ int main(void) {
     CHECK(graft_data_open(src, 1, &prm, &d, &e) == GRAFT_STATUS_BAD_INPUT);
     CHECK_CONTAINS(e.msg, "manifest.json");
 
+    /* separate held-out shards: every window of p1 is held out, none of p0 */
+    {
+        graft_data_params hp = graft_data_default_params();
+        hp.B = 4;
+        hp.T = 10;
+        hp.holdout_fraction = 0;
+        const char *tr[1] = {p0}, *ho[1] = {p1};
+        hp.heldout_paths = ho;
+        hp.n_heldout = 1;
+        graft_data_t *hd = NULL;
+        CHECK(graft_data_open(tr, 1, &hp, &hd, &e) == GRAFT_STATUS_OK);
+        CHECK(graft_data_n_train(hd) == 100 && graft_data_n_eval(hd) == 50);
+        uint32_t hwin[4 * 11];
+        int64_t hrows = 0;
+        CHECK(graft_data_eval_batch(hd, 0, hwin, &hrows, &e) == GRAFT_STATUS_OK && hrows == 4);
+        CHECK(hwin[0] >> 16 == 2); /* from the held-out shard */
+        for (int bb = 0; bb < 30; bb++) {
+            CHECK(graft_data_next(hd, hwin, &e) == GRAFT_STATUS_OK);
+            for (int i = 0; i < 4 * 11; i++) CHECK(hwin[i] >> 16 == 1); /* training never sees it */
+        }
+        graft_data_close(hd);
+        hp.holdout_fraction = 0.1;
+        CHECK(graft_data_open(tr, 1, &hp, &hd, &e) == GRAFT_STATUS_BAD_INPUT);
+        CHECK_CONTAINS(e.msg, "expected one of the two");
+        hp.holdout_fraction = 0;
+        hp.T = 600; /* p1 (505 tokens) has no window */
+        CHECK(graft_data_open(tr, 1, &hp, &hd, &e) == GRAFT_STATUS_BAD_INPUT);
+        CHECK_CONTAINS(e.msg, "held-out shards hold no window");
+    }
+
     size_t tl;
     char *txt;
     CHECK(graft_jsonl_text("{\"text\": \"a\\nb\"}", 16, &txt, &tl, &e) == GRAFT_STATUS_OK &&
