@@ -272,9 +272,6 @@ static graft_status run_check(graft_run_ctx *c, graft_err *err) {
                     return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: n_layer %lld, the model has %lld layers",
                                          s->as.stage1.spec, (long long)nl, (long long)c->cfg.n_layer);
             }
-            if (s->as.stage1.teacher_cache)
-                return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "%s: %s.teacher_cache: not implemented yet; remove it "
-                                     "(the teacher runs alongside the student)", s->pos.where, s->pos.field);
             break;
         case GRAFT_STAGE_BENCH:
             return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,

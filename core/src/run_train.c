@@ -186,9 +186,13 @@ graft_status graft_run_stage1(graft_run_ctx *c, const graft_stage *s, graft_err 
     if ((st = graft_hybrid_assemble(base, layers, (uint64_t)c->r->seed, &hybrid, &note, err))) goto done;
     graft_model_free(base);
     base = NULL;
-    if ((st = graft_run_load_model(c, c->teacher_dir, c->r->teacher_is_model ? &c->r->model : &c->r->teacher, &teacher,
-                                   err)))
+    /* with a complete teacher cache the teacher is not needed (DESIGN: the cache replaces it) */
+    int cached = sp->teacher_cache && graft_fs_exists(sp->teacher_cache);
+    if (!cached && (st = graft_run_load_model(c, c->teacher_dir, c->r->teacher_is_model ? &c->r->model : &c->r->teacher,
+                                              &teacher, err)))
         goto done;
+    if (sp->teacher_cache)
+        fprintf(c->out, "  teacher top-k %s %s\n", cached ? "read from" : "precomputed first into", sp->teacher_cache);
     {
         char grafted[512] = "";
         size_t n = 0;
@@ -210,12 +214,13 @@ graft_status graft_run_stage1(graft_run_ctx *c, const graft_stage *s, graft_err 
     p.alpha = sp->alpha;
     p.k = sp->k;
     p.temperature = sp->temperature;
+    p.teacher_cache = sp->teacher_cache;
     /* perplexity at assembly (what Stage 0 gives Stage 1) and the teacher's, on the same windows */
     double ce0 = NAN, ce_t = NAN, tok = 0, ce1 = NAN;
     if ((st = heldout(c, hybrid, &p, &ce0, &tok, err))) goto done;
-    if ((st = heldout(c, teacher, &p, &ce_t, &tok, err))) goto done;
+    if (teacher && (st = heldout(c, teacher, &p, &ce_t, &tok, err))) goto done;
     if ((st = log_eval(c, (int32_t)s->index, "hybrid", ce0, tok, 0, err))) goto done;
-    if ((st = log_eval(c, (int32_t)s->index, "teacher", ce_t, tok, -1, err))) goto done;
+    if (teacher && (st = log_eval(c, (int32_t)s->index, "teacher", ce_t, tok, -1, err))) goto done;
     fprintf(c->out, "  held-out ppl at assembly %.3f (teacher %.3f)\n", exp(ce0), exp(ce_t));
     train_log tl;
     if ((st = run_training(c, s, hybrid, teacher, &p, "hybrid", &tl, err))) goto done;

@@ -19,6 +19,7 @@
 #include "host.h"
 #include "lr_schedule.h"
 #include "plugin_loader.h"
+#include "teacher_cache.h"
 #include "train_state.h"
 
 graft_train_opts graft_train_default_opts(void) {
@@ -224,13 +225,89 @@ static graft_status train_resume(const char *dir, graft_model_t *m, float *momen
     return st;
 }
 
+/* The data of phase ph, as training reads it (the teacher cache is made in the same order). */
+static graft_status open_phase(const graft_train_opts *p, int ph, int64_t V, const char *const *paths, int64_t n_paths,
+                               graft_data_t **data, graft_err *err) {
+    graft_data_params dp = graft_data_default_params();
+    dp.B = p->phases[ph].batch;
+    dp.T = p->phases[ph].seq_len;
+    dp.seed = p->seed + (uint64_t)ph;
+    dp.shuffle = 1;
+    dp.holdout_fraction = p->holdout_fraction;
+    dp.heldout_paths = p->heldout_paths;
+    dp.n_heldout = (size_t)p->n_heldout;
+    dp.max_vocab = (uint64_t)V;
+    return graft_data_open(paths, (size_t)n_paths, &dp, data, err);
+}
+
+/* What a teacher cache must match: the data seed and the schedule that orders its rows. */
+static uint64_t cache_fingerprint(const graft_train_opts *p) {
+    uint64_t h = 1469598103934665603ull;
+#define MIX(x) (h = (h ^ (uint64_t)(x)) * 1099511628211ull)
+    MIX(p->seed);
+    MIX(p->accum > 0 ? p->accum : 1);
+    MIX(p->k);
+    MIX(p->n_phases);
+    for (int i = 0; i < p->n_phases; i++) {
+        MIX(p->phases[i].steps);
+        MIX(p->phases[i].batch);
+        MIX(p->phases[i].seq_len);
+    }
+#undef MIX
+    return h;
+}
+
+/* Runs the teacher over every training window in training order and writes its top-k. */
+static graft_status make_teacher_cache(graft_model_t *teacher, const char *const *paths, int64_t n_paths,
+                                       const graft_train_opts *p, graft_err *err) {
+    int64_t V = graft_model_config(teacher)->vocab_size, accum = p->accum > 0 ? p->accum : 1, maxN = 0;
+    for (int i = 0; i < p->n_phases; i++)
+        if (p->phases[i].batch * p->phases[i].seq_len > maxN) maxN = p->phases[i].batch * p->phases[i].seq_len;
+    int64_t maxW = 0;
+    for (int i = 0; i < p->n_phases; i++)
+        if (p->phases[i].batch * (p->phases[i].seq_len + 1) > maxW) maxW = p->phases[i].batch * (p->phases[i].seq_len + 1);
+    uint32_t *win = malloc(sizeof(uint32_t) * (size_t)maxW);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)maxN), *tk = malloc(sizeof(int32_t) * (size_t)(maxN * p->k));
+    float *z = malloc(sizeof(float) * (size_t)(maxN * V)), *lp = malloc(sizeof(float) * (size_t)(maxN * p->k));
+    float *mass = malloc(sizeof(float) * (size_t)maxN);
+    graft_tkcache_t *c = NULL;
+    graft_data_t *data = NULL;
+    graft_status st = GRAFT_STATUS_OK;
+    if (!win || !ids || !tk || !z || !lp || !mass) {
+        st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "%s: out of memory", p->teacher_cache);
+        goto done;
+    }
+    if ((st = graft_tkcache_create(p->teacher_cache, p->k, V, cache_fingerprint(p), &c, err))) goto done;
+    for (int ph = 0; ph < p->n_phases; ph++) {
+        int64_t B = p->phases[ph].batch, T = p->phases[ph].seq_len;
+        if ((st = open_phase(p, ph, V, paths, n_paths, &data, err))) goto done;
+        for (int64_t s = 0; s < p->phases[ph].steps * accum; s++) {
+            if ((st = graft_data_next(data, win, err))) goto done;
+            for (int64_t r = 0; r < B; r++)
+                for (int64_t t = 0; t < T; t++) ids[r * T + t] = (int32_t)win[r * (T + 1) + t];
+            if ((st = graft_model_forward(teacher, ids, B, T, z, NULL, 0, err))) goto done;
+            teacher_topk(z, B * T, V, p->k, tk, lp, mass);
+            if ((st = graft_tkcache_append(c, ids, tk, lp, mass, B * T, err))) goto done;
+        }
+        graft_data_close(data);
+        data = NULL;
+    }
+    st = graft_tkcache_finish(c, err);
+    c = NULL;
+done:
+    graft_tkcache_abort(c);
+    graft_data_close(data);
+    free(win); free(ids); free(tk); free(z); free(lp); free(mass);
+    return st;
+}
+
 graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, const char *const *paths,
                              int64_t n_paths, const graft_train_opts *p, const graft_train_hooks *hooks,
                              graft_err *err) {
     const graft_qwen3_config *c = graft_model_config(student);
     int64_t V = c->vocab_size;
-    int distill = teacher && p->alpha < 1.0;
-    if (distill && graft_model_config(teacher)->vocab_size != V)
+    int distill = (teacher || p->teacher_cache) && p->alpha < 1.0;
+    if (distill && teacher && graft_model_config(teacher)->vocab_size != V)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "stage1: teacher vocabulary %lld, student %lld: they must be equal",
                              (long long)graft_model_config(teacher)->vocab_size, (long long)V);
     if (p->n_phases < 1 || p->n_phases > GRAFT_TRAIN_MAX_PHASES)
@@ -250,6 +327,7 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
     graft_adamw_span *spans = NULL;
     graft_data_t *data = NULL;
     loss_handle ce = {0}, kl = {0};
+    graft_tkcache_t *tkc = NULL;
     win = malloc(sizeof(uint32_t) * (size_t)maxW);
     ids = malloc(sizeof(int32_t) * (size_t)maxN);
     labels = malloc(sizeof(int32_t) * (size_t)maxN);
@@ -258,11 +336,22 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
     if (!win || !ids || !labels || !logits || !dce) goto oom;
     if (distill) {
         dkl = malloc(sizeof(float) * (size_t)(maxN * V));
-        tlogits = malloc(sizeof(float) * (size_t)(maxN * V));
+        tlogits = p->teacher_cache ? malloc(sizeof(float)) : malloc(sizeof(float) * (size_t)(maxN * V));
         tk_ids = malloc(sizeof(int32_t) * (size_t)(maxN * p->k));
         tk_logp = malloc(sizeof(float) * (size_t)(maxN * p->k));
         tk_mass = malloc(sizeof(float) * (size_t)maxN);
         if (!dkl || !tlogits || !tk_ids || !tk_logp || !tk_mass) goto oom;
+    }
+    if (distill && p->teacher_cache) { /* the teacher's top-k from the cache, made first if absent */
+        if (!graft_fs_exists(p->teacher_cache)) {
+            if (!teacher) {
+                st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: teacher cache not found and no teacher to make it",
+                                   p->teacher_cache);
+                goto done;
+            }
+            if ((st = make_teacher_cache(teacher, paths, n_paths, p, err))) goto done;
+        }
+        if ((st = graft_tkcache_open(p->teacher_cache, p->k, V, cache_fingerprint(p), &tkc, err))) goto done;
     }
     if ((st = loss_open(&ce, "ce", NULL, 0, err))) goto done;
     if (distill) {
@@ -329,16 +418,7 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
             step += P->steps;
             continue;
         }
-        graft_data_params dp = graft_data_default_params();
-        dp.B = B;
-        dp.T = T;
-        dp.seed = p->seed + (uint64_t)ph;
-        dp.shuffle = 1;
-        dp.holdout_fraction = p->holdout_fraction;
-        dp.heldout_paths = p->heldout_paths;
-        dp.n_heldout = (size_t)p->n_heldout;
-        dp.max_vocab = (uint64_t)V;
-        if ((st = graft_data_open(paths, (size_t)n_paths, &dp, &data, err))) goto done;
+        if ((st = open_phase(p, ph, V, paths, n_paths, &data, err))) goto done;
         if (have_cursor && ph == phase0) {
             if ((st = graft_data_set_cursor(data, &cursor0, err))) goto done;
             step = step0;
@@ -367,8 +447,13 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
                                     .dstudent = dce, .loss_sum = &ce_sum, .count = &ce_n};
                 if ((st = ce.L->compute(&io, err))) goto done;
                 if (distill) {
-                    if ((st = graft_model_forward(teacher, ids, B, T, tlogits, NULL, 0, err))) goto done;
-                    teacher_topk(tlogits, N, V, p->k, tk_ids, tk_logp, tk_mass);
+                    if (tkc) { /* row of this micro-batch = tokens trained on before it */
+                        if ((st = graft_tkcache_read(tkc, tokens_seen + micro * N, N, ids, tk_ids, tk_logp, tk_mass, err)))
+                            goto done;
+                    } else {
+                        if ((st = graft_model_forward(teacher, ids, B, T, tlogits, NULL, 0, err))) goto done;
+                        teacher_topk(tlogits, N, V, p->k, tk_ids, tk_logp, tk_mass);
+                    }
                     graft_loss_io kio = {.struct_size = sizeof kio, .loss = kl.obj, .device = GRAFT_DEVICE_CPU, .N = N,
                                          .W = V, .student = logits, .k = p->k, .topk_ids = tk_ids, .topk_logp = tk_logp,
                                          .topk_mass = tk_mass, .grad_scale = (float)((1.0 - a) / denom),
@@ -411,6 +496,7 @@ done:
     graft_data_close(data);
     loss_close(&ce);
     loss_close(&kl);
+    graft_tkcache_close(tkc);
     free(win); free(ids); free(labels); free(tk_ids);
     free(logits); free(dce); free(dkl); free(tlogits); free(tk_logp); free(tk_mass);
     free(moments); free(spans);

@@ -41,6 +41,8 @@ typedef struct graft_train_opts {
     const char *state_dir;        /* training checkpoint directory; NULL: none                  */
     int resume;                   /* continue from state_dir when it holds a checkpoint         */
     double holdout_fraction;
+    const char *teacher_cache;    /* teacher top-k cache (teacher_cache.h): read when it exists,
+                                     else made first from `teacher`; NULL: live teacher          */
     const char *const *heldout_paths; /* separate held-out shards (data.h), or NULL            */
     int64_t n_heldout;
     uint64_t seed;
@@ -55,8 +57,9 @@ typedef struct graft_train_hooks {
     void (*on_eval)(void *ctx, int64_t step, double heldout_ce, double tokens);
 } graft_train_hooks;
 
-/* Trains `student` (every parameter) on the token shards `paths`, distilling from `teacher` when it
- * is non-NULL and alpha < 1. Teacher and student must share the vocabulary. */
+/* Trains `student` (every parameter) on the token shards `paths`, distilling when alpha < 1 from
+ * `teacher` or from p->teacher_cache (teacher may be NULL when that cache exists). Teacher and
+ * student must share the vocabulary. */
 graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, const char *const *paths,
                              int64_t n_paths, const graft_train_opts *p, const graft_train_hooks *hooks,
                              graft_err *err);
