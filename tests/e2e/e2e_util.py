@@ -36,3 +36,30 @@ def graft_env():
     env = dict(os.environ)
     env.setdefault("GRAFT_THREADS", "1")
     return env
+
+
+def start(argv):
+    """GRAFT SRC WORK from the command line; WORK emptied and given the corpus."""
+    import shutil
+    graft, src, work = argv[1:4]
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    make_corpus(graft, src, work)
+    return graft, src, work
+
+
+class Checks:
+    """check(cond, what) prints ok/FAIL per assertion; finish() exits with the verdict."""
+
+    def __init__(self):
+        self.failures = []
+
+    def __call__(self, cond, what):
+        print(("ok   " if cond else "FAIL ") + what)
+        if not cond:
+            self.failures.append(what)
+
+    def finish(self):
+        import sys
+        print(f"{len(self.failures)} failure(s)")
+        sys.exit(1 if self.failures else 0)

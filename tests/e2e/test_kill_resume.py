@@ -3,7 +3,6 @@ the Stage 0 sweep and of Stage 1, resumed with `graft run --resume` each time, a
 holds exactly the rows of an uninterrupted run (same losses, bit for bit, on one thread); the
 checkpoints and the log are never half-written (each resume reads them; no .tmp is left)."""
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,19 +11,10 @@ import time
 import h5py
 import numpy as np
 
-from e2e_util import graft_env, make_corpus, write_recipe
+from e2e_util import Checks, graft_env, start, write_recipe
 
-graft, src, work = sys.argv[1:4]
-shutil.rmtree(work, ignore_errors=True)
-os.makedirs(work)
-make_corpus(graft, src, work)
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
+graft, src, work = start(sys.argv)
+check = Checks()
 
 
 stages = """  - kind: pretrain
@@ -126,5 +116,4 @@ with h5py.File(log, "r") as f:
 for root, dirs, files in os.walk(os.path.join(work, "run")):
     tmp = [x for x in dirs + files if x.endswith(".tmp")]
     check(not tmp, f"no temporary files in {root}: {tmp}")
-print(f"{len(failures)} failure(s)")
-sys.exit(1 if failures else 0)
+check.finish()

@@ -2,7 +2,6 @@
 stage1, eval) on a toy model, its run log read with h5py while graft is still writing it (SWMR)
 and after; `graft run --check` first; the summary printed; plots drawn."""
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -10,19 +9,10 @@ import time
 import h5py
 import numpy as np
 
-from e2e_util import graft_env, make_corpus, write_recipe
+from e2e_util import Checks, graft_env, start, write_recipe
 
-graft, src, work = sys.argv[1:4]
-shutil.rmtree(work, ignore_errors=True)
-os.makedirs(work)
-make_corpus(graft, src, work)
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
+graft, src, work = start(sys.argv)
+check = Checks()
 
 
 stages = """  - kind: pretrain
@@ -133,5 +123,4 @@ check(not leftovers, f"no temporary files left: {leftovers}")
 plots = os.path.join(work, "plots")
 r = subprocess.run([sys.executable, os.path.join(src, "tools", "plot_run.py"), log, plots], capture_output=True, text=True)
 check(r.returncode == 0 and any("heatmap" in p for p in os.listdir(plots)), f"plot_run.py: {r.stderr.strip()[-300:]}")
-print(f"{len(failures)} failure(s)")
-sys.exit(1 if failures else 0)
+check.finish()

@@ -3,26 +3,16 @@ trains exactly as with the live teacher (same losses, bit for bit); a second run
 without loading the teacher; a truncated cache, or one made for another schedule, is refused naming
 the file."""
 import os
-import shutil
 import subprocess
 import sys
 
 import h5py
 import numpy as np
 
-from e2e_util import graft_env, make_corpus, write_recipe
+from e2e_util import Checks, graft_env, start, write_recipe
 
-graft, src, work = sys.argv[1:4]
-shutil.rmtree(work, ignore_errors=True)
-os.makedirs(work)
-make_corpus(graft, src, work)
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
+graft, src, work = start(sys.argv)
+check = Checks()
 
 
 def stages(cache, phases="[{steps: 8, batch: 4, seq_len: 32}, {steps: 6, batch: 2, seq_len: 64}]"):
@@ -73,5 +63,4 @@ with open(cache, "r+b") as f:
     f.truncate(os.path.getsize(cache) - 7)
 r = subprocess.run([graft, "run", cached, "--stage", "2"], capture_output=True, text=True, env=graft_env())
 check(r.returncode == 1 and cache in r.stderr and "expected" in r.stderr, f"truncated cache refused: {r.stderr.strip()[-300:]}")
-print(f"{len(failures)} failure(s)")
-sys.exit(1 if failures else 0)
+check.finish()
