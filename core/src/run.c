@@ -222,7 +222,12 @@ static graft_status run_check(graft_run_ctx *c, graft_err *err) {
     if (!r->model.random_init && (st = check_model_dir(r->model.path, r->model.pos.where, err))) return st;
     if (!r->teacher_is_model) {
         graft_qwen3_config tc;
-        if ((st = model_config(&r->teacher, &tc, err))) return st;
+        if ((st = model_config(&r->teacher, &tc, err))) {
+            char at[600];
+            snprintf(at, sizeof at, "%s: %s", r->teacher.pos.where ? r->teacher.pos.where : r->path,
+                     r->teacher.pos.field ? r->teacher.pos.field : "teacher");
+            return graft_err_prefix(err, at);
+        }
         if (!r->teacher.random_init && (st = check_model_dir(r->teacher.path, r->teacher.pos.where, err))) return st;
         if (tc.vocab_size != c->cfg.vocab_size)
             return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: teacher: vocabulary %lld, the model's is %lld: they must be equal",
@@ -239,7 +244,11 @@ static graft_status run_check(graft_run_ctx *c, graft_err *err) {
     }
     if (r->has_data) {
         graft_data_t *d = NULL;
-        if ((st = graft_run_open_data(c, 1, 1, &d, err))) return st;
+        if ((st = graft_run_open_data(c, 1, 1, &d, err))) {
+            char at[600];
+            snprintf(at, sizeof at, "%s: data", r->path);
+            return graft_err_prefix(err, at);
+        }
         graft_data_close(d);
     }
     for (int64_t i = 0; i < r->n_stages; i++) {
@@ -337,7 +346,13 @@ graft_status graft_run(const graft_run_opts *o, graft_err *err) {
         snprintf(t, sizeof t, "%lld", (long long)r->threads);
         setenv("GRAFT_THREADS", t, 1);
     }
-    if ((st = model_config(&r->model, &c->cfg, err))) goto done;
+    if ((st = model_config(&r->model, &c->cfg, err))) {
+        char at[600];
+        snprintf(at, sizeof at, "%s: %s", r->model.pos.where ? r->model.pos.where : r->path,
+                 r->model.pos.field ? r->model.pos.field : "model");
+        graft_err_prefix(err, at);
+        goto done;
+    }
     if ((st = graft_recipe_check_layers(r, c->cfg.n_layer, err))) goto done;
     if (r->device_cuda) {
         st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
