@@ -1,7 +1,16 @@
 /* backend.h: the internal backend contract (never installed). A backend is a table of function
  * pointers plus a context; the model calls ops only through it, so no caller #ifdefs on the
- * device. CPU (cpu/, fp32, the reference) implements every op; the CUDA backend (cuda/) will
- * implement the same table. An op a backend lacks is NULL and graft_backend_supports() says so.
+ * device. An op a backend lacks is NULL and the caller refuses with a message naming it.
+ *
+ * Two layers (docs/cuda.md "The typed backend"):
+ *  - the fp32 reference ops (embedding_fwd ... add): the CPU backend's plain functions, used by
+ *    code that is CPU-only by design (backward and Stage 0 until their CUDA paths exist);
+ *  - `op`, the TYPED table the model's forward uses on every device. Tensors are void * whose
+ *    dtype is fixed by role: activations have `act_dtype` (F32 on the CPU, BF16 on CUDA), weights
+ *    the ops read have `weight_dtype` (F32 / BF16), statistics (rstd), parameter gradients and
+ *    master weights are always F32. Every typed op returns graft_status and fills graft_err
+ *    (CUDA launch errors), and runs asynchronously on the backend's stream. The CPU backend's typed
+ *    ops call the fp32 functions above with the same arguments, so the CPU numbers are unchanged.
  *
  * Op convention (STYLE.md): outputs first, then inputs, then sizes. N = rows (B*T tokens),
  * C = width, I = MLP width, V = vocabulary. Gradients of parameters are ACCUMULATED (+=), gradients
@@ -43,11 +52,54 @@ typedef struct graft_backend {
     void (*swiglu_bwd)(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n);
     /* y = a + b (y may alias a or b) */
     void (*add)(float *y, const float *a, const float *b, int64_t n);
-    /* Row-major F32 product (graft_matmul_args semantics). */
+    /* Row-major product (graft_matmul_args semantics, mixed dtypes included: the CPU serves
+     * F32 only, CUDA BF16 x BF16 -> BF16 or F32 and F32). */
     graft_status (*matmul)(void *ctx, const graft_matmul_args *args, graft_err *err);
+
+    /* ---- typed part ---------------------------------------------------------------------- */
+    graft_dtype act_dtype;     /* activations: F32 (CPU), BF16 (CUDA)                          */
+    graft_dtype weight_dtype;  /* the working copy of the weights ops read: F32 (CPU), BF16    */
+    int32_t device_index;      /* CUDA ordinal; 0 on the CPU                                    */
+    void *stream;              /* cudaStream_t on CUDA (NULL: the default stream); NULL on CPU  */
+
+    /* Memory of this backend (device memory on CUDA) and transfers. kind: GRAFT_COPY_*. */
+    graft_status (*copy)(void *ctx, void *dst, const void *src, size_t bytes, int kind, graft_err *err);
+    graft_status (*zero)(void *ctx, void *dst, size_t bytes, graft_err *err);
+    /* Waits for everything queued on the stream; reports an asynchronous failure. */
+    graft_status (*sync)(void *ctx, graft_err *err);
+
+    struct graft_backend_ops {
+        /* out (N, C) act = table (V, C) weight [ids (N), device int32] */
+        graft_status (*embedding_fwd)(void *ctx, void *out, const void *table, const int32_t *ids, int64_t N,
+                                      int64_t C, int64_t V, graft_err *err);
+        /* y (N, C) act = rmsnorm(x) * w; rstd (N) F32 or NULL. */
+        graft_status (*rmsnorm_fwd)(void *ctx, void *y, float *rstd, const void *x, const void *w, int64_t N,
+                                    int64_t C, float eps, graft_err *err);
+        /* h (N, I) = silu(g) * u; g, u (N, I) act. */
+        graft_status (*swiglu_fwd)(void *ctx, void *h, const void *g, const void *u, int64_t N, int64_t I,
+                                   graft_err *err);
+        /* y = a + b over n act elements (y may alias a or b). */
+        graft_status (*add)(void *ctx, void *y, const void *a, const void *b, int64_t n, graft_err *err);
+        /* dst (n) of dst_dtype = src (n) of src_dtype, both this backend's memory (F32 <-> act). */
+        graft_status (*cast)(void *ctx, void *dst, graft_dtype dst_dtype, const void *src, graft_dtype src_dtype,
+                             int64_t n, graft_err *err);
+    } op;
 } graft_backend;
+
+enum { GRAFT_COPY_H2D = 1, GRAFT_COPY_D2H = 2, GRAFT_COPY_D2D = 3 };
 
 /* The CPU backend (always available). */
 const graft_backend *graft_backend_cpu(void);
+
+/* Opens the CUDA backend on device `index` (cudaSetDevice, a stream, the cuBLASLt handle) and
+ * registers its matmul as the host table's CUDA service. The object lives until the process exits
+ * (one per device index; a second call with the same index returns the same one). Fails with
+ * GRAFT_STATUS_UNSUPPORTED in a build without CUDA, and GRAFT_STATUS_DEVICE naming the index and
+ * the CUDA error when no such device is present. Not thread-safe: open before starting threads. */
+graft_status graft_backend_cuda_open(int index, const graft_backend **out, graft_err *err);
+
+/* Parses "cpu", "cuda" or "cuda:N" and opens that backend; the error names `what` (an option or
+ * a recipe location) and the text. */
+graft_status graft_backend_open(const char *spec, const char *what, const graft_backend **out, graft_err *err);
 
 #endif

@@ -36,13 +36,15 @@ void graft_block_ws_bind(graft_block_ws *ws, const graft_block *b, int64_t N, fl
     ws->scratch = p;
 }
 
-/* y (N x out) = x (N x in) . W^T, W is (out x in) */
-static graft_status linear(const graft_block *b, float *y, const float *x, const float *W, int64_t N,
+/* y (N x out) = x (N x in) . W^T, W is (out x in); activations and weights of the backend's dtypes */
+static graft_status linear(const graft_block *b, void *y, const void *x, const void *W, int64_t N,
                            int64_t in, int64_t out, graft_err *err) {
-    graft_matmul_args a = {.struct_size = sizeof a, .device = b->be->device, .dtype = GRAFT_DTYPE_F32,
-                           .trans_b = 1, .m = N, .n = out, .k = in, .alpha = 1, .beta = 0,
-                           .a = x, .lda = in, .b = W, .ldb = in, .c = y, .ldc = out, .batch = 1};
-    return b->be->matmul(b->be->ctx, &a, err);
+    const graft_backend *be = b->be;
+    graft_matmul_args a = {.struct_size = sizeof a, .device = be->device, .stream = be->stream,
+                           .dtype = be->act_dtype, .trans_b = 1, .m = N, .n = out, .k = in, .alpha = 1,
+                           .beta = 0, .a = x, .lda = in, .b = W, .ldb = in, .c = y, .ldc = out, .batch = 1,
+                           .mixed_dtypes = 1, .dtype_b = be->weight_dtype, .dtype_c = be->act_dtype};
+    return be->matmul(be->ctx, &a, err);
 }
 
 /* dx (N x in) = (or += when dx_beta = 1) dy (N x out) . W;  dW += dy^T x (skipped when NULL) */
@@ -65,6 +67,7 @@ static void mixer_io(const graft_block *b, graft_block_ws *ws, int64_t B, int64_
     io->struct_size = sizeof *io;
     io->layer = b->ml;
     io->device = b->be->device;
+    io->stream = b->be->stream;
     io->B = B;
     io->T = T;
     io->params = b->mp;
@@ -80,13 +83,13 @@ static graft_status mixer_failed(const graft_block *b, const char *what, graft_e
     return graft_err_prefix(err, where);
 }
 
-static graft_status block_forward(const graft_block *b, graft_block_ws *ws, float *out, const float *h,
+static graft_status block_forward(const graft_block *b, graft_block_ws *ws, void *out, const void *h,
                                   int64_t B, int64_t T, int train, void *state, int64_t capacity,
                                   const int64_t *past_len, graft_err *err) {
     const graft_backend *be = b->be;
     int64_t N = B * T, C = b->C, I = b->I;
     graft_status st;
-    be->rmsnorm_fwd(ws->a, ws->rstd1, h, b->ln1, N, C, b->eps);
+    if ((st = be->op.rmsnorm_fwd(be->ctx, ws->a, ws->rstd1, h, b->ln1, N, C, b->eps, err))) return st;
     graft_mixer_io io;
     mixer_io(b, ws, B, T, &io);
     io.x = ws->a;
@@ -99,22 +102,21 @@ static graft_status block_forward(const graft_block *b, graft_block_ws *ws, floa
         io.past_len = past_len;
     }
     if ((st = b->mx->forward(&io, err))) return mixer_failed(b, "forward", err);
-    be->add(ws->hmid, h, ws->mo, N * C);
-    be->rmsnorm_fwd(ws->m, ws->rstd2, ws->hmid, b->ln2, N, C, b->eps);
+    if ((st = be->op.add(be->ctx, ws->hmid, h, ws->mo, N * C, err))) return st;
+    if ((st = be->op.rmsnorm_fwd(be->ctx, ws->m, ws->rstd2, ws->hmid, b->ln2, N, C, b->eps, err))) return st;
     if ((st = linear(b, ws->g, ws->m, b->gate, N, C, I, err))) return st;
     if ((st = linear(b, ws->u, ws->m, b->up, N, C, I, err))) return st;
-    be->swiglu_fwd(ws->act, ws->g, ws->u, N * I);
+    if ((st = be->op.swiglu_fwd(be->ctx, ws->act, ws->g, ws->u, N, I, err))) return st;
     if ((st = linear(b, ws->tmpC, ws->act, b->down, N, I, C, err))) return st;
-    be->add(out, ws->hmid, ws->tmpC, N * C);
-    return GRAFT_STATUS_OK;
+    return be->op.add(be->ctx, out, ws->hmid, ws->tmpC, N * C, err);
 }
 
-graft_status graft_block_forward(const graft_block *b, graft_block_ws *ws, float *out, const float *h,
+graft_status graft_block_forward(const graft_block *b, graft_block_ws *ws, void *out, const void *h,
                                  int64_t B, int64_t T, int train, graft_err *err) {
     return block_forward(b, ws, out, h, B, T, train, NULL, 0, NULL, err);
 }
 
-graft_status graft_block_forward_state(const graft_block *b, graft_block_ws *ws, float *out, const float *h,
+graft_status graft_block_forward_state(const graft_block *b, graft_block_ws *ws, void *out, const void *h,
                                        int64_t B, int64_t T, void *state, int64_t capacity,
                                        const int64_t *past_len, graft_err *err) {
     return block_forward(b, ws, out, h, B, T, 0, state, capacity, past_len, err);
@@ -125,6 +127,9 @@ graft_status graft_block_backward(const graft_block *b, graft_block_ws *ws, floa
     const graft_backend *be = b->be;
     int64_t N = B * T, C = b->C, I = b->I;
     graft_status st;
+    if (be->device != GRAFT_DEVICE_CPU)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                             "block backward: the %s backend has no backward yet (CPU only; issue #7)", be->name);
     /* MLP: out = hmid + down(act), act = silu(g) * u (recomputed rather than stored) */
     be->swiglu_fwd(ws->act, ws->g, ws->u, N * I);
     if ((st = linear_bwd(b, ws->dg, 0, b->d_down, dout, ws->act, b->down, N, I, C, err))) return st;

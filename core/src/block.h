@@ -27,19 +27,23 @@ typedef struct graft_block {
     float eps;
     const graft_tensor *mp;          /* mixer params (n_mp)                                    */
     graft_tensor *mg;                /* mixer grads (n_mp) or NULL (frozen mixer)              */
-    const float *ln1, *ln2, *gate, *up, *down;
+    const void *ln1, *ln2, *gate, *up, *down; /* be->weight_dtype, on be's device            */
     float *d_ln1, *d_ln2, *d_gate, *d_up, *d_down; /* NULL = frozen                         */
     void *carry, *dcarry;            /* carried stream buffers or NULL                         */
 } graft_block;
 
 /* Activations of one block for one (B, T) call. */
 typedef struct graft_block_ws {
-    float *a, *hmid, *m, *g, *u, *rstd1, *rstd2;   /* saved by a training forward            */
+    void *a, *hmid, *m, *g, *u;                     /* saved by a training forward (act dtype) */
+    float *rstd1, *rstd2;                           /* saved, F32 on every backend            */
     void *saved;                                    /* the mixer's saved buffer               */
     /* scratch, may be shared between blocks run one after another: */
-    float *mo, *tmpC, *dmid, *da, *act, *dg, *du;
+    void *mo, *tmpC, *dmid, *da, *act, *dg, *du;
     void *scratch;
 } graft_block_ws;
+
+/* Sizes below are counted in floats (4 bytes) whatever the activation dtype: on CUDA (BF16) the
+ * views are half full. TODO(#7): size in elements of act_dtype to halve the CUDA arena. */
 
 /* Floats needed for the saved part (per block) and the shared scratch part of a workspace,
  * given the mixer's workspace() byte counts. */
@@ -49,19 +53,21 @@ size_t graft_block_scratch_floats(const graft_block *b, int64_t N, size_t mixer_
 void graft_block_ws_bind(graft_block_ws *ws, const graft_block *b, int64_t N, float *saved,
                          size_t mixer_saved_bytes, float *scratch);
 
-/* out = block(h). train = 1 keeps what backward needs in ws. out may not alias h. */
-graft_status graft_block_forward(const graft_block *b, graft_block_ws *ws, float *out, const float *h,
+/* out = block(h) (activations of b->be->act_dtype on its device). train = 1 keeps what backward
+ * needs in ws. out may not alias h. */
+graft_status graft_block_forward(const graft_block *b, graft_block_ws *ws, void *out, const void *h,
                                  int64_t B, int64_t T, int train, graft_err *err);
 
 /* Inference forward continuing decode state: state holds B slots of the mixer's
  * state_bytes(capacity) (updated in place); past_len (B) counts the tokens already in it
  * (NULL: empty state, a prefill from scratch). */
-graft_status graft_block_forward_state(const graft_block *b, graft_block_ws *ws, float *out, const float *h,
+graft_status graft_block_forward_state(const graft_block *b, graft_block_ws *ws, void *out, const void *h,
                                        int64_t B, int64_t T, void *state, int64_t capacity,
                                        const int64_t *past_len, graft_err *err);
 
 /* Given d out (dout), writes d h into dh (dh may alias dout) and accumulates parameter
- * gradients into the non-NULL gradient pointers. h is the block's forward input. */
+ * gradients into the non-NULL gradient pointers. h is the block's forward input. CPU (F32) only
+ * so far: UNSUPPORTED on another backend. */
 graft_status graft_block_backward(const graft_block *b, graft_block_ws *ws, float *dh, const float *dout,
                                   const float *h, int64_t B, int64_t T, graft_err *err);
 

@@ -1,7 +1,8 @@
 /* host.c: the core's graft_host (host.h): logging, F32 CPU matmul (OpenBLAS cblas_sgemm), aligned
  * zeroed memory, and parallel_for over a persistent pthread pool.
  *
- * Not here: CUDA matmul (refused with GRAFT_STATUS_UNSUPPORTED until the CUDA backend adds it).
+ * CUDA products are forwarded to the handler the CUDA backend registers when it opens a device
+ * (graft_host_set_cuda_matmul); without one (CPU-only build, or no device opened) they are refused.
  *
  * The pool: n-1 worker threads plus the caller. A job is (fn, arg, n, chunk); threads take chunks
  * from an atomic cursor. The caller returns only when every item is done AND every worker that
@@ -19,6 +20,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+int graft_host_has_cuda(void) {
+#ifdef GRAFT_HAVE_CUDA
+    return 1;
+#else
+    return 0;
+#endif
+}
 
 /* ---- logging ---------------------------------------------------------------------------------- */
 
@@ -64,18 +73,38 @@ static void table_log(void *ctx, int level, const char *fmt, ...) {
 
 /* ---- matmul ----------------------------------------------------------------------------------- */
 
+static graft_status (*_Atomic cuda_matmul)(void *ctx, const graft_matmul_args *args, graft_err *err);
+static void *_Atomic cuda_matmul_ctx;
+
+void graft_host_set_cuda_matmul(graft_status (*fn)(void *ctx, const graft_matmul_args *args, graft_err *err),
+                                void *ctx) {
+    atomic_store(&cuda_matmul_ctx, ctx);
+    atomic_store(&cuda_matmul, fn);
+}
+
 graft_status graft_host_matmul(const graft_matmul_args *a, graft_err *err) {
     if (!a) return graft_err_set(err, GRAFT_STATUS_INTERNAL, "host matmul: args is NULL");
     size_t need = offsetof(graft_matmul_args, stride_c) + sizeof a->stride_c;
     if (a->struct_size < need)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
                              "host matmul: struct_size %u, expected at least %zu", a->struct_size, need);
+    if (a->device == GRAFT_DEVICE_CUDA) {
+        graft_status (*fn)(void *, const graft_matmul_args *, graft_err *) = atomic_load(&cuda_matmul);
+        if (!fn)
+            return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                                 "host matmul: device CUDA: no CUDA device is open in this process%s",
+                                 graft_host_has_cuda() ? "" : " (this build is CPU only)");
+        return fn(atomic_load(&cuda_matmul_ctx), a, err);
+    }
     if (a->device != GRAFT_DEVICE_CPU)
         return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
                              "host matmul: device %d is not served by this build (CPU only)", (int)a->device);
-    if (a->dtype != GRAFT_DTYPE_F32)
+    graft_dtype da, db, dc;
+    graft_matmul_dtypes(a, &da, &db, &dc);
+    if (da != GRAFT_DTYPE_F32 || db != GRAFT_DTYPE_F32 || dc != GRAFT_DTYPE_F32)
         return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
-                             "host matmul: dtype %s on the CPU, expected F32", graft_dtype_name(a->dtype));
+                             "host matmul: dtype %s on the CPU, expected F32 (A %s, B %s, C %s)",
+                             graft_dtype_name(da), graft_dtype_name(da), graft_dtype_name(db), graft_dtype_name(dc));
     if ((a->trans_a != 0 && a->trans_a != 1) || (a->trans_b != 0 && a->trans_b != 1))
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "host matmul: trans_a %d, trans_b %d, expected 0 or 1",
                              a->trans_a, a->trans_b);

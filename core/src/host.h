@@ -3,7 +3,8 @@
  * parallel_for over a small persistent pthread pool. Core code may call the services directly
  * through the graft_host_* functions below; plugins only ever see the table.
  *
- * Not here: CUDA matmul (the CUDA backend will extend graft_host_matmul), arenas (arena.c).
+ * CUDA products go to the handler the CUDA backend registers (graft_host_set_cuda_matmul).
+ * Not here: arenas.
  *
  * Thread safety: every function may be called from any thread. parallel_for calls from several
  * threads at once are served one at a time by the pool; a call that finds the pool busy (or is
@@ -39,6 +40,13 @@ graft_status graft_host_matmul(const graft_matmul_args *args, graft_err *err);
 void *graft_host_alloc(size_t bytes);
 void graft_host_free(void *ptr);
 void graft_host_parallel_for(int64_t n, void (*fn)(void *arg, int64_t begin, int64_t end), void *arg);
+
+/* Registers the handler of matmul calls with device == GRAFT_DEVICE_CUDA (the CUDA backend does,
+ * when it opens a device; NULL unregisters). Until then they are refused with UNSUPPORTED. */
+void graft_host_set_cuda_matmul(graft_status (*fn)(void *ctx, const graft_matmul_args *args, graft_err *err),
+                                void *ctx);
+/* 1 when this build has the CUDA backend compiled in. */
+int graft_host_has_cuda(void);
 
 /* Joins the pool's threads (a later parallel_for starts them again). Registered with atexit. */
 void graft_host_shutdown(void);

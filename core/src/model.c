@@ -34,7 +34,8 @@ typedef struct layer {
     int64_t p_mixer;              /* index of the first mixer parameter in the registry         */
     int64_t p_ln1, p_ln2, p_gate, p_up, p_down;
     int carry;                    /* carried-stream slot or -1                                  */
-    graft_tensor *mp, *mg;        /* mixer param / grad views (n_mp each)                        */
+    graft_tensor *mp, *mg;        /* mixer param / grad views (n_mp each), host F32              */
+    graft_tensor *mpw;            /* mixer params as the backend's ops read them (== mp on CPU)   */
     size_t saved_bytes, scratch_bytes;
     graft_block blk;              /* the layer as a block, pointing into the model's arenas     */
     graft_block_ws ws;
@@ -48,21 +49,34 @@ struct graft_model {
     graft_model_param *params;
     int64_t n_params;
     int64_t p_embed, p_lm_head, p_norm; /* p_lm_head == p_embed when tied */
-    float *weights, *grads;
+    float *weights, *grads;       /* host F32 (master weights and gradients)                     */
     size_t weights_floats;
+    void *work;                   /* the backend's working copy (weight_dtype, on its device);
+                                     NULL on the CPU, where params[i].work == params[i].data    */
+    void *logits_dev;             /* F32 logits on a device backend, logits_cap floats          */
+    size_t logits_cap;
     int n_carry;
     int64_t carry_width[MAX_CARRY];
     /* activations, for capacity N = B*T */
     int64_t cap_N, B, T;
     int trained;                  /* the last forward kept activations                          */
-    void *act;                    /* one allocation; the pointers below are views into it       */
+    int act_train;                /* the arena holds every layer's saved part (training)        */
+    void *act;                    /* one allocation on the backend; views below point into it   */
     size_t act_floats;
     int32_t *ids;
-    float *h, *hf, *rstdf, *dh, *dhf;
+    void *h, *hf, *dh, *dhf;      /* activation dtype                                           */
+    float *rstdf;
     float *carry[MAX_CARRY], *dcarry[MAX_CARRY];
 };
 
 static void bind_blocks(graft_model_t *m);
+static void bind_work(graft_model_t *m);
+static void free_activations(graft_model_t *m);
+
+/* Element address i of an activation buffer of the backend's dtype. */
+static void *act_at(const graft_model_t *m, void *base, int64_t i) {
+    return (char *)base + (size_t)i * graft_dtype_size(m->be->act_dtype);
+}
 
 /* ---- parameter registry ------------------------------------------------------------------- */
 
@@ -237,7 +251,7 @@ graft_status graft_model_create(const graft_qwen3_config *cfg, const graft_layer
     size_t total = 0;
     for (int64_t i = 0; i < m->n_params; i++) total += ((size_t)m->params[i].numel + 15) & ~(size_t)15;
     m->weights_floats = total;
-    m->weights = m->be->alloc(m->be->ctx, total * sizeof(float));
+    m->weights = graft_backend_cpu()->alloc(NULL, total * sizeof(float));
     if (!m->weights) {
         st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: cannot allocate %zu bytes of weights",
                            total * sizeof(float));
@@ -247,12 +261,14 @@ graft_status graft_model_create(const graft_qwen3_config *cfg, const graft_layer
         layer *L = &m->layers[l];
         L->mp = calloc((size_t)(L->n_mp ? L->n_mp : 1), sizeof(graft_tensor));
         L->mg = calloc((size_t)(L->n_mp ? L->n_mp : 1), sizeof(graft_tensor));
-        if (!L->mp || !L->mg) {
+        L->mpw = calloc((size_t)(L->n_mp ? L->n_mp : 1), sizeof(graft_tensor));
+        if (!L->mp || !L->mg || !L->mpw) {
             st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: out of memory");
             goto fail;
         }
     }
     bind_views(m, m->weights, 0);
+    bind_work(m);
     bind_blocks(m);
     /* RMSNorm weights start at 1 (qwen3.md §8) so a created model is usable before loading. */
     for (int64_t i = 0; i < m->n_params; i++) {
@@ -291,7 +307,7 @@ graft_status graft_model_init_random(graft_model_t *m, uint64_t seed, graft_err 
     return GRAFT_STATUS_OK;
 }
 
-static void free_activations(graft_model_t *m) {
+static void free_activations_impl(graft_model_t *m) {
     if (m->act) m->be->free(m->be->ctx, m->act);
     m->act = NULL;
     m->cap_N = 0;
@@ -299,19 +315,23 @@ static void free_activations(graft_model_t *m) {
 
 void graft_model_free(graft_model_t *m) {
     if (!m) return;
-    free_activations(m);
+    free_activations_impl(m);
     for (int64_t l = 0; m->layers && l < m->cfg.n_layer; l++) {
         layer *L = &m->layers[l];
         if (L->ml && L->mx) L->mx->destroy(L->ml);
         graft_plugin_unload(L->plugin);
         free(L->mp);
         free(L->mg);
+        free(L->mpw);
     }
     free(m->layers);
     for (int64_t i = 0; i < m->n_params; i++) free((void *)m->params[i].name);
     free(m->params);
-    if (m->weights) m->be->free(m->be->ctx, m->weights);
-    if (m->grads) m->be->free(m->be->ctx, m->grads);
+    const graft_backend *cpu = graft_backend_cpu();
+    if (m->weights) cpu->free(NULL, m->weights);
+    if (m->grads) cpu->free(NULL, m->grads);
+    if (m->work) m->be->free(m->be->ctx, m->work);
+    if (m->logits_dev) m->be->free(m->be->ctx, m->logits_dev);
     free(m);
 }
 
@@ -349,25 +369,139 @@ static void bind_blocks(graft_model_t *m) {
         b->C = m->cfg.hidden_size;
         b->I = m->cfg.intermediate_size;
         b->eps = (float)m->cfg.rms_norm_eps;
-        b->mp = L->mp;
+        b->mp = L->mpw;
         b->mg = m->grads ? L->mg : NULL;
-        b->ln1 = P[L->p_ln1].data; b->ln2 = P[L->p_ln2].data;
-        b->gate = P[L->p_gate].data; b->up = P[L->p_up].data; b->down = P[L->p_down].data;
+        b->ln1 = P[L->p_ln1].work; b->ln2 = P[L->p_ln2].work;
+        b->gate = P[L->p_gate].work; b->up = P[L->p_up].work; b->down = P[L->p_down].work;
         b->d_ln1 = P[L->p_ln1].grad; b->d_ln2 = P[L->p_ln2].grad;
         b->d_gate = P[L->p_gate].grad; b->d_up = P[L->p_up].grad; b->d_down = P[L->p_down].grad;
     }
 }
 
-static graft_status ensure_activations(graft_model_t *m, int64_t B, int64_t T, graft_err *err) {
+static void free_activations(graft_model_t *m) { free_activations_impl(m); }
+
+/* Points params[i].work and each layer's mpw at the working copy: the host F32 weights on the
+ * CPU, else views into m->work (weight_dtype, 64-byte aligned per parameter). */
+static void bind_work(graft_model_t *m) {
+    const graft_backend *be = m->be;
+    size_t es = graft_dtype_size(be->weight_dtype), off = 0;
+    for (int64_t i = 0; i < m->n_params; i++) {
+        graft_model_param *p = &m->params[i];
+        if (!m->work) {
+            p->work = p->data;
+        } else {
+            p->work = (char *)m->work + off;
+            off += ((size_t)p->numel * es + 63) & ~(size_t)63;
+        }
+    }
+    for (int64_t l = 0; l < m->cfg.n_layer; l++) {
+        layer *L = &m->layers[l];
+        for (int64_t i = 0; i < L->n_mp; i++) {
+            graft_model_param *p = &m->params[L->p_mixer + i];
+            L->mpw[i] = graft_tensor_make(p->work, m->work ? be->weight_dtype : GRAFT_DTYPE_F32, be->device,
+                                          p->ndim, p->shape);
+            L->mpw[i].device_index = be->device_index;
+        }
+    }
+}
+
+/* Bytes of the working copy on a device backend. */
+static size_t work_bytes(const graft_model_t *m, const graft_backend *be) {
+    size_t es = graft_dtype_size(be->weight_dtype), n = 0;
+    for (int64_t i = 0; i < m->n_params; i++) n += ((size_t)m->params[i].numel * es + 63) & ~(size_t)63;
+    return n;
+}
+
+graft_status graft_model_upload(graft_model_t *m, graft_err *err) {
+    const graft_backend *be = m->be;
+    if (!m->work) return GRAFT_STATUS_OK;
+    if (be->weight_dtype != GRAFT_DTYPE_BF16)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "model: weights of %s on %s", graft_dtype_name(be->weight_dtype),
+                             be->name);
+    /* Convert on the host (round to nearest even, graft_bf16 rules) through one staging buffer of
+     * the largest parameter, then copy: the device sees exactly the bf16 of the fp32 master. */
+    int64_t maxn = 0;
+    for (int64_t i = 0; i < m->n_params; i++)
+        if (m->params[i].numel > maxn) maxn = m->params[i].numel;
+    uint16_t *stage = malloc((size_t)(maxn ? maxn : 1) * sizeof *stage);
+    if (!stage) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: out of memory (upload staging)");
+    graft_status st = GRAFT_STATUS_OK;
+    for (int64_t i = 0; i < m->n_params && !st; i++) {
+        graft_model_param *p = &m->params[i];
+        for (int64_t j = 0; j < p->numel; j++) {
+            union { float f; uint32_t u; } v;
+            v.f = p->data[j];
+            if ((v.u & 0x7fffffffu) > 0x7f800000u) stage[j] = (uint16_t)((v.u >> 16) | 0x40u);
+            else stage[j] = (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+        }
+        st = be->copy(be->ctx, p->work, stage, (size_t)p->numel * 2, GRAFT_COPY_H2D, err);
+        if (!st) st = be->sync(be->ctx, err); /* the staging buffer is reused by the next parameter */
+    }
+    free(stage);
+    if (st) return graft_err_prefix(err, "model: uploading weights");
+    return GRAFT_STATUS_OK;
+}
+
+graft_status graft_model_set_backend(graft_model_t *m, const graft_backend *be, graft_err *err) {
+    if (be == m->be) return graft_model_upload(m, err);
+    if (be->device != GRAFT_DEVICE_CPU) {
+        for (int64_t l = 0; l < m->cfg.n_layer; l++) {
+            const graft_mixer *mx = m->layers[l].mx;
+            if (!(mx->caps & GRAFT_MIXER_CAP_CUDA))
+                return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                                     "model: layer %lld: mixer \"%s\" has no CUDA implementation (caps 0x%x); "
+                                     "run this model on the CPU", (long long)l, mx->name, mx->caps);
+        }
+        if (be->act_dtype != be->weight_dtype)
+            return graft_err_set(err, GRAFT_STATUS_INTERNAL, "model: backend %s: activation and weight dtypes differ",
+                                 be->name);
+    }
+    free_activations(m);
+    if (m->work) m->be->free(m->be->ctx, m->work);
+    if (m->logits_dev) m->be->free(m->be->ctx, m->logits_dev);
+    m->work = NULL;
+    m->logits_dev = NULL;
+    m->logits_cap = 0;
+    m->be = be;
+    if (be->device != GRAFT_DEVICE_CPU) {
+        size_t bytes = work_bytes(m, be);
+        m->work = be->alloc(be->ctx, bytes);
+        if (!m->work) {
+            m->be = graft_backend_cpu();
+            bind_work(m);
+            bind_blocks(m);
+            return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: cannot allocate %zu bytes of %s weights on %s",
+                                 bytes, graft_dtype_name(be->weight_dtype), be->name);
+        }
+    }
+    bind_work(m);
+    bind_blocks(m);
+    graft_status st = graft_model_upload(m, err);
+    if (st) {
+        be->free(be->ctx, m->work);
+        m->work = NULL;
+        m->be = graft_backend_cpu();
+        bind_work(m);
+        bind_blocks(m);
+    }
+    return st;
+}
+
+const graft_backend *graft_model_backend(const graft_model_t *m) { return m->be; }
+
+static graft_status ensure_activations(graft_model_t *m, int64_t B, int64_t T, int train, graft_err *err) {
     int64_t N = B * T;
     const graft_qwen3_config *c = &m->cfg;
     int64_t L = c->n_layer, C = c->hidden_size;
     size_t total = 0, scratch = 0;
     for (int64_t l = 0; l < L; l++) {
         layer *ly = &m->layers[l];
-        graft_status st = ly->mx->workspace(ly->ml, GRAFT_DEVICE_CPU, B, T, &ly->saved_bytes, &ly->scratch_bytes, err);
+        graft_status st = ly->mx->workspace(ly->ml, m->be->device, B, T, &ly->saved_bytes, &ly->scratch_bytes, err);
         if (st) return st;
-        total += graft_block_saved_floats(&ly->blk, N, ly->saved_bytes);
+        size_t sv = graft_block_saved_floats(&ly->blk, N, ly->saved_bytes);
+        /* Inference keeps nothing between layers: every layer's saved part is one shared area. */
+        if (train) total += sv;
+        else if (sv > total) total = sv;
         size_t s = graft_block_scratch_floats(&ly->blk, N, ly->scratch_bytes);
         if (s > scratch) scratch = s;
     }
@@ -375,13 +509,14 @@ static graft_status ensure_activations(graft_model_t *m, int64_t B, int64_t T, g
     size_t fixed = R16(N) + R16((L + 1) * N * C) + R16(N * C) * 3 + R16(N);
     for (int s = 0; s < m->n_carry; s++) fixed += 2 * R16(N * m->carry_width[s]);
     size_t need = fixed + total + scratch;
-    if (m->act && need <= m->act_floats) goto bind;
+    if (m->act && need <= m->act_floats && (m->act_train || !train)) goto bind;
     free_activations(m);
     m->act = m->be->alloc(m->be->ctx, need * sizeof(float));
     if (!m->act)
         return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: cannot allocate %zu bytes of activations for B=%lld T=%lld",
                              need * sizeof(float), (long long)B, (long long)T);
     m->act_floats = need;
+    m->act_train = train;
 bind:;
     float *p = m->act;
     m->ids = (int32_t *)p; p += R16(N);
@@ -398,7 +533,7 @@ bind:;
     for (int64_t l = 0; l < L; l++) {
         layer *ly = &m->layers[l];
         graft_block_ws_bind(&ly->ws, &ly->blk, N, p, ly->saved_bytes, scratch_base);
-        p += graft_block_saved_floats(&ly->blk, N, ly->saved_bytes);
+        if (train) p += graft_block_saved_floats(&ly->blk, N, ly->saved_bytes);
         ly->blk.carry = ly->carry >= 0 ? m->carry[ly->carry] : NULL;
         ly->blk.dcarry = ly->carry >= 0 ? m->dcarry[ly->carry] : NULL;
     }
@@ -407,13 +542,39 @@ bind:;
     return GRAFT_STATUS_OK;
 }
 
-/* y (N x out) = x (N x in) . W^T, W is (out x in) */
-static graft_status linear(graft_model_t *m, float *y, const float *x, const float *W, int64_t N,
+/* y (N x out) F32 = x (N x in) . W^T, W is (out x in); x and W of the backend's dtypes, y F32 (the
+ * logits), on the backend's device. */
+static graft_status linear(graft_model_t *m, float *y, const void *x, const void *W, int64_t N,
                            int64_t in, int64_t out, graft_err *err) {
-    graft_matmul_args a = {.struct_size = sizeof a, .device = GRAFT_DEVICE_CPU, .dtype = GRAFT_DTYPE_F32,
-                           .trans_a = 0, .trans_b = 1, .m = N, .n = out, .k = in, .alpha = 1, .beta = 0,
-                           .a = x, .lda = in, .b = W, .ldb = in, .c = y, .ldc = out, .batch = 1};
-    return m->be->matmul(m->be->ctx, &a, err);
+    const graft_backend *be = m->be;
+    graft_matmul_args a = {.struct_size = sizeof a, .device = be->device, .stream = be->stream,
+                           .dtype = be->act_dtype, .trans_a = 0, .trans_b = 1, .m = N, .n = out, .k = in,
+                           .alpha = 1, .beta = 0, .a = x, .lda = in, .b = W, .ldb = in, .c = y, .ldc = out,
+                           .batch = 1, .mixed_dtypes = 1, .dtype_b = be->weight_dtype, .dtype_c = GRAFT_DTYPE_F32};
+    return be->matmul(be->ctx, &a, err);
+}
+
+/* The head: logits (rows, V) F32 in HOST memory from the normed rows hf. On a device backend the
+ * product lands in a reused F32 device buffer and is copied back. */
+static graft_status head(graft_model_t *m, float *logits, int64_t rows, graft_err *err) {
+    const graft_backend *be = m->be;
+    int64_t C = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    const void *W = m->params[m->p_lm_head].work;
+    if (be->device == GRAFT_DEVICE_CPU) return linear(m, logits, m->hf, W, rows, C, V, err);
+    size_t need = (size_t)(rows * V);
+    if (need > m->logits_cap) {
+        if (m->logits_dev) be->free(be->ctx, m->logits_dev);
+        m->logits_cap = 0;
+        m->logits_dev = be->alloc(be->ctx, need * sizeof(float));
+        if (!m->logits_dev)
+            return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: cannot allocate %zu bytes of logits on %s",
+                                 need * sizeof(float), be->name);
+        m->logits_cap = need;
+    }
+    graft_status st = linear(m, m->logits_dev, m->hf, W, rows, C, V, err);
+    if (!st) st = be->copy(be->ctx, logits, m->logits_dev, need * sizeof(float), GRAFT_COPY_D2H, err);
+    if (!st) st = be->sync(be->ctx, err);
+    return st;
 }
 
 graft_status graft_model_forward(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
@@ -427,32 +588,38 @@ graft_status graft_model_forward(graft_model_t *m, const int32_t *ids, int64_t B
         if (ids[i] < 0 || ids[i] >= V)
             return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "forward: token id %d at position %lld, expected 0..%lld",
                                  ids[i], (long long)i, (long long)(V - 1));
-    graft_status st = ensure_activations(m, B, T, err);
+    const graft_backend *be = m->be;
+    if (be->device != GRAFT_DEVICE_CPU && (train || hidden))
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                             "forward: %s on the %s backend is not implemented yet (inference logits only; issue #7)",
+                             train ? "a training forward" : "returning hidden states", be->name);
+    graft_status st = ensure_activations(m, B, T, train, err);
     if (st) return st;
     if (train && !m->grads) {
-        m->grads = m->be->alloc(m->be->ctx, m->weights_floats * sizeof(float));
+        m->grads = graft_backend_cpu()->alloc(NULL, m->weights_floats * sizeof(float));
         if (!m->grads) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: cannot allocate gradients");
         bind_views(m, m->grads, 1);
         bind_blocks(m);
     }
     m->B = B;
     m->T = T;
-    memcpy(m->ids, ids, (size_t)N * sizeof(int32_t));
     const float eps = (float)c->rms_norm_eps;
-    const graft_backend *be = m->be;
-    be->embedding_fwd(m->h, m->params[m->p_embed].data, ids, N, C);
+    if ((st = be->copy(be->ctx, m->ids, ids, (size_t)N * sizeof(int32_t), GRAFT_COPY_H2D, err))) return st;
+    if ((st = be->op.embedding_fwd(be->ctx, m->h, m->params[m->p_embed].work, m->ids, N, C, V, err))) return st;
     for (int64_t l = 0; l < c->n_layer; l++) {
         layer *L = &m->layers[l];
-        if ((st = graft_block_forward(&L->blk, &L->ws, m->h + (l + 1) * N * C, m->h + l * N * C, B, T, train, err))) {
+        if ((st = graft_block_forward(&L->blk, &L->ws, act_at(m, m->h, (l + 1) * N * C), act_at(m, m->h, l * N * C),
+                                      B, T, train, err))) {
             char where[48];
             snprintf(where, sizeof where, "layer %lld", (long long)l);
             return graft_err_prefix(err, where);
         }
     }
     if (hidden) memcpy(hidden, m->h, (size_t)((c->n_layer + 1) * N * C) * sizeof(float));
-    const float *hL = m->h + c->n_layer * N * C;
-    be->rmsnorm_fwd(m->hf, m->rstdf, hL, m->params[m->p_norm].data, N, C, eps);
-    if (logits && (st = linear(m, logits, m->hf, m->params[m->p_lm_head].data, N, C, V, err))) return st;
+    const void *hL = act_at(m, m->h, c->n_layer * N * C);
+    if ((st = be->op.rmsnorm_fwd(be->ctx, m->hf, m->rstdf, hL, m->params[m->p_norm].work, N, C, eps, err))) return st;
+    if (logits && (st = head(m, logits, N, err))) return st;
+    if (!logits && (st = be->sync(be->ctx, err))) return st;
     m->trained = train;
     return GRAFT_STATUS_OK;
 }
@@ -464,7 +631,10 @@ graft_status graft_model_forward_layers(graft_model_t *m, const float *hidden_in
     if (B < 1 || T < 1)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "forward_layers: B=%lld T=%lld, expected both >= 1",
                              (long long)B, (long long)T);
-    graft_status st = ensure_activations(m, B, T, err);
+    if (m->be->device != GRAFT_DEVICE_CPU)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "forward_layers: CPU only so far (backend %s; issue #7)",
+                             m->be->name);
+    graft_status st = ensure_activations(m, B, T, 0, err);
     if (st) return st;
     for (int64_t l = 0; l < c->n_layer; l++) {
         layer *L = &m->layers[l];
@@ -479,6 +649,9 @@ graft_status graft_model_forward_layers(graft_model_t *m, const float *hidden_in
 }
 
 graft_status graft_model_backward(graft_model_t *m, const float *dlogits, graft_err *err) {
+    if (m->be->device != GRAFT_DEVICE_CPU)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "backward: CPU only so far (backend %s; issue #7)",
+                             m->be->name);
     if (!m->trained || !m->grads)
         return graft_err_set(err, GRAFT_STATUS_INTERNAL, "backward: no training forward to differentiate");
     const graft_qwen3_config *c = &m->cfg;
@@ -495,12 +668,12 @@ graft_status graft_model_backward(graft_model_t *m, const float *dlogits, graft_
                            .trans_a = 1, .m = V, .n = C, .k = N, .alpha = 1, .beta = 1,
                            .a = dlogits, .lda = V, .b = m->hf, .ldb = C, .c = W->grad, .ldc = C, .batch = 1};
     if ((st = be->matmul(be->ctx, &g, err))) return st;
-    const float *hL = m->h + c->n_layer * N * C;
+    const float *hL = (const float *)m->h + c->n_layer * N * C;
     be->rmsnorm_bwd(m->dh, m->params[m->p_norm].grad, m->dhf, hL, m->params[m->p_norm].data, m->rstdf, N, C, 0);
     for (int s = 0; s < m->n_carry; s++) memset(m->dcarry[s], 0, (size_t)(N * m->carry_width[s]) * sizeof(float));
     for (int64_t l = c->n_layer - 1; l >= 0; l--) {
         layer *L = &m->layers[l];
-        if ((st = graft_block_backward(&L->blk, &L->ws, m->dh, m->dh, m->h + l * N * C, B, T, err))) {
+        if ((st = graft_block_backward(&L->blk, &L->ws, m->dh, m->dh, (const float *)m->h + l * N * C, B, T, err))) {
             char where[48];
             snprintf(where, sizeof where, "layer %lld", (long long)l);
             return graft_err_prefix(err, where);
@@ -539,18 +712,19 @@ graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int
         if (ids[i] < 0 || ids[i] >= V)
             return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "decode: token id %d at position %lld, expected 0..%lld",
                                  ids[i], (long long)i, (long long)(V - 1));
-    graft_status st = ensure_activations(m, B, T, err);
+    graft_status st = ensure_activations(m, B, T, 0, err);
     if (st) return st;
     m->B = B;
     m->T = T;
     m->trained = 0;
     const graft_backend *be = m->be;
-    be->embedding_fwd(m->h, m->params[m->p_embed].data, ids, N, C);
+    if ((st = be->copy(be->ctx, m->ids, ids, (size_t)N * sizeof(int32_t), GRAFT_COPY_H2D, err))) return st;
+    if ((st = be->op.embedding_fwd(be->ctx, m->h, m->params[m->p_embed].work, m->ids, N, C, V, err))) return st;
     unsigned char *sp = state;
     for (int64_t l = 0; l < c->n_layer; l++) {
         layer *L = &m->layers[l];
-        if ((st = graft_block_forward_state(&L->blk, &L->ws, m->h + (l + 1) * N * C, m->h + l * N * C, B, T,
-                                            sp, capacity, past_len, err))) {
+        if ((st = graft_block_forward_state(&L->blk, &L->ws, act_at(m, m->h, (l + 1) * N * C),
+                                            act_at(m, m->h, l * N * C), B, T, sp, capacity, past_len, err))) {
             char where[48];
             snprintf(where, sizeof where, "layer %lld", (long long)l);
             return graft_err_prefix(err, where);
@@ -558,9 +732,13 @@ graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int
         sp += layer_state_bytes(L, B, capacity);
     }
     /* final norm and head on the last position of each sequence only */
-    const float *hL = m->h + c->n_layer * N * C;
+    size_t es = graft_dtype_size(be->act_dtype);
     for (int64_t b = 0; b < B; b++)
-        memcpy(m->dh + b * C, hL + (b * T + T - 1) * C, (size_t)C * sizeof(float));
-    be->rmsnorm_fwd(m->hf, NULL, m->dh, m->params[m->p_norm].data, B, C, (float)c->rms_norm_eps);
-    return linear(m, last_logits, m->hf, m->params[m->p_lm_head].data, B, C, V, err);
+        if ((st = be->copy(be->ctx, act_at(m, m->dh, b * C), act_at(m, m->h, (c->n_layer * N + b * T + T - 1) * C),
+                           (size_t)C * es, GRAFT_COPY_D2D, err)))
+            return st;
+    if ((st = be->op.rmsnorm_fwd(be->ctx, m->hf, NULL, m->dh, m->params[m->p_norm].work, B, C, (float)c->rms_norm_eps,
+                                 err)))
+        return st;
+    return head(m, last_logits, B, err);
 }

@@ -34,8 +34,10 @@ typedef struct graft_model_param {
     int32_t ndim;
     int64_t shape[GRAFT_MAX_DIMS];
     int64_t numel;
-    float *data;
+    float *data;        /* host F32: what loaders, init, the optimizer and checkpoints use    */
     float *grad;        /* NULL until the first training forward */
+    void *work;         /* what the backend's ops read: == data on the CPU; on CUDA a BF16
+                           device copy, refreshed from data by graft_model_upload()          */
     uint32_t flags;     /* GRAFT_PARAM_* */
     int64_t layer;      /* -1 outside the layers */
 } graft_model_param;
@@ -92,6 +94,19 @@ size_t graft_model_state_bytes(const graft_model_t *m, int64_t B, int64_t capaci
 graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
                                        void *state, int64_t capacity, const int64_t *past_len,
                                        float *last_logits, graft_err *err);
+
+/* Moves the model's compute to `be` (the CPU backend, or one from graft_backend_open): frees the
+ * activations, and on a device backend allocates the working copy of the weights there
+ * (be->weight_dtype) and uploads it from the host F32 weights. The host weights stay the master.
+ * Every mixer must have GRAFT_MIXER_CAP_CUDA for CUDA (else UNSUPPORTED naming the layer). On
+ * failure the model is back on the CPU. After a device move, forward (inference, logits) and
+ * forward_state run there; training forwards, hidden-state output, forward_layers and backward
+ * are refused with UNSUPPORTED until their CUDA paths exist (issue #7). forward_state's `state`
+ * must then be memory of the backend (be->alloc: zero-filled). */
+graft_status graft_model_set_backend(graft_model_t *m, const graft_backend *be, graft_err *err);
+/* Copies the host F32 weights into the working copy again (after the host weights changed). */
+graft_status graft_model_upload(graft_model_t *m, graft_err *err);
+const graft_backend *graft_model_backend(const graft_model_t *m);
 
 /* Sets every gradient to zero. */
 void graft_model_zero_grad(graft_model_t *m);

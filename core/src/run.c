@@ -2,6 +2,7 @@
  * The stages themselves are in run_train.c (pretrain, stage1), run_stage0.c (stage0, select) and
  * run_eval.c (eval). */
 #include "run.h"
+#include "backend.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -355,10 +356,21 @@ graft_status graft_run(const graft_run_opts *o, graft_err *err) {
     }
     if ((st = graft_recipe_check_layers(r, c->cfg.n_layer, err))) goto done;
     if (r->device_cuda) {
-        st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
-                           "%s: device: \"%s\": graft runs recipes on the CPU only so far (the CUDA backend is being built); "
-                           "use device: cpu", r->path, r->device);
-        goto done;
+        /* Stages run on CUDA only where their whole path exists there. So far that is `select`
+         * (no device work); pretrain/stage0/stage1 need the CUDA backward and eval/bench the CUDA
+         * decode state in generate.c (issue #7). The first such stage is named. */
+        for (int64_t i = 0; i < r->n_stages; i++) {
+            const graft_stage *sg = &r->stages[i];
+            if (sg->kind == GRAFT_STAGE_SELECT) continue;
+            st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                               "%s: %s (kind %s): not implemented on device \"%s\" yet (the CUDA backend runs model "
+                               "forwards only: `graft forward --device cuda`); use device: cpu",
+                               sg->pos.where ? sg->pos.where : r->path, sg->pos.field ? sg->pos.field : "stage",
+                               graft_stage_kind_name(sg->kind), r->device);
+            goto done;
+        }
+        const graft_backend *be = NULL;
+        if ((st = graft_backend_open(r->device, r->path, &be, err))) goto done;
     }
     if (r->tokenizer) snprintf(c->tokenizer, sizeof c->tokenizer, "%s", r->tokenizer);
     else if (!r->model.random_init) snprintf(c->tokenizer, sizeof c->tokenizer, "%s", r->model.path);

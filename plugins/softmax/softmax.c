@@ -171,11 +171,15 @@ static graft_status sm_init(void *layer, const graft_tensor *params, uint64_t se
 static graft_status sm_workspace(const void *layer, graft_device device, int64_t B, int64_t T, size_t *saved_bytes,
                                  size_t *scratch_bytes, graft_err *err) {
     const sm_layer *l = layer;
-    if (device != GRAFT_DEVICE_CPU)
-        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "softmax: workspace: only the CPU is served");
     if (B < 1 || T < 1)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "softmax: workspace: B %lld, T %lld, expected >= 1",
                              (long long)B, (long long)T);
+#ifdef GRAFT_PLUGIN_CUDA
+    if (device == GRAFT_DEVICE_CUDA) return sm_workspace_cuda(l, B, T, saved_bytes, scratch_bytes, err);
+#endif
+    if (device != GRAFT_DEVICE_CPU)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "softmax: workspace: device %d is not served by this build",
+                             (int)device);
     if (saved_bytes) *saved_bytes = (size_t)(B * T * sm_saved_floats_per_token(l)) * sizeof(float);
     if (scratch_bytes) *scratch_bytes = (size_t)sm_scratch_floats(l, B, T) * sizeof(float);
     return GRAFT_STATUS_OK;
@@ -192,12 +196,37 @@ static int64_t sm_carry_width(const void *layer) {
     return 0;
 }
 
+/* Dispatch on the io's device. io->struct_size is checked by each path. */
+static graft_status sm_forward(const graft_mixer_io *io, graft_err *err) {
+    if (!io) return graft_err_set(err, GRAFT_STATUS_INTERNAL, "softmax: io is NULL");
+#ifdef GRAFT_PLUGIN_CUDA
+    if (io->device == GRAFT_DEVICE_CUDA) return sm_forward_cuda(io, err);
+#endif
+    return sm_forward_cpu(io, err);
+}
+
+static graft_status sm_backward(const graft_mixer_io *io, graft_err *err) {
+    if (!io) return graft_err_set(err, GRAFT_STATUS_INTERNAL, "softmax: io is NULL");
+#ifdef GRAFT_PLUGIN_CUDA
+    if (io->device == GRAFT_DEVICE_CUDA) return sm_backward_cuda(io, err);
+#endif
+    return sm_backward_cpu(io, err);
+}
+
+/* CAP_CUDA only where the kernels are in the .so: forward, backward and KV-cache decode (head_dim
+ * 128; other head dims are refused at the call with UNSUPPORTED). */
+#ifdef GRAFT_PLUGIN_CUDA
+#define SM_CAP_CUDA GRAFT_MIXER_CAP_CUDA
+#else
+#define SM_CAP_CUDA 0u
+#endif
+
 static const graft_mixer softmax_mixer = {
     .struct_size = sizeof(graft_mixer),
     .abi_version = GRAFT_ABI_VERSION,
     .name = "softmax",
     .carry_name = NULL,
-    .caps = GRAFT_MIXER_CAP_CPU | GRAFT_MIXER_CAP_TEACHER_INIT,
+    .caps = GRAFT_MIXER_CAP_CPU | SM_CAP_CUDA | GRAFT_MIXER_CAP_TEACHER_INIT,
     .create = sm_create,
     .destroy = sm_destroy,
     .n_params = sm_n_params,
@@ -206,8 +235,8 @@ static const graft_mixer softmax_mixer = {
     .workspace = sm_workspace,
     .state_bytes = sm_state_bytes,
     .carry_width = sm_carry_width,
-    .forward = sm_forward_cpu,
-    .backward = sm_backward_cpu,
+    .forward = sm_forward,
+    .backward = sm_backward,
 };
 
 GRAFT_PLUGIN_EXPORT graft_status graft_plugin_init(const graft_host *host, graft_plugin *out, graft_err *err) {

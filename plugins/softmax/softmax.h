@@ -42,4 +42,11 @@ static inline graft_status sm_err_prefix(graft_err *err, const char *prefix) {
 graft_status sm_forward_cpu(const graft_mixer_io *io, graft_err *err);
 graft_status sm_backward_cpu(const graft_mixer_io *io, graft_err *err);
 
+/* CUDA (softmax_cuda_layer.cu; only in a .so built with GRAFT_PLUGIN_CUDA): bf16 activations and
+ * weights, F32 gradients, bf16 KV cache inside the state slot. */
+graft_status sm_workspace_cuda(const sm_layer *l, int64_t B, int64_t T, size_t *saved_bytes, size_t *scratch_bytes,
+                               graft_err *err);
+graft_status sm_forward_cuda(const graft_mixer_io *io, graft_err *err);
+graft_status sm_backward_cuda(const graft_mixer_io *io, graft_err *err);
+
 #endif

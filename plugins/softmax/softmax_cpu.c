@@ -171,7 +171,7 @@ static graft_status check_io(const graft_mixer_io *io, int backward, graft_err *
     const sm_layer *l = io->layer;
     if (!l) return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "softmax: io.layer is NULL");
     if (io->device != GRAFT_DEVICE_CPU)
-        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "softmax: device %d: only the CPU is served (no CUDA kernels yet)",
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "softmax: device %d: this build of the plugin has no CUDA kernels",
                              (int)io->device);
     if (io->B < 1 || io->T < 1)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "softmax: B %lld, T %lld, expected >= 1", (long long)io->B,

@@ -1,6 +1,7 @@
 /* test_host.c: the core's host table (host.c): matmul against a naive product (transposes,
  * leading dimensions, batch, beta == 0 ignoring NaN in C), refusals of other dtypes/devices,
  * aligned zeroed alloc, parallel_for covering every index exactly once, repeatedly. */
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -71,7 +72,21 @@ int main(void) {
     CHECK_CONTAINS(err.msg, "dtype BF16 on the CPU, expected F32");
     g.dtype = GRAFT_DTYPE_F32; g.device = GRAFT_DEVICE_CUDA;
     CHECK(h->matmul(h->ctx, &g, &err) == GRAFT_STATUS_UNSUPPORTED);
-    CHECK_CONTAINS(err.msg, "CPU only");
+    CHECK_CONTAINS(err.msg, "device CUDA");
+    /* mixed dtypes (appended members): F32 A with a BF16 C is refused on the CPU and named */
+    g.device = GRAFT_DEVICE_CPU; g.dtype = GRAFT_DTYPE_F32;
+    g.mixed_dtypes = 1; g.dtype_b = GRAFT_DTYPE_F32; g.dtype_c = GRAFT_DTYPE_BF16;
+    CHECK(h->matmul(h->ctx, &g, &err) == GRAFT_STATUS_UNSUPPORTED);
+    CHECK_CONTAINS(err.msg, "C BF16");
+    /* ... and an all-F32 mixed call is served like an unmixed one */
+    float one_a = 2, one_b = 3, one_c = 0;
+    g.dtype_c = GRAFT_DTYPE_F32; g.a = &one_a; g.b = &one_b; g.c = &one_c; g.alpha = 1;
+    CHECK(h->matmul(h->ctx, &g, &err) == GRAFT_STATUS_OK && one_c == 6);
+    /* a caller built before the mixed members (short struct_size) keeps the one-dtype meaning,
+     * whatever lies beyond its struct */
+    g.struct_size = (uint32_t)offsetof(graft_matmul_args, mixed_dtypes); g.dtype_c = GRAFT_DTYPE_BF16; one_c = 0;
+    CHECK(h->matmul(h->ctx, &g, &err) == GRAFT_STATUS_OK && one_c == 6);
+    g.struct_size = sizeof g; g.mixed_dtypes = 0;
 
     void *p = h->alloc(h->ctx, 100);
     CHECK(p && ((uintptr_t)p % 64) == 0);

@@ -80,7 +80,27 @@ typedef struct graft_matmul_args {
     void *c; int64_t ldc;
     int64_t batch;             /* >= 1                                                          */
     int64_t stride_a, stride_b, stride_c;
+    /* -- appended (mixed dtypes). A reader MUST treat a caller whose struct_size does not cover
+     *    dtype_c as mixed_dtypes == 0. --
+     * mixed_dtypes == 0: a, b and c all have `dtype` (the original meaning; a zero-filled args
+     * struct keeps it). mixed_dtypes == 1: a has `dtype`, b has dtype_b and c has dtype_c, e.g.
+     * BF16 x BF16 -> F32 with beta = 1 to accumulate fp32 parameter gradients from bf16
+     * activations. Use graft_matmul_dtypes() to read the three. Combinations a host MUST serve:
+     * F32/F32/F32 on the CPU; on CUDA additionally BF16/BF16/BF16 and BF16/BF16/F32. Any other
+     * combination MAY be refused with GRAFT_STATUS_UNSUPPORTED naming the three dtypes. */
+    uint32_t mixed_dtypes;
+    graft_dtype dtype_b, dtype_c;
 } graft_matmul_args;
+
+/* The storage dtypes of A, B and C of a product, honoring struct_size and mixed_dtypes. */
+static inline void graft_matmul_dtypes(const graft_matmul_args *a, graft_dtype *da, graft_dtype *db,
+                                       graft_dtype *dc) {
+    *da = *db = *dc = a->dtype;
+    if (a->struct_size >= offsetof(graft_matmul_args, dtype_c) + sizeof a->dtype_c && a->mixed_dtypes) {
+        *db = a->dtype_b;
+        *dc = a->dtype_c;
+    }
+}
 
 /* The host table. Filled by the core; plugins only read it. Valid for the lifetime of every layer
  * object created with it.

@@ -3,6 +3,10 @@
  * against an independent implementation (tests/model/check_qwen3.py does, against float64 torch).
  *
  *   graft forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--grads all|PAT,...]
+ *                 [--device cpu|cuda|cuda:N]
+ *
+ * --device cuda runs the forward on the GPU (bf16 weights and activations, logits in fp32);
+ * --grads is CPU-only so far and is refused there with a message.
  *
  * IN holds "ids" (I32 or I64, (B, T)) and, for --grads, "dlogits" (F32, (B, T, V)): the gradient
  * of the scalar being differentiated with respect to the logits. OUT gets "logits" (B, T, V) and
@@ -18,6 +22,7 @@
 
 static int usage(FILE *o) {
     fprintf(o, "usage: graft forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--grads all|PAT,...]\n"
+               "                     [--device cpu|cuda|cuda:N]\n"
                "  IN: \"ids\" (I32/I64, (B, T)); with --grads also \"dlogits\" (F32, (B, T, V)).\n"
                "  OUT: \"logits\" and \"grad.<name>\" for parameters matching the patterns.\n");
     return o == stdout ? 0 : 2;
@@ -33,7 +38,7 @@ static int matches(const char *name, const char *pats) {
 }
 
 int graft_cmd_forward(int argc, char **argv) {
-    const char *model_dir = NULL, *in = NULL, *out = NULL, *grads = NULL;
+    const char *model_dir = NULL, *in = NULL, *out = NULL, *grads = NULL, *device = "cpu";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
         if (i + 1 >= argc) { fprintf(stderr, "graft forward: %s needs a value\n", argv[i]); return usage(stderr); }
@@ -41,6 +46,7 @@ int graft_cmd_forward(int argc, char **argv) {
         else if (!strcmp(argv[i], "--inputs")) in = argv[++i];
         else if (!strcmp(argv[i], "--out")) out = argv[++i];
         else if (!strcmp(argv[i], "--grads")) grads = argv[++i];
+        else if (!strcmp(argv[i], "--device")) device = argv[++i];
         else { fprintf(stderr, "graft forward: unknown option %s\n", argv[i]); return usage(stderr); }
     }
     if (!model_dir || !in || !out) return usage(stderr);
@@ -53,7 +59,15 @@ int graft_cmd_forward(int argc, char **argv) {
     char **names = NULL;
     int64_t n_ents = 0;
     int rc = 1;
+    const graft_backend *be = NULL;
+    if (graft_backend_open(device, "--device", &be, &err)) goto fail;
+    if (grads && be->device != GRAFT_DEVICE_CPU) {
+        graft_err_set(&err, GRAFT_STATUS_UNSUPPORTED, "--grads with --device %s: backward on CUDA is not implemented yet "
+                      "(issue #7); use --device cpu", device);
+        goto fail;
+    }
     if (graft_model_load(model_dir, &m, &err)) goto fail;
+    if (graft_model_set_backend(m, be, &err)) goto fail;
     const graft_qwen3_config *cfg = graft_model_config(m);
     if (graft_st_open(in, &f, &err)) goto fail;
     const graft_st_tensor *t_ids = graft_st_find(f, "ids");

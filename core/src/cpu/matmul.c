@@ -8,10 +8,12 @@ graft_status graft_cpu_matmul(void *ctx, const graft_matmul_args *a, graft_err *
     (void)ctx;
     if (!a || a->struct_size < sizeof(graft_matmul_args))
         return graft_err_set(err, GRAFT_STATUS_INTERNAL, "matmul: args struct_size too small");
-    if (a->device != GRAFT_DEVICE_CPU || a->dtype != GRAFT_DTYPE_F32)
+    graft_dtype da, db, dc;
+    graft_matmul_dtypes(a, &da, &db, &dc);
+    if (a->device != GRAFT_DEVICE_CPU || da != GRAFT_DTYPE_F32 || db != GRAFT_DTYPE_F32 || dc != GRAFT_DTYPE_F32)
         return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
-                             "matmul: the CPU backend multiplies F32 on the CPU, got %s on device %d",
-                             graft_dtype_name(a->dtype), (int)a->device);
+                             "matmul: the CPU backend multiplies F32 on the CPU, got A %s, B %s, C %s on device %d",
+                             graft_dtype_name(da), graft_dtype_name(db), graft_dtype_name(dc), (int)a->device);
     if (a->m < 0 || a->n < 0 || a->k < 0 || a->batch < 1)
         return graft_err_set(err, GRAFT_STATUS_INTERNAL, "matmul: negative size");
     if (a->m == 0 || a->n == 0) return GRAFT_STATUS_OK;

@@ -271,5 +271,13 @@ graft_status graft_cuda_matmul(graft_cuda_blas_t *b, const graft_matmul_args *a,
 
 graft_status graft_cuda_host_matmul(void *ctx, const graft_matmul_args *args, graft_err *err) {
     if (!args) return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "cuda matmul: args is NULL");
-    return graft_cuda_matmul((graft_cuda_blas_t *)ctx, args, args->dtype, err);
+    if (args->struct_size < offsetof(graft_matmul_args, stride_c) + sizeof args->stride_c)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "cuda matmul: struct_size %u too small", args->struct_size);
+    graft_dtype da, db, dc;
+    graft_matmul_dtypes(args, &da, &db, &dc);
+    if (db != da)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                             "cuda matmul: dtypes A %s, B %s, C %s: A and B must have one dtype (BF16 or F32)",
+                             graft_dtype_name(da), graft_dtype_name(db), graft_dtype_name(dc));
+    return graft_cuda_matmul((graft_cuda_blas_t *)ctx, args, dc, err);
 }

@@ -41,8 +41,10 @@ void graft_cuda_blas_free(graft_cuda_blas_t *blas);
 graft_status graft_cuda_matmul(graft_cuda_blas_t *blas, const graft_matmul_args *args,
                                graft_dtype c_dtype, graft_err *err);
 
-/* The host table's matmul service for plugins on GRAFT_DEVICE_CUDA: ctx is a graft_cuda_blas_t *,
- * C has args->dtype (BF16 or F32). Same refusals as graft_cuda_matmul. */
+/* The host table's matmul service for plugins on GRAFT_DEVICE_CUDA: ctx is a graft_cuda_blas_t *.
+ * Dtypes by graft_matmul_dtypes(): A and B one dtype (BF16 or F32), C BF16 or F32 (mixed_dtypes
+ * = 1 gives BF16 x BF16 -> F32, e.g. with beta = 1 for fp32 parameter gradients); otherwise C has
+ * args->dtype. Same refusals as graft_cuda_matmul, and UNSUPPORTED when B's dtype differs from A's. */
 graft_status graft_cuda_host_matmul(void *ctx, const graft_matmul_args *args, graft_err *err);
 
 /* Number of plans in the cache (for tests: a repeated shape must not add one). */

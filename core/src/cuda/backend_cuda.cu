@@ -1,0 +1,225 @@
+/* cuda/backend_cuda.cu: the CUDA backend's table (backend.h): device memory, transfers on one
+ * stream, the typed forward ops over the per-op entry points of this folder (bf16 activations and
+ * weights, fp32 statistics), cuBLASLt products, and the two small kernels no op file holds
+ * (elementwise add and dtype casts).
+ *
+ * One backend object per device index, created on first open and kept for the process (the host
+ * table's CUDA matmul points at its blas object, and plugins may hold that table). Every op runs
+ * asynchronously on the backend's stream; copy(D2H) and sync() wait.
+ *
+ * Not here: the fp32 reference ops (NULL in this table: backward on CUDA is issue #7's next step),
+ * attention (plugins/softmax).
+ */
+#include <cuda_runtime.h>
+
+#include "cuda_util.cuh"
+#include "embedding.cuh"
+#include "matmul.cuh"
+#include "rmsnorm.cuh"
+#include "swiglu.cuh"
+
+extern "C" {
+#include "backend.h"
+#include "host.h"
+}
+
+#define MAX_DEVICES 16
+
+struct cuda_backend {
+    graft_backend be;
+    graft_cuda_blas_t *blas;
+    cudaStream_t stream;
+    int index;
+};
+
+static cuda_backend *g_backends[MAX_DEVICES];
+
+static cuda_backend *cb(void *ctx) { return (cuda_backend *)ctx; }
+
+static void *cu_alloc(void *ctx, size_t bytes) {
+    void *p = NULL;
+    if (cudaSetDevice(cb(ctx)->index) != cudaSuccess) return NULL;
+    if (cudaMalloc(&p, bytes ? bytes : 64) != cudaSuccess) {
+        cudaGetLastError(); /* clear the sticky-free allocation error */
+        return NULL;
+    }
+    if (cudaMemset(p, 0, bytes ? bytes : 64) != cudaSuccess) {
+        cudaFree(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void cu_free(void *ctx, void *p) {
+    (void)ctx;
+    if (p) cudaFree(p);
+}
+
+static graft_status cu_copy(void *ctx, void *dst, const void *src, size_t bytes, int kind, graft_err *err) {
+    if (!bytes) return GRAFT_STATUS_OK;
+    cudaMemcpyKind k = kind == GRAFT_COPY_H2D ? cudaMemcpyHostToDevice
+                       : kind == GRAFT_COPY_D2H ? cudaMemcpyDeviceToHost : cudaMemcpyDeviceToDevice;
+    GRAFT_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, k, cb(ctx)->stream));
+    if (kind == GRAFT_COPY_D2H) GRAFT_CUDA_TRY(cudaStreamSynchronize(cb(ctx)->stream));
+    return GRAFT_STATUS_OK;
+}
+
+static graft_status cu_zero(void *ctx, void *dst, size_t bytes, graft_err *err) {
+    if (bytes) GRAFT_CUDA_TRY(cudaMemsetAsync(dst, 0, bytes, cb(ctx)->stream));
+    return GRAFT_STATUS_OK;
+}
+
+static graft_status cu_sync(void *ctx, graft_err *err) {
+    GRAFT_CUDA_TRY(cudaStreamSynchronize(cb(ctx)->stream));
+    GRAFT_CUDA_TRY(cudaGetLastError());
+    return GRAFT_STATUS_OK;
+}
+
+static graft_status cu_matmul(void *ctx, const graft_matmul_args *a, graft_err *err) {
+    return graft_cuda_host_matmul(cb(ctx)->blas, a, err);
+}
+
+/* ---- typed ops ------------------------------------------------------------------------------ */
+
+static graft_status t_embedding_fwd(void *ctx, void *out, const void *table, const int32_t *ids, int64_t N,
+                                    int64_t C, int64_t V, graft_err *err) {
+    return graft_cuda_embedding_fwd((graft_bf16 *)out, (const graft_bf16 *)table, ids, N, C, V, cb(ctx)->stream, err);
+}
+
+static graft_status t_rmsnorm_fwd(void *ctx, void *y, float *rstd, const void *x, const void *w, int64_t N,
+                                  int64_t C, float eps, graft_err *err) {
+    return graft_cuda_rmsnorm_fwd((graft_bf16 *)y, rstd, (const graft_bf16 *)x, (const graft_bf16 *)w, N, C, eps,
+                                  cb(ctx)->stream, err);
+}
+
+static graft_status t_swiglu_fwd(void *ctx, void *h, const void *g, const void *u, int64_t N, int64_t I,
+                                 graft_err *err) {
+    return graft_cuda_swiglu_fwd((graft_bf16 *)h, (const graft_bf16 *)g, (const graft_bf16 *)u, N, I, I, I,
+                                 cb(ctx)->stream, err);
+}
+
+/* y = bf16(fp32(a) + fp32(b)): one rounding, as the CPU's fp32 add followed by storage in bf16. */
+static __global__ void add_kernel(bf16 *y, const bf16 *a, const bf16 *b, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = f2b(b2f(a[i]) + b2f(b[i]));
+}
+
+static __global__ void add8_kernel(bf16 *y, const bf16 *a, const bf16 *b, int64_t n8) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
+        float x[8], z[8];
+        load8(a + 8 * i, x);
+        load8(b + 8 * i, z);
+#pragma unroll
+        for (int j = 0; j < 8; j++) x[j] += z[j];
+        store8(y + 8 * i, x);
+    }
+}
+
+static graft_status t_add(void *ctx, void *y, const void *a, const void *b, int64_t n, graft_err *err) {
+    if (n <= 0) return GRAFT_STATUS_OK;
+    cudaStream_t s = cb(ctx)->stream;
+    if (n % 8 == 0 && aligned16(y) && aligned16(a) && aligned16(b)) {
+        add8_kernel<<<grid_for(n / 8, 256, 132 * 16), 256, 0, s>>>((bf16 *)y, (const bf16 *)a, (const bf16 *)b, n / 8);
+        GRAFT_CUDA_LAUNCHED("add8_kernel");
+    } else {
+        add_kernel<<<grid_for(n, 256, 132 * 16), 256, 0, s>>>((bf16 *)y, (const bf16 *)a, (const bf16 *)b, n);
+        GRAFT_CUDA_LAUNCHED("add_kernel");
+    }
+    return GRAFT_STATUS_OK;
+}
+
+static __global__ void f32_to_bf16_kernel(bf16 *y, const float *x, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = f2b(x[i]);
+}
+
+static __global__ void bf16_to_f32_kernel(float *y, const bf16 *x, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = b2f(x[i]);
+}
+
+static graft_status t_cast(void *ctx, void *dst, graft_dtype dd, const void *src, graft_dtype sd, int64_t n,
+                           graft_err *err) {
+    if (n <= 0) return GRAFT_STATUS_OK;
+    cudaStream_t s = cb(ctx)->stream;
+    unsigned grid = grid_for(n, 256, 132 * 16);
+    if (dd == sd) {
+        GRAFT_CUDA_TRY(cudaMemcpyAsync(dst, src, (size_t)n * graft_dtype_size(dd), cudaMemcpyDeviceToDevice, s));
+    } else if (dd == GRAFT_DTYPE_BF16 && sd == GRAFT_DTYPE_F32) {
+        f32_to_bf16_kernel<<<grid, 256, 0, s>>>((bf16 *)dst, (const float *)src, n);
+        GRAFT_CUDA_LAUNCHED("f32_to_bf16_kernel");
+    } else if (dd == GRAFT_DTYPE_F32 && sd == GRAFT_DTYPE_BF16) {
+        bf16_to_f32_kernel<<<grid, 256, 0, s>>>((float *)dst, (const bf16 *)src, n);
+        GRAFT_CUDA_LAUNCHED("bf16_to_f32_kernel");
+    } else {
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "cuda backend: cast %s -> %s", graft_dtype_name(sd),
+                             graft_dtype_name(dd));
+    }
+    return GRAFT_STATUS_OK;
+}
+
+/* ---- opening ------------------------------------------------------------------------------- */
+
+extern "C" graft_status graft_backend_cuda_open(int index, const graft_backend **out, graft_err *err) {
+    *out = NULL;
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+        const char *why = e != cudaSuccess ? cudaGetErrorString(e) : "0 devices";
+        cudaGetLastError();
+        return graft_err_set(err, GRAFT_STATUS_DEVICE,
+                             "cuda:%d: no CUDA device is available (cudaGetDeviceCount: %s); use device cpu", index,
+                             why);
+    }
+    if (index < 0 || index >= count || index >= MAX_DEVICES)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "cuda:%d: this machine has %d CUDA device(s), expected 0..%d",
+                             index, count, count - 1);
+    if (g_backends[index]) {
+        *out = &g_backends[index]->be;
+        GRAFT_CUDA_TRY(cudaSetDevice(index));
+        graft_host_set_cuda_matmul(graft_cuda_host_matmul, g_backends[index]->blas);
+        return GRAFT_STATUS_OK;
+    }
+    GRAFT_CUDA_TRY(cudaSetDevice(index));
+    cuda_backend *c = (cuda_backend *)calloc(1, sizeof *c);
+    if (!c) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "cuda:%d: out of memory", index);
+    c->index = index;
+    e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
+    if (e != cudaSuccess) {
+        free(c);
+        return graft_err_set(err, GRAFT_STATUS_DEVICE, "cuda:%d: cudaStreamCreate: %s", index, cudaGetErrorString(e));
+    }
+    graft_status st = graft_cuda_blas_init(&c->blas, 0, err);
+    if (st) {
+        cudaStreamDestroy(c->stream);
+        free(c);
+        return st;
+    }
+    static char names[MAX_DEVICES][16];
+    snprintf(names[index], sizeof names[index], "cuda:%d", index);
+    graft_backend *b = &c->be;
+    b->name = names[index];
+    b->device = GRAFT_DEVICE_CUDA;
+    b->ctx = c;
+    b->alloc = cu_alloc;
+    b->free = cu_free;
+    b->matmul = cu_matmul;
+    b->act_dtype = GRAFT_DTYPE_BF16;
+    b->weight_dtype = GRAFT_DTYPE_BF16;
+    b->device_index = index;
+    b->stream = c->stream;
+    b->copy = cu_copy;
+    b->zero = cu_zero;
+    b->sync = cu_sync;
+    b->op.embedding_fwd = t_embedding_fwd;
+    b->op.rmsnorm_fwd = t_rmsnorm_fwd;
+    b->op.swiglu_fwd = t_swiglu_fwd;
+    b->op.add = t_add;
+    b->op.cast = t_cast;
+    g_backends[index] = c;
+    /* Plugins reach cuBLASLt through the host table: the blas object is bound to this stream's
+     * thread-of-use (one model thread), see matmul.cuh. */
+    graft_host_set_cuda_matmul(graft_cuda_host_matmul, c->blas);
+    *out = b;
+    return GRAFT_STATUS_OK;
+}

@@ -1,0 +1,420 @@
+/* softmax_cuda_layer.cu: the softmax mixer's forward, backward and KV-cache decode on CUDA
+ * (GRAFT_DEVICE_CUDA; bf16 activations and weights, fp32 statistics and parameter gradients),
+ * composed from host->matmul (cuBLASLt in the core), the flash-attention kernels of
+ * softmax_cuda.cu and, here, the per-head q/k RMSNorm + RoPE and its backward.
+ *
+ * Why the norm + RoPE kernel lives here and not in the core's cuda/qk_norm_rope.cu: a plugin links
+ * against nothing of the core (STYLE.md "The plugin ABI": -Wl,--no-undefined, no core library),
+ * and the host table offers matmul only. The two kernels share the math and its fp32 conventions
+ * (spec/qwen3.md §3.2, §3.4; inv_freq comes from the layer's host table built as softmax_cpu.c
+ * does), and tests/model/test_model_cuda.c checks this path against the CPU reference.
+ *
+ * Buffers (bf16 unless marked; token-major, n = b*T + t; NQ = N*nq*D, NK = N*nkv*D):
+ *   saved: q_raw NQ | qr NQ | o NQ | k_raw NK | kr NK | v NK | lse (N, nq) f32 | rq (N, nq) f32
+ *          | rk (N, nkv) f32            (q_raw/k_raw before the norm, qr/kr after norm + RoPE)
+ *   scratch: [saved layout when io->saved is NULL] | inv_freq (D/2) f32 | past (B) i32
+ *          | decode: qt, ot (B, nq, D) and the split-K partials
+ *          | backward: dO NQ | dq NQ f32 | dk NK f32 | dv NK f32 | attn-bwd rows (N, nq) f32
+ *            | dqr NQ | dkr NK | dvb NK | dx (N, C) f32
+ *   decode state, one slot of state_bytes(cap) (sized for fp32 by softmax.c; CUDA uses its first
+ *   half): K (nkv, cap, D) bf16 then V (nkv, cap, D) bf16, post-norm post-RoPE keys.
+ *
+ * Not here: the attention kernels (softmax_cuda.cu), the CPU reference (softmax_cpu.c).
+ */
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+extern "C" {
+#include "softmax.h"
+#include "softmax_cuda.cuh"
+}
+
+typedef __nv_bfloat16 bf16;
+
+#define TRY(call)                                                                                      \
+    do {                                                                                               \
+        cudaError_t e_ = (call);                                                                       \
+        if (e_ != cudaSuccess)                                                                         \
+            return graft_err_set(err, GRAFT_STATUS_DEVICE, "softmax: %s:%d: %s: %s", __FILE__, __LINE__, #call, \
+                                 cudaGetErrorString(e_));                                              \
+    } while (0)
+
+static size_t r256(size_t b) { return (b + 255) & ~(size_t)255; }
+
+typedef struct cu_bufs {
+    bf16 *q_raw, *qr, *o, *k_raw, *kr, *v;
+    float *lse, *rq, *rk;
+    float *inv_freq;
+    int32_t *past;
+    bf16 *qt, *ot;
+    void *dec;
+    size_t dec_bytes;
+    bf16 *dO;
+    float *dq, *dk, *dv, *rows;
+    size_t rows_bytes;
+    bf16 *dqr, *dkr, *dvb;
+    float *dx;
+} cu_bufs;
+
+static size_t saved_bytes(const sm_layer *l, int64_t N) {
+    int64_t NQ = N * l->nq * l->D, NK = N * l->nkv * l->D;
+    return 3 * r256((size_t)NQ * 2) + 3 * r256((size_t)NK * 2) + 2 * r256((size_t)(N * l->nq) * 4) +
+           r256((size_t)(N * l->nkv) * 4);
+}
+
+static void carve_saved(cu_bufs *c, const sm_layer *l, int64_t N, char *p) {
+    int64_t NQ = N * l->nq * l->D, NK = N * l->nkv * l->D;
+    c->q_raw = (bf16 *)p; p += r256((size_t)NQ * 2);
+    c->qr = (bf16 *)p; p += r256((size_t)NQ * 2);
+    c->o = (bf16 *)p; p += r256((size_t)NQ * 2);
+    c->k_raw = (bf16 *)p; p += r256((size_t)NK * 2);
+    c->kr = (bf16 *)p; p += r256((size_t)NK * 2);
+    c->v = (bf16 *)p; p += r256((size_t)NK * 2);
+    c->lse = (float *)p; p += r256((size_t)(N * l->nq) * 4);
+    c->rq = (float *)p; p += r256((size_t)(N * l->nq) * 4);
+    c->rk = (float *)p;
+}
+
+/* Carves the scratch after the (optional) saved copy; returns the bytes it needs. */
+static size_t carve_scratch(cu_bufs *c, const sm_layer *l, int64_t B, int64_t T, char *p, int with_saved) {
+    int64_t N = B * T, NQ = N * l->nq * l->D, NK = N * l->nkv * l->D;
+    char *p0 = p;
+    if (with_saved) {
+        if (c) carve_saved(c, l, N, p);
+        p += saved_bytes(l, N);
+    }
+    size_t dec = sm_cuda_attn_decode_scratch_bytes(B, l->nq, l->D, (int64_t)1 << 20);
+    size_t rows = sm_cuda_attn_bwd_scratch_bytes(B, T, l->nq);
+#define TAKE(field, type, bytes)                                                                       \
+    do {                                                                                               \
+        if (c) c->field = (type)(void *)p;                                                             \
+        p += r256(bytes);                                                                              \
+    } while (0)
+    TAKE(inv_freq, float *, (size_t)(l->D / 2) * 4);
+    TAKE(past, int32_t *, (size_t)B * 4);
+    TAKE(qt, bf16 *, (size_t)(B * l->nq * l->D) * 2);
+    TAKE(ot, bf16 *, (size_t)(B * l->nq * l->D) * 2);
+    TAKE(dec, void *, dec);
+    TAKE(dO, bf16 *, (size_t)NQ * 2);
+    TAKE(dq, float *, (size_t)NQ * 4);
+    TAKE(dk, float *, (size_t)NK * 4);
+    TAKE(dv, float *, (size_t)NK * 4);
+    TAKE(rows, float *, rows);
+    TAKE(dqr, bf16 *, (size_t)NQ * 2);
+    TAKE(dkr, bf16 *, (size_t)NK * 2);
+    TAKE(dvb, bf16 *, (size_t)NK * 2);
+    TAKE(dx, float *, (size_t)(N * l->C) * 4);
+#undef TAKE
+    if (c) {
+        c->dec_bytes = dec;
+        c->rows_bytes = rows;
+    }
+    return (size_t)(p - p0);
+}
+
+extern "C" graft_status sm_workspace_cuda(const sm_layer *l, int64_t B, int64_t T, size_t *saved, size_t *scratch,
+                                          graft_err *err) {
+    (void)err;
+    if (saved) *saved = saved_bytes(l, B * T);
+    if (scratch) *scratch = carve_scratch(NULL, l, B, T, NULL, 1);
+    return GRAFT_STATUS_OK;
+}
+
+/* ---- q/k RMSNorm + RoPE --------------------------------------------------------------------- */
+
+/* One warp per (token n, head h). x, y (N, H*D) bf16; rstd (N, H) f32; position = past[b] + t
+ * (past NULL: t). Pairs (j, j + D/2) rotate together; the norm is over the head's D values. */
+static __global__ void norm_rope_fwd_kernel(bf16 *y, float *rstd, const bf16 *x, const bf16 *w, const float *inv_freq,
+                                            const int32_t *past, int64_t N, int64_t T, int H, int D, float eps) {
+    int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (row >= N * H) return;
+    int64_t n = row / H;
+    int64_t t = n % T, b = n / T;
+    const bf16 *xr = x + row * D;
+    float ss = 0.0f;
+    for (int d = lane; d < D; d += 32) {
+        float v = __bfloat162float(xr[d]);
+        ss += v * v;
+    }
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    float r = 1.0f / sqrtf(ss / (float)D + eps);
+    if (lane == 0 && rstd) rstd[row] = r;
+    float pos = (float)((past ? past[b] : 0) + t);
+    int half = D / 2;
+    bf16 *yr = y + row * D;
+    for (int j = lane; j < half; j += 32) {
+        float a = __bfloat162float(w[j]) * (__bfloat162float(xr[j]) * r);
+        float c2 = __bfloat162float(w[j + half]) * (__bfloat162float(xr[j + half]) * r);
+        float ang = pos * inv_freq[j], cs = cosf(ang), sn = sinf(ang);
+        yr[j] = __float2bfloat16(a * cs - c2 * sn);
+        yr[j + half] = __float2bfloat16(c2 * cs + a * sn);
+    }
+}
+
+/* Backward, one warp per (n, h): g = dy (f32, (N, H*D)); t = rope^T(g); dx = r (t w) - x r^3
+ * mean(t w x) written bf16; the row's dw contribution t * x * r overwrites g (f32) for the
+ * deterministic column sum below. */
+static __global__ void norm_rope_bwd_kernel(bf16 *dx, float *g, const bf16 *x, const bf16 *w, const float *rstd,
+                                            const float *inv_freq, int64_t N, int64_t T, int H, int D) {
+    int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (row >= N * H) return;
+    int64_t t = (row / H) % T;
+    float r = rstd[row], pos = (float)t;
+    int half = D / 2;
+    const bf16 *xr = x + row * D;
+    float *gr = g + row * D;
+    float dot = 0.0f;
+    for (int j = lane; j < half; j += 32) {
+        float ang = pos * inv_freq[j], cs = cosf(ang), sn = sinf(ang);
+        float g0 = gr[j], g1 = gr[j + half];
+        float t0 = g0 * cs + g1 * sn, t1 = -g0 * sn + g1 * cs;
+        float x0 = __bfloat162float(xr[j]), x1 = __bfloat162float(xr[j + half]);
+        float w0 = __bfloat162float(w[j]), w1 = __bfloat162float(w[j + half]);
+        dot += t0 * w0 * x0 + t1 * w1 * x1;
+        gr[j] = t0; /* keep t for the second pass */
+        gr[j + half] = t1;
+    }
+    for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+    float mean = dot / (float)D;
+    bf16 *dr = dx + row * D;
+    for (int d = lane; d < D; d += 32) {
+        float tv = gr[d], xv = __bfloat162float(xr[d]), wv = __bfloat162float(w[d]);
+        dr[d] = __float2bfloat16(r * (tv * wv) - xv * r * r * r * mean);
+        gr[d] = tv * xv * r;
+    }
+}
+
+/* dw[d] += sum over R rows of g[r, d], in a fixed order: block (32, 32), grid ceil(D/32). */
+static __global__ void col_sum_kernel(float *dw, const float *g, int64_t R, int D) {
+    __shared__ float sh[32][33];
+    int c = blockIdx.x * 32 + threadIdx.x;
+    float acc = 0.0f;
+    if (c < D)
+        for (int64_t r = threadIdx.y; r < R; r += 32) acc += g[r * D + c];
+    sh[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < D) {
+        float s = 0.0f;
+        for (int i = 0; i < 32; i++) s += sh[i][threadIdx.x];
+        dw[c] += s;
+    }
+}
+
+static __global__ void f32_to_bf16(bf16 *y, const float *x, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = __float2bfloat16(x[i]);
+}
+
+/* Writes this call's keys and values (N rows of (nkv, D)) into the caches of B slots at
+ * positions past[b] + t. One block per (n, kv head), D threads. */
+static __global__ void cache_write_kernel(bf16 *state, const bf16 *kr, const bf16 *v, const int32_t *past, int64_t T,
+                                          int nkv, int D, int64_t cap, int64_t slot_elems) {
+    int64_t n = blockIdx.x;
+    int hk = blockIdx.y;
+    int64_t b = n / T, t = n % T, u = (past ? past[b] : 0) + t;
+    bf16 *K = state + b * slot_elems + ((int64_t)hk * cap + u) * D;
+    bf16 *V = K + (int64_t)nkv * cap * D;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        K[d] = kr[(n * nkv + hk) * D + d];
+        V[d] = v[(n * nkv + hk) * D + d];
+    }
+}
+
+static unsigned blocks_for(int64_t n, int per) { return (unsigned)((n + per - 1) / per); }
+
+static graft_status launched(const char *what, graft_err *err) {
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        return graft_err_set(err, GRAFT_STATUS_DEVICE, "softmax: launch of %s: %s", what, cudaGetErrorString(e));
+    return GRAFT_STATUS_OK;
+}
+
+/* ---- products through the host ------------------------------------------------------------- */
+
+/* C (m x n) = alpha op(A) op(B) + beta C; A, B bf16; C bf16 or f32 (c_f32). */
+static graft_status mm(const sm_layer *l, void *stream, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A,
+                       int64_t lda, const void *Bm, int64_t ldb, void *Cm, int64_t ldc, float beta, int c_f32,
+                       graft_err *err) {
+    graft_matmul_args a;
+    memset(&a, 0, sizeof a);
+    a.struct_size = sizeof a;
+    a.device = GRAFT_DEVICE_CUDA;
+    a.stream = stream;
+    a.dtype = GRAFT_DTYPE_BF16;
+    a.trans_a = ta;
+    a.trans_b = tb;
+    a.m = m; a.n = n; a.k = k;
+    a.alpha = 1.0f;
+    a.beta = beta;
+    a.a = A; a.lda = lda;
+    a.b = Bm; a.ldb = ldb;
+    a.c = Cm; a.ldc = ldc;
+    a.batch = 1;
+    a.mixed_dtypes = 1;
+    a.dtype_b = GRAFT_DTYPE_BF16;
+    a.dtype_c = c_f32 ? GRAFT_DTYPE_F32 : GRAFT_DTYPE_BF16;
+    return l->host->matmul(l->host->ctx, &a, err);
+}
+
+static graft_status check_cuda_io(const graft_mixer_io *io, int backward, graft_err *err) {
+    const sm_layer *l = (const sm_layer *)io->layer;
+    if (l->D != 128)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                             "softmax: CUDA: head_dim %lld, the attention kernels serve 128 only (run on the CPU)",
+                             (long long)l->D);
+    if (!io->x || (!backward && !io->y) || (backward && (!io->dy || !io->dx)) || !io->scratch)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "softmax: CUDA: x, %s or scratch is NULL",
+                             backward ? "dy, dx" : "y");
+    for (int i = 0; i < N_PARAMS; i++) {
+        const graft_tensor *p = &io->params[i];
+        if (p->dtype != GRAFT_DTYPE_BF16 || p->device != GRAFT_DEVICE_CUDA || !p->data)
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "softmax: CUDA: param %d: expected a BF16 CUDA tensor, got %s",
+                                 i, graft_dtype_name(p->dtype));
+        if (backward && io->grads &&
+            (io->grads[i].dtype != GRAFT_DTYPE_F32 || io->grads[i].device != GRAFT_DEVICE_CUDA))
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "softmax: CUDA: grad %d: expected an F32 CUDA tensor", i);
+    }
+    return GRAFT_STATUS_OK;
+}
+
+extern "C" graft_status sm_forward_cuda(const graft_mixer_io *io, graft_err *err) {
+    if (check_cuda_io(io, 0, err)) return err->status;
+    const sm_layer *l = (const sm_layer *)io->layer;
+    int64_t B = io->B, T = io->T, N = B * T, C = l->C, D = l->D, nq = l->nq, nkv = l->nkv, qd = nq * D, kd = nkv * D;
+    int64_t cap = io->state_capacity;
+    cudaStream_t s = (cudaStream_t)io->stream;
+    int continuing = 0;
+    for (int64_t b = 0; b < B; b++) {
+        int64_t past = io->past_len ? io->past_len[b] : 0;
+        if (past < 0 || (past > 0 && !io->state_in))
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "softmax: past_len[%lld] = %lld %s", (long long)b,
+                                 (long long)past, past < 0 ? "is negative" : "but state_in is NULL (no cache to continue)");
+        if ((io->state_in || io->state_out) && past + T > cap)
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                                 "softmax: sequence %lld: past_len %lld + T %lld exceeds the KV cache capacity %lld",
+                                 (long long)b, (long long)past, (long long)T, (long long)cap);
+        if (io->state_in && past > 0) continuing = 1;
+    }
+    if (continuing && !io->state_out)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                             "softmax: CUDA: continuing a KV cache needs state_out (the new keys are attended from it)");
+    cu_bufs c;
+    memset(&c, 0, sizeof c);
+    char *scratch = (char *)io->scratch;
+    carve_scratch(&c, l, B, T, scratch, 1); /* the saved layout first, used when io->saved is NULL */
+    if (io->saved) carve_saved(&c, l, N, (char *)io->saved);
+    TRY(cudaMemcpyAsync(c.inv_freq, l->inv_freq, (size_t)(D / 2) * 4, cudaMemcpyHostToDevice, s));
+    int32_t *past_dev = NULL;
+    if (continuing) {
+        int32_t pl[256];
+        for (int64_t b0 = 0; b0 < B; b0 += 256) {
+            int64_t bn = B - b0 < 256 ? B - b0 : 256;
+            for (int64_t i = 0; i < bn; i++) pl[i] = (int32_t)io->past_len[b0 + i];
+            TRY(cudaMemcpyAsync(c.past + b0, pl, (size_t)bn * 4, cudaMemcpyHostToDevice, s));
+            TRY(cudaStreamSynchronize(s)); /* pl is reused */
+        }
+        past_dev = c.past;
+    }
+    graft_status st;
+    if ((st = mm(l, s, 0, 1, N, qd, C, io->x, C, io->params[P_Q].data, C, c.q_raw, qd, 0.0f, 0, err)) ||
+        (st = mm(l, s, 0, 1, N, kd, C, io->x, C, io->params[P_K].data, C, c.k_raw, kd, 0.0f, 0, err)) ||
+        (st = mm(l, s, 0, 1, N, kd, C, io->x, C, io->params[P_V].data, C, c.v, kd, 0.0f, 0, err)))
+        return sm_err_prefix(err, "softmax: forward");
+    norm_rope_fwd_kernel<<<blocks_for(N * nq, 8), 256, 0, s>>>(c.qr, c.rq, c.q_raw, (const bf16 *)io->params[P_QNORM].data,
+                                                               c.inv_freq, past_dev, N, T, (int)nq, (int)D, (float)l->eps);
+    if ((st = launched("norm_rope_fwd (q)", err))) return st;
+    norm_rope_fwd_kernel<<<blocks_for(N * nkv, 8), 256, 0, s>>>(c.kr, c.rk, c.k_raw, (const bf16 *)io->params[P_KNORM].data,
+                                                                c.inv_freq, past_dev, N, T, (int)nkv, (int)D, (float)l->eps);
+    if ((st = launched("norm_rope_fwd (k)", err))) return st;
+    size_t slot_bytes = (size_t)(2 * kd * cap) * sizeof(float);
+    if (io->state_out) {
+        if (io->state_in && io->state_in != io->state_out)
+            TRY(cudaMemcpyAsync(io->state_out, io->state_in, (size_t)B * slot_bytes, cudaMemcpyDeviceToDevice, s));
+        dim3 g((unsigned)N, (unsigned)nkv);
+        cache_write_kernel<<<g, 128, 0, s>>>((bf16 *)io->state_out, c.kr, c.v, past_dev, T, (int)nkv, (int)D, cap,
+                                             (int64_t)(slot_bytes / 2));
+        if ((st = launched("cache_write", err))) return st;
+    }
+    if (!continuing) {
+        if ((st = sm_cuda_attn_fwd(c.o, io->saved ? c.lse : NULL, c.qr, c.kr, c.v, B, T, nq, nkv, D, l->scale, s, err)))
+            return sm_err_prefix(err, "softmax: forward");
+    } else {
+        /* Continuing a cache: token t of every sequence attends its cache up to past[b] + t (the
+         * new keys were written above), one split-K decode per t. */
+        int64_t kv_len[256];
+        for (int64_t t = 0; t < T; t++) {
+            for (int64_t b0 = 0; b0 < B; b0 += 256) {
+                int64_t bn = B - b0 < 256 ? B - b0 : 256;
+                for (int64_t i = 0; i < bn; i++) kv_len[i] = io->past_len[b0 + i] + t + 1;
+                const bf16 *q = c.qr + ((b0 * T) + t) * qd;
+                TRY(cudaMemcpy2DAsync(c.qt, (size_t)qd * 2, q, (size_t)(T * qd) * 2, (size_t)qd * 2, (size_t)bn,
+                                      cudaMemcpyDeviceToDevice, s));
+                const char *K0 = (const char *)io->state_out + (size_t)b0 * slot_bytes;
+                if ((st = sm_cuda_attn_decode(c.ot, c.qt, K0, (const bf16 *)K0 + kd * cap, (int64_t)(slot_bytes / 2),
+                                              cap * D, kv_len, bn, nq, nkv, D, l->scale, c.dec, c.dec_bytes, s, err)))
+                    return sm_err_prefix(err, "softmax: decode");
+                TRY(cudaMemcpy2DAsync(c.o + ((b0 * T) + t) * qd, (size_t)(T * qd) * 2, c.ot, (size_t)qd * 2,
+                                      (size_t)qd * 2, (size_t)bn, cudaMemcpyDeviceToDevice, s));
+            }
+        }
+    }
+    if ((st = mm(l, s, 0, 1, N, C, qd, c.o, qd, io->params[P_O].data, qd, io->y, C, 0.0f, 0, err)))
+        return sm_err_prefix(err, "softmax: forward");
+    return GRAFT_STATUS_OK;
+}
+
+extern "C" graft_status sm_backward_cuda(const graft_mixer_io *io, graft_err *err) {
+    if (check_cuda_io(io, 1, err)) return err->status;
+    const sm_layer *l = (const sm_layer *)io->layer;
+    if (io->state_in || io->dstate_out || io->dstate_in || !io->saved)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                             "softmax: backward needs the saved activations of a training forward and no KV cache");
+    int64_t B = io->B, T = io->T, N = B * T, C = l->C, D = l->D, nq = l->nq, nkv = l->nkv, qd = nq * D, kd = nkv * D;
+    cudaStream_t s = (cudaStream_t)io->stream;
+    cu_bufs c;
+    memset(&c, 0, sizeof c);
+    carve_scratch(&c, l, B, T, (char *)io->scratch, 1);
+    carve_saved(&c, l, N, (char *)io->saved);
+    TRY(cudaMemcpyAsync(c.inv_freq, l->inv_freq, (size_t)(D / 2) * 4, cudaMemcpyHostToDevice, s));
+    const graft_tensor *G = io->grads;
+    graft_status st;
+    /* y = o Wo^T: dO = dy Wo; dWo += dy^T o */
+    if ((st = mm(l, s, 0, 0, N, qd, C, io->dy, C, io->params[P_O].data, qd, c.dO, qd, 0.0f, 0, err)) ||
+        (G && (st = mm(l, s, 1, 0, C, qd, N, io->dy, C, c.o, qd, G[P_O].data, qd, 1.0f, 1, err))))
+        return sm_err_prefix(err, "softmax: backward");
+    if ((st = sm_cuda_attn_bwd(c.dq, c.dk, c.dv, c.qr, c.kr, c.v, c.o, c.lse, c.dO, B, T, nq, nkv, D, l->scale, c.rows,
+                               c.rows_bytes, s, err)))
+        return sm_err_prefix(err, "softmax: backward");
+    norm_rope_bwd_kernel<<<blocks_for(N * nq, 8), 256, 0, s>>>(c.dqr, c.dq, c.q_raw, (const bf16 *)io->params[P_QNORM].data,
+                                                               c.rq, c.inv_freq, N, T, (int)nq, (int)D);
+    if ((st = launched("norm_rope_bwd (q)", err))) return st;
+    norm_rope_bwd_kernel<<<blocks_for(N * nkv, 8), 256, 0, s>>>(c.dkr, c.dk, c.k_raw, (const bf16 *)io->params[P_KNORM].data,
+                                                                c.rk, c.inv_freq, N, T, (int)nkv, (int)D);
+    if ((st = launched("norm_rope_bwd (k)", err))) return st;
+    if (G) {
+        dim3 blk(32, 32);
+        col_sum_kernel<<<blocks_for(D, 32), blk, 0, s>>>((float *)G[P_QNORM].data, c.dq, N * nq, (int)D);
+        if ((st = launched("col_sum (q_norm)", err))) return st;
+        col_sum_kernel<<<blocks_for(D, 32), blk, 0, s>>>((float *)G[P_KNORM].data, c.dk, N * nkv, (int)D);
+        if ((st = launched("col_sum (k_norm)", err))) return st;
+    }
+    f32_to_bf16<<<blocks_for(N * kd, 256) < 4096 ? blocks_for(N * kd, 256) : 4096, 256, 0, s>>>(c.dvb, c.dv, N * kd);
+    if ((st = launched("f32_to_bf16 (dv)", err))) return st;
+    /* dx = dqr Wq + dkr Wk + dv Wv, accumulated in fp32, rounded once */
+    if ((st = mm(l, s, 0, 0, N, C, qd, c.dqr, qd, io->params[P_Q].data, C, c.dx, C, 0.0f, 1, err)) ||
+        (st = mm(l, s, 0, 0, N, C, kd, c.dkr, kd, io->params[P_K].data, C, c.dx, C, 1.0f, 1, err)) ||
+        (st = mm(l, s, 0, 0, N, C, kd, c.dvb, kd, io->params[P_V].data, C, c.dx, C, 1.0f, 1, err)))
+        return sm_err_prefix(err, "softmax: backward");
+    f32_to_bf16<<<blocks_for(N * C, 256) < 4096 ? blocks_for(N * C, 256) : 4096, 256, 0, s>>>((bf16 *)io->dx, c.dx, N * C);
+    if ((st = launched("f32_to_bf16 (dx)", err))) return st;
+    if (G && ((st = mm(l, s, 1, 0, qd, C, N, c.dqr, qd, io->x, C, G[P_Q].data, C, 1.0f, 1, err)) ||
+              (st = mm(l, s, 1, 0, kd, C, N, c.dkr, kd, io->x, C, G[P_K].data, C, 1.0f, 1, err)) ||
+              (st = mm(l, s, 1, 0, kd, C, N, c.dvb, kd, io->x, C, G[P_V].data, C, 1.0f, 1, err))))
+        return sm_err_prefix(err, "softmax: backward");
+    return GRAFT_STATUS_OK;
+}

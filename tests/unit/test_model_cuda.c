@@ -1,0 +1,248 @@
+/* test_model_cuda.c: the CUDA path of the model and of the softmax plugin against the CPU reference
+ * (issue #7): the refusal without a GPU (checked, then exit 77 = skipped), Qwen3 logits of a small
+ * head_dim-128 model on CUDA vs CPU, prefill + decode + multi-token continuation through the
+ * CUDA KV cache vs a full CPU recompute, and the softmax plugin's forward/backward (dx and every
+ * parameter gradient) on CUDA vs CPU on the same bf16-rounded inputs.
+ *
+ * Tolerances (NMSE): bf16 stores every weight and activation (relative rounding 2^-9, NMSE ~1e-6
+ * per rounding); a block chains ~10 roundings and the model 2 blocks plus the head, so model
+ * logits get 2e-4 and the one-layer plugin outputs 1e-4 (the ops suite's bf16 bound). Gradients
+ * pass through dO, dS, the norm backward and bf16 dq/dk/dv operands: 1e-3.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "config.h"
+#include "cuda/cuda_types.h"
+#include "graft/rng.h"
+#include "model.h"
+#include "plugin_loader.h"
+#include "test_util.h"
+
+static graft_qwen3_config small_config(void) {
+    graft_qwen3_config c = graft_qwen3_config_default();
+    c.hidden_size = 256;
+    c.intermediate_size = 512;
+    c.n_layer = 2;
+    c.n_head = 4;
+    c.n_kv_head = 2;
+    c.head_dim = 128;
+    c.vocab_size = 1000;
+    c.max_position_embeddings = 4096;
+    c.rms_norm_eps = 1e-6;
+    c.rope_theta = 1000000.0;
+    c.initializer_range = 0.02;
+    c.tie_word_embeddings = 1;
+    return c;
+}
+
+static void round_bf16(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = graft_bf16_to_f32(graft_bf16_from_f32(x[i]));
+}
+
+static void test_model(const graft_backend *cuda) {
+    graft_qwen3_config cfg = small_config();
+    graft_err err = {0};
+    graft_model_t *m = NULL;
+    CHECK(graft_model_create(&cfg, NULL, &m, &err) == GRAFT_STATUS_OK);
+    if (!m) { fprintf(stderr, "%s\n", err.msg); return; }
+    CHECK(graft_model_init_random(m, 7, &err) == GRAFT_STATUS_OK);
+    /* the CPU reference runs on the bf16 values the GPU will see */
+    for (int64_t i = 0; i < graft_model_n_params(m); i++) {
+        graft_model_param *p = graft_model_param_at(m, i);
+        round_bf16(p->data, p->numel);
+    }
+    const int64_t B = 2, T = 28, V = cfg.vocab_size, T0 = 20;
+    int32_t ids[2 * 28];
+    for (int64_t i = 0; i < B * T; i++) ids[i] = (int32_t)((i * 7919 + 13) % V);
+    float *ref = malloc((size_t)(B * T * V) * sizeof *ref), *got = malloc((size_t)(B * T * V) * sizeof *got);
+    CHECK(graft_model_forward(m, ids, B, T, ref, NULL, 0, &err) == GRAFT_STATUS_OK);
+    CHECK(graft_model_set_backend(m, cuda, &err) == GRAFT_STATUS_OK);
+    CHECK(graft_model_forward(m, ids, B, T, got, NULL, 0, &err) == GRAFT_STATUS_OK);
+    check_close_f32("model logits cuda vs cpu", got, ref, B * T * V, 2e-4);
+    /* refusals on CUDA: training forward, backward */
+    CHECK(graft_model_forward(m, ids, B, T, got, NULL, 1, &err) == GRAFT_STATUS_UNSUPPORTED);
+    CHECK_CONTAINS(err.msg, "training forward");
+    CHECK(graft_model_backward(m, got, &err) == GRAFT_STATUS_UNSUPPORTED);
+
+    /* decode: prefill T0, three single tokens, then a 5-token continuation (T0 + 3 + 5 = T) */
+    int64_t cap = 64;
+    size_t sb = graft_model_state_bytes(m, B, cap);
+    void *state = cuda->alloc(cuda->ctx, sb);
+    CHECK(state != NULL);
+    float *last = malloc((size_t)(B * V) * sizeof *last), *want = malloc((size_t)(B * V) * sizeof *want);
+    int32_t chunk[2 * 28];
+    int64_t pos = 0, past[2] = {0, 0};
+    const int64_t steps[5] = {T0, 1, 1, 1, 5};
+    for (int s = 0; s < 5; s++) {
+        int64_t n = steps[s];
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t t = 0; t < n; t++) chunk[b * n + t] = ids[b * T + pos + t];
+        graft_status st = graft_model_forward_state(m, chunk, B, n, state, cap, s == 0 ? NULL : past, last, &err);
+        CHECK(st == GRAFT_STATUS_OK);
+        if (st) { fprintf(stderr, "decode step %d: %s\n", s, err.msg); break; }
+        pos += n;
+        for (int64_t b = 0; b < B; b++) {
+            past[b] = pos;
+            memcpy(want + b * V, ref + (b * T + pos - 1) * V, (size_t)V * sizeof *want);
+        }
+        char name[64];
+        snprintf(name, sizeof name, "decode step %d (T=%lld) last logits", s, (long long)n);
+        check_close_f32(name, last, want, B * V, 2e-4);
+    }
+    cuda->free(cuda->ctx, state);
+    CHECK(graft_model_set_backend(m, graft_backend_cpu(), &err) == GRAFT_STATUS_OK);
+    float *again = malloc((size_t)(B * T * V) * sizeof *again);
+    CHECK(graft_model_forward(m, ids, B, T, again, NULL, 0, &err) == GRAFT_STATUS_OK);
+    CHECK(memcmp(again, ref, (size_t)(B * T * V) * sizeof *ref) == 0); /* back on the CPU: bit-identical */
+    free(again); free(ref); free(got); free(last); free(want);
+    graft_model_free(m);
+}
+
+/* ---- the plugin alone: forward + backward on CUDA vs CPU ------------------------------------ */
+
+static void *to_dev(const graft_backend *be, const float *x, int64_t n, int bf16) {
+    void *d = be->alloc(be->ctx, (size_t)n * (bf16 ? 2 : 4));
+    graft_err err;
+    if (!bf16) {
+        be->copy(be->ctx, d, x, (size_t)n * 4, GRAFT_COPY_H2D, &err);
+    } else {
+        uint16_t *h = malloc((size_t)n * 2);
+        for (int64_t i = 0; i < n; i++) h[i] = graft_bf16_from_f32(x[i]);
+        be->copy(be->ctx, d, h, (size_t)n * 2, GRAFT_COPY_H2D, &err);
+        be->sync(be->ctx, &err);
+        free(h);
+    }
+    return d;
+}
+
+static void from_dev(const graft_backend *be, float *x, const void *d, int64_t n, int bf16) {
+    graft_err err;
+    if (!bf16) {
+        be->copy(be->ctx, x, d, (size_t)n * 4, GRAFT_COPY_D2H, &err);
+        return;
+    }
+    uint16_t *h = malloc((size_t)n * 2);
+    be->copy(be->ctx, h, d, (size_t)n * 2, GRAFT_COPY_D2H, &err);
+    for (int64_t i = 0; i < n; i++) x[i] = graft_bf16_to_f32(h[i]);
+    free(h);
+}
+
+static void test_plugin(const graft_backend *cuda) {
+    graft_err err = {0};
+    graft_loaded_plugin *pl = NULL;
+    CHECK(graft_plugin_load("softmax", GRAFT_PLUGIN_MIXER, &pl, &err) == GRAFT_STATUS_OK);
+    if (!pl) { fprintf(stderr, "%s\n", err.msg); return; }
+    const graft_mixer *mx = graft_plugin_mixer(pl);
+    CHECK(mx->caps & GRAFT_MIXER_CAP_CUDA);
+    const int64_t C = 256, B = 2, T = 70, N = B * T;
+    graft_mixer_cfg mc;
+    memset(&mc, 0, sizeof mc);
+    mc.struct_size = sizeof mc;
+    mc.n_embd = C; mc.n_layer = 1; mc.n_head = 4; mc.n_kv_head = 2; mc.head_dim = 128;
+    mc.rope_theta = 1e6; mc.norm_eps = 1e-6;
+    void *ly = NULL;
+    CHECK(mx->create(graft_plugin_host(pl), &mc, &ly, &err) == GRAFT_STATUS_OK);
+    int64_t np = mx->n_params(ly);
+    graft_tensor hp[8], hg[8], dp[8], dg[8];
+    float *hpd[8], *hgd[8];
+    for (int64_t i = 0; i < np; i++) {
+        graft_param_spec ps;
+        memset(&ps, 0, sizeof ps);
+        ps.struct_size = sizeof ps;
+        mx->param(ly, i, &ps, &err);
+        int64_t n = 1;
+        for (int d = 0; d < ps.ndim; d++) n *= ps.shape[d];
+        hpd[i] = calloc((size_t)n, 4);
+        hgd[i] = calloc((size_t)n, 4);
+        hp[i] = graft_tensor_make(hpd[i], GRAFT_DTYPE_F32, GRAFT_DEVICE_CPU, ps.ndim, ps.shape);
+        hg[i] = graft_tensor_make(hgd[i], GRAFT_DTYPE_F32, GRAFT_DEVICE_CPU, ps.ndim, ps.shape);
+    }
+    CHECK(mx->init(ly, hp, 3, NULL, &err) == GRAFT_STATUS_OK);
+    for (int64_t i = 0; i < np; i++) {
+        int64_t n = graft_tensor_numel(&hp[i]);
+        if (hp[i].ndim == 1) /* norm weights: move off 1 so their gradient path is exercised */
+            for (int64_t j = 0; j < n; j++) hpd[i][j] = 1.0f + 0.1f * (float)((j % 7) - 3);
+        round_bf16(hpd[i], n);
+        dp[i] = graft_tensor_make(to_dev(cuda, hpd[i], n, 1), GRAFT_DTYPE_BF16, GRAFT_DEVICE_CUDA, hp[i].ndim, hp[i].shape);
+        dg[i] = graft_tensor_make(to_dev(cuda, hgd[i], n, 0), GRAFT_DTYPE_F32, GRAFT_DEVICE_CUDA, hp[i].ndim, hp[i].shape);
+    }
+    float *x = malloc((size_t)(N * C) * 4), *dy = malloc((size_t)(N * C) * 4);
+    graft_rng r = graft_rng_make(11, 0);
+    for (int64_t i = 0; i < N * C; i++) x[i] = (float)graft_rng_normal(&r);
+    for (int64_t i = 0; i < N * C; i++) dy[i] = (float)graft_rng_normal(&r);
+    round_bf16(x, N * C);
+    round_bf16(dy, N * C);
+    /* CPU */
+    size_t sv = 0, sc = 0;
+    CHECK(mx->workspace(ly, GRAFT_DEVICE_CPU, B, T, &sv, &sc, &err) == GRAFT_STATUS_OK);
+    void *saved = calloc(1, sv), *scr = calloc(1, sc);
+    float *y = calloc((size_t)(N * C), 4), *dx = calloc((size_t)(N * C), 4);
+    graft_mixer_io io;
+    memset(&io, 0, sizeof io);
+    io.struct_size = sizeof io; io.layer = ly; io.device = GRAFT_DEVICE_CPU; io.B = B; io.T = T;
+    io.params = hp; io.x = x; io.y = y; io.saved = saved; io.scratch = scr;
+    CHECK(mx->forward(&io, &err) == GRAFT_STATUS_OK);
+    io.y = NULL; io.dy = dy; io.dx = dx; io.grads = hg;
+    CHECK(mx->backward(&io, &err) == GRAFT_STATUS_OK);
+    /* CUDA */
+    CHECK(mx->workspace(ly, GRAFT_DEVICE_CUDA, B, T, &sv, &sc, &err) == GRAFT_STATUS_OK);
+    void *dsaved = cuda->alloc(cuda->ctx, sv), *dscr = cuda->alloc(cuda->ctx, sc);
+    void *dxx = to_dev(cuda, x, N * C, 1), *ddy = to_dev(cuda, dy, N * C, 1);
+    void *dyy = cuda->alloc(cuda->ctx, (size_t)(N * C) * 2), *ddx = cuda->alloc(cuda->ctx, (size_t)(N * C) * 2);
+    memset(&io, 0, sizeof io);
+    io.struct_size = sizeof io; io.layer = ly; io.device = GRAFT_DEVICE_CUDA; io.stream = cuda->stream;
+    io.B = B; io.T = T; io.params = dp; io.x = dxx; io.y = dyy; io.saved = dsaved; io.scratch = dscr;
+    graft_status st = mx->forward(&io, &err);
+    CHECK(st == GRAFT_STATUS_OK);
+    if (st) fprintf(stderr, "cuda forward: %s\n", err.msg);
+    io.y = NULL; io.dy = ddy; io.dx = ddx; io.grads = dg;
+    st = mx->backward(&io, &err);
+    CHECK(st == GRAFT_STATUS_OK);
+    if (st) fprintf(stderr, "cuda backward: %s\n", err.msg);
+    CHECK(cuda->sync(cuda->ctx, &err) == GRAFT_STATUS_OK);
+    float *h = malloc((size_t)(N * C) * 4);
+    from_dev(cuda, h, dyy, N * C, 1);
+    check_close_f32("softmax plugin y cuda vs cpu", h, y, N * C, 1e-4);
+    from_dev(cuda, h, ddx, N * C, 1);
+    check_close_f32("softmax plugin dx cuda vs cpu", h, dx, N * C, 1e-3);
+    for (int64_t i = 0; i < np; i++) {
+        int64_t n = graft_tensor_numel(&hp[i]);
+        float *g = malloc((size_t)n * 4);
+        from_dev(cuda, g, dg[i].data, n, 0);
+        char name[64];
+        snprintf(name, sizeof name, "softmax plugin grad %lld cuda vs cpu", (long long)i);
+        check_close_f32(name, g, hgd[i], n, 1e-3);
+        free(g);
+        cuda->free(cuda->ctx, dp[i].data);
+        cuda->free(cuda->ctx, dg[i].data);
+        free(hpd[i]);
+        free(hgd[i]);
+    }
+    cuda->free(cuda->ctx, dsaved); cuda->free(cuda->ctx, dscr); cuda->free(cuda->ctx, dxx);
+    cuda->free(cuda->ctx, ddy); cuda->free(cuda->ctx, dyy); cuda->free(cuda->ctx, ddx);
+    free(saved); free(scr); free(y); free(dx); free(x); free(dy); free(h);
+    mx->destroy(ly);
+    graft_plugin_unload(pl);
+}
+
+int main(void) {
+    graft_err err = {0};
+    const graft_backend *cuda = NULL;
+    graft_status st = graft_backend_open("cuda", "test", &cuda, &err);
+    if (st) {
+        /* No GPU (CI) or no CUDA in this build: the refusal must say so, then the test is skipped. */
+        CHECK(st == GRAFT_STATUS_DEVICE || st == GRAFT_STATUS_UNSUPPORTED);
+        if (st == GRAFT_STATUS_DEVICE) CHECK_CONTAINS(err.msg, "cuda:0: no CUDA device is available");
+        else CHECK_CONTAINS(err.msg, "built without CUDA");
+        if (test_failures_) return test_finish("test_model_cuda");
+        printf("test_model_cuda: skipped (%s)\n", err.msg);
+        return 77;
+    }
+    test_plugin(cuda);
+    test_model(cuda);
+    return test_finish("test_model_cuda");
+}
