@@ -1,17 +1,32 @@
-"""Shared by the e2e tests: a small corpus tokenized with the committed demo tokenizer, a recipe
+"""Shared by the e2e tests: a small fixed synthetic corpus tokenized with the committed demo tokenizer, a recipe
 written from a template into a scratch directory, and graft run as a subprocess."""
-import glob
 import os
 import subprocess
 
 
-def make_corpus(graft, src, work):
-    """Tokenizes the repository's own English docs (no download) into work/shards."""
-    texts = sorted(glob.glob(os.path.join(src, "docs", "*.md"))) + [os.path.join(src, "README.md")]
-    texts += sorted(glob.glob(os.path.join(src, "plugins", "*", "README.md")))
+def make_corpus(graft, src, work, sentences=12000):
+    """A fixed synthetic English corpus (a small seeded grammar: learnable, and the same on every
+    machine and every commit), tokenized with the committed demo tokenizer into work/shards."""
+    import random
+    rng = random.Random(20261123)
+    adj = "old young great small wise dark bright silent ancient holy".split()
+    noun = "king people city river house servant land prophet mountain temple sword word".split()
+    verb = "saw built called found kept gave loved left blessed judged".split()
+    place = "in the morning|at the gate|by the river|in the field|upon the hill|before the temple".split("|")
+    lines = []
+    for _ in range(sentences):
+        s = f"the {rng.choice(adj)} {rng.choice(noun)} {rng.choice(verb)} the {rng.choice(noun)}"
+        if rng.random() < 0.5:
+            s += " " + rng.choice(place)
+        if rng.random() < 0.3:
+            s += f", and the {rng.choice(noun)} {rng.choice(verb)} him"
+        lines.append(s.capitalize() + ".")
+    text = os.path.join(work, "corpus.txt")
+    with open(text, "w") as f:
+        f.write("\n".join(lines) + "\n")
     out = os.path.join(work, "shards")
     subprocess.run([graft, "tokenize", "--tokenizer", os.path.join(src, "data", "demo-tokenizer", "tokenizer.json"),
-                    "--out", out] + texts, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    "--out", out, text], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return os.path.join(out, "manifest.json")
 
 
