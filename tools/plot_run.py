@@ -7,6 +7,8 @@ Per stage group /stages/<index>_<kind>:
   stage0_heatmap_<group>.png  Stage 0 result table: held-out normalized loss, layers on x, mixers
                               on y, values annotated
   eval_<group>.png            eval table: one bar per (model, metric)
+  bench_<group>.png           bench table: time to first token, decode tokens/s and KV + state
+                              bytes against context (log-log), one line per (model, batch)
 Reads only what docs/runlog.md documents, and works on a file a run is still writing (SWMR).
 """
 import os
@@ -115,6 +117,39 @@ def plot_eval(g, name, out):
     return path
 
 
+def plot_bench(g, name, out):
+    if "bench" not in g or len(g["bench"]) == 0:
+        return None
+    b = g["bench"][:]
+    models = list(dict.fromkeys(text(x) for x in b["model"]))  # in the order measured
+    batches = sorted(set(int(x) for x in b["batch"]))
+    panels = (("ttft_ms", "time to first token (ms)"), ("decode_tok_s", "decode tokens/s (all sequences)"),
+              ("state_bytes", "KV cache + state (MiB)"))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, (field, label) in zip(axes, panels):
+        for mi, model in enumerate(models):
+            for bi, batch in enumerate(batches):
+                sel = b[(b["model"] == model.encode()) & (b["batch"] == batch)]
+                if len(sel) == 0:
+                    continue
+                sel = np.sort(sel, order="context")
+                y = sel[field] / 1048576.0 if field == "state_bytes" else sel[field]
+                ax.plot(sel["context"], y, marker="o", ms=3, color=f"C{mi}",
+                        linestyle=["-", "--", ":", "-."][bi % 4], label=f"{model} B={batch}")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("context (prompt tokens)")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{name}: generation benchmark (same process)")
+    fig.tight_layout()
+    path = os.path.join(out, f"bench_{name}.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def main(argv):
     if len(argv) != 3:
         print(__doc__, file=sys.stderr)
@@ -126,7 +161,7 @@ def main(argv):
         stages = f.get("stages", {})
         for name in sorted(stages, key=lambda n: int(stages[n].attrs["index"])):
             g = stages[name]
-            for fn in (plot_losses, plot_heatmap, plot_eval):
+            for fn in (plot_losses, plot_heatmap, plot_eval, plot_bench):
                 p = fn(g, name, out)
                 if p:
                     written.append(p)

@@ -1,4 +1,5 @@
-/* generate.c: greedy and sampled generation over the decode state (generate.h). */
+/* generate.c: greedy and sampled generation over the decode state, one or B sequences of
+ * different prompt lengths (generate.h says how the lengths are handled). */
 #include "generate.h"
 
 #include <math.h>
@@ -6,11 +7,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "graft/rng.h"
-
 graft_generate_opts graft_generate_default_opts(void) {
     graft_generate_opts o = {.max_new_tokens = 32, .greedy = 1, .temperature = 1.0, .top_k = 0, .top_p = 1.0,
-                             .seed = 0, .stop_id = -1};
+                             .seed = 0, .stop_id = -1, .fixed_length = 0};
     return o;
 }
 
@@ -31,24 +30,30 @@ static int by_logit_desc(const void *a, const void *b) {
     return x->id - y->id; /* ties: lower id first, so the order is deterministic */
 }
 
-/* Picks the next id from logits (V). `work` has V entries. */
-static int32_t pick(const float *logits, int64_t V, const graft_generate_opts *o, graft_rng *rng, scored *work) {
+size_t graft_generate_pick_work_bytes(int64_t V) {
+    return (size_t)V * (sizeof(scored) + sizeof(double));
+}
+
+/* Picks the next id from logits (V): argmax, or a draw from the kept candidates (top-k, then the
+ * smallest prefix of mass >= top_p) at the temperature. `work`: scored[V] then double[V]. */
+int32_t graft_generate_pick(const float *logits, int64_t V, const graft_generate_opts *o, graft_rng *rng,
+                            void *work) {
     if (o->greedy) {
         int64_t best = 0;
         for (int64_t v = 1; v < V; v++)
             if (logits[v] > logits[best]) best = v;
         return (int32_t)best;
     }
-    for (int64_t v = 0; v < V; v++) work[v] = (scored){logits[v], (int32_t)v};
-    qsort(work, (size_t)V, sizeof *work, by_logit_desc);
+    scored *w = work;
+    double *p = (double *)(void *)(w + V);
+    for (int64_t v = 0; v < V; v++) w[v] = (scored){logits[v], (int32_t)v};
+    qsort(w, (size_t)V, sizeof *w, by_logit_desc);
     int64_t n = V;
     if (o->top_k > 0 && o->top_k < n) n = o->top_k;
     /* probabilities of the kept candidates at the temperature, in double */
-    double mx = work[0].logit, total = 0;
-    double *p = malloc(sizeof(double) * (size_t)n);
-    if (!p) return work[0].id;
-    for (int64_t i = 0; i < n; i++) total += p[i] = exp(((double)work[i].logit - mx) / o->temperature);
-    if (o->top_p < 1.0) { /* the smallest prefix whose mass reaches top_p */
+    double mx = w[0].logit, total = 0;
+    for (int64_t i = 0; i < n; i++) total += p[i] = exp(((double)w[i].logit - mx) / o->temperature);
+    if (o->top_p < 1.0) {
         double c = 0;
         int64_t keep = n;
         for (int64_t i = 0; i < n; i++) {
@@ -63,53 +68,113 @@ static int32_t pick(const float *logits, int64_t V, const graft_generate_opts *o
         for (int64_t i = 0; i < n; i++) total += p[i];
     }
     double u = graft_rng_uniform(rng) * total, c = 0;
-    int32_t id = work[n - 1].id;
     for (int64_t i = 0; i < n; i++) {
         c += p[i];
-        if (u < c) {
-            id = work[i].id;
-            break;
-        }
+        if (u < c) return w[i].id;
     }
-    free(p);
-    return id;
+    return w[n - 1].id;
 }
 
 graft_status graft_generate(graft_model_t *m, const int32_t *prompt, int64_t n_prompt,
                             const graft_generate_opts *o, int32_t *out, graft_generate_stats *stats,
                             graft_err *err) {
+    int64_t n_out = 0;
+    return graft_generate_batch(m, &prompt, &n_prompt, 1, o, out, &n_out, stats, err);
+}
+
+graft_status graft_generate_batch(graft_model_t *m, const int32_t *const *prompts, const int64_t *n_prompt,
+                                  int64_t B, const graft_generate_opts *o, int32_t *out, int64_t *n_out,
+                                  graft_generate_stats *stats, graft_err *err) {
     memset(stats, 0, sizeof *stats);
-    if (n_prompt < 1 || o->max_new_tokens < 1)
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "generate: %lld prompt tokens, %lld new tokens: expected >= 1 each",
-                             (long long)n_prompt, (long long)o->max_new_tokens);
-    if (!o->greedy && !(o->temperature > 0) )
+    int64_t V = graft_model_config(m)->vocab_size, N = o->max_new_tokens;
+    if (B < 1) return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "generate: %lld sequences, expected >= 1", (long long)B);
+    if (N < 1)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "generate: max_new_tokens %lld, expected >= 1", (long long)N);
+    if (!o->greedy && !(o->temperature > 0 && isfinite(o->temperature)))
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "generate: temperature %g, expected > 0", o->temperature);
-    int64_t V = graft_model_config(m)->vocab_size, cap = n_prompt + o->max_new_tokens;
-    size_t bytes = graft_model_state_bytes(m, 1, cap);
+    if (!o->greedy && !(o->top_p > 0 && o->top_p <= 1))
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "generate: top_p %g, expected in (0, 1]", o->top_p);
+    if (!o->greedy && o->top_k < 0)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "generate: top_k %lld, expected >= 0 (0 = off)",
+                             (long long)o->top_k);
+    int64_t P = INT64_MAX, Lmax = 0;
+    for (int64_t b = 0; b < B; b++) {
+        if (n_prompt[b] < 1)
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "generate: prompt %lld has %lld tokens, expected >= 1",
+                                 (long long)b, (long long)n_prompt[b]);
+        for (int64_t t = 0; t < n_prompt[b]; t++)
+            if (prompts[b][t] < 0 || prompts[b][t] >= V)
+                return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                                     "generate: prompt %lld: token id %d at position %lld, expected 0..%lld", (long long)b,
+                                     prompts[b][t], (long long)t, (long long)(V - 1));
+        if (n_prompt[b] < P) P = n_prompt[b];
+        if (n_prompt[b] > Lmax) Lmax = n_prompt[b];
+    }
+    if (Lmax > INT64_MAX / 2 - N || B > INT64_MAX / (Lmax + N) || B > (int64_t)(SIZE_MAX / sizeof(float)) / V)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "generate: %lld sequences of up to %lld + %lld tokens: too large",
+                             (long long)B, (long long)Lmax, (long long)N);
+    int64_t cap = Lmax + N;
+    size_t bytes = graft_model_state_bytes(m, B, cap);
     void *state = calloc(1, bytes ? bytes : 1);
-    float *logits = malloc(sizeof(float) * (size_t)V);
-    scored *work = malloc(sizeof(scored) * (size_t)V);
+    float *logits = malloc(sizeof(float) * (size_t)(B * V));
+    void *work = o->greedy ? NULL : malloc(graft_generate_pick_work_bytes(V));
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * P));
+    int64_t *past = malloc(sizeof(int64_t) * (size_t)B);
+    graft_rng *rng = malloc(sizeof(graft_rng) * (size_t)B);
+    unsigned char *done = calloc((size_t)B, 1);
     graft_status st = GRAFT_STATUS_OK;
-    if (!state || !logits || !work) {
-        st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "generate: cannot allocate %zu bytes of decode state", bytes);
-        goto done;
+    if (!state || !logits || (!o->greedy && !work) || !ids || !past || !rng || !done) {
+        st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "generate: cannot allocate %zu bytes of decode state for %lld "
+                           "sequences of %lld tokens", bytes, (long long)B, (long long)cap);
+        goto fail;
     }
-    graft_rng rng = graft_rng_make(o->seed, 0x67656eull);
-    double t0 = now_s();
-    if ((st = graft_model_forward_state(m, prompt, 1, n_prompt, state, cap, NULL, logits, err))) goto done;
-    stats->prefill_s = now_s() - t0;
-    t0 = now_s();
-    for (int64_t i = 0; i < o->max_new_tokens; i++) {
-        int32_t id = pick(logits, V, o, &rng, work);
-        out[stats->n_new++] = id;
-        if (id == o->stop_id || i + 1 == o->max_new_tokens) break;
-        int64_t past = n_prompt + i;
-        if ((st = graft_model_forward_state(m, &id, 1, 1, state, cap, &past, logits, err))) goto done;
+    stats->state_bytes = bytes;
+    for (int64_t b = 0; b < B; b++) {
+        n_out[b] = 0;
+        rng[b] = graft_rng_make(o->seed, GRAFT_GENERATE_STREAM + (uint64_t)b);
+        memcpy(ids + b * P, prompts[b], sizeof(int32_t) * (size_t)P);
     }
-    stats->decode_s = now_s() - t0;
-done:
+    double t0 = now_s(), t_first = -1;
+    if ((st = graft_model_forward_state(m, ids, B, P, state, cap, NULL, logits, err))) goto fail;
+    stats->steps = 1;
+    int64_t pos = P; /* tokens in the state, every sequence */
+    for (;;) {
+        /* logits of sequence b predict its token at `pos` */
+        int64_t n_done = 0, n_started = 0;
+        for (int64_t b = 0; b < B; b++) {
+            if (pos < n_prompt[b]) {
+                ids[b] = prompts[b][pos];
+                continue;
+            }
+            n_started++;
+            if (!done[b]) {
+                int32_t id = graft_generate_pick(logits + b * V, V, o, &rng[b], work);
+                out[b * N + n_out[b]++] = id;
+                if (t_first >= 0) stats->n_decoded++;
+                if (n_out[b] == N || (!o->fixed_length && id == o->stop_id)) done[b] = 1;
+            }
+            ids[b] = out[b * N + n_out[b] - 1];
+            n_done += done[b];
+        }
+        if (t_first < 0 && n_started == B) {
+            t_first = now_s();
+            stats->prefill_s = t_first - t0;
+        }
+        if (n_done == B) break;
+        for (int64_t b = 0; b < B; b++) past[b] = pos;
+        if ((st = graft_model_forward_state(m, ids, B, 1, state, cap, past, logits, err))) goto fail;
+        stats->steps++;
+        pos++;
+    }
+    stats->decode_s = now_s() - t_first;
+    for (int64_t b = 0; b < B; b++) stats->n_new += n_out[b];
+fail:
     free(state);
     free(logits);
     free(work);
+    free(ids);
+    free(past);
+    free(rng);
+    free(done);
     return st;
 }

@@ -1,6 +1,6 @@
 /* run.c: `graft run` (run.h): recipe -> checks -> stages in order, progress file, resume, summary.
- * The stages themselves are in run_train.c (pretrain, stage1), run_stage0.c (stage0, select) and
- * run_eval.c (eval). */
+ * The stages themselves are in run_train.c (pretrain, stage1), run_stage0.c (stage0, select),
+ * run_eval.c (eval) and run_bench.c (bench). */
 #include "run.h"
 #include "backend.h"
 
@@ -284,9 +284,11 @@ static graft_status run_check(graft_run_ctx *c, graft_err *err) {
             }
             break;
         case GRAFT_STAGE_BENCH:
-            return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
-                                 "%s: %s: kind bench is not implemented yet (it needs the CUDA generation path)",
-                                 s->pos.where, s->pos.field);
+            for (int64_t k = 0; k < s->as.bench.n_models; k++) {
+                const graft_model_choice *mc = &s->as.bench.models[k];
+                if (mc->kind == GRAFT_MODEL_CHOICE_PATH && (st = check_model_dir(mc->path, mc->pos.where, err))) return st;
+            }
+            break;
         default:
             break;
         }
@@ -324,6 +326,7 @@ static graft_status run_stage(graft_run_ctx *c, const graft_stage *s, graft_err 
     case GRAFT_STAGE_SELECT: return graft_run_select(c, s, err);
     case GRAFT_STAGE_STAGE1: return graft_run_stage1(c, s, err);
     case GRAFT_STAGE_EVAL: return graft_run_eval(c, s, err);
+    case GRAFT_STAGE_BENCH: return graft_run_bench(c, s, err);
     default:
         return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "%s: %s: kind %s is not implemented yet", s->pos.where,
                              s->pos.field, graft_stage_kind_name(s->kind));

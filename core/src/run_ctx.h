@@ -43,6 +43,12 @@ void graft_run_note(graft_run_ctx *c, const char *fmt, ...) __attribute__((forma
 graft_status graft_run_load_model(graft_run_ctx *c, const char *dir, const graft_model_ref *ref,
                                   graft_model_t **out, graft_err *err);
 
+/* A model choice of eval / bench (teacher, control, hybrid or a path): its display name, and
+ * the model loaded from where that role's weights are now (run_eval.c). */
+const char *graft_run_choice_name(const graft_model_choice *m);
+graft_status graft_run_load_choice(graft_run_ctx *c, const graft_model_choice *m, graft_model_t **out,
+                                   graft_err *err);
+
 /* Opens the recipe's data with windows of (B, T) and the model's vocabulary as the id bound. */
 graft_status graft_run_open_data(graft_run_ctx *c, int64_t B, int64_t T, graft_data_t **out,
                                  graft_err *err);
@@ -50,13 +56,14 @@ graft_status graft_run_open_data(graft_run_ctx *c, int64_t B, int64_t T, graft_d
 /* The tokenizer directory to copy into a saved model ("" or NULL when none). */
 const char *graft_run_tokenizer_dir(graft_run_ctx *c, char *buf, size_t size);
 
-/* The stages (run_train.c, run_stage0.c, run_eval.c). Each gets its stage and, for training
+/* The stages (run_train.c, run_stage0.c, run_eval.c, run_bench.c). Each gets its stage and, for training
  * stages, whether to continue from its checkpoint. */
 graft_status graft_run_pretrain(graft_run_ctx *c, const graft_stage *s, graft_err *err);
 graft_status graft_run_stage1(graft_run_ctx *c, const graft_stage *s, graft_err *err);
 graft_status graft_run_stage0(graft_run_ctx *c, const graft_stage *s, graft_err *err);
 graft_status graft_run_select(graft_run_ctx *c, const graft_stage *s, graft_err *err);
 graft_status graft_run_eval(graft_run_ctx *c, const graft_stage *s, graft_err *err);
+graft_status graft_run_bench(graft_run_ctx *c, const graft_stage *s, graft_err *err);
 
 /* Where a training stage keeps its checkpoints: "<out>.state". */
 void graft_run_state_dir(const char *out, char *buf, size_t size);

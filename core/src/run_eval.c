@@ -10,7 +10,7 @@
 #include "tokenizer.h"
 #include "train.h"
 
-static const char *choice_name(const graft_model_choice *m) {
+const char *graft_run_choice_name(const graft_model_choice *m) {
     switch (m->kind) {
     case GRAFT_MODEL_CHOICE_TEACHER: return "teacher";
     case GRAFT_MODEL_CHOICE_CONTROL: return "control";
@@ -19,7 +19,8 @@ static const char *choice_name(const graft_model_choice *m) {
     }
 }
 
-static graft_status load_choice(graft_run_ctx *c, const graft_model_choice *m, graft_model_t **out, graft_err *err) {
+graft_status graft_run_load_choice(graft_run_ctx *c, const graft_model_choice *m, graft_model_t **out,
+                                   graft_err *err) {
     switch (m->kind) {
     case GRAFT_MODEL_CHOICE_TEACHER:
         return graft_run_load_model(c, c->teacher_dir, c->r->teacher_is_model ? &c->r->model : &c->r->teacher, out, err);
@@ -124,8 +125,8 @@ graft_status graft_run_eval(graft_run_ctx *c, const graft_stage *s, graft_err *e
     size_t k = (size_t)snprintf(line, sizeof line, "eval: held-out ppl");
     for (int64_t i = 0; i < n_models; i++) {
         graft_model_t *m = NULL;
-        const char *name = choice_name(&models[i]);
-        if ((st = load_choice(c, &models[i], &m, err))) goto done;
+        const char *name = graft_run_choice_name(&models[i]);
+        if ((st = graft_run_load_choice(c, &models[i], &m, err))) goto done;
         double ce = NAN, tokens = 0, tok_s = NAN;
         st = graft_eval_heldout_ce(m, data, ep->batch, ep->seq_len, ep->heldout_batches, &ce, &tokens, err);
         if (!st) {

@@ -89,8 +89,14 @@ sed -i "s#heldout: 0.1#heldout: [$T/shards/manifest.json]#" $T/held.yaml
 expect 0 "OK: 1 stage(s)" $GRAFT run $T/held.yaml --check
 sed -i "s#heldout: \[$T/shards/manifest.json\]#heldout: [$T/none.tok]#" $T/held.yaml
 expect 1 "$T/none.tok" $GRAFT run $T/held.yaml --check
-recipe $T/bench.yaml "" '  - {kind: bench, contexts: [16]}'
-expect 1 "kind bench is not implemented yet" $GRAFT run $T/bench.yaml --check
+recipe $T/bench.yaml "" '  - {kind: bench, contexts: [8, 16], batch: [1, 2], gen_tokens: 3}'
+expect 0 "OK: 1 stage(s)" $GRAFT run $T/bench.yaml --check
+recipe $T/benchpath.yaml "" '  - {kind: bench, contexts: [16], models: [control, '$T'/no-model]}'
+expect 1 "$T/no-model: no model.safetensors" $GRAFT run $T/benchpath.yaml --check
+recipe $T/benchrep.yaml "" '  - {kind: bench, contexts: [16], repeat: 0}'
+expect 1 "repeat" $GRAFT run $T/benchrep.yaml --check
+recipe $T/benchhyb.yaml "" '  - {kind: bench, contexts: [16], models: [control, hybrid]}'
+expect 1 "a stage1 stage before this one" $GRAFT run $T/benchhyb.yaml --check
 recipe $T/spec.yaml "" '  - kind: stage1
     spec: '$T'/no-spec.yaml
     phases: [{steps: 1, batch: 1, seq_len: 8}]
@@ -103,6 +109,9 @@ expect 1 "--stage 5: the recipe has stages 0..0" $GRAFT run $T/ok.yaml --stage 5
 expect 0 "== summary" $GRAFT run $T/ok.yaml
 expect 0 "nothing to resume" $GRAFT run $T/ok.yaml --resume
 expect 0 "(continued)" $GRAFT run $T/ok.yaml --stage 0
+# the bench stage alone (control only): a row per (context, batch), no speedup without a hybrid
+expect 0 "bench: control only" $GRAFT run $T/bench.yaml
+expect 0 "control                       16     2" $GRAFT run $T/bench.yaml
 rm -rf "$T"
 echo "run_refusals: $checks checks, $fails failure(s)"
 [ $fails = 0 ]

@@ -1,5 +1,5 @@
 """tests/e2e/test_pipeline.py GRAFT SRC WORK: the whole pipeline (pretrain, stage0, select,
-stage1, eval) on a toy model, its run log read with h5py while graft is still writing it (SWMR)
+stage1, eval, bench) on a toy model, its run log read with h5py while graft is still writing it (SWMR)
 and after; `graft run --check` first; the summary printed; plots drawn."""
 import os
 import subprocess
@@ -56,6 +56,10 @@ stages = """  - kind: pretrain
     batch: 2
     seq_len: 32
     generate: {prompts: ["In the beginning", "graft"], max_new_tokens: 8, greedy: true}
+  - kind: bench
+    contexts: [8, 32]
+    batch: [1, 3]
+    gen_tokens: 4
 """
 recipe = write_recipe(src, work, "run", stages)
 chk = subprocess.run([graft, "run", recipe, "--check"], capture_output=True, text=True)
@@ -85,7 +89,7 @@ check(live_reads > 0 and live_rows > 0, f"h5py read the log while graft ran: {li
 
 with h5py.File(log, "r", swmr=True) as f:
     names = sorted(f["stages"].keys())
-    check(names == ["0_pretrain", "1_stage0", "2_select", "3_stage1", "4_eval"], f"stage groups {names}")
+    check(names == ["0_pretrain", "1_stage0", "2_select", "3_stage1", "4_eval", "5_bench"], f"stage groups {names}")
     for n in names:
         st = f["stages"][n].attrs["status"]
         st = st.decode() if isinstance(st, bytes) else st
@@ -114,7 +118,16 @@ with h5py.File(log, "r", swmr=True) as f:
     check(models == ["control", "hybrid", "teacher"], f"eval models {models}")
     gen = f["stages/4_eval/generations"][:]
     check(len(gen) == 6, f"6 generations ({len(gen)})")
+    be = f["stages/5_bench/bench"][:]
+    check(len(be) == 8 and [m.decode() for m in be["model"][:2]] == ["control", "hybrid"],
+          f"bench: 2 contexts x 2 batches x (control, hybrid) rows ({len(be)})")
+    check(bool(np.all((be["ttft_ms"] > 0) & (be["decode_tok_s"] > 0) & (be["state_bytes"] > 0))),
+          "bench: positive TTFT, decode tokens/s, state bytes")
+    ctl = be[be["model"] == b"control"]
+    check(int(ctl[(ctl["context"] == 32) & (ctl["batch"] == 3)]["state_bytes"][0]) >
+          int(ctl[(ctl["context"] == 8) & (ctl["batch"] == 1)]["state_bytes"][0]), "bench: the KV cache grows with context x batch")
 check("== summary" in out and "ranking:" in out and "select ->" in out, "summary printed")
+check("bench: hybrid vs control ctx 32 x3: TTFT" in out, "bench speedups in the summary")
 for p in ("teacher/config.json", "teacher/model.safetensors", "hybrid/config.json", "stage0/stage0.csv",
           "stage0/layer0-gla.safetensors", "stage0/layer2-rwkv7.safetensors", "hybrid.yaml"):
     check(os.path.exists(os.path.join(work, "run", p)), f"output {p}")
@@ -123,4 +136,5 @@ check(not leftovers, f"no temporary files left: {leftovers}")
 plots = os.path.join(work, "plots")
 r = subprocess.run([sys.executable, os.path.join(src, "tools", "plot_run.py"), log, plots], capture_output=True, text=True)
 check(r.returncode == 0 and any("heatmap" in p for p in os.listdir(plots)), f"plot_run.py: {r.stderr.strip()[-300:]}")
+check(os.path.exists(os.path.join(plots, "bench_5_bench.png")), "plot_run.py drew the bench plot")
 check.finish()

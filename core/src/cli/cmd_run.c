@@ -8,7 +8,7 @@
 
 static void run_usage(FILE *f) {
     fprintf(f, "usage: graft run RECIPE.yaml [--check] [--resume] [--stage N]\n"
-               "  runs the recipe's stages in order (pretrain, stage0, select, stage1, eval), writing the run log\n"
+               "  runs the recipe's stages in order (pretrain, stage0, select, stage1, eval, bench), writing the run log\n"
                "  --check     validate the recipe and every file it names, run nothing\n"
                "  --resume    continue a killed run: skip finished stages, resume training from its last checkpoint\n"
                "  --stage N   run only stages[N] (0-based), taking earlier stages' outputs from disk\n");

@@ -19,5 +19,7 @@ int graft_cmd_tokenize(int argc, char **argv);
 int graft_cmd_plugins(int argc, char **argv);
 int graft_cmd_forward(int argc, char **argv);
 int graft_cmd_run(int argc, char **argv);
+int graft_cmd_generate(int argc, char **argv);
+int graft_cmd_bench(int argc, char **argv);
 
 #endif

@@ -9,7 +9,9 @@
 
 const graft_command graft_commands[] = {
     /* one line per subcommand; keep them in the order `graft help` shows them */
-    {"run", "run a recipe: pretrain, Stage 0, select, Stage 1, eval (--check validates only)", graft_cmd_run},
+    {"run", "run a recipe: pretrain, Stage 0, select, Stage 1, eval, bench (--check validates only)", graft_cmd_run},
+    {"generate", "continue text prompts with a Qwen3 or hybrid model (batched, greedy or sampled)", graft_cmd_generate},
+    {"bench", "time generation of a control and hybrids in one process: TTFT, decode tok/s, state bytes", graft_cmd_bench},
     {"inspect", "validate and summarize a model dir, safetensors, index or config.json", graft_cmd_inspect},
     {"init", "write a randomly initialized Qwen3 checkpoint from a config.json", graft_cmd_init},
     {"forward", "run a model forward (and backward) on ids from a file; write logits and gradients", graft_cmd_forward},
