@@ -134,37 +134,46 @@ graft_status graft_generate_batch(graft_model_t *m, const int32_t *const *prompt
         rng[b] = graft_rng_make(o->seed, GRAFT_GENERATE_STREAM + (uint64_t)b);
         memcpy(ids + b * P, prompts[b], sizeof(int32_t) * (size_t)P);
     }
-    double t0 = now_s(), t_first = -1;
-    if ((st = graft_model_forward_state(m, ids, B, P, state, cap, NULL, logits, err))) goto fail;
-    stats->steps = 1;
-    int64_t pos = P; /* tokens in the state, every sequence */
-    for (;;) {
-        /* logits of sequence b predict its token at `pos` */
-        int64_t n_done = 0, n_started = 0;
+    double t0 = now_s(), t_first;
+    if (P == Lmax) { /* equal lengths: one prefill call for all */
+        if ((st = graft_model_forward_state(m, ids, B, P, state, cap, NULL, logits, err))) goto fail;
+        stats->steps = 1;
+    } else { /* each prompt prefilled alone into a one-slot state, then moved into slot b */
+        size_t one = graft_model_state_bytes(m, 1, cap);
+        void *tmp = malloc(one ? one : 1);
+        if (!tmp) {
+            st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "generate: cannot allocate %zu bytes of decode state", one);
+            goto fail;
+        }
+        for (int64_t b = 0; b < B && !st; b++) {
+            memset(tmp, 0, one ? one : 1);
+            st = graft_model_forward_state(m, prompts[b], 1, n_prompt[b], tmp, cap, NULL, logits + b * V, err);
+            if (!st) st = graft_model_state_copy_slot(m, state, B, b, tmp, 1, 0, cap, err);
+            stats->steps++;
+        }
+        free(tmp);
+        if (st) goto fail;
+    }
+    t_first = now_s();
+    stats->prefill_s = t_first - t0;
+    /* every sequence now has the logits of its first new token; decode step k feeds each its
+     * latest token at position n_prompt[b] + k */
+    for (int64_t k = 0;; k++) {
+        int64_t n_done = 0;
         for (int64_t b = 0; b < B; b++) {
-            if (pos < n_prompt[b]) {
-                ids[b] = prompts[b][pos];
-                continue;
-            }
-            n_started++;
             if (!done[b]) {
                 int32_t id = graft_generate_pick(logits + b * V, V, o, &rng[b], work);
                 out[b * N + n_out[b]++] = id;
-                if (t_first >= 0) stats->n_decoded++;
+                if (k > 0) stats->n_decoded++;
                 if (n_out[b] == N || (!o->fixed_length && id == o->stop_id)) done[b] = 1;
             }
             ids[b] = out[b * N + n_out[b] - 1];
+            past[b] = n_prompt[b] + k;
             n_done += done[b];
         }
-        if (t_first < 0 && n_started == B) {
-            t_first = now_s();
-            stats->prefill_s = t_first - t0;
-        }
         if (n_done == B) break;
-        for (int64_t b = 0; b < B; b++) past[b] = pos;
         if ((st = graft_model_forward_state(m, ids, B, 1, state, cap, past, logits, err))) goto fail;
         stats->steps++;
-        pos++;
     }
     stats->decode_s = now_s() - t_first;
     for (int64_t b = 0; b < B; b++) stats->n_new += n_out[b];

@@ -5,14 +5,12 @@
  * of different prompt lengths decoded together, with an early stop or a fixed length.
  *
  * Prompts of different lengths (graft_generate_batch): the B sequences share one decode state of
- * B slots. Their common length P = min(prompt lengths) is prefilled in one call (B, P); after
- * that every call is one token per sequence (B, 1): a sequence still inside its prompt is fed its
- * next prompt token (its logits are not used), one past its prompt is fed what it generated.
- * Each sequence therefore sees exactly its own prompt and continuation, as a full recompute does
- * (tests/unit/test_generate.c); the longer prompts' tails go through single-token steps instead
- * of a prefill, which is what a state of B slots in one allocation per layer allows without
- * moving slots between states. A sequence that has finished keeps being fed (its last token);
- * its output is not extended.
+ * B slots. Equal lengths are prefilled in one call (B, P). Different lengths are prefilled one
+ * sequence at a time into a one-slot state, which graft_model_state_copy_slot moves into slot b;
+ * then every call is one token per sequence (B, 1), sequence b at position n_prompt[b] + k (the
+ * model takes a past length per sequence). Each sequence therefore sees exactly its own prompt and
+ * continuation, as a full recompute does (tests/unit/test_generate.c). A sequence that has
+ * finished keeps being fed (its last token); its output is not extended.
  *
  * Sampling streams: sequence b draws from graft_rng_make(seed, GRAFT_GENERATE_STREAM + b), and
  * only when it picks a token, so its continuation does not depend on the other sequences.
@@ -47,8 +45,8 @@ graft_generate_opts graft_generate_default_opts(void); /* 32 tokens, greedy, T 1
 typedef struct graft_generate_stats {
     int64_t n_new;            /* tokens written, all sequences                                 */
     int64_t n_decoded;        /* of those, tokens picked after every sequence had its first    */
-    double prefill_s;         /* until every sequence had its first new token, seconds: the
-                                 prompts' forward (time to first token when lengths are equal) */
+    double prefill_s;         /* the prompts' forward(s) until every sequence has the logits of
+                                 its first new token, seconds (time to first token)            */
     double decode_s;          /* the single-token steps after that, seconds                    */
     int64_t steps;            /* forward calls, the prefill included                          */
     size_t state_bytes;       /* the decode state allocated (KV cache + recurrent state)      */

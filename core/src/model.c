@@ -696,6 +696,24 @@ size_t graft_model_state_bytes(const graft_model_t *m, int64_t B, int64_t capaci
     return n;
 }
 
+graft_status graft_model_state_copy_slot(const graft_model_t *m, void *dst, int64_t B_dst, int64_t b_dst,
+                                         const void *src, int64_t B_src, int64_t b_src, int64_t capacity,
+                                         graft_err *err) {
+    if (b_dst < 0 || b_dst >= B_dst || b_src < 0 || b_src >= B_src)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "state copy: slot %lld of %lld to slot %lld of %lld",
+                             (long long)b_src, (long long)B_src, (long long)b_dst, (long long)B_dst);
+    size_t od = 0, os = 0;
+    for (int64_t l = 0; l < m->cfg.n_layer; l++) {
+        const layer *L = &m->layers[l];
+        size_t per = L->mx->state_bytes ? L->mx->state_bytes(L->ml, capacity) : 0;
+        if (per)
+            memcpy((char *)dst + od + (size_t)b_dst * per, (const char *)src + os + (size_t)b_src * per, per);
+        od += layer_state_bytes(L, B_dst, capacity);
+        os += layer_state_bytes(L, B_src, capacity);
+    }
+    return GRAFT_STATUS_OK;
+}
+
 graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
                                        void *state, int64_t capacity, const int64_t *past_len,
                                        float *last_logits, graft_err *err) {

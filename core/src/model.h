@@ -108,6 +108,12 @@ graft_status graft_model_set_backend(graft_model_t *m, const graft_backend *be, 
 graft_status graft_model_upload(graft_model_t *m, graft_err *err);
 const graft_backend *graft_model_backend(const graft_model_t *m);
 
+/* Copies sequence b_src's slot of every layer from `src` (a state of B_src slots) into slot b_dst
+ * of `dst` (B_dst slots); both states hold `capacity` tokens per slot. This is how sequences
+ * prefilled apart (prompts of different lengths) join one batched state. */
+graft_status graft_model_state_copy_slot(const graft_model_t *m, void *dst, int64_t B_dst, int64_t b_dst,
+                                         const void *src, int64_t B_src, int64_t b_src, int64_t capacity,
+                                         graft_err *err);
 /* Sets every gradient to zero. */
 void graft_model_zero_grad(graft_model_t *m);
 
