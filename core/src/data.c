@@ -431,3 +431,11 @@ graft_status graft_data_set_cursor(graft_data_t *d, const graft_data_cursor *c, 
     if (d->perm && c->epoch != old_epoch) make_perm(d);
     return GRAFT_STATUS_OK;
 }
+
+void graft_data_window_ids(const uint32_t *windows, int64_t rows, int64_t T, int32_t *ids, int32_t *labels) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t t = 0; t < T; t++) {
+            ids[r * T + t] = (int32_t)windows[r * (T + 1) + t];
+            if (labels) labels[r * T + t] = (int32_t)windows[r * (T + 1) + t + 1];
+        }
+}

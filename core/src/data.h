@@ -98,6 +98,10 @@ graft_status graft_data_next(graft_data_t *d, uint32_t *windows, graft_err *err)
 graft_status graft_data_eval_batch(const graft_data_t *d, uint64_t index, uint32_t *windows,
                                    int64_t *n_rows, graft_err *err);
 
+/* Splits `rows` windows (rows, T + 1) into model inputs ids (rows, T) = windows[:, :T] and, when
+ * labels is not NULL, targets labels (rows, T) = windows[:, 1:]. */
+void graft_data_window_ids(const uint32_t *windows, int64_t rows, int64_t T, int32_t *ids, int32_t *labels);
+
 graft_data_cursor graft_data_get_cursor(const graft_data_t *d);
 /* Restores a cursor saved by graft_data_get_cursor; refuses one from another seed or dataset. */
 graft_status graft_data_set_cursor(graft_data_t *d, const graft_data_cursor *c, graft_err *err);

@@ -213,3 +213,34 @@ graft_status graft_fs_dir_resolve(const char *dir, char *out, size_t out_bytes, 
     if (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) return GRAFT_STATUS_OK;
     return graft_err_set(err, GRAFT_STATUS_IO, "%s: no such checkpoint directory", dir);
 }
+
+graft_status graft_fs_read_file(const char *path, char **data, size_t *len, graft_err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return graft_err_set(err, GRAFT_STATUS_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return graft_err_set(err, GRAFT_STATUS_IO, "%s: not a regular file", path);
+    }
+    if (st.st_size > (off_t)1 << 31) {
+        fclose(f);
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: %lld bytes, expected at most 2 GiB",
+                             path, (long long)st.st_size);
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        fclose(f);
+        return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "%s: out of memory", path);
+    }
+    size_t got = fread(buf, 1, (size_t)st.st_size, f);
+    fclose(f);
+    if (got != (size_t)st.st_size) {
+        free(buf);
+        return graft_err_set(err, GRAFT_STATUS_IO, "%s: short read", path);
+    }
+    buf[got] = 0;
+    *data = buf;
+    *len = got;
+    return GRAFT_STATUS_OK;
+}

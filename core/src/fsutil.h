@@ -54,6 +54,10 @@ graft_status graft_fs_publish_dir(const char *tmp_dir, const char *dir, graft_er
  * GRAFT_STATUS_IO naming `dir`. */
 graft_status graft_fs_dir_resolve(const char *dir, char *out, size_t out_bytes, graft_err *err);
 
+/* Reads a whole regular file (at most 2 GiB) into *data (malloc'd, NUL-terminated; *len excludes
+ * the NUL). Errors name the path. */
+graft_status graft_fs_read_file(const char *path, char **data, size_t *len, graft_err *err);
+
 /* 1 when path exists (any type), else 0. */
 int graft_fs_exists(const char *path);
 

@@ -298,27 +298,6 @@ static graft_status run_check(graft_run_ctx *c, graft_err *err) {
 
 /* ---- the run ---------------------------------------------------------------------------------- */
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t n = 0, cap = 0, k;
-    char tmp[8192];
-    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0) {
-        if (n + k + 1 > cap) {
-            cap = (n + k + 1) * 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) break;
-            buf = nb;
-        }
-        memcpy(buf + n, tmp, k);
-        n += k;
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    return buf;
-}
-
 static graft_status run_stage(graft_run_ctx *c, const graft_stage *s, graft_err *err) {
     switch (s->kind) {
     case GRAFT_STAGE_PRETRAIN: return graft_run_pretrain(c, s, err);
@@ -327,9 +306,9 @@ static graft_status run_stage(graft_run_ctx *c, const graft_stage *s, graft_err 
     case GRAFT_STAGE_STAGE1: return graft_run_stage1(c, s, err);
     case GRAFT_STAGE_EVAL: return graft_run_eval(c, s, err);
     case GRAFT_STAGE_BENCH: return graft_run_bench(c, s, err);
-    default:
-        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "%s: %s: kind %s is not implemented yet", s->pos.where,
-                             s->pos.field, graft_stage_kind_name(s->kind));
+    default: /* the recipe loader admits no other kind */
+        return graft_err_set(err, GRAFT_STATUS_INTERNAL, "%s: %s: stage kind %d has no runner", s->pos.where,
+                             s->pos.field, (int)s->kind);
     }
 }
 
@@ -413,7 +392,8 @@ graft_status graft_run(const graft_run_opts *o, graft_err *err) {
         }
     }
     /* the run log: a fresh one, or continued (resume, or one stage of an existing run) */
-    recipe_text = read_text(r->path);
+    size_t recipe_len = 0;
+    if ((st = graft_fs_read_file(r->path, &recipe_text, &recipe_len, err))) goto done;
     graft_runlog_meta meta = graft_runlog_default_meta();
     meta.recipe_text = recipe_text;
     meta.device = r->device ? r->device : "cpu";

@@ -244,18 +244,14 @@ graft_status graft_run_select(graft_run_ctx *c, const graft_stage *s, graft_err 
         st = graft_hybrid_spec_from_selection(&sel, mixers, n_mixers, c->stage0_dir[0] ? c->stage0_dir : NULL, &spec, err);
         if (!st) st = graft_hybrid_spec_write(spec, path, err);
         char *text = NULL;
+        size_t text_len = 0;
+        if (!st) st = graft_fs_read_file(path, &text, &text_len, err); /* the spec as written, for the log */
         if (!st) {
-            FILE *f = fopen(path, "rb");
-            if (f) {
-                text = calloc(1, 1 << 20);
-                if (text) fread(text, 1, (1 << 20) - 1, f);
-                fclose(f);
-            }
             char name[64] = "hybrid_spec";
             if (runs > 1) snprintf(name, sizeof name, "hybrid_spec_p%g", req.percentile);
             for (char *q = name; *q; q++)
                 if (*q == '.') *q = '_';
-            st = graft_runlog_set_text(c->log, (int32_t)s->index, name, text ? text : "", err);
+            st = graft_runlog_set_text(c->log, (int32_t)s->index, name, text, err);
         }
         if (!st) {
             char line[1024];

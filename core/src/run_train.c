@@ -40,11 +40,12 @@ static void on_step(void *ctx, const graft_train_row *row) {
     }
 }
 
+static graft_status log_eval(graft_run_ctx *c, int32_t stage, const char *model, double ce, double tokens, int64_t step,
+                             graft_err *err);
+
 static void on_eval(void *ctx, int64_t step, double ce, double tokens) {
     train_log *t = ctx;
-    graft_eval_row r1 = {t->model, "nll", ce, (int64_t)tokens, step}, r2 = {t->model, "ppl", exp(ce), (int64_t)tokens, step};
-    if (!t->st) t->st = graft_runlog_append_eval(t->c->log, t->stage, &r1, &t->err);
-    if (!t->st) t->st = graft_runlog_append_eval(t->c->log, t->stage, &r2, &t->err);
+    if (!t->st) t->st = log_eval(t->c, t->stage, t->model, ce, tokens, step, &t->err);
     fprintf(t->c->out, "  step %5lld  held-out ppl %.3f (%.0f tokens)\n", (long long)step, exp(ce), tokens);
 }
 

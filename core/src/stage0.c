@@ -420,8 +420,7 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
                 int64_t rows = 0;
                 if ((st = graft_data_eval_batch(data, (uint64_t)e, win, &rows, err))) goto done;
                 if (rows < 1) break;
-                for (int64_t r = 0; r < rows; r++)
-                    for (int64_t t = 0; t < T; t++) ids[r * T + t] = (int32_t)win[r * (T + 1) + t];
+                graft_data_window_ids(win, rows, T, ids, NULL);
                 if ((st = graft_model_forward(teacher, ids, rows, T, NULL, hidden, 0, err))) goto done;
                 int64_t Ne = rows * T;
                 for (int64_t i = 0; i < n_pairs; i++) {
@@ -448,8 +447,7 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
         if (last) break;
         double t0 = now_s();
         if ((st = graft_data_next(data, win, err))) goto done;
-        for (int64_t r = 0; r < B; r++)
-            for (int64_t t = 0; t < T; t++) ids[r * T + t] = (int32_t)win[r * (T + 1) + t];
+        graft_data_window_ids(win, B, T, ids, NULL);
         /* ONE teacher forward for every student */
         if ((st = graft_model_forward(teacher, ids, B, T, NULL, hidden, 0, err))) goto done;
         double lr = graft_lr_schedule_at(&sched, step);

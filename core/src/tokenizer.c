@@ -25,6 +25,8 @@
 #include <unistd.h>
 #include <utf8proc.h>
 
+#include "fsutil.h"
+
 #define MAX_TOKEN_BYTES 4096 /* cap on one vocab / added-token string */
 
 /* ---- small helpers ------------------------------------------------------------------------- */
@@ -258,41 +260,10 @@ typedef struct load_ctx {
     char scratch[2 * MAX_TOKEN_BYTES + 8];
 } load_ctx;
 
-static graft_status read_file(const char *path, char **data, size_t *len, graft_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return graft_err_set(err, GRAFT_STATUS_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return graft_err_set(err, GRAFT_STATUS_IO, "%s: not a regular file", path);
-    }
-    if (st.st_size > (off_t)1 << 31) {
-        fclose(f);
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: %lld bytes, expected at most 2 GiB",
-                             path, (long long)st.st_size);
-    }
-    char *buf = malloc((size_t)st.st_size + 1);
-    if (!buf) {
-        fclose(f);
-        return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "%s: out of memory", path);
-    }
-    size_t got = fread(buf, 1, (size_t)st.st_size, f);
-    fclose(f);
-    if (got != (size_t)st.st_size) {
-        free(buf);
-        return graft_err_set(err, GRAFT_STATUS_IO, "%s: short read", path);
-    }
-    buf[got] = 0;
-    *data = buf;
-    *len = got;
-    return GRAFT_STATUS_OK;
-}
-
 static graft_status load_json(const char *path, json_t **out, uint64_t *hash, graft_err *err) {
     char *data;
     size_t len;
-    graft_status st = read_file(path, &data, &len, err);
+    graft_status st = graft_fs_read_file(path, &data, &len, err);
     if (st) return st;
     if (hash) *hash = fnv1a(*hash, data, len);
     json_error_t je;
@@ -489,7 +460,7 @@ static graft_status load_merges_json(load_ctx *c, json_t *merges, const char *fi
 static graft_status load_merges_txt(load_ctx *c, const char *path, graft_err *err) {
     char *data;
     size_t len;
-    graft_status st = read_file(path, &data, &len, err);
+    graft_status st = graft_fs_read_file(path, &data, &len, err);
     if (st) return st;
     c->t->hash = fnv1a(c->t->hash, data, len);
     size_t n_lines = 1;

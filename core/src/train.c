@@ -122,11 +122,7 @@ graft_status graft_eval_heldout_ce(graft_model_t *m, graft_data_t *data, int64_t
         int64_t rows = 0;
         if ((st = graft_data_eval_batch(data, (uint64_t)b, win, &rows, err))) goto done;
         if (rows < 1) break;
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t t = 0; t < T; t++) {
-                ids[r * T + t] = (int32_t)win[r * (T + 1) + t];
-                labels[r * T + t] = (int32_t)win[r * (T + 1) + t + 1];
-            }
+        graft_data_window_ids(win, rows, T, ids, labels);
         if ((st = graft_model_forward(m, ids, rows, T, logits, NULL, 0, err))) goto done;
         double s = 0, c = 0;
         graft_loss_io io = {.struct_size = sizeof io, .loss = lh.obj, .device = GRAFT_DEVICE_CPU, .N = rows * T,
@@ -283,8 +279,7 @@ static graft_status make_teacher_cache(graft_model_t *teacher, const char *const
         if ((st = open_phase(p, ph, V, paths, n_paths, &data, err))) goto done;
         for (int64_t s = 0; s < p->phases[ph].steps * accum; s++) {
             if ((st = graft_data_next(data, win, err))) goto done;
-            for (int64_t r = 0; r < B; r++)
-                for (int64_t t = 0; t < T; t++) ids[r * T + t] = (int32_t)win[r * (T + 1) + t];
+            graft_data_window_ids(win, B, T, ids, NULL);
             if ((st = graft_model_forward(teacher, ids, B, T, z, NULL, 0, err))) goto done;
             teacher_topk(z, B * T, V, p->k, tk, lp, mass);
             if ((st = graft_tkcache_append(c, ids, tk, lp, mass, B * T, err))) goto done;
@@ -435,11 +430,7 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
             /* accum micro-batches; the objective is the mean over all accum * N positions */
             for (int64_t micro = 0; micro < accum; micro++) {
                 if ((st = graft_data_next(data, win, err))) goto done;
-                for (int64_t r = 0; r < B; r++)
-                    for (int64_t t = 0; t < T; t++) {
-                        ids[r * T + t] = (int32_t)win[r * (T + 1) + t];
-                        labels[r * T + t] = (int32_t)win[r * (T + 1) + t + 1];
-                    }
+                graft_data_window_ids(win, B, T, ids, labels);
                 if ((st = graft_model_forward(student, ids, B, T, logits, NULL, 1, err))) goto done;
                 double denom = (double)N * (double)accum;
                 graft_loss_io io = {.struct_size = sizeof io, .loss = ce.obj, .device = GRAFT_DEVICE_CPU, .N = N, .W = V,
