@@ -149,7 +149,7 @@ graft_status graft_manifest_read(const char *path, graft_manifest *m, graft_err 
         char where[600];
         snprintf(where, sizeof where, "%s: shards[%zu]", path, i);
         json_t *p = json_object_get(s, "path");
-        uint64_t tokens, docs, sum;
+        uint64_t tokens = 0, docs = 0, sum = 0;
         if (!json_is_string(p)) {
             st = graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s.path: missing or not a string",
                                where);
