@@ -28,6 +28,9 @@
 #include "graft/plugin.h"
 #include "graft/status.h"
 
+struct graft_backend_loss_io;
+struct graft_backend_adamw_span;
+
 typedef struct graft_backend {
     const char *name;          /* "cpu", "cuda" */
     graft_device device;
@@ -83,10 +86,66 @@ typedef struct graft_backend {
         /* dst (n) of dst_dtype = src (n) of src_dtype, both this backend's memory (F32 <-> act). */
         graft_status (*cast)(void *ctx, void *dst, graft_dtype dst_dtype, const void *src, graft_dtype src_dtype,
                              int64_t n, graft_err *err);
+
+        /* ---- backward (training). Parameter gradients F32, ACCUMULATED; activation gradients
+         * act_dtype, written unless `accumulate`. Scratch the CUDA ops need (the dw partials, the
+         * id sort) is one growable buffer of the backend, grown on first use of a larger size. */
+        /* dtable (V, C) F32 += dout (N, C) act scattered by ids (N, device int32). */
+        graft_status (*embedding_bwd)(void *ctx, float *dtable, const void *dout, const int32_t *ids, int64_t N,
+                                      int64_t C, int64_t V, graft_err *err);
+        /* dx (N, C) act (= or += when accumulate); dw (C) F32 += (NULL: frozen). x, dy act; w weight;
+         * rstd (N) F32 from the forward. */
+        graft_status (*rmsnorm_bwd)(void *ctx, void *dx, float *dw, const void *dy, const void *x, const void *w,
+                                    const float *rstd, int64_t N, int64_t C, int accumulate, graft_err *err);
+        /* dg, du (N, I) act = d/dg, d/du of h = silu(g) * u given dh; element-wise, so dg may alias
+         * dh or g and du may alias u. */
+        graft_status (*swiglu_bwd)(void *ctx, void *dg, void *du, const void *dh, const void *g, const void *u,
+                                   int64_t N, int64_t I, graft_err *err);
+        /* The output projection fused with the token cross-entropy (and optionally the decoupled
+         * top-k KL): NULL on the CPU, whose model computes logits and calls the loss plugins. */
+        graft_status (*lmhead_loss)(void *ctx, const struct graft_backend_loss_io *io, graft_err *err);
+
+        /* ---- AdamW on this backend's memory (fp32 masters, moments and gradients; the working copy
+         * written after each step). NULL on the CPU (core/src/adamw.h serves it directly). */
+        graft_status (*adamw_init)(void *ctx, void **plan, const struct graft_backend_adamw_span *spans,
+                                   int64_t n_spans, graft_err *err);
+        /* One step t >= 1: global grad norm (written to *norm_host when non-NULL: a sync), clip to
+         * max_norm (<= 0: none) with clip_grad_norm_ semantics, then AdamW (core/src/adamw.h math). */
+        graft_status (*adamw_step)(void *ctx, void *plan, double beta1, double beta2, double eps,
+                                   double weight_decay, int64_t t, double lr, double max_norm, double *norm_host,
+                                   graft_err *err);
+        void (*adamw_free)(void *ctx, void *plan);
     } op;
 } graft_backend;
 
 enum { GRAFT_COPY_H2D = 1, GRAFT_COPY_D2H = 2, GRAFT_COPY_D2D = 3 };
+
+/* op.lmhead_loss: every pointer is the backend's memory (cuda/lmhead_loss.cuh has the math). */
+typedef struct graft_backend_loss_io {
+    const void *hidden;        /* (N, C) act: the final-normed rows                              */
+    const void *weight;        /* (V, C) weight dtype: lm_head (or the tied embedding)           */
+    const int32_t *labels;     /* (N) targets, ignore_index rows not counted                     */
+    int64_t N, C, V;
+    int32_t ignore_index;
+    float ce_scale;            /* weight of d(CE sum) in dlogits                                 */
+    const int32_t *topk_ids;   /* (N, k) or NULL: CE only                                        */
+    const float *topk_logp, *topk_mass;
+    int64_t k;
+    float temperature, kl_scale;
+    void *dhidden;             /* (N, C) act, written; or NULL                                   */
+    float *dweight;            /* (V, C) F32 +=, or NULL                                         */
+    double *sums;              /* (4) doubles, backend memory: CE sum, rows, Bernoulli, top-k    */
+} graft_backend_loss_io;
+
+/* op.adamw_init: one parameter seen flat, every pointer the backend's memory. */
+typedef struct graft_backend_adamw_span {
+    float *data;               /* (n) F32 master                                                 */
+    const float *grad;         /* (n) F32                                                        */
+    float *m, *v;              /* (n) F32 moments, zero at the start                             */
+    void *work;                /* (n) weight_dtype working copy refreshed after the step, or NULL */
+    int64_t n;
+    int no_decay;
+} graft_backend_adamw_span;
 
 /* The CPU backend (always available). */
 const graft_backend *graft_backend_cpu(void);

@@ -47,19 +47,23 @@ static graft_status linear(const graft_block *b, void *y, const void *x, const v
     return be->matmul(be->ctx, &a, err);
 }
 
-/* dx (N x in) = (or += when dx_beta = 1) dy (N x out) . W;  dW += dy^T x (skipped when NULL) */
-static graft_status linear_bwd(const graft_block *b, float *dx, float dx_beta, float *dW, const float *dy,
-                               const float *x, const float *W, int64_t N, int64_t in, int64_t out,
+/* dx (N x in) = (or += when dx_beta = 1) dy (N x out) . W, dx of dtype dx_dtype (F32 or act);
+ * dW (F32) += dy^T x (skipped when NULL). dy, x of the activation dtype, W of the weight dtype. */
+static graft_status linear_bwd(const graft_block *b, void *dx, graft_dtype dx_dtype, float dx_beta, float *dW,
+                               const void *dy, const void *x, const void *W, int64_t N, int64_t in, int64_t out,
                                graft_err *err) {
-    graft_matmul_args a = {.struct_size = sizeof a, .device = b->be->device, .dtype = GRAFT_DTYPE_F32,
-                           .m = N, .n = in, .k = out, .alpha = 1, .beta = dx_beta,
-                           .a = dy, .lda = out, .b = W, .ldb = in, .c = dx, .ldc = in, .batch = 1};
-    graft_status st = b->be->matmul(b->be->ctx, &a, err);
+    const graft_backend *be = b->be;
+    graft_matmul_args a = {.struct_size = sizeof a, .device = be->device, .stream = be->stream,
+                           .dtype = be->act_dtype, .m = N, .n = in, .k = out, .alpha = 1, .beta = dx_beta,
+                           .a = dy, .lda = out, .b = W, .ldb = in, .c = dx, .ldc = in, .batch = 1,
+                           .mixed_dtypes = 1, .dtype_b = be->weight_dtype, .dtype_c = dx_dtype};
+    graft_status st = be->matmul(be->ctx, &a, err);
     if (st || !dW) return st;
-    graft_matmul_args g = {.struct_size = sizeof g, .device = b->be->device, .dtype = GRAFT_DTYPE_F32,
-                           .trans_a = 1, .m = out, .n = in, .k = N, .alpha = 1, .beta = 1,
-                           .a = dy, .lda = out, .b = x, .ldb = in, .c = dW, .ldc = in, .batch = 1};
-    return b->be->matmul(b->be->ctx, &g, err);
+    graft_matmul_args g = {.struct_size = sizeof g, .device = be->device, .stream = be->stream,
+                           .dtype = be->act_dtype, .trans_a = 1, .m = out, .n = in, .k = N, .alpha = 1, .beta = 1,
+                           .a = dy, .lda = out, .b = x, .ldb = in, .c = dW, .ldc = in, .batch = 1,
+                           .mixed_dtypes = 1, .dtype_b = be->act_dtype, .dtype_c = GRAFT_DTYPE_F32};
+    return be->matmul(be->ctx, &g, err);
 }
 
 static void mixer_io(const graft_block *b, graft_block_ws *ws, int64_t B, int64_t T, graft_mixer_io *io) {
@@ -122,23 +126,31 @@ graft_status graft_block_forward_state(const graft_block *b, graft_block_ws *ws,
     return block_forward(b, ws, out, h, B, T, 0, state, capacity, past_len, err);
 }
 
-graft_status graft_block_backward(const graft_block *b, graft_block_ws *ws, float *dh, const float *dout,
-                                  const float *h, int64_t B, int64_t T, graft_err *err) {
+graft_status graft_block_backward(const graft_block *b, graft_block_ws *ws, void *dh, const void *dout,
+                                  const void *h, int64_t B, int64_t T, graft_err *err) {
     const graft_backend *be = b->be;
     int64_t N = B * T, C = b->C, I = b->I;
+    graft_dtype ad = be->act_dtype;
+    size_t es = graft_dtype_size(ad);
     graft_status st;
-    if (be->device != GRAFT_DEVICE_CPU)
-        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
-                             "block backward: the %s backend has no backward yet (CPU only; issue #7)", be->name);
+    if (!be->op.swiglu_bwd || !be->op.rmsnorm_bwd)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "block backward: the %s backend has no backward ops",
+                             be->name);
     /* MLP: out = hmid + down(act), act = silu(g) * u (recomputed rather than stored) */
-    be->swiglu_fwd(ws->act, ws->g, ws->u, N * I);
-    if ((st = linear_bwd(b, ws->dg, 0, b->d_down, dout, ws->act, b->down, N, I, C, err))) return st;
-    be->swiglu_bwd(ws->dg, ws->du, ws->dg, ws->g, ws->u, N * I); /* dg held d act */
-    if ((st = linear_bwd(b, ws->tmpC, 0, b->d_gate, ws->dg, ws->m, b->gate, N, C, I, err))) return st;
-    if ((st = linear_bwd(b, ws->tmpC, 1, b->d_up, ws->du, ws->m, b->up, N, C, I, err))) return st;
+    if ((st = be->op.swiglu_fwd(be->ctx, ws->act, ws->g, ws->u, N, I, err))) return st;
+    if ((st = linear_bwd(b, ws->dg, ad, 0, b->d_down, dout, ws->act, b->down, N, I, C, err))) return st;
+    if ((st = be->op.swiglu_bwd(be->ctx, ws->dg, ws->du, ws->dg, ws->g, ws->u, N, I, err))) return st; /* dg held d act */
+    /* d m = dg . W_gate + du . W_up, summed in F32 and rounded once: straight into tmpC on the CPU
+     * (F32 activations), through the F32-sized `da` view (free until the mixer's backward) on a
+     * device with narrower activations. */
+    void *dm = ad == GRAFT_DTYPE_F32 ? ws->tmpC : ws->da;
+    if ((st = linear_bwd(b, dm, GRAFT_DTYPE_F32, 0, b->d_gate, ws->dg, ws->m, b->gate, N, C, I, err))) return st;
+    if ((st = linear_bwd(b, dm, GRAFT_DTYPE_F32, 1, b->d_up, ws->du, ws->m, b->up, N, C, I, err))) return st;
+    if (dm != ws->tmpC && (st = be->op.cast(be->ctx, ws->tmpC, ad, dm, GRAFT_DTYPE_F32, N * C, err))) return st;
     /* d hmid = d out + rmsnorm_bwd(d m) */
-    memcpy(ws->dmid, dout, (size_t)(N * C) * sizeof(float));
-    be->rmsnorm_bwd(ws->dmid, b->d_ln2, ws->tmpC, ws->hmid, b->ln2, ws->rstd2, N, C, 1);
+    if ((st = be->copy(be->ctx, ws->dmid, dout, (size_t)(N * C) * es, GRAFT_COPY_D2D, err))) return st;
+    if ((st = be->op.rmsnorm_bwd(be->ctx, ws->dmid, b->d_ln2, ws->tmpC, ws->hmid, b->ln2, ws->rstd2, N, C, 1, err)))
+        return st;
     /* mixer: hmid = h + mixer(a) */
     graft_mixer_io io;
     mixer_io(b, ws, B, T, &io);
@@ -148,7 +160,6 @@ graft_status graft_block_backward(const graft_block *b, graft_block_ws *ws, floa
     io.grads = b->mg;
     if ((st = b->mx->backward(&io, err))) return mixer_failed(b, "backward", err);
     /* d h = d hmid + rmsnorm_bwd(d a) */
-    memcpy(dh, ws->dmid, (size_t)(N * C) * sizeof(float));
-    be->rmsnorm_bwd(dh, b->d_ln1, ws->da, h, b->ln1, ws->rstd1, N, C, 1);
-    return GRAFT_STATUS_OK;
+    if ((st = be->copy(be->ctx, dh, ws->dmid, (size_t)(N * C) * es, GRAFT_COPY_D2D, err))) return st;
+    return be->op.rmsnorm_bwd(be->ctx, dh, b->d_ln1, ws->da, h, b->ln1, ws->rstd1, N, C, 1, err);
 }

@@ -66,9 +66,9 @@ graft_status graft_block_forward_state(const graft_block *b, graft_block_ws *ws,
                                        const int64_t *past_len, graft_err *err);
 
 /* Given d out (dout), writes d h into dh (dh may alias dout) and accumulates parameter
- * gradients into the non-NULL gradient pointers. h is the block's forward input. CPU (F32) only
- * so far: UNSUPPORTED on another backend. */
-graft_status graft_block_backward(const graft_block *b, graft_block_ws *ws, float *dh, const float *dout,
-                                  const float *h, int64_t B, int64_t T, graft_err *err);
+ * gradients (F32, the backend's memory) into the non-NULL gradient pointers. h is the block's
+ * forward input; activations of b->be->act_dtype. */
+graft_status graft_block_backward(const graft_block *b, graft_block_ws *ws, void *dh, const void *dout,
+                                  const void *h, int64_t B, int64_t T, graft_err *err);
 
 #endif

@@ -15,10 +15,12 @@
  */
 #include "model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "adamw.h"
 #include "block.h"
 #include "graft/rng.h"
 #include "host.h"
@@ -49,7 +51,13 @@ struct graft_model {
     graft_model_param *params;
     int64_t n_params;
     int64_t p_embed, p_lm_head, p_norm; /* p_lm_head == p_embed when tied */
-    float *weights, *grads;       /* host F32 (master weights and gradients)                     */
+    float *weights;               /* host F32 master weights                                     */
+    float *grads;                 /* F32 gradients in the backend's memory (host on the CPU)     */
+    /* optimizer (graft_model_opt_*): moments m | v, F32 in the backend's memory; on a device also
+     * the F32 master copy the step updates (the host weights are refreshed by download) */
+    float *opt_moments, *opt_master;
+    void *opt_plan;
+    int64_t opt_t;
     size_t weights_floats;
     void *work;                   /* the backend's working copy (weight_dtype, on its device);
                                      NULL on the CPU, where params[i].work == params[i].data    */
@@ -63,10 +71,13 @@ struct graft_model {
     int act_train;                /* the arena holds every layer's saved part (training)        */
     void *act;                    /* one allocation on the backend; views below point into it   */
     size_t act_floats;
-    int32_t *ids;
+    int32_t *ids, *labels;        /* device int32 on a device backend                            */
+    double *sums;                 /* (4) the fused loss's sums                                  */
     void *h, *hf, *dh, *dhf;      /* activation dtype                                           */
     float *rstdf;
     float *carry[MAX_CARRY], *dcarry[MAX_CARRY];
+    void *topk_dev;               /* teacher top-k uploaded for the fused loss, topk_cap bytes   */
+    size_t topk_cap;
 };
 
 static void bind_blocks(graft_model_t *m);
@@ -226,8 +237,9 @@ static void bind_views(graft_model_t *m, float *base, int grads) {
         graft_tensor *t = grads ? L->mg : L->mp;
         for (int64_t i = 0; i < L->n_mp; i++) {
             graft_model_param *p = &m->params[L->p_mixer + i];
-            t[i] = graft_tensor_make(grads ? p->grad : p->data, GRAFT_DTYPE_F32, GRAFT_DEVICE_CPU,
-                                     p->ndim, p->shape);
+            t[i] = graft_tensor_make(grads ? p->grad : p->data, GRAFT_DTYPE_F32,
+                                     grads ? m->be->device : GRAFT_DEVICE_CPU, p->ndim, p->shape);
+            if (grads) t[i].device_index = m->be->device_index;
         }
     }
 }
@@ -313,9 +325,29 @@ static void free_activations_impl(graft_model_t *m) {
     m->cap_N = 0;
 }
 
+/* Gradients and optimizer state live in the backend's memory: dropped when the model moves. */
+static void free_training(graft_model_t *m) {
+    const graft_backend *be = m->be;
+    if (m->opt_plan && be->op.adamw_free) be->op.adamw_free(be->ctx, m->opt_plan);
+    if (m->opt_master) be->free(be->ctx, m->opt_master);
+    if (m->opt_moments) be->free(be->ctx, m->opt_moments);
+    if (m->grads) be->free(be->ctx, m->grads);
+    if (m->topk_dev) be->free(be->ctx, m->topk_dev);
+    m->opt_plan = NULL;
+    m->opt_master = m->opt_moments = m->grads = NULL;
+    m->topk_dev = NULL;
+    m->topk_cap = 0;
+    m->opt_t = 0;
+    for (int64_t i = 0; i < m->n_params; i++) m->params[i].grad = NULL;
+    for (int64_t l = 0; m->layers && l < m->cfg.n_layer; l++)
+        for (int64_t i = 0; i < m->layers[l].n_mp; i++) m->layers[l].mg[i] = (graft_tensor){0};
+    m->trained = 0;
+}
+
 void graft_model_free(graft_model_t *m) {
     if (!m) return;
     free_activations_impl(m);
+    free_training(m);
     for (int64_t l = 0; m->layers && l < m->cfg.n_layer; l++) {
         layer *L = &m->layers[l];
         if (L->ml && L->mx) L->mx->destroy(L->ml);
@@ -329,7 +361,6 @@ void graft_model_free(graft_model_t *m) {
     free(m->params);
     const graft_backend *cpu = graft_backend_cpu();
     if (m->weights) cpu->free(NULL, m->weights);
-    if (m->grads) cpu->free(NULL, m->grads);
     if (m->work) m->be->free(m->be->ctx, m->work);
     if (m->logits_dev) m->be->free(m->be->ctx, m->logits_dev);
     free(m);
@@ -352,7 +383,8 @@ int64_t graft_model_numel(const graft_model_t *m) {
 }
 
 void graft_model_zero_grad(graft_model_t *m) {
-    if (m->grads) memset(m->grads, 0, m->weights_floats * sizeof(float));
+    graft_err err;
+    if (m->grads) m->be->zero(m->be->ctx, m->grads, m->weights_floats * sizeof(float), &err);
 }
 
 /* ---- activations -------------------------------------------------------------------------- */
@@ -457,6 +489,7 @@ graft_status graft_model_set_backend(graft_model_t *m, const graft_backend *be, 
                                  be->name);
     }
     free_activations(m);
+    free_training(m);
     if (m->work) m->be->free(m->be->ctx, m->work);
     if (m->logits_dev) m->be->free(m->be->ctx, m->logits_dev);
     m->work = NULL;
@@ -506,7 +539,7 @@ static graft_status ensure_activations(graft_model_t *m, int64_t B, int64_t T, i
         if (s > scratch) scratch = s;
     }
 #define R16(x) ((((size_t)(x)) + 15) & ~(size_t)15)
-    size_t fixed = R16(N) + R16((L + 1) * N * C) + R16(N * C) * 3 + R16(N);
+    size_t fixed = R16(N) * 2 + R16(8) + R16((L + 1) * N * C) + R16(N * C) * 3 + R16(N);
     for (int s = 0; s < m->n_carry; s++) fixed += 2 * R16(N * m->carry_width[s]);
     size_t need = fixed + total + scratch;
     if (m->act && need <= m->act_floats && (m->act_train || !train)) goto bind;
@@ -520,6 +553,8 @@ static graft_status ensure_activations(graft_model_t *m, int64_t B, int64_t T, i
 bind:;
     float *p = m->act;
     m->ids = (int32_t *)p; p += R16(N);
+    m->labels = (int32_t *)p; p += R16(N);
+    m->sums = (double *)(void *)p; p += R16(8);
     m->h = p; p += R16((L + 1) * N * C);
     m->hf = p; p += R16(N * C);
     m->dh = p; p += R16(N * C);
@@ -589,15 +624,17 @@ graft_status graft_model_forward(graft_model_t *m, const int32_t *ids, int64_t B
             return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "forward: token id %d at position %lld, expected 0..%lld",
                                  ids[i], (long long)i, (long long)(V - 1));
     const graft_backend *be = m->be;
-    if (be->device != GRAFT_DEVICE_CPU && (train || hidden))
+    if (be->device != GRAFT_DEVICE_CPU && hidden)
         return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
-                             "forward: %s on the %s backend is not implemented yet (inference logits only; issue #7)",
-                             train ? "a training forward" : "returning hidden states", be->name);
+                             "forward: returning hidden states on the %s backend is not implemented yet (issue #7)",
+                             be->name);
     graft_status st = ensure_activations(m, B, T, train, err);
     if (st) return st;
     if (train && !m->grads) {
-        m->grads = graft_backend_cpu()->alloc(NULL, m->weights_floats * sizeof(float));
-        if (!m->grads) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: cannot allocate gradients");
+        m->grads = be->alloc(be->ctx, m->weights_floats * sizeof(float));
+        if (!m->grads)
+            return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: cannot allocate %zu bytes of gradients on %s",
+                                 m->weights_floats * sizeof(float), be->name);
         bind_views(m, m->grads, 1);
         bind_blocks(m);
     }
@@ -648,9 +685,35 @@ graft_status graft_model_forward_layers(graft_model_t *m, const float *hidden_in
     return GRAFT_STATUS_OK;
 }
 
+/* Everything below the head: given dhf (d of the final-normed rows), the final norm, the layers
+ * and the embedding, accumulating every parameter gradient. */
+static graft_status backward_body(graft_model_t *m, graft_err *err) {
+    const graft_qwen3_config *c = &m->cfg;
+    int64_t C = c->hidden_size, V = c->vocab_size, B = m->B, T = m->T, N = B * T;
+    const graft_backend *be = m->be;
+    graft_status st;
+    const void *hL = act_at(m, m->h, c->n_layer * N * C);
+    if ((st = be->op.rmsnorm_bwd(be->ctx, m->dh, m->params[m->p_norm].grad, m->dhf, hL, m->params[m->p_norm].work,
+                                 m->rstdf, N, C, 0, err)))
+        return st;
+    for (int s = 0; s < m->n_carry; s++)
+        if ((st = be->zero(be->ctx, m->dcarry[s], (size_t)(N * m->carry_width[s]) * sizeof(float), err))) return st;
+    for (int64_t l = c->n_layer - 1; l >= 0; l--) {
+        layer *L = &m->layers[l];
+        if ((st = graft_block_backward(&L->blk, &L->ws, m->dh, m->dh, act_at(m, m->h, l * N * C), B, T, err))) {
+            char where[48];
+            snprintf(where, sizeof where, "layer %lld", (long long)l);
+            return graft_err_prefix(err, where);
+        }
+    }
+    return be->op.embedding_bwd(be->ctx, m->params[m->p_embed].grad, m->dh, m->ids, N, C, V, err);
+}
+
 graft_status graft_model_backward(graft_model_t *m, const float *dlogits, graft_err *err) {
     if (m->be->device != GRAFT_DEVICE_CPU)
-        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "backward: CPU only so far (backend %s; issue #7)",
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                             "backward: from host dlogits on the %s backend is not served (the (B, T, V) gradient "
+                             "would cross the bus); use graft_model_backward_loss (the fused lm_head loss)",
                              m->be->name);
     if (!m->trained || !m->grads)
         return graft_err_set(err, GRAFT_STATUS_INTERNAL, "backward: no training forward to differentiate");
@@ -668,19 +731,171 @@ graft_status graft_model_backward(graft_model_t *m, const float *dlogits, graft_
                            .trans_a = 1, .m = V, .n = C, .k = N, .alpha = 1, .beta = 1,
                            .a = dlogits, .lda = V, .b = m->hf, .ldb = C, .c = W->grad, .ldc = C, .batch = 1};
     if ((st = be->matmul(be->ctx, &g, err))) return st;
-    const float *hL = (const float *)m->h + c->n_layer * N * C;
-    be->rmsnorm_bwd(m->dh, m->params[m->p_norm].grad, m->dhf, hL, m->params[m->p_norm].data, m->rstdf, N, C, 0);
-    for (int s = 0; s < m->n_carry; s++) memset(m->dcarry[s], 0, (size_t)(N * m->carry_width[s]) * sizeof(float));
-    for (int64_t l = c->n_layer - 1; l >= 0; l--) {
-        layer *L = &m->layers[l];
-        if ((st = graft_block_backward(&L->blk, &L->ws, m->dh, m->dh, (const float *)m->h + l * N * C, B, T, err))) {
-            char where[48];
-            snprintf(where, sizeof where, "layer %lld", (long long)l);
-            return graft_err_prefix(err, where);
+    return backward_body(m, err);
+}
+
+graft_status graft_model_backward_loss(graft_model_t *m, const graft_model_loss *loss, double sums[4],
+                                       graft_err *err) {
+    if (!m->trained || !m->grads)
+        return graft_err_set(err, GRAFT_STATUS_INTERNAL, "backward: no training forward to differentiate");
+    const graft_qwen3_config *c = &m->cfg;
+    int64_t C = c->hidden_size, V = c->vocab_size, N = m->B * m->T;
+    const graft_backend *be = m->be;
+    graft_status st;
+    if (loss->topk_ids && (loss->k < 1 || loss->k > 256 || loss->k > V))
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "loss: top-k k = %lld, expected 1..%lld", (long long)loss->k,
+                             (long long)(V < 256 ? V : 256));
+    if (be->device == GRAFT_DEVICE_CPU) {
+        /* The reference: fp32 logits, per-row softmax in double, dlogits, then the plain backward. */
+        if (loss->topk_ids)
+            return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                                 "loss: the top-k KL on the CPU goes through the topk_kl loss plugin and "
+                                 "graft_model_backward (train.c)");
+        float *z = malloc((size_t)(N * V) * sizeof *z);
+        if (!z) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "loss: cannot allocate %lld x %lld logits",
+                                     (long long)N, (long long)V);
+        if ((st = linear(m, z, m->hf, m->params[m->p_lm_head].work, N, C, V, err))) {
+            free(z);
+            return st;
         }
+        double ce = 0, rows = 0;
+        for (int64_t n = 0; n < N; n++) {
+            float *row = z + n * V;
+            int32_t y = loss->labels[n];
+            if (y == loss->ignore_index) {
+                memset(row, 0, (size_t)V * sizeof *row);
+                continue;
+            }
+            if (y < 0 || y >= V) {
+                free(z);
+                return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "loss: label %d at row %lld, expected 0..%lld or %d",
+                                     y, (long long)n, (long long)(V - 1), loss->ignore_index);
+            }
+            double mx = row[0], se = 0;
+            for (int64_t v = 1; v < V; v++) if (row[v] > mx) mx = row[v];
+            for (int64_t v = 0; v < V; v++) se += exp((double)row[v] - mx);
+            double lse = mx + log(se);
+            ce += lse - (double)row[y];
+            rows += 1;
+            for (int64_t v = 0; v < V; v++)
+                row[v] = (float)((double)loss->ce_scale * (exp((double)row[v] - lse) - (v == y ? 1.0 : 0.0)));
+        }
+        st = graft_model_backward(m, z, err);
+        free(z);
+        if (sums) {
+            sums[0] = ce;
+            sums[1] = rows;
+            sums[2] = sums[3] = 0;
+        }
+        return st;
     }
-    be->embedding_bwd(m->params[m->p_embed].grad, m->dh, m->ids, N, C);
+    if (!be->op.lmhead_loss)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "loss: backend %s has no fused lm_head loss", be->name);
+    if ((st = be->copy(be->ctx, m->labels, loss->labels, (size_t)N * sizeof(int32_t), GRAFT_COPY_H2D, err))) return st;
+    graft_backend_loss_io io = {.hidden = m->hf, .weight = m->params[m->p_lm_head].work, .labels = m->labels,
+                                .N = N, .C = C, .V = V, .ignore_index = loss->ignore_index,
+                                .ce_scale = loss->ce_scale, .dhidden = m->dhf,
+                                .dweight = m->params[m->p_lm_head].grad, .sums = m->sums};
+    if (loss->topk_ids) {
+        int64_t k = loss->k;
+        size_t ib = (((size_t)(N * k) * 4) + 255) & ~(size_t)255, need = 2 * ib + (size_t)N * 4;
+        if (need > m->topk_cap) {
+            if (m->topk_dev) be->free(be->ctx, m->topk_dev);
+            m->topk_cap = 0;
+            if (!(m->topk_dev = be->alloc(be->ctx, need)))
+                return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "loss: cannot allocate %zu bytes of top-k on %s", need,
+                                     be->name);
+            m->topk_cap = need;
+        }
+        char *tp = m->topk_dev;
+        if ((st = be->copy(be->ctx, tp, loss->topk_ids, (size_t)(N * k) * 4, GRAFT_COPY_H2D, err)) ||
+            (st = be->copy(be->ctx, tp + ib, loss->topk_logp, (size_t)(N * k) * 4, GRAFT_COPY_H2D, err)) ||
+            (st = be->copy(be->ctx, tp + 2 * ib, loss->topk_mass, (size_t)N * 4, GRAFT_COPY_H2D, err)))
+            return st;
+        io.topk_ids = (const int32_t *)(void *)tp;
+        io.topk_logp = (const float *)(void *)(tp + ib);
+        io.topk_mass = (const float *)(void *)(tp + 2 * ib);
+        io.k = k;
+        io.temperature = loss->temperature;
+        io.kl_scale = loss->kl_scale;
+    }
+    if ((st = be->op.lmhead_loss(be->ctx, &io, err))) return graft_err_prefix(err, "loss");
+    if ((st = backward_body(m, err))) return st;
+    if (sums && (st = be->copy(be->ctx, sums, m->sums, 4 * sizeof(double), GRAFT_COPY_D2H, err))) return st;
     return GRAFT_STATUS_OK;
+}
+
+/* ---- optimizer ------------------------------------------------------------------------------ */
+
+/* F32 offset of parameter i in the weights / grads layout (bind_views). */
+static size_t param_off(const graft_model_t *m, int64_t i) {
+    size_t off = 0;
+    for (int64_t j = 0; j < i; j++) off += ((size_t)m->params[j].numel + 15) & ~(size_t)15;
+    return off;
+}
+
+static graft_status opt_init(graft_model_t *m, graft_err *err) {
+    const graft_backend *be = m->be;
+    size_t bytes = m->weights_floats * sizeof(float);
+    if (!m->grads)
+        return graft_err_set(err, GRAFT_STATUS_INTERNAL, "optimizer: no gradients yet (run a training forward first)");
+    if (!(m->opt_moments = be->alloc(be->ctx, 2 * bytes)))
+        return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "optimizer: cannot allocate %zu bytes of moments on %s",
+                             2 * bytes, be->name);
+    if (be->device == GRAFT_DEVICE_CPU) return GRAFT_STATUS_OK;
+    if (!be->op.adamw_init)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "optimizer: backend %s has no AdamW", be->name);
+    if (!(m->opt_master = be->alloc(be->ctx, bytes)))
+        return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "optimizer: cannot allocate %zu bytes of F32 masters on %s",
+                             bytes, be->name);
+    graft_status st = be->copy(be->ctx, m->opt_master, m->weights, bytes, GRAFT_COPY_H2D, err);
+    graft_backend_adamw_span *sp = calloc((size_t)m->n_params + 1, sizeof *sp);
+    if (!sp) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "optimizer: out of memory");
+    for (int64_t i = 0; i < m->n_params && !st; i++) {
+        graft_model_param *p = &m->params[i];
+        size_t off = param_off(m, i);
+        sp[i] = (graft_backend_adamw_span){.data = m->opt_master + off, .grad = p->grad, .m = m->opt_moments + off,
+                                           .v = m->opt_moments + m->weights_floats + off, .work = p->work,
+                                           .n = p->numel, .no_decay = (p->flags & GRAFT_PARAM_NO_DECAY) != 0};
+    }
+    if (!st) st = be->op.adamw_init(be->ctx, &m->opt_plan, sp, m->n_params, err);
+    free(sp);
+    return st;
+}
+
+graft_status graft_model_opt_step(graft_model_t *m, const graft_adamw_params *p, int64_t t, double lr,
+                                  double max_norm, double *grad_norm, graft_err *err) {
+    graft_status st = graft_adamw_check(p, err);
+    if (st) return st;
+    if (!m->opt_moments && (st = opt_init(m, err))) {
+        free_training(m);
+        return graft_err_prefix(err, "model");
+    }
+    const graft_backend *be = m->be;
+    m->opt_t = t;
+    if (be->device != GRAFT_DEVICE_CPU)
+        return be->op.adamw_step(be->ctx, m->opt_plan, p->beta1, p->beta2, p->eps, p->weight_decay, t, lr, max_norm,
+                                 grad_norm, err);
+    graft_adamw_span *sp = calloc((size_t)m->n_params + 1, sizeof *sp);
+    if (!sp) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "optimizer: out of memory");
+    for (int64_t i = 0; i < m->n_params; i++) {
+        graft_model_param *q = &m->params[i];
+        size_t off = param_off(m, i);
+        sp[i] = (graft_adamw_span){.data = q->data, .grad = q->grad, .m = m->opt_moments + off,
+                                   .v = m->opt_moments + m->weights_floats + off, .n = q->numel,
+                                   .flags = (q->flags & GRAFT_PARAM_NO_DECAY) ? GRAFT_ADAMW_NO_DECAY : 0};
+    }
+    double gn = graft_grad_clip(sp, m->n_params, max_norm);
+    if (grad_norm) *grad_norm = gn;
+    st = graft_adamw_step(p, sp, m->n_params, t, lr, err);
+    free(sp);
+    return st;
+}
+
+graft_status graft_model_download(graft_model_t *m, graft_err *err) {
+    const graft_backend *be = m->be;
+    if (!m->opt_master) return GRAFT_STATUS_OK;
+    return be->copy(be->ctx, m->weights, m->opt_master, m->weights_floats * sizeof(float), GRAFT_COPY_D2H, err);
 }
 
 /* ---- decoding ------------------------------------------------------------------------------ */

@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 
+#include "adamw.h"
 #include "backend.h"
 #include "config.h"
 #include "graft/plugin.h"
@@ -35,7 +36,8 @@ typedef struct graft_model_param {
     int64_t shape[GRAFT_MAX_DIMS];
     int64_t numel;
     float *data;        /* host F32: what loaders, init, the optimizer and checkpoints use    */
-    float *grad;        /* NULL until the first training forward */
+    float *grad;        /* F32 in the BACKEND's memory (device memory on CUDA); NULL until the
+                           first training forward and after a backend move                    */
     void *work;         /* what the backend's ops read: == data on the CPU; on CUDA a BF16
                            device copy, refreshed from data by graft_model_upload()          */
     uint32_t flags;     /* GRAFT_PARAM_* */
@@ -79,8 +81,44 @@ graft_status graft_model_forward(graft_model_t *m, const int32_t *ids, int64_t B
  * checks that a hybrid reproduces each Stage 0 student (DESIGN "Assembly preserves function"). */
 graft_status graft_model_forward_layers(graft_model_t *m, const float *hidden_in, int64_t B, int64_t T,
                                         float *out, graft_err *err);
-/* Backward of the last training forward, given dlogits (B, T, V). Parameter gradients ACCUMULATE. */
+/* Backward of the last training forward, given dlogits (B, T, V). Parameter gradients ACCUMULATE.
+ * CPU only (UNSUPPORTED on a device: use graft_model_backward_loss). */
 graft_status graft_model_backward(graft_model_t *m, const float *dlogits, graft_err *err);
+
+/* The loss of a training step, all arrays on the HOST. Rows with labels[n] == ignore_index are
+ * not counted. dlogits = ce_scale * d(CE sum) + kl_scale * d(Bernoulli + top-k sum) (losses/README.md),
+ * e.g. ce_scale = alpha / rows. topk_ids == NULL: CE only. */
+typedef struct graft_model_loss {
+    const int32_t *labels;        /* (B*T) */
+    int32_t ignore_index;         /* -100 */
+    float ce_scale;
+    const int32_t *topk_ids;      /* (B*T, k) teacher top-k (distinct per row), or NULL */
+    const float *topk_logp;       /* (B*T, k) teacher log-probs at temperature 1 */
+    const float *topk_mass;       /* (B*T) */
+    int64_t k;
+    float temperature, kl_scale;
+} graft_model_loss;
+
+/* Head + loss + backward of the last training forward (run with logits == NULL: no logits are
+ * needed). On a device backend the lm_head projection is fused with the loss (cuda/lmhead_loss.cuh:
+ * fp32 logits exist one chunk of rows at a time, never on the host); on the CPU it computes the
+ * logits, the CE in double and calls graft_model_backward (top-k KL: UNSUPPORTED there, train.c
+ * uses the loss plugins). Gradients ACCUMULATE. sums (host, may be NULL): CE sum, counted rows,
+ * Bernoulli sum, top-k sum. */
+graft_status graft_model_backward_loss(graft_model_t *m, const graft_model_loss *loss, double sums[4],
+                                       graft_err *err);
+
+/* One AdamW step t >= 1 over every parameter (adamw.h math), with global-norm clipping to max_norm
+ * (<= 0: none; *grad_norm, when non-NULL, gets the norm before clipping). The moments (and, on a
+ * device, an F32 master copy of the weights uploaded from the host weights at the first step) live
+ * in the backend's memory, allocated at the first call; on a device the step refreshes the bf16
+ * working copy and leaves the host weights stale until graft_model_download. A backend move drops
+ * this state (and the gradients). */
+graft_status graft_model_opt_step(graft_model_t *m, const graft_adamw_params *p, int64_t t, double lr,
+                                  double max_norm, double *grad_norm, graft_err *err);
+/* Copies the device F32 masters back into the host weights (checkpoints, evaluation on the CPU);
+ * nothing to do on the CPU or before the first device step. */
+graft_status graft_model_download(graft_model_t *m, graft_err *err);
 
 /* Decoding. A decode state holds, per layer, B slots of that layer's mixer state for up to
  * `capacity` tokens (KV cache for softmax layers, recurrent state and tails for linear ones; DESIGN
@@ -99,10 +137,11 @@ graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int
  * activations, and on a device backend allocates the working copy of the weights there
  * (be->weight_dtype) and uploads it from the host F32 weights. The host weights stay the master.
  * Every mixer must have GRAFT_MIXER_CAP_CUDA for CUDA (else UNSUPPORTED naming the layer). On
- * failure the model is back on the CPU. After a device move, forward (inference, logits) and
- * forward_state run there; training forwards, hidden-state output, forward_layers and backward
- * are refused with UNSUPPORTED until their CUDA paths exist (issue #7). forward_state's `state`
- * must then be memory of the backend (be->alloc: zero-filled). */
+ * failure the model is back on the CPU. After a device move, forward (inference and training),
+ * forward_state, graft_model_backward_loss and graft_model_opt_step run there; hidden-state
+ * output, forward_layers and graft_model_backward (host dlogits) are refused with UNSUPPORTED.
+ * forward_state's `state` must then be memory of the backend (be->alloc: zero-filled). Gradients
+ * and optimizer state are dropped by a move (download first to keep trained weights). */
 graft_status graft_model_set_backend(graft_model_t *m, const graft_backend *be, graft_err *err);
 /* Copies the host F32 weights into the working copy again (after the host weights changed). */
 graft_status graft_model_upload(graft_model_t *m, graft_err *err);
@@ -114,7 +153,7 @@ const graft_backend *graft_model_backend(const graft_model_t *m);
 graft_status graft_model_state_copy_slot(const graft_model_t *m, void *dst, int64_t B_dst, int64_t b_dst,
                                          const void *src, int64_t B_src, int64_t b_src, int64_t capacity,
                                          graft_err *err);
-/* Sets every gradient to zero. */
+/* Sets every gradient to zero (on the backend's stream). */
 void graft_model_zero_grad(graft_model_t *m);
 
 #endif

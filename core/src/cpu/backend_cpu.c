@@ -75,6 +75,27 @@ static graft_status t_cast(void *ctx, void *dst, graft_dtype dst_dtype, const vo
     return GRAFT_STATUS_OK;
 }
 
+static graft_status t_embedding_bwd(void *ctx, float *dtable, const void *dout, const int32_t *ids, int64_t N,
+                                    int64_t C, int64_t V, graft_err *err) {
+    (void)ctx; (void)V; (void)err;
+    graft_cpu_embedding_bwd(dtable, dout, ids, N, C);
+    return GRAFT_STATUS_OK;
+}
+
+static graft_status t_rmsnorm_bwd(void *ctx, void *dx, float *dw, const void *dy, const void *x, const void *w,
+                                  const float *rstd, int64_t N, int64_t C, int accumulate, graft_err *err) {
+    (void)ctx; (void)err;
+    graft_cpu_rmsnorm_bwd(dx, dw, dy, x, w, rstd, N, C, accumulate);
+    return GRAFT_STATUS_OK;
+}
+
+static graft_status t_swiglu_bwd(void *ctx, void *dg, void *du, const void *dh, const void *g, const void *u,
+                                 int64_t N, int64_t I, graft_err *err) {
+    (void)ctx; (void)err;
+    graft_cpu_swiglu_bwd(dg, du, dh, g, u, N * I);
+    return GRAFT_STATUS_OK;
+}
+
 static const graft_backend cpu_backend = {
     .name = "cpu",
     .device = GRAFT_DEVICE_CPU,
@@ -95,7 +116,8 @@ static const graft_backend cpu_backend = {
     .zero = cpu_zero,
     .sync = cpu_sync,
     .op = {.embedding_fwd = t_embedding_fwd, .rmsnorm_fwd = t_rmsnorm_fwd, .swiglu_fwd = t_swiglu_fwd,
-           .add = t_add, .cast = t_cast},
+           .add = t_add, .cast = t_cast, .embedding_bwd = t_embedding_bwd, .rmsnorm_bwd = t_rmsnorm_bwd,
+           .swiglu_bwd = t_swiglu_bwd},
 };
 
 const graft_backend *graft_backend_cpu(void) { return &cpu_backend; }

@@ -7,13 +7,21 @@
  * table's CUDA matmul points at its blas object, and plugins may hold that table). Every op runs
  * asynchronously on the backend's stream; copy(D2H) and sync() wait.
  *
- * Not here: the fp32 reference ops (NULL in this table: backward on CUDA is issue #7's next step),
- * attention (plugins/softmax).
+ * The backward ops' scratch (rmsnorm dw partials, the embedding id sort, the fused head's logits
+ * chunk) is one buffer of the backend, grown (never shrunk) when a call needs more: the ops run one
+ * after another on the backend's stream, so they can share it.
+ *
+ * Not here: the fp32 reference ops (NULL in this table: CPU-only code uses them), attention
+ * (plugins/softmax).
  */
 #include <cuda_runtime.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "adamw.cuh"
 #include "cuda_util.cuh"
 #include "embedding.cuh"
+#include "lmhead_loss.cuh"
 #include "matmul.cuh"
 #include "rmsnorm.cuh"
 #include "swiglu.cuh"
@@ -30,6 +38,8 @@ struct cuda_backend {
     graft_cuda_blas_t *blas;
     cudaStream_t stream;
     int index;
+    void *ws;          /* shared scratch of the backward ops */
+    size_t ws_bytes;
 };
 
 static cuda_backend *g_backends[MAX_DEVICES];
@@ -158,6 +168,158 @@ static graft_status t_cast(void *ctx, void *dst, graft_dtype dd, const void *src
     return GRAFT_STATUS_OK;
 }
 
+/* ---- backward ops --------------------------------------------------------------------------- */
+
+/* The shared scratch, at least `bytes` (grown by 1/8 more so sizes creeping up do not regrow each
+ * call). cudaFree waits for the device, so work still reading the old buffer has finished. */
+static graft_status scratch(cuda_backend *c, size_t bytes, void **out, graft_err *err) {
+    if (bytes > c->ws_bytes) {
+        if (c->ws) GRAFT_CUDA_TRY(cudaFree(c->ws));
+        c->ws = NULL;
+        c->ws_bytes = 0;
+        size_t want = bytes + bytes / 8;
+        cudaError_t e = cudaMalloc(&c->ws, want);
+        if (e != cudaSuccess) {
+            cudaGetLastError();
+            return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "%s: cannot allocate %zu bytes of backward scratch (%s)",
+                                 c->be.name, want, cudaGetErrorString(e));
+        }
+        c->ws_bytes = want;
+    }
+    *out = c->ws;
+    return GRAFT_STATUS_OK;
+}
+
+static graft_status t_embedding_bwd(void *ctx, float *dtable, const void *dout, const int32_t *ids, int64_t N,
+                                    int64_t C, int64_t V, graft_err *err) {
+    size_t need = 0;
+    void *w = NULL;
+    graft_status st = graft_cuda_embedding_bwd_workspace(N, &need, err);
+    if (!st) st = scratch(cb(ctx), need, &w, err);
+    if (st) return st;
+    return graft_cuda_embedding_bwd(dtable, (const graft_bf16 *)dout, ids, N, C, V, w, cb(ctx)->ws_bytes,
+                                    cb(ctx)->stream, err);
+}
+
+static graft_status t_rmsnorm_bwd(void *ctx, void *dx, float *dw, const void *dy, const void *x, const void *w,
+                                  const float *rstd, int64_t N, int64_t C, int accumulate, graft_err *err) {
+    void *s = NULL;
+    graft_status st = scratch(cb(ctx), graft_cuda_rmsnorm_bwd_scratch_bytes(N, C), &s, err);
+    if (st) return st;
+    return graft_cuda_rmsnorm_bwd((graft_bf16 *)dx, dw, (const graft_bf16 *)dy, (const graft_bf16 *)x,
+                                  (const graft_bf16 *)w, rstd, N, C, accumulate, s, cb(ctx)->ws_bytes, cb(ctx)->stream,
+                                  err);
+}
+
+static graft_status t_swiglu_bwd(void *ctx, void *dg, void *du, const void *dh, const void *g, const void *u,
+                                 int64_t N, int64_t I, graft_err *err) {
+    return graft_cuda_swiglu_bwd((graft_bf16 *)dg, (graft_bf16 *)du, (const graft_bf16 *)dh, (const graft_bf16 *)g,
+                                 (const graft_bf16 *)u, N, I, I, I, cb(ctx)->stream, err);
+}
+
+/* Rows of fp32 logits per chunk of the fused head: up to ~2.5 GB of them (4096 rows at Qwen3's
+ * V = 151,936: one chunk for a 4 x 1024 batch, so dW is read and written once). */
+static int64_t loss_chunk_rows(int64_t N, int64_t V) {
+    int64_t r = (int64_t)(((size_t)5 << 29) / ((size_t)V * 4));
+    if (r < 1) r = 1;
+    return r < N ? r : (N > 0 ? N : 1);
+}
+
+static graft_status t_lmhead_loss(void *ctx, const graft_backend_loss_io *in, graft_err *err) {
+    graft_cuda_lmhead_loss_io io;
+    memset(&io, 0, sizeof io);
+    io.hidden = (const graft_bf16 *)in->hidden;
+    io.weight = (const graft_bf16 *)in->weight;
+    io.labels = in->labels;
+    io.N = in->N;
+    io.C = in->C;
+    io.V = in->V;
+    io.ignore_index = in->ignore_index;
+    io.ce_scale = in->ce_scale;
+    io.topk_ids = in->topk_ids;
+    io.topk_logp = in->topk_logp;
+    io.topk_mass = in->topk_mass;
+    io.k = in->k;
+    io.temperature = in->temperature;
+    io.kl_scale = in->kl_scale;
+    io.dhidden = (graft_bf16 *)in->dhidden;
+    io.dweight = in->dweight;
+    io.sums = in->sums;
+    io.chunk_rows = loss_chunk_rows(in->N, in->V);
+    io.stream = cb(ctx)->stream;
+    graft_status st = scratch(cb(ctx), graft_cuda_lmhead_loss_workspace_bytes(in->N, in->V, io.chunk_rows),
+                              &io.workspace, err);
+    if (st) return st;
+    io.workspace_bytes = cb(ctx)->ws_bytes;
+    return graft_cuda_lmhead_loss(cb(ctx)->blas, &io, err);
+}
+
+/* ---- AdamW ---------------------------------------------------------------------------------- */
+
+struct cuda_adamw {
+    graft_cuda_adamw_plan_t *plan;
+    double *norm; /* device */
+};
+
+static graft_status t_adamw_init(void *ctx, void **out, const graft_backend_adamw_span *spans, int64_t n,
+                                 graft_err *err) {
+    *out = NULL;
+    GRAFT_CUDA_TRY(cudaSetDevice(cb(ctx)->index));
+    graft_cuda_adamw_span *cs = (graft_cuda_adamw_span *)calloc((size_t)(n > 0 ? n : 1), sizeof *cs);
+    cuda_adamw *a = (cuda_adamw *)calloc(1, sizeof *a);
+    if (!cs || !a) {
+        free(cs);
+        free(a);
+        return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "%s: adamw: out of host memory", cb(ctx)->be.name);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        cs[i].data = spans[i].data;
+        cs[i].grad = spans[i].grad;
+        cs[i].m = spans[i].m;
+        cs[i].v = spans[i].v;
+        cs[i].data_bf16 = (graft_bf16 *)spans[i].work;
+        cs[i].n = spans[i].n;
+        cs[i].flags = spans[i].no_decay ? GRAFT_CUDA_ADAMW_NO_DECAY : 0u;
+    }
+    graft_status st = graft_cuda_adamw_plan_init(&a->plan, cs, n, err);
+    free(cs);
+    if (!st && cudaMalloc(&a->norm, sizeof(double)) != cudaSuccess) {
+        cudaGetLastError();
+        st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "%s: adamw: cannot allocate the norm", cb(ctx)->be.name);
+    }
+    if (st) {
+        graft_cuda_adamw_plan_free(a->plan);
+        free(a);
+        return st;
+    }
+    *out = a;
+    return GRAFT_STATUS_OK;
+}
+
+static graft_status t_adamw_step(void *ctx, void *plan, double beta1, double beta2, double eps, double wd, int64_t t,
+                                 double lr, double max_norm, double *norm_host, graft_err *err) {
+    cuda_adamw *a = (cuda_adamw *)plan;
+    graft_cuda_adamw_params p = {beta1, beta2, eps, wd};
+    cudaStream_t s = cb(ctx)->stream;
+    graft_status st = graft_cuda_grad_norm(a->plan, a->norm, s, err);
+    if (!st) st = graft_cuda_adamw_step(a->plan, &p, t, lr, max_norm > 0 ? a->norm : NULL, max_norm, s, err);
+    if (st) return st;
+    if (norm_host) {
+        GRAFT_CUDA_TRY(cudaMemcpyAsync(norm_host, a->norm, sizeof(double), cudaMemcpyDeviceToHost, s));
+        GRAFT_CUDA_TRY(cudaStreamSynchronize(s));
+    }
+    return GRAFT_STATUS_OK;
+}
+
+static void t_adamw_free(void *ctx, void *plan) {
+    (void)ctx;
+    cuda_adamw *a = (cuda_adamw *)plan;
+    if (!a) return;
+    graft_cuda_adamw_plan_free(a->plan);
+    cudaFree(a->norm);
+    free(a);
+}
+
 /* ---- opening ------------------------------------------------------------------------------- */
 
 extern "C" graft_status graft_backend_cuda_open(int index, const graft_backend **out, graft_err *err) {
@@ -216,6 +378,13 @@ extern "C" graft_status graft_backend_cuda_open(int index, const graft_backend *
     b->op.swiglu_fwd = t_swiglu_fwd;
     b->op.add = t_add;
     b->op.cast = t_cast;
+    b->op.embedding_bwd = t_embedding_bwd;
+    b->op.rmsnorm_bwd = t_rmsnorm_bwd;
+    b->op.swiglu_bwd = t_swiglu_bwd;
+    b->op.lmhead_loss = t_lmhead_loss;
+    b->op.adamw_init = t_adamw_init;
+    b->op.adamw_step = t_adamw_step;
+    b->op.adamw_free = t_adamw_free;
     g_backends[index] = c;
     /* Plugins reach cuBLASLt through the host table: the blas object is bound to this stream's
      * thread-of-use (one model thread), see matmul.cuh. */
