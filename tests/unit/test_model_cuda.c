@@ -63,10 +63,15 @@ static void test_model(const graft_backend *cuda) {
     CHECK(graft_model_set_backend(m, cuda, &err) == GRAFT_STATUS_OK);
     CHECK(graft_model_forward(m, ids, B, T, got, NULL, 0, &err) == GRAFT_STATUS_OK);
     check_close_f32("model logits cuda vs cpu", got, ref, B * T * V, 2e-4);
-    /* refusals on CUDA: training forward, backward */
-    CHECK(graft_model_forward(m, ids, B, T, got, NULL, 1, &err) == GRAFT_STATUS_UNSUPPORTED);
-    CHECK_CONTAINS(err.msg, "training forward");
+    /* refusals on CUDA: hidden states, backward from host dlogits (the fused loss serves it) */
+    float *hid = malloc((size_t)((cfg.n_layer + 1) * B * T * cfg.hidden_size) * sizeof *hid);
+    CHECK(graft_model_forward(m, ids, B, T, got, hid, 0, &err) == GRAFT_STATUS_UNSUPPORTED);
+    CHECK_CONTAINS(err.msg, "hidden states");
+    free(hid);
+    CHECK(graft_model_forward(m, ids, B, T, got, NULL, 1, &err) == GRAFT_STATUS_OK);
+    check_close_f32("model logits (training forward) cuda vs cpu", got, ref, B * T * V, 2e-4);
     CHECK(graft_model_backward(m, got, &err) == GRAFT_STATUS_UNSUPPORTED);
+    CHECK_CONTAINS(err.msg, "graft_model_backward_loss");
 
     /* decode: prefill T0, three single tokens, then a 5-token continuation (T0 + 3 + 5 = T) */
     int64_t cap = 64;
@@ -99,6 +104,174 @@ static void test_model(const graft_backend *cuda) {
     CHECK(graft_model_forward(m, ids, B, T, again, NULL, 0, &err) == GRAFT_STATUS_OK);
     CHECK(memcmp(again, ref, (size_t)(B * T * V) * sizeof *ref) == 0); /* back on the CPU: bit-identical */
     free(again); free(ref); free(got); free(last); free(want);
+    graft_model_free(m);
+}
+
+/* ---- training: every gradient and the loss, then a few AdamW steps, CUDA vs CPU ------------ */
+
+static double nmse(const float *got, const float *ref, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)got[i] - (double)ref[i];
+        num += d * d;
+        den += (double)ref[i] * (double)ref[i];
+    }
+    return den > 0 ? num / den : num;
+}
+
+/* Runs one training forward + fused loss + backward from zeroed gradients; returns the mean CE. */
+static double train_grads(graft_model_t *m, const int32_t *ids, const int32_t *labels, int64_t B, int64_t T,
+                          int64_t rows, graft_err *err) {
+    graft_model_zero_grad(m);
+    graft_model_loss loss = {.labels = labels, .ignore_index = -100, .ce_scale = (float)(1.0 / (double)rows)};
+    double sums[4] = {0};
+    graft_status st = graft_model_forward(m, ids, B, T, NULL, NULL, 1, err);
+    if (!st) st = graft_model_backward_loss(m, &loss, sums, err);
+    if (st) {
+        fprintf(stderr, "train step: %s\n", err->msg);
+        return NAN;
+    }
+    CHECK(sums[1] == (double)rows);
+    return sums[0] / sums[1];
+}
+
+/* Every parameter's gradient (host F32 copies, one arena in parameter order). */
+static float *grads_to_host(graft_model_t *m) {
+    const graft_backend *be = graft_model_backend(m);
+    int64_t total = graft_model_numel(m), off = 0;
+    float *g = malloc((size_t)total * sizeof *g);
+    graft_err err;
+    for (int64_t i = 0; i < graft_model_n_params(m); i++) {
+        graft_model_param *p = graft_model_param_at(m, i);
+        CHECK(be->copy(be->ctx, g + off, p->grad, (size_t)p->numel * 4, GRAFT_COPY_D2H, &err) == GRAFT_STATUS_OK);
+        off += p->numel;
+    }
+    return g;
+}
+
+/* Tolerances. Gradients: the CUDA path stores activations, dlogits (the fused head writes them
+ * as bf16 over the fp32 logits) and every activation gradient in bf16 (relative rounding 2^-9 each,
+ * NMSE ~1e-6 per rounding), and the CPU reference runs in fp32 on the same bf16 weights; two
+ * layers chain ~20 roundings on the way down, so each parameter gradient must reach NMSE <= 1e-3
+ * (bf16-level agreement; a wrong term - a missing accumulation, a transposed product - gives
+ * NMSE ~1). The loss is a mean over rows of fp32 log-sum-exps of bf16-input logits: relative 1e-3.
+ * Training steps: both start from the same bf16 weights; the CPU then keeps fp32 weights while
+ * CUDA reads the bf16 copy of its fp32 masters, so the losses may drift apart by a few bf16 ulps
+ * of the weights' effect: relative 5e-3 per step, and both must fall. */
+static void test_train(const graft_backend *cuda) {
+    graft_qwen3_config cfg = small_config();
+    graft_err err = {0};
+    graft_model_t *m = NULL;
+    CHECK(graft_model_create(&cfg, NULL, &m, &err) == GRAFT_STATUS_OK);
+    if (!m) return;
+    CHECK(graft_model_init_random(m, 11, &err) == GRAFT_STATUS_OK);
+    int64_t np = graft_model_n_params(m);
+    for (int64_t i = 0; i < np; i++) {
+        graft_model_param *p = graft_model_param_at(m, i);
+        if (p->ndim == 1) /* norm weights off 1 so their gradient paths are exercised */
+            for (int64_t j = 0; j < p->numel; j++) p->data[j] = 1.0f + 0.05f * (float)((j * 7 + i) % 9 - 4);
+        round_bf16(p->data, p->numel);
+    }
+    int64_t total = graft_model_numel(m);
+    float *w0 = malloc((size_t)total * sizeof *w0);
+    for (int64_t i = 0, off = 0; i < np; i++) {
+        graft_model_param *p = graft_model_param_at(m, i);
+        memcpy(w0 + off, p->data, (size_t)p->numel * 4);
+        off += p->numel;
+    }
+    const int64_t B = 2, T = 96, N = B * T, V = cfg.vocab_size;
+    int32_t *ids = malloc((size_t)N * 4), *labels = malloc((size_t)N * 4);
+    graft_rng r = graft_rng_make(5, 1);
+    for (int64_t i = 0; i < N; i++) ids[i] = (int32_t)(graft_rng_next(&r) % (uint64_t)V);
+    int64_t rows = 0;
+    for (int64_t i = 0; i < N; i++) {
+        int64_t t = i % T;
+        labels[i] = (t == T - 1 || i % 17 == 3) ? -100 : ids[i + 1]; /* next token; some ignored */
+        rows += labels[i] != -100;
+    }
+    /* CPU reference */
+    double ce_cpu = train_grads(m, ids, labels, B, T, rows, &err);
+    float *g_cpu = grads_to_host(m);
+    /* CUDA */
+    CHECK(graft_model_set_backend(m, cuda, &err) == GRAFT_STATUS_OK);
+    double ce_gpu = train_grads(m, ids, labels, B, T, rows, &err);
+    CHECK(cuda->sync(cuda->ctx, &err) == GRAFT_STATUS_OK);
+    float *g_gpu = grads_to_host(m);
+    printf("train: CE cpu %.6f cuda %.6f (rel %.2e)\n", ce_cpu, ce_gpu, fabs(ce_gpu - ce_cpu) / ce_cpu);
+    CHECK(fabs(ce_gpu - ce_cpu) <= 1e-3 * ce_cpu);
+    double worst = 0;
+    const char *worst_name = "";
+    for (int64_t i = 0, off = 0; i < np; i++) {
+        graft_model_param *p = graft_model_param_at(m, i);
+        double e = nmse(g_gpu + off, g_cpu + off, p->numel);
+        double gn = 0;
+        for (int64_t j = 0; j < p->numel; j++) gn += (double)g_cpu[off + j] * g_cpu[off + j];
+        printf("  grad %-52s NMSE %.2e  |g| %.3e\n", p->name, e, sqrt(gn));
+        if (!(e <= 1e-3)) {
+            fprintf(stderr, "FAIL: grad %s: NMSE %.3e > 1e-3\n", p->name, e);
+            test_failures_++;
+        }
+        if (e > worst) { worst = e; worst_name = p->name; }
+        off += p->numel;
+    }
+    printf("train: worst gradient NMSE %.2e (%s), threshold 1e-3\n", worst, worst_name);
+    /* determinism: the same step again gives bitwise the same gradients */
+    train_grads(m, ids, labels, B, T, rows, &err);
+    float *g_again = grads_to_host(m);
+    CHECK(memcmp(g_again, g_gpu, (size_t)total * 4) == 0);
+    free(g_again);
+
+    /* a few AdamW steps on one batch from the same start, CPU vs CUDA */
+    graft_adamw_params ap = graft_adamw_default_params();
+    ap.weight_decay = 0.1;
+    const int steps = 6;
+    double loss_dev[6], loss_cpu[6];
+    for (int s = 0; s < steps; s++) {
+        loss_dev[s] = train_grads(m, ids, labels, B, T, rows, &err);
+        double gn = 0;
+        CHECK(graft_model_opt_step(m, &ap, s + 1, 2e-3, 1.0, &gn, &err) == GRAFT_STATUS_OK);
+    }
+    CHECK(graft_model_download(m, &err) == GRAFT_STATUS_OK);
+    float *w_dev = malloc((size_t)total * sizeof *w_dev);
+    for (int64_t i = 0, off = 0; i < np; i++) {
+        graft_model_param *p = graft_model_param_at(m, i);
+        memcpy(w_dev + off, p->data, (size_t)p->numel * 4);
+        off += p->numel;
+    }
+    graft_model_free(m);
+    /* the CPU run: a fresh model (fresh optimizer state) from the same start */
+    m = NULL;
+    CHECK(graft_model_create(&cfg, NULL, &m, &err) == GRAFT_STATUS_OK);
+    if (!m) return;
+    for (int64_t i = 0, off = 0; i < np; i++) {
+        graft_model_param *p = graft_model_param_at(m, i);
+        memcpy(p->data, w0 + off, (size_t)p->numel * 4);
+        off += p->numel;
+    }
+    for (int s = 0; s < steps; s++) {
+        loss_cpu[s] = train_grads(m, ids, labels, B, T, rows, &err);
+        double gn = 0;
+        CHECK(graft_model_opt_step(m, &ap, s + 1, 2e-3, 1.0, &gn, &err) == GRAFT_STATUS_OK);
+    }
+    for (int s = 0; s < steps; s++) {
+        double rel = fabs(loss_dev[s] - loss_cpu[s]) / loss_cpu[s];
+        printf("  step %d: loss cpu %.6f cuda %.6f (rel %.2e)\n", s + 1, loss_cpu[s], loss_dev[s], rel);
+        CHECK(rel <= 5e-3);
+    }
+    CHECK(loss_dev[steps - 1] < loss_dev[0] - 0.05 && loss_cpu[steps - 1] < loss_cpu[0] - 0.05);
+    float *w_cpu = malloc((size_t)total * sizeof *w_cpu);
+    for (int64_t i = 0, off = 0; i < np; i++) {
+        graft_model_param *p = graft_model_param_at(m, i);
+        memcpy(w_cpu + off, p->data, (size_t)p->numel * 4);
+        off += p->numel;
+    }
+    /* the weights' update after 6 steps, CUDA vs CPU (bf16-level) */
+    for (int64_t i = 0; i < total; i++) { w_dev[i] -= w0[i]; w_cpu[i] -= w0[i]; }
+    double eu = nmse(w_dev, w_cpu, total);
+    printf("train: weight update after %d steps NMSE cuda vs cpu %.2e (threshold 1e-1: Adam normalizes tiny gradients to +-lr, so elements whose\n"
+           "       gradient is rounding noise may move either way)\n", steps, eu);
+    CHECK(eu <= 1e-1);
+    free(w0); free(w_dev); free(w_cpu); free(g_cpu); free(g_gpu); free(ids); free(labels);
     graft_model_free(m);
 }
 
@@ -244,5 +417,6 @@ int main(void) {
     }
     test_plugin(cuda);
     test_model(cuda);
+    test_train(cuda);
     return test_finish("test_model_cuda");
 }
