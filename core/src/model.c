@@ -612,6 +612,29 @@ static graft_status head(graft_model_t *m, float *logits, int64_t rows, graft_er
     return st;
 }
 
+graft_status graft_model_head_device(graft_model_t *m, const float **logits, graft_err *err) {
+    const graft_backend *be = m->be;
+    int64_t N = m->B * m->T, C = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    *logits = NULL;
+    if (!m->act || N < 1)
+        return graft_err_set(err, GRAFT_STATUS_INTERNAL, "head: no forward to project");
+    if (be->device == GRAFT_DEVICE_CPU)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "head: device logits on the CPU: use forward's logits");
+    size_t need = (size_t)(N * V);
+    if (need > m->logits_cap) {
+        if (m->logits_dev) be->free(be->ctx, m->logits_dev);
+        m->logits_cap = 0;
+        m->logits_dev = be->alloc(be->ctx, need * sizeof(float));
+        if (!m->logits_dev)
+            return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: cannot allocate %zu bytes of logits on %s",
+                                 need * sizeof(float), be->name);
+        m->logits_cap = need;
+    }
+    graft_status st = linear(m, m->logits_dev, m->hf, m->params[m->p_lm_head].work, N, C, V, err);
+    if (!st) *logits = m->logits_dev;
+    return st;
+}
+
 graft_status graft_model_forward(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
                                  float *logits, float *hidden, int train, graft_err *err) {
     const graft_qwen3_config *c = &m->cfg;

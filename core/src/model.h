@@ -75,6 +75,11 @@ graft_status graft_model_load(const char *dir, graft_model_t **out, graft_err *e
 graft_status graft_model_forward(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
                                  float *logits, float *hidden, int train, graft_err *err);
 
+/* The head of the last forward (run with logits == NULL) on a device backend: F32 logits (B*T, V)
+ * in the backend's memory, valid until the next call (a teacher's logits that need not cross the
+ * bus). UNSUPPORTED on the CPU. */
+graft_status graft_model_head_device(graft_model_t *m, const float **logits, graft_err *err);
+
 /* Teacher-forced layers (inference): layer l runs on hidden_in[l] (hidden_in is (L + 1, B, T, C),
  * e.g. another model's residual stream from graft_model_forward) and writes out[l] ((L, B, T, C)).
  * Carried streams flow between layers as in a forward. This is how Stage 0 sees a layer, so it
