@@ -2,7 +2,8 @@
 """bench/qwen3_vs_hf.py: graft vs Hugging Face transformers on the same random Qwen3 weights, in one
 invocation on one GPU (issue #7).
 
-  1. `graft init --random --dtype bf16` writes a Qwen3-1.7B-shaped checkpoint (bench/configs/).
+  1. A Qwen3-1.7B-shaped random bf16 checkpoint (bench/configs/): HF's init on the GPU (--init hf,
+     default) or `graft init --random --dtype bf16` (--init graft, ~80 s); both sides load it.
   2. Correctness: `graft forward --device cuda` and HF (bf16, sdpa) on the same ids; NMSE of the
      fp32 logits (HF's bf16 logits upcast) = ||g - h||^2 / ||h||^2.
   3. Prefill time to first token at B = 1, T in --T: graft (bench/qwen3_prefill.c: forward with the
@@ -90,6 +91,8 @@ def main():
     ap.add_argument("--train-B", type=int, default=4)
     ap.add_argument("--train-T", type=int, default=1024)
     ap.add_argument("--train-steps", type=int, default=5)
+    ap.add_argument("--init", choices=["hf", "graft"], default="hf",
+                    help="who writes the shared random checkpoint (hf: on the GPU, seconds)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     sections = set(a.sections.split(","))
@@ -99,8 +102,21 @@ def main():
     shutil.rmtree(a.work, ignore_errors=True)
     os.makedirs(a.work)
     t0 = time.time()
-    run([a.graft, "init", "--config", a.config, "--random", "--out", ckpt, "--dtype", "bf16", "--seed", "1"])
-    print(f"init: {time.time() - t0:.1f} s", flush=True)
+    if a.init == "graft":
+        run([a.graft, "init", "--config", a.config, "--random", "--out", ckpt, "--dtype", "bf16", "--seed", "1"])
+    else:
+        # HF's own init on the GPU in a child process (gone before graft runs): seconds, where
+        # `graft init`'s single-core Normal draws take ~80 s at 1.7B. Both then load this checkpoint.
+        cfgdir = os.path.join(a.work, "config")
+        os.makedirs(cfgdir)
+        shutil.copy(a.config, os.path.join(cfgdir, "config.json"))
+        run([sys.executable, "-c", "import sys, torch\n"
+             "from transformers import AutoConfig, AutoModelForCausalLM\n"
+             "torch.manual_seed(1)\n"
+             "with torch.device('cuda'):\n"
+             "    m = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(sys.argv[1]), dtype=torch.bfloat16)\n"
+             "m.save_pretrained(sys.argv[2])\n", cfgdir, ckpt])
+    print(f"init ({a.init}): {time.time() - t0:.1f} s", flush=True)
     Bt, Tt = a.train_B, a.train_T
 
     # ---- graft first (before HF takes GPU memory)
@@ -186,17 +202,18 @@ def main():
                 times.append((time.perf_counter() - t) * 1e3)
         ms = statistics.median(times)
         hf_train = {"step_ms_median": ms, "tokens_per_s": Bt * Tt / (ms * 1e-3),
-                    "peak_gb": torch.cuda.max_memory_allocated() / 1e9, "loss_first": losses[0], "loss_last": losses[-1]}
+                    "peak_gb": torch.cuda.max_memory_allocated() / 1e9, "loss_first": losses[0], "loss_last": losses[-1],
+                    "losses": [round(v, 5) for v in losses]}
         print("HF train:", hf_train, flush=True)
         del model, opt, x, loss
         torch.cuda.empty_cache()
 
     hf_teacher = None
     if "teacher" in sections and tcfg:
-        hc = AutoConfig.from_pretrained(ckpt)  # the 1.7B checkpoint's config, reshaped to the teacher
-        for k2, v2 in tcfg.items():
-            setattr(hc, k2, v2)
-        hc._attn_implementation = "sdpa"
+        tdir = os.path.join(a.work, "teacher-config")
+        os.makedirs(tdir, exist_ok=True)
+        shutil.copy(a.teacher_config, os.path.join(tdir, "config.json"))
+        hc = AutoConfig.from_pretrained(tdir)
         torch.manual_seed(0)
         with torch.device("cuda"):
             try:
@@ -235,7 +252,7 @@ def main():
              f"Device: {dev_name}; torch {torch.__version__}; bf16 GEMM rate measured in this run: "
              f"{gemm_tflops:.0f} TFLOP/s (8192^3).", ""]
     if nmse is not None:
-        lines += [f"Logits (random bf16 weights from `graft init`, T = {a.cmp_T}): NMSE graft vs HF = {nmse:.3e}, "
+        lines += [f"Logits (random bf16 weights, {a.init} init, T = {a.cmp_T}): NMSE graft vs HF = {nmse:.3e}, "
                   f"top-1 agreement {top1:.4f}.", ""]
     if "prefill" in sections:
         lines += ["Prefill time to first token, B = 1, median of "
