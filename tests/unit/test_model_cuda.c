@@ -1,8 +1,9 @@
 /* test_model_cuda.c: the CUDA path of the model and of the softmax plugin against the CPU reference
  * (issue #7): the refusal without a GPU (checked, then exit 77 = skipped), Qwen3 logits of a small
  * head_dim-128 model on CUDA vs CPU, prefill + decode + multi-token continuation through the
- * CUDA KV cache vs a full CPU recompute, and the softmax plugin's forward/backward (dx and every
- * parameter gradient) on CUDA vs CPU on the same bf16-rounded inputs.
+ * CUDA KV cache vs a full CPU recompute, the softmax plugin's forward/backward (dx and every
+ * parameter gradient) on CUDA vs CPU on the same bf16-rounded inputs, and training (test_train:
+ * the loss and every parameter gradient of graft_model_backward_loss, then six AdamW steps).
  *
  * Tolerances (NMSE): bf16 stores every weight and activation (relative rounding 2^-9, NMSE ~1e-6
  * per rounding); a block chains ~10 roundings and the model 2 blocks plus the head, so model
