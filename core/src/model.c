@@ -15,6 +15,7 @@
  */
 #include "model.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -733,14 +734,22 @@ graft_status graft_model_backward(graft_model_t *m, const float *dlogits, graft_
 
 /* ---- decoding ------------------------------------------------------------------------------ */
 
-static size_t layer_state_bytes(const layer *L, int64_t B, int64_t capacity) {
-    size_t per = L->mx->state_bytes ? L->mx->state_bytes(L->ml, capacity) : 0;
+/* One sequence's decode state of layer L on device dev (plugin.h state_bytes_on when present). */
+static size_t slot_bytes(const layer *L, graft_device dev, int64_t capacity) {
+    const graft_mixer *mx = L->mx;
+    if (mx->struct_size >= offsetof(graft_mixer, state_bytes_on) + sizeof mx->state_bytes_on && mx->state_bytes_on)
+        return mx->state_bytes_on(L->ml, dev, capacity);
+    return mx->state_bytes ? mx->state_bytes(L->ml, capacity) : 0;
+}
+
+static size_t layer_state_bytes(const layer *L, graft_device dev, int64_t B, int64_t capacity) {
+    size_t per = slot_bytes(L, dev, capacity);
     return (((size_t)B * per) + 63) & ~(size_t)63;
 }
 
 size_t graft_model_state_bytes(const graft_model_t *m, int64_t B, int64_t capacity) {
     size_t n = 0;
-    for (int64_t l = 0; l < m->cfg.n_layer; l++) n += layer_state_bytes(&m->layers[l], B, capacity);
+    for (int64_t l = 0; l < m->cfg.n_layer; l++) n += layer_state_bytes(&m->layers[l], m->be->device, B, capacity);
     return n;
 }
 
@@ -753,7 +762,7 @@ graft_status graft_model_state_copy_slot(const graft_model_t *m, void *dst, int6
     size_t od = 0, os = 0;
     for (int64_t l = 0; l < m->cfg.n_layer; l++) {
         const layer *L = &m->layers[l];
-        size_t per = L->mx->state_bytes ? L->mx->state_bytes(L->ml, capacity) : 0;
+        size_t per = slot_bytes(L, m->be->device, capacity);
         char *d = (char *)dst + od + (size_t)b_dst * per;
         const char *sp = (const char *)src + os + (size_t)b_src * per;
         if (per && m->be->device == GRAFT_DEVICE_CPU) memcpy(d, sp, per);
@@ -761,8 +770,8 @@ graft_status graft_model_state_copy_slot(const graft_model_t *m, void *dst, int6
             graft_status st = m->be->copy(m->be->ctx, d, sp, per, GRAFT_COPY_D2D, err);
             if (st) return st;
         }
-        od += layer_state_bytes(L, B_dst, capacity);
-        os += layer_state_bytes(L, B_src, capacity);
+        od += layer_state_bytes(L, m->be->device, B_dst, capacity);
+        os += layer_state_bytes(L, m->be->device, B_src, capacity);
     }
     return GRAFT_STATUS_OK;
 }
@@ -802,7 +811,7 @@ static graft_status forward_state_body(graft_model_t *m, int64_t B, int64_t T, v
             snprintf(where, sizeof where, "layer %lld", (long long)l);
             return graft_err_prefix(err, where);
         }
-        sp += layer_state_bytes(L, B, capacity);
+        sp += layer_state_bytes(L, m->be->device, B, capacity);
     }
     /* final norm and head on the last position of each sequence only */
     size_t es = graft_dtype_size(be->act_dtype);

@@ -195,6 +195,12 @@ static size_t sm_state_bytes(const void *layer, int64_t capacity) {
     return (size_t)(2 * l->nkv * l->D * capacity) * sizeof(float);
 }
 
+/* On CUDA the cache holds bf16 keys and values (softmax_cuda_layer.cu), half the CPU's fp32. */
+static size_t sm_state_bytes_on(const void *layer, graft_device device, int64_t capacity) {
+    size_t b = sm_state_bytes(layer, capacity);
+    return device == GRAFT_DEVICE_CUDA ? b / 2 : b;
+}
+
 static int64_t sm_carry_width(const void *layer) {
     (void)layer;
     return 0;
@@ -238,6 +244,7 @@ static const graft_mixer softmax_mixer = {
     .init = sm_init,
     .workspace = sm_workspace,
     .state_bytes = sm_state_bytes,
+    .state_bytes_on = sm_state_bytes_on,
     .carry_width = sm_carry_width,
     .forward = sm_forward,
     .backward = sm_backward,

@@ -16,8 +16,8 @@
  *          | decode: qt, ot (B, nq, D) and the split-K partials
  *          | backward: dO NQ | dq NQ f32 | dk NK f32 | dv NK f32 | attn-bwd rows (N, nq) f32
  *            | dqr NQ | dkr NK | dvb NK | dx (N, C) f32
- *   decode state, one slot of state_bytes(cap) (sized for fp32 by softmax.c; CUDA uses its first
- *   half): K (nkv, cap, D) bf16 then V (nkv, cap, D) bf16, post-norm post-RoPE keys.
+ *   decode state, one slot of state_bytes_on(CUDA, cap): K (nkv, cap, D) bf16 then V (nkv, cap, D)
+ *   bf16, post-norm post-RoPE keys.
  *
  * Not here: the attention kernels (softmax_cuda.cu), the CPU reference (softmax_cpu.c).
  */
@@ -309,7 +309,7 @@ static graft_status forward_decode_graph(const graft_mixer_io *io, const sm_laye
     norm_rope_fwd_kernel<<<blocks_for(N * nkv, 8), 256, 0, s>>>(c.kr, c.rk, c.k_raw, (const bf16 *)io->params[P_KNORM].data,
                                                                 c.inv_freq, past, N, 1, (int)nkv, (int)D, (float)l->eps);
     if ((st = launched("norm_rope_fwd (k)", err))) return st;
-    size_t slot_bytes = (size_t)(2 * kd * cap) * sizeof(float);
+    size_t slot_bytes = (size_t)(2 * kd * cap) * sizeof(bf16); /* sm_state_bytes_on */
     cache_write_kernel<<<dim3((unsigned)N, (unsigned)nkv), 128, 0, s>>>((bf16 *)io->state_out, c.kr, c.v, past, 1,
                                                                         (int)nkv, (int)D, cap, (int64_t)(slot_bytes / 2));
     if ((st = launched("cache_write", err))) return st;
@@ -388,7 +388,7 @@ extern "C" graft_status sm_forward_cuda(const graft_mixer_io *io, graft_err *err
     norm_rope_fwd_kernel<<<blocks_for(N * nkv, 8), 256, 0, s>>>(c.kr, c.rk, c.k_raw, (const bf16 *)io->params[P_KNORM].data,
                                                                 c.inv_freq, past_dev, N, T, (int)nkv, (int)D, (float)l->eps);
     if ((st = launched("norm_rope_fwd (k)", err))) return st;
-    size_t slot_bytes = (size_t)(2 * kd * cap) * sizeof(float);
+    size_t slot_bytes = (size_t)(2 * kd * cap) * sizeof(bf16); /* sm_state_bytes_on */
     if (io->state_out) {
         if (io->state_in && io->state_in != io->state_out)
             TRY(cudaMemcpyAsync(io->state_out, io->state_in, (size_t)B * slot_bytes, cudaMemcpyDeviceToDevice, s));

@@ -271,6 +271,10 @@ typedef struct graft_mixer {
     int64_t (*carry_width)(const void *layer);
     graft_status (*forward)(const graft_mixer_io *io, graft_err *err);
     graft_status (*backward)(const graft_mixer_io *io, graft_err *err);
+    /* ---- appended (the core reads it only when struct_size covers it) ---- */
+    /* Bytes of one sequence's decode state on `device` (a CUDA state may store bf16 where the
+     * CPU's is fp32); NULL: state_bytes on every device. */
+    size_t (*state_bytes_on)(const void *layer, graft_device device, int64_t capacity);
 } graft_mixer;
 
 /* ------------------------------------------------------------------------------------------- */
