@@ -380,7 +380,9 @@ static graft_status gla_backward(const graft_mixer_io *io, graft_err *err) {
  * one-token decode step); layers the kernels do not serve (dk or dv != 128, GQA) are refused at the
  * call with UNSUPPORTED. */
 #ifdef GRAFT_PLUGIN_CUDA
-#define GLA_CAP_CUDA GRAFT_MIXER_CAP_CUDA
+/* CUDA_GRAPH: the decode step (gla_cuda_layer.cu) depends on no length and makes no host copy or
+ * synchronization, so the core may capture it (plugin.h past_len_dev). */
+#define GLA_CAP_CUDA (GRAFT_MIXER_CAP_CUDA | GRAFT_MIXER_CAP_CUDA_GRAPH)
 #else
 #define GLA_CAP_CUDA 0u
 #endif

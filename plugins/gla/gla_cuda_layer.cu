@@ -550,7 +550,11 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
         else
             TRY(cudaMemsetAsync(c.hist, 0, (size_t)(B * Kch * W) * 4, s));
     }
-    if (sin) {
+    /* a decode step reads the V-first slot in place: the K-first copy is for the chunked core
+     * (and a training forward's saved h0) only, 2 x 1 MiB per sequence and layer saved per token */
+    const int decode = T == 1 && sout && !io->saved;
+    if (decode) {
+    } else if (sin) {
         if ((st = transpose(L, c.h0, H * DD, sin, (int64_t)slot, B, s, err))) return st;
     } else {
         TRY(cudaMemsetAsync(c.h0, 0, (size_t)(B * H * DD) * 4, s));
@@ -570,7 +574,7 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
     }
 
     /* 5. the recurrence: a one-token step in place on the V-first slot, else the chunked core */
-    if (T == 1 && sout) {
+    if (decode) {
         if ((st = state_s_copy(sout, sin, slot, sfl, B, s, err))) return st;
         if ((st = gla_cuda_decode_vfirst(B, H, L->dk, L->dv, c.q, c.k, c.v, c.gk, 0, L->scale, sout,
                                          (int64_t)slot, c.o, s, err)))
