@@ -70,6 +70,16 @@ typedef struct graft_backend {
     graft_status (*zero)(void *ctx, void *dst, size_t bytes, graft_err *err);
     /* Waits for everything queued on the stream; reports an asynchronous failure. */
     graft_status (*sync)(void *ctx, graft_err *err);
+    /* CUDA graphs (NULL on the CPU): what is queued on the stream between graph_begin and
+     * graph_end is captured (not run) into an executable graph (*exec); graph_launch replays it
+     * on the stream, graph_free frees it. Used for the single-token decode step (model.c). */
+    graft_status (*graph_begin)(void *ctx, graft_err *err);
+    graft_status (*graph_end)(void *ctx, void **exec, graft_err *err);
+    graft_status (*graph_launch)(void *ctx, void *exec, graft_err *err);
+    void (*graph_free)(void *ctx, void *exec);
+    /* Bytes this backend has allocated at most since the last call with reset = 1 (it then restarts
+     * from the bytes allocated now); NULL on the CPU (bench.c reads the process's VmHWM there). */
+    int64_t (*mem_peak)(void *ctx, int reset);
 
     struct graft_backend_ops {
         /* out (N, C) act = table (V, C) weight [ids (N), device int32] */

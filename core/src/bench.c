@@ -78,13 +78,14 @@ graft_status graft_bench_measure(graft_model_t *m, int64_t context, int64_t batc
     if ((st = graft_generate_batch(m, prompts, n_prompt, batch, &o, gen, n_out, &gs, err))) goto done;
     for (int64_t b = 0; b < batch; b++) n_prompt[b] = context;
     o.max_new_tokens = gen_tokens;
-    int reset = peak_reset();
+    const graft_backend *be = graft_model_backend(m);
+    int reset = be->mem_peak ? (be->mem_peak(be->ctx, 1), 1) : peak_reset();
     for (int64_t r = 0; r < repeat; r++) {
         if ((st = graft_generate_batch(m, prompts, n_prompt, batch, &o, gen, n_out, &gs, err))) goto done;
         ttft[r] = 1e3 * gs.prefill_s;
         tok_s[r] = gs.n_decoded > 0 && gs.decode_s > 0 ? (double)gs.n_decoded / gs.decode_s : NAN;
     }
-    out->peak_bytes = reset ? peak_bytes() : -1;
+    out->peak_bytes = be->mem_peak ? be->mem_peak(be->ctx, 0) : reset ? peak_bytes() : -1;
     out->ttft_ms = median(ttft, repeat);
     out->decode_tok_s = median(tok_s, repeat);
     out->state_bytes = (int64_t)gs.state_bytes;
@@ -101,21 +102,24 @@ done:
 static double ratio(double a, double b) { return (b > 0 && isfinite(a) && isfinite(b)) ? a / b : NAN; }
 
 graft_status graft_bench_run(const graft_bench_plan *p, char *summary, size_t summary_size, graft_err *err) {
-    graft_bench_point *pts = calloc((size_t)p->n_models, sizeof *pts);
+    int64_t n_pts = p->n_contexts * p->n_batches;
+    graft_bench_point *pts = calloc((size_t)(p->n_models * n_pts), sizeof *pts);
     if (!pts) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "bench: out of memory");
     graft_status st = GRAFT_STATUS_OK;
     size_t k = 0;
     if (summary && summary_size) summary[0] = 0;
     fprintf(p->out, "  %-24s %7s %5s %11s %12s %12s %12s\n", "model", "context", "batch", "ttft_ms", "decode_tok/s",
             "state_MiB", "peak_MiB");
-    for (int64_t ic = 0; ic < p->n_contexts && !st; ic++)
-        for (int64_t ib = 0; ib < p->n_batches && !st; ib++) {
-            int64_t ctx = p->contexts[ic], batch = p->batches[ib];
-            for (int64_t i = 0; i < p->n_models && !st; i++) {
-                graft_model_t *m = NULL;
-                if ((st = p->load(p->load_ctx, i, &m, err))) break;
-                st = graft_bench_measure(m, ctx, batch, p->gen_tokens, p->repeat > 0 ? p->repeat : 1, &pts[i], err);
-                graft_model_free(m);
+    /* Each model is loaded once and measured at every point, then freed before the next is
+     * loaded (a load can take a minute at 1.7B, and a peak never includes another model). */
+    for (int64_t i = 0; i < p->n_models && !st; i++) {
+        graft_model_t *m = NULL;
+        if ((st = p->load(p->load_ctx, i, &m, err))) break;
+        for (int64_t ic = 0; ic < p->n_contexts && !st; ic++)
+            for (int64_t ib = 0; ib < p->n_batches && !st; ib++) {
+                int64_t ctx = p->contexts[ic], batch = p->batches[ib];
+                graft_bench_point *q = &pts[i * n_pts + ic * p->n_batches + ib];
+                st = graft_bench_measure(m, ctx, batch, p->gen_tokens, p->repeat > 0 ? p->repeat : 1, q, err);
                 if (st) {
                     char where[160];
                     snprintf(where, sizeof where, "bench: %s at context %lld, batch %lld", p->names[i], (long long)ctx,
@@ -123,7 +127,6 @@ graft_status graft_bench_run(const graft_bench_plan *p, char *summary, size_t su
                     graft_err_prefix(err, where);
                     break;
                 }
-                const graft_bench_point *q = &pts[i];
                 fprintf(p->out, "  %-24s %7lld %5lld %11.2f %12.1f %12.3f %12.1f\n", p->names[i], (long long)ctx,
                         (long long)batch, q->ttft_ms, q->decode_tok_s, (double)q->state_bytes / 1048576.0,
                         q->peak_bytes < 0 ? NAN : (double)q->peak_bytes / 1048576.0);
@@ -134,12 +137,17 @@ graft_status graft_bench_run(const graft_bench_plan *p, char *summary, size_t su
                     st = graft_runlog_append_bench(p->log, p->stage, &row, err);
                 }
             }
-            if (st) break;
-            const graft_bench_point *base = &pts[p->baseline];
+        graft_model_free(m);
+    }
+    for (int64_t ic = 0; ic < p->n_contexts && !st; ic++)
+        for (int64_t ib = 0; ib < p->n_batches; ib++) {
+            int64_t ctx = p->contexts[ic], batch = p->batches[ib], j = ic * p->n_batches + ib;
+            const graft_bench_point *base = &pts[p->baseline * n_pts + j];
             for (int64_t i = 0; i < p->n_models; i++) {
                 if (i == p->baseline) continue;
-                double s_ttft = ratio(base->ttft_ms, pts[i].ttft_ms), s_dec = ratio(pts[i].decode_tok_s, base->decode_tok_s);
-                double s_state = ratio((double)pts[i].state_bytes, (double)base->state_bytes);
+                const graft_bench_point *q = &pts[i * n_pts + j];
+                double s_ttft = ratio(base->ttft_ms, q->ttft_ms), s_dec = ratio(q->decode_tok_s, base->decode_tok_s);
+                double s_state = ratio((double)q->state_bytes, (double)base->state_bytes);
                 fprintf(p->out, "    -> %s vs %s at context %lld, batch %lld: TTFT %.2fx faster, decode %.2fx, "
                                 "state %.3fx the bytes\n", p->names[i], p->names[p->baseline], (long long)ctx,
                         (long long)batch, s_ttft, s_dec, s_state);

@@ -1,6 +1,6 @@
 /* bench.h: the generation benchmark shared by the bench stage of `graft run` (run_bench.c) and
  * `graft bench` (cli/cmd_bench.c): several models (a control and hybrids) timed in one process on
- * one device, each (context, batch) measured for every model back to back, and each model's
+ * one device, each model loaded once and measured at every (context, batch), and each model's
  * speedup over the baseline printed from the same run (DESIGN principle 7).
  *
  * One measurement (graft_bench_measure) of model m at (context, batch, gen_tokens):
@@ -14,7 +14,9 @@
  *   decode_tok_s   batch * (gen_tokens - 1) / the decode steps' seconds (median of repeats; NaN
  *                  when gen_tokens = 1)
  *   state_bytes    the decode state: KV cache + recurrent state for context + gen_tokens tokens
- *   peak_bytes     CPU: the process's peak resident memory during the timed generations (Linux
+ *   peak_bytes     CUDA: the most device memory graft held through the backend during the timed
+ *                  generations (weights, arenas, logits, decode state; backend mem_peak). CPU: the
+ *                  process's peak resident memory during the timed generations (Linux
  *                  VmHWM, reset before it through /proc/self/clear_refs), so the loaded model's
  *                  weights and arenas are included; -1 where that reset is not allowed
  *

@@ -89,7 +89,7 @@ static graft_status mixer_failed(const graft_block *b, const char *what, graft_e
 
 static graft_status block_forward(const graft_block *b, graft_block_ws *ws, void *out, const void *h,
                                   int64_t B, int64_t T, int train, void *state, int64_t capacity,
-                                  const int64_t *past_len, graft_err *err) {
+                                  const int64_t *past_len, const int32_t *past_len_dev, graft_err *err) {
     const graft_backend *be = b->be;
     int64_t N = B * T, C = b->C, I = b->I;
     graft_status st;
@@ -104,6 +104,7 @@ static graft_status block_forward(const graft_block *b, graft_block_ws *ws, void
         io.state_in = past_len ? state : NULL;
         io.state_out = state;
         io.past_len = past_len;
+        io.past_len_dev = past_len ? past_len_dev : NULL;
     }
     if ((st = b->mx->forward(&io, err))) return mixer_failed(b, "forward", err);
     if ((st = be->op.add(be->ctx, ws->hmid, h, ws->mo, N * C, err))) return st;
@@ -117,13 +118,13 @@ static graft_status block_forward(const graft_block *b, graft_block_ws *ws, void
 
 graft_status graft_block_forward(const graft_block *b, graft_block_ws *ws, void *out, const void *h,
                                  int64_t B, int64_t T, int train, graft_err *err) {
-    return block_forward(b, ws, out, h, B, T, train, NULL, 0, NULL, err);
+    return block_forward(b, ws, out, h, B, T, train, NULL, 0, NULL, NULL, err);
 }
 
 graft_status graft_block_forward_state(const graft_block *b, graft_block_ws *ws, void *out, const void *h,
                                        int64_t B, int64_t T, void *state, int64_t capacity,
-                                       const int64_t *past_len, graft_err *err) {
-    return block_forward(b, ws, out, h, B, T, 0, state, capacity, past_len, err);
+                                       const int64_t *past_len, const int32_t *past_len_dev, graft_err *err) {
+    return block_forward(b, ws, out, h, B, T, 0, state, capacity, past_len, past_len_dev, err);
 }
 
 graft_status graft_block_backward(const graft_block *b, graft_block_ws *ws, void *dh, const void *dout,

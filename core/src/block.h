@@ -60,10 +60,11 @@ graft_status graft_block_forward(const graft_block *b, graft_block_ws *ws, void 
 
 /* Inference forward continuing decode state: state holds B slots of the mixer's
  * state_bytes(capacity) (updated in place); past_len (B) counts the tokens already in it
- * (NULL: empty state, a prefill from scratch). */
+ * (NULL: empty state, a prefill from scratch). past_len_dev: the same as (B) int32 in device
+ * memory for a graph-captured decode step (plugin.h graft_mixer_io.past_len_dev), else NULL. */
 graft_status graft_block_forward_state(const graft_block *b, graft_block_ws *ws, void *out, const void *h,
                                        int64_t B, int64_t T, void *state, int64_t capacity,
-                                       const int64_t *past_len, graft_err *err);
+                                       const int64_t *past_len, const int32_t *past_len_dev, graft_err *err);
 
 /* Given d out (dout), writes d h into dh (dh may alias dout) and accumulates parameter
  * gradients (F32, the backend's memory) into the non-NULL gradient pointers. h is the block's

@@ -115,7 +115,9 @@ graft_status graft_generate_batch(graft_model_t *m, const int32_t *const *prompt
                              (long long)B, (long long)Lmax, (long long)N);
     int64_t cap = Lmax + N;
     size_t bytes = graft_model_state_bytes(m, B, cap);
-    void *state = calloc(1, bytes ? bytes : 1);
+    /* the decode state lives where the model computes (device memory on CUDA), zero = empty */
+    const graft_backend *be = graft_model_backend(m);
+    void *state = be->alloc(be->ctx, bytes ? bytes : 1);
     float *logits = malloc(sizeof(float) * (size_t)(B * V));
     void *work = o->greedy ? NULL : malloc(graft_generate_pick_work_bytes(V));
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * P));
@@ -140,18 +142,18 @@ graft_status graft_generate_batch(graft_model_t *m, const int32_t *const *prompt
         stats->steps = 1;
     } else { /* each prompt prefilled alone into a one-slot state, then moved into slot b */
         size_t one = graft_model_state_bytes(m, 1, cap);
-        void *tmp = malloc(one ? one : 1);
+        void *tmp = be->alloc(be->ctx, one ? one : 1);
         if (!tmp) {
             st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "generate: cannot allocate %zu bytes of decode state", one);
             goto fail;
         }
         for (int64_t b = 0; b < B && !st; b++) {
-            memset(tmp, 0, one ? one : 1);
-            st = graft_model_forward_state(m, prompts[b], 1, n_prompt[b], tmp, cap, NULL, logits + b * V, err);
+            st = be->zero(be->ctx, tmp, one ? one : 1, err);
+            if (!st) st = graft_model_forward_state(m, prompts[b], 1, n_prompt[b], tmp, cap, NULL, logits + b * V, err);
             if (!st) st = graft_model_state_copy_slot(m, state, B, b, tmp, 1, 0, cap, err);
             stats->steps++;
         }
-        free(tmp);
+        be->free(be->ctx, tmp);
         if (st) goto fail;
     }
     t_first = now_s();
@@ -178,7 +180,7 @@ graft_status graft_generate_batch(graft_model_t *m, const int32_t *const *prompt
     stats->decode_s = now_s() - t_first;
     for (int64_t b = 0; b < B; b++) stats->n_new += n_out[b];
 fail:
-    free(state);
+    if (state) be->free(be->ctx, state);
     free(logits);
     free(work);
     free(ids);

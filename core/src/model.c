@@ -16,6 +16,7 @@
 #include "model.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,9 +76,17 @@ struct graft_model {
     double *sums;                 /* (4) the fused loss's sums                                  */
     void *h, *hf, *dh, *dhf;      /* activation dtype                                           */
     float *rstdf;
+    int32_t *past_dev;            /* (N) int32: a decode step's past lengths, for its mixers      */
     float *carry[MAX_CARRY], *dcarry[MAX_CARRY];
     void *topk_dev;               /* teacher top-k uploaded for the fused loss, topk_cap bytes   */
     size_t topk_cap;
+    /* The captured single-token decode step (CUDA graph), valid while its key holds: the batch,
+     * the state and its capacity, and the arena and logits buffer its kernels address. */
+    void *graph;
+    int graph_warm;               /* the key ran once eagerly: lazy first-call work is done       */
+    int64_t graph_B, graph_cap;
+    const void *graph_state, *graph_act, *graph_logits;
+    int64_t graph_launches;       /* replays so far (tests, bench)                              */
 };
 
 static void bind_blocks(graft_model_t *m);
@@ -295,17 +304,30 @@ fail:
     return st;
 }
 
-graft_status graft_model_init_random(graft_model_t *m, uint64_t seed, graft_err *err) {
-    for (int64_t i = 0; i < m->n_params; i++) {
-        graft_model_param *p = &m->params[i];
+typedef struct init_job {
+    graft_model_t *m;
+    uint64_t seed;
+} init_job;
+
+/* Parameters [b, e): each draws from its own stream (seed, index), so the threads' split does not
+ * change a single value. */
+static void init_params(void *arg, int64_t b, int64_t e) {
+    init_job *j = arg;
+    for (int64_t i = b; i < e; i++) {
+        graft_model_param *p = &j->m->params[i];
         if (p->ndim == 1) {
-            for (int64_t j = 0; j < p->numel; j++) p->data[j] = 1.0f;
+            for (int64_t k = 0; k < p->numel; k++) p->data[k] = 1.0f;
             continue;
         }
-        graft_rng r = graft_rng_make(seed, (uint64_t)i);
-        for (int64_t j = 0; j < p->numel; j++)
-            p->data[j] = (float)(graft_rng_normal(&r) * m->cfg.initializer_range);
+        graft_rng r = graft_rng_make(j->seed, (uint64_t)i);
+        for (int64_t k = 0; k < p->numel; k++)
+            p->data[k] = (float)(graft_rng_normal(&r) * j->m->cfg.initializer_range);
     }
+}
+
+graft_status graft_model_init_random(graft_model_t *m, uint64_t seed, graft_err *err) {
+    init_job job = {m, seed};
+    graft_host_parallel_for(m->n_params, init_params, &job);
     for (int64_t l = 0; l < m->cfg.n_layer; l++) {
         layer *L = &m->layers[l];
         if (!L->n_mp) continue;
@@ -319,7 +341,14 @@ graft_status graft_model_init_random(graft_model_t *m, uint64_t seed, graft_err 
     return GRAFT_STATUS_OK;
 }
 
+static void graph_drop(graft_model_t *m) {
+    if (m->graph && m->be->graph_free) m->be->graph_free(m->be->ctx, m->graph);
+    m->graph = NULL;
+    m->graph_warm = 0;
+}
+
 static void free_activations_impl(graft_model_t *m) {
+    graph_drop(m);
     if (m->act) m->be->free(m->be->ctx, m->act);
     m->act = NULL;
     m->cap_N = 0;
@@ -508,6 +537,7 @@ graft_status graft_model_set_backend(graft_model_t *m, const graft_backend *be, 
     free_training(m);
     if (m->work) m->be->free(m->be->ctx, m->work);
     if (m->logits_dev) m->be->free(m->be->ctx, m->logits_dev);
+    m->graph_launches = 0;
     m->work = NULL;
     m->logits_dev = NULL;
     m->logits_cap = 0;
@@ -555,7 +585,7 @@ static graft_status ensure_activations(graft_model_t *m, int64_t B, int64_t T, i
         if (s > scratch) scratch = s;
     }
 #define R16(x) ((((size_t)(x)) + 15) & ~(size_t)15)
-    size_t fixed = R16(N) * 2 + R16(8) + R16((L + 1) * N * C) + R16(N * C) * 3 + R16(N);
+    size_t fixed = R16(N) * 2 + R16(8) + R16((L + 1) * N * C) + R16(N * C) * 3 + R16(N) * 2;
     for (int s = 0; s < m->n_carry; s++) fixed += 2 * R16(N * m->carry_width[s]);
     size_t need = fixed + total + scratch;
     if (m->act && need <= m->act_floats && (m->act_train || !train)) goto bind;
@@ -576,6 +606,7 @@ bind:;
     m->dh = p; p += R16(N * C);
     m->dhf = p; p += R16(N * C);
     m->rstdf = p; p += R16(N);
+    m->past_dev = (int32_t *)p; p += R16(N);
     for (int s = 0; s < m->n_carry; s++) {
         m->carry[s] = p; p += R16(N * m->carry_width[s]);
         m->dcarry[s] = p; p += R16(N * m->carry_width[s]);
@@ -607,47 +638,55 @@ static graft_status linear(graft_model_t *m, float *y, const void *x, const void
 
 /* The head: logits (rows, V) F32 in HOST memory from the normed rows hf. On a device backend the
  * product lands in a reused F32 device buffer and is copied back. */
-static graft_status head(graft_model_t *m, float *logits, int64_t rows, graft_err *err) {
+static graft_status ensure_logits(graft_model_t *m, int64_t rows, graft_err *err) {
     const graft_backend *be = m->be;
+    size_t need = (size_t)(rows * m->cfg.vocab_size);
+    if (be->device == GRAFT_DEVICE_CPU || need <= m->logits_cap) return GRAFT_STATUS_OK;
+    if (m->logits_dev) be->free(be->ctx, m->logits_dev);
+    m->logits_cap = 0;
+    m->logits_dev = be->alloc(be->ctx, need * sizeof(float));
+    if (!m->logits_dev)
+        return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: cannot allocate %zu bytes of logits on %s",
+                             need * sizeof(float), be->name);
+    m->logits_cap = need;
+    return GRAFT_STATUS_OK;
+}
+
+/* The head's product only: into `logits` on the CPU, into the device buffer elsewhere (queued). */
+static graft_status head_compute(graft_model_t *m, float *logits, int64_t rows, graft_err *err) {
     int64_t C = m->cfg.hidden_size, V = m->cfg.vocab_size;
     const void *W = m->params[m->p_lm_head].work;
-    if (be->device == GRAFT_DEVICE_CPU) return linear(m, logits, m->hf, W, rows, C, V, err);
-    size_t need = (size_t)(rows * V);
-    if (need > m->logits_cap) {
-        if (m->logits_dev) be->free(be->ctx, m->logits_dev);
-        m->logits_cap = 0;
-        m->logits_dev = be->alloc(be->ctx, need * sizeof(float));
-        if (!m->logits_dev)
-            return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: cannot allocate %zu bytes of logits on %s",
-                                 need * sizeof(float), be->name);
-        m->logits_cap = need;
-    }
-    graft_status st = linear(m, m->logits_dev, m->hf, W, rows, C, V, err);
-    if (!st) st = be->copy(be->ctx, logits, m->logits_dev, need * sizeof(float), GRAFT_COPY_D2H, err);
+    if (m->be->device == GRAFT_DEVICE_CPU) return linear(m, logits, m->hf, W, rows, C, V, err);
+    return linear(m, m->logits_dev, m->hf, W, rows, C, V, err);
+}
+
+/* Device logits back to the host (waits for the stream). */
+static graft_status head_fetch(graft_model_t *m, float *logits, int64_t rows, graft_err *err) {
+    const graft_backend *be = m->be;
+    if (be->device == GRAFT_DEVICE_CPU) return GRAFT_STATUS_OK;
+    graft_status st = be->copy(be->ctx, logits, m->logits_dev, (size_t)(rows * m->cfg.vocab_size) * sizeof(float),
+                               GRAFT_COPY_D2H, err);
     if (!st) st = be->sync(be->ctx, err);
     return st;
 }
 
 graft_status graft_model_head_device(graft_model_t *m, const float **logits, graft_err *err) {
-    const graft_backend *be = m->be;
-    int64_t N = m->B * m->T, C = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    int64_t N = m->B * m->T;
     *logits = NULL;
     if (!m->act || N < 1)
         return graft_err_set(err, GRAFT_STATUS_INTERNAL, "head: no forward to project");
-    if (be->device == GRAFT_DEVICE_CPU)
+    if (m->be->device == GRAFT_DEVICE_CPU)
         return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "head: device logits on the CPU: use forward's logits");
-    size_t need = (size_t)(N * V);
-    if (need > m->logits_cap) {
-        if (m->logits_dev) be->free(be->ctx, m->logits_dev);
-        m->logits_cap = 0;
-        m->logits_dev = be->alloc(be->ctx, need * sizeof(float));
-        if (!m->logits_dev)
-            return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: cannot allocate %zu bytes of logits on %s",
-                                 need * sizeof(float), be->name);
-        m->logits_cap = need;
-    }
-    graft_status st = linear(m, m->logits_dev, m->hf, m->params[m->p_lm_head].work, N, C, V, err);
+    graft_status st = ensure_logits(m, N, err);
+    if (!st) st = head_compute(m, NULL, N, err);
     if (!st) *logits = m->logits_dev;
+    return st;
+}
+
+static graft_status head(graft_model_t *m, float *logits, int64_t rows, graft_err *err) {
+    graft_status st = ensure_logits(m, rows, err);
+    if (!st) st = head_compute(m, logits, rows, err);
+    if (!st) st = head_fetch(m, logits, rows, err);
     return st;
 }
 
@@ -939,14 +978,22 @@ graft_status graft_model_download(graft_model_t *m, graft_err *err) {
 
 /* ---- decoding ------------------------------------------------------------------------------ */
 
-static size_t layer_state_bytes(const layer *L, int64_t B, int64_t capacity) {
-    size_t per = L->mx->state_bytes ? L->mx->state_bytes(L->ml, capacity) : 0;
+/* One sequence's decode state of layer L on device dev (plugin.h state_bytes_on when present). */
+static size_t slot_bytes(const layer *L, graft_device dev, int64_t capacity) {
+    const graft_mixer *mx = L->mx;
+    if (mx->struct_size >= offsetof(graft_mixer, state_bytes_on) + sizeof mx->state_bytes_on && mx->state_bytes_on)
+        return mx->state_bytes_on(L->ml, dev, capacity);
+    return mx->state_bytes ? mx->state_bytes(L->ml, capacity) : 0;
+}
+
+static size_t layer_state_bytes(const layer *L, graft_device dev, int64_t B, int64_t capacity) {
+    size_t per = slot_bytes(L, dev, capacity);
     return (((size_t)B * per) + 63) & ~(size_t)63;
 }
 
 size_t graft_model_state_bytes(const graft_model_t *m, int64_t B, int64_t capacity) {
     size_t n = 0;
-    for (int64_t l = 0; l < m->cfg.n_layer; l++) n += layer_state_bytes(&m->layers[l], B, capacity);
+    for (int64_t l = 0; l < m->cfg.n_layer; l++) n += layer_state_bytes(&m->layers[l], m->be->device, B, capacity);
     return n;
 }
 
@@ -959,20 +1006,80 @@ graft_status graft_model_state_copy_slot(const graft_model_t *m, void *dst, int6
     size_t od = 0, os = 0;
     for (int64_t l = 0; l < m->cfg.n_layer; l++) {
         const layer *L = &m->layers[l];
-        size_t per = L->mx->state_bytes ? L->mx->state_bytes(L->ml, capacity) : 0;
-        if (per)
-            memcpy((char *)dst + od + (size_t)b_dst * per, (const char *)src + os + (size_t)b_src * per, per);
-        od += layer_state_bytes(L, B_dst, capacity);
-        os += layer_state_bytes(L, B_src, capacity);
+        size_t per = slot_bytes(L, m->be->device, capacity);
+        char *d = (char *)dst + od + (size_t)b_dst * per;
+        const char *sp = (const char *)src + os + (size_t)b_src * per;
+        if (per && m->be->device == GRAFT_DEVICE_CPU) memcpy(d, sp, per);
+        else if (per) {
+            graft_status st = m->be->copy(m->be->ctx, d, sp, per, GRAFT_COPY_D2D, err);
+            if (st) return st;
+        }
+        od += layer_state_bytes(L, m->be->device, B_dst, capacity);
+        os += layer_state_bytes(L, m->be->device, B_src, capacity);
     }
     return GRAFT_STATUS_OK;
+}
+
+/* Whether this call may run as a captured CUDA graph: a single-token step continuing a state on
+ * a backend with graphs, every mixer declaring GRAFT_MIXER_CAP_CUDA_GRAPH, not switched off with
+ * GRAFT_CUDA_GRAPHS=0 (for comparisons). */
+static int decode_graph_eligible(const graft_model_t *m, int64_t T, const int64_t *past_len) {
+    if (T != 1 || !past_len || !m->be->graph_begin) return 0;
+    const char *env = getenv("GRAFT_CUDA_GRAPHS");
+    if (env && !strcmp(env, "0")) return 0;
+    for (int64_t l = 0; l < m->cfg.n_layer; l++)
+        if (!(m->layers[l].mx->caps & GRAFT_MIXER_CAP_CUDA_GRAPH)) return 0;
+    return 1;
+}
+
+int64_t graft_model_graph_launches(const graft_model_t *m) { return m->graph_launches; }
+
+/* Embedding, the layers continuing `state`, the final norm and the head product for the last
+ * position of each sequence: everything queued on the backend, nothing read back (capturable
+ * when past_dev is given). The ids are already in m->ids. */
+static graft_status forward_state_body(graft_model_t *m, int64_t B, int64_t T, void *state, int64_t capacity,
+                                       const int64_t *past_len, const int32_t *past_dev, float *last_logits,
+                                       graft_err *err) {
+    const graft_qwen3_config *c = &m->cfg;
+    const graft_backend *be = m->be;
+    int64_t C = c->hidden_size, V = c->vocab_size, N = B * T;
+    graft_status st;
+    if ((st = be->op.embedding_fwd(be->ctx, m->h, m->params[m->p_embed].work, m->ids, N, C, V, err))) return st;
+    unsigned char *sp = state;
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        layer *L = &m->layers[l];
+        if ((st = graft_block_forward_state(&L->blk, &L->ws, act_at(m, m->h, (l + 1) * N * C),
+                                            act_at(m, m->h, l * N * C), B, T, sp, capacity, past_len, past_dev,
+                                            err))) {
+            char where[48];
+            snprintf(where, sizeof where, "layer %lld", (long long)l);
+            return graft_err_prefix(err, where);
+        }
+        sp += layer_state_bytes(L, m->be->device, B, capacity);
+    }
+    /* final norm and head on the last position of each sequence only */
+    size_t es = graft_dtype_size(be->act_dtype);
+    if (T == 1) { /* the last positions are the rows themselves */
+        if ((st = be->op.rmsnorm_fwd(be->ctx, m->hf, NULL, act_at(m, m->h, c->n_layer * N * C),
+                                     m->params[m->p_norm].work, B, C, (float)c->rms_norm_eps, err)))
+            return st;
+        return head_compute(m, last_logits, B, err);
+    }
+    for (int64_t b = 0; b < B; b++)
+        if ((st = be->copy(be->ctx, act_at(m, m->dh, b * C), act_at(m, m->h, (c->n_layer * N + b * T + T - 1) * C),
+                           (size_t)C * es, GRAFT_COPY_D2D, err)))
+            return st;
+    if ((st = be->op.rmsnorm_fwd(be->ctx, m->hf, NULL, m->dh, m->params[m->p_norm].work, B, C, (float)c->rms_norm_eps,
+                                 err)))
+        return st;
+    return head_compute(m, last_logits, B, err);
 }
 
 graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
                                        void *state, int64_t capacity, const int64_t *past_len,
                                        float *last_logits, graft_err *err) {
     const graft_qwen3_config *c = &m->cfg;
-    int64_t C = c->hidden_size, V = c->vocab_size, N = B * T;
+    int64_t V = c->vocab_size, N = B * T;
     if (B < 1 || T < 1)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "decode: B=%lld T=%lld, expected both >= 1",
                              (long long)B, (long long)T);
@@ -990,27 +1097,51 @@ graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int
     m->T = T;
     m->trained = 0;
     const graft_backend *be = m->be;
+    if ((st = ensure_logits(m, B, err))) return st;
     if ((st = be->copy(be->ctx, m->ids, ids, (size_t)N * sizeof(int32_t), GRAFT_COPY_H2D, err))) return st;
-    if ((st = be->op.embedding_fwd(be->ctx, m->h, m->params[m->p_embed].work, m->ids, N, C, V, err))) return st;
-    unsigned char *sp = state;
-    for (int64_t l = 0; l < c->n_layer; l++) {
-        layer *L = &m->layers[l];
-        if ((st = graft_block_forward_state(&L->blk, &L->ws, act_at(m, m->h, (l + 1) * N * C),
-                                            act_at(m, m->h, l * N * C), B, T, sp, capacity, past_len, err))) {
-            char where[48];
-            snprintf(where, sizeof where, "layer %lld", (long long)l);
-            return graft_err_prefix(err, where);
-        }
-        sp += layer_state_bytes(L, B, capacity);
+    if (!decode_graph_eligible(m, T, past_len)) {
+        if ((st = forward_state_body(m, B, T, state, capacity, past_len, NULL, last_logits, err))) return st;
+        return head_fetch(m, last_logits, B, err);
     }
-    /* final norm and head on the last position of each sequence only */
-    size_t es = graft_dtype_size(be->act_dtype);
-    for (int64_t b = 0; b < B; b++)
-        if ((st = be->copy(be->ctx, act_at(m, m->dh, b * C), act_at(m, m->h, (c->n_layer * N + b * T + T - 1) * C),
-                           (size_t)C * es, GRAFT_COPY_D2D, err)))
+    /* The single-token step through a CUDA graph: lengths go to the device first (the graph reads
+     * them there), the key's first call runs eagerly, its second is captured, later ones replay. */
+    int32_t pl[256];
+    for (int64_t b0 = 0; b0 < B; b0 += 256) {
+        int64_t bn = B - b0 < 256 ? B - b0 : 256;
+        for (int64_t i = 0; i < bn; i++) pl[i] = (int32_t)past_len[b0 + i];
+        if ((st = be->copy(be->ctx, m->past_dev + b0, pl, (size_t)bn * sizeof(int32_t), GRAFT_COPY_H2D, err)) ||
+            (st = be->sync(be->ctx, err))) /* pl is reused */
             return st;
-    if ((st = be->op.rmsnorm_fwd(be->ctx, m->hf, NULL, m->dh, m->params[m->p_norm].work, B, C, (float)c->rms_norm_eps,
-                                 err)))
-        return st;
-    return head(m, last_logits, B, err);
+    }
+    int same = m->graph_B == B && m->graph_cap == capacity && m->graph_state == state && m->graph_act == m->act &&
+               m->graph_logits == m->logits_dev;
+    if (!same || !m->graph_warm) {
+        graph_drop(m);
+        m->graph_B = B;
+        m->graph_cap = capacity;
+        m->graph_state = state;
+        m->graph_act = m->act;
+        m->graph_logits = m->logits_dev;
+        m->graph_warm = 1;
+        if ((st = forward_state_body(m, B, 1, state, capacity, past_len, m->past_dev, last_logits, err))) return st;
+        return head_fetch(m, last_logits, B, err);
+    }
+    if (!m->graph) {
+        if ((st = be->graph_begin(be->ctx, err))) return st;
+        graft_status body = forward_state_body(m, B, 1, state, capacity, past_len, m->past_dev, last_logits, err);
+        void *exec = NULL;
+        graft_err end_err;
+        graft_status end = be->graph_end(be->ctx, &exec, &end_err);
+        if (body || end) {
+            if (exec) be->graph_free(be->ctx, exec);
+            m->graph_warm = 0;
+            if (body) return graft_err_prefix(err, "decode: capturing the CUDA graph");
+            *err = end_err;
+            return end;
+        }
+        m->graph = exec;
+    }
+    if ((st = be->graph_launch(be->ctx, m->graph, err))) return st;
+    m->graph_launches++;
+    return head_fetch(m, last_logits, B, err);
 }

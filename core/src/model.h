@@ -133,7 +133,12 @@ size_t graft_model_state_bytes(const graft_model_t *m, int64_t B, int64_t capaci
 /* Runs T new tokens per sequence (ids (B, T)) through the model continuing `state` (updated in
  * place), where sequence b already holds past_len[b] tokens (NULL: all 0), and writes the logits
  * of the last new position of each sequence to last_logits (B, V). Generating with this equals
- * a full recompute (tests/model). */
+ * a full recompute (tests/model).
+ *
+ * On CUDA, a single-token step (T = 1, past_len given) whose mixers all declare
+ * GRAFT_MIXER_CAP_CUDA_GRAPH runs as a CUDA graph: the first such call with a given (B, state,
+ * capacity) runs eagerly, the second is captured, later ones replay it (one launch instead of
+ * hundreds), the lengths travelling in device memory. GRAFT_CUDA_GRAPHS=0 turns this off. */
 graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
                                        void *state, int64_t capacity, const int64_t *past_len,
                                        float *last_logits, graft_err *err);
@@ -158,6 +163,8 @@ const graft_backend *graft_model_backend(const graft_model_t *m);
 graft_status graft_model_state_copy_slot(const graft_model_t *m, void *dst, int64_t B_dst, int64_t b_dst,
                                          const void *src, int64_t B_src, int64_t b_src, int64_t capacity,
                                          graft_err *err);
+/* How many decode steps replayed a captured CUDA graph since the last graft_model_set_backend. */
+int64_t graft_model_graph_launches(const graft_model_t *m);
 /* Sets every gradient to zero (on the backend's stream). */
 void graft_model_zero_grad(graft_model_t *m);
 

@@ -339,11 +339,11 @@ graft_status graft_run(const graft_run_opts *o, graft_err *err) {
     if ((st = graft_recipe_check_layers(r, c->cfg.n_layer, err))) goto done;
     if (r->device_cuda) {
         /* Stages run on CUDA only where their whole path exists there. So far that is `select`
-         * (no device work); pretrain/stage0/stage1 need the CUDA backward and eval/bench the CUDA
-         * decode state in generate.c (issue #7). The first such stage is named. */
+         * (no device work) and `bench` (generation on CUDA); pretrain/stage0/stage1 need the CUDA
+         * backward and eval its training-forward pieces (issue #7). The first such stage is named. */
         for (int64_t i = 0; i < r->n_stages; i++) {
             const graft_stage *sg = &r->stages[i];
-            if (sg->kind == GRAFT_STAGE_SELECT) continue;
+            if (sg->kind == GRAFT_STAGE_SELECT || sg->kind == GRAFT_STAGE_BENCH) continue;
             st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
                                "%s: %s (kind %s): not implemented on device \"%s\" yet (the CUDA backend runs model "
                                "forwards only: `graft forward --device cuda`); use device: cpu",
@@ -353,6 +353,7 @@ graft_status graft_run(const graft_run_opts *o, graft_err *err) {
         }
         const graft_backend *be = NULL;
         if ((st = graft_backend_open(r->device, r->path, &be, err))) goto done;
+        c->be = be;
     }
     if (r->tokenizer) snprintf(c->tokenizer, sizeof c->tokenizer, "%s", r->tokenizer);
     else if (!r->model.random_init) snprintf(c->tokenizer, sizeof c->tokenizer, "%s", r->model.path);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "bench.h"
 #include "run_ctx.h"
 
@@ -15,7 +16,13 @@ typedef struct loader {
 
 static graft_status load(void *ctx, int64_t i, graft_model_t **out, graft_err *err) {
     loader *l = ctx;
-    return graft_run_load_choice(l->c, &l->models[i], out, err);
+    graft_status st = graft_run_load_choice(l->c, &l->models[i], out, err);
+    if (st || !l->c->be || l->c->be->device == GRAFT_DEVICE_CPU) return st;
+    if ((st = graft_model_set_backend(*out, l->c->be, err))) {
+        graft_model_free(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 /* A path's name in the table: the path when it fits the run log's 63 bytes, else its last part. */

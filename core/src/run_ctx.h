@@ -29,6 +29,7 @@ typedef struct graft_run_ctx {
     const graft_stage0_params *stage0; /* that stage's settings (mixer kv), NULL before one */
     char spec[GRAFT_RUN_PATH];        /* the latest select's single output, "" before one */
     char tokenizer[GRAFT_RUN_PATH];   /* tokenizer file or dir, "" when none is known */
+    const struct graft_backend *be;   /* the recipe's device (NULL: the CPU)                      */
     /* resume: the stage being resumed continues from its checkpoint */
     int resuming;
     int64_t resume_stage;

@@ -325,12 +325,22 @@ static graft_status gla_init(void *layer, const graft_tensor *params, uint64_t s
 static graft_status gla_workspace(const void *layer, graft_device device, int64_t B, int64_t T,
                                   size_t *saved_bytes, size_t *scratch_bytes, graft_err *err) {
     const gla_layer *L = layer;
-    if (device != GRAFT_DEVICE_CPU)
-        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "gla: device %d, expected CPU",
-                             (int)device);
     if (B < 0 || T < 0)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "gla: workspace: B=%lld T=%lld",
                              (long long)B, (long long)T);
+#ifdef GRAFT_PLUGIN_CUDA
+    if (device == GRAFT_DEVICE_CUDA)
+        return gla_cuda_workspace(L, B, T, saved_bytes, scratch_bytes, err);
+#endif
+    if (device != GRAFT_DEVICE_CPU)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                             "gla: device %d is not served by this build (CPU%s)", (int)device,
+#ifdef GRAFT_PLUGIN_CUDA
+                             " and CUDA"
+#else
+                             " only"
+#endif
+        );
     gla_plan p;
     gla_plan_make(L, B, T, &p);
     /* scratch = a copy-sized activation region (used when a forward saves nothing) + work */
@@ -351,21 +361,39 @@ static int64_t gla_carry_width(const void *layer) {
 
 static graft_status gla_forward(const graft_mixer_io *io, graft_err *err) {
     if (!io || !io->layer) return graft_err_set(err, GRAFT_STATUS_INTERNAL, "gla: forward: no layer");
+#ifdef GRAFT_PLUGIN_CUDA
+    if (io->device == GRAFT_DEVICE_CUDA) return gla_cuda_layer_forward(io->layer, io, err);
+#endif
     return gla_cpu_forward(io->layer, io, err);
 }
 
 static graft_status gla_backward(const graft_mixer_io *io, graft_err *err) {
     if (!io || !io->layer)
         return graft_err_set(err, GRAFT_STATUS_INTERNAL, "gla: backward: no layer");
+#ifdef GRAFT_PLUGIN_CUDA
+    if (io->device == GRAFT_DEVICE_CUDA) return gla_cuda_layer_backward(io->layer, io, err);
+#endif
     return gla_cpu_backward(io->layer, io, err);
 }
+
+/* CAP_CUDA only where the kernels are in the .so (forward, backward with state gradients, and the
+ * one-token decode step); layers the kernels do not serve (dk or dv != 128, GQA) are refused at the
+ * call with UNSUPPORTED. */
+#ifdef GRAFT_PLUGIN_CUDA
+/* CUDA_GRAPH: the decode step (gla_cuda_layer.cu) depends on no length and makes no host copy or
+ * synchronization, so the core may capture it (plugin.h past_len_dev). */
+#define GLA_CAP_CUDA (GRAFT_MIXER_CAP_CUDA | GRAFT_MIXER_CAP_CUDA_GRAPH)
+#else
+#define GLA_CAP_CUDA 0u
+#endif
 
 static const graft_mixer gla_mixer = {
     .struct_size = sizeof(graft_mixer),
     .abi_version = GRAFT_ABI_VERSION,
     .name = "gla",
     .carry_name = NULL,
-    .caps = GRAFT_MIXER_CAP_CPU | GRAFT_MIXER_CAP_TEACHER_INIT | GRAFT_MIXER_CAP_STATE_GRAD,
+    .caps = GRAFT_MIXER_CAP_CPU | GLA_CAP_CUDA | GRAFT_MIXER_CAP_TEACHER_INIT |
+            GRAFT_MIXER_CAP_STATE_GRAD,
     .create = gla_create,
     .destroy = gla_destroy,
     .n_params = gla_n_params,

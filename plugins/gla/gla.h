@@ -83,4 +83,12 @@ size_t gla_state_floats(const gla_layer *L);
 graft_status gla_cpu_forward(const gla_layer *L, const graft_mixer_io *io, graft_err *err);
 graft_status gla_cpu_backward(const gla_layer *L, const graft_mixer_io *io, graft_err *err);
 
+/* CUDA (gla_cuda_layer.cu; only in a .so built with GRAFT_PLUGIN_CUDA): bf16 activations and
+ * weights, F32 parameter gradients, the decode state in the CPU's layout and dtype (fp32, S
+ * V-first). Serves dk = dv = 128 and num_kv_heads = num_heads; refuses the rest (UNSUPPORTED). */
+graft_status gla_cuda_workspace(const gla_layer *L, int64_t B, int64_t T, size_t *saved_bytes,
+                                size_t *scratch_bytes, graft_err *err);
+graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_mixer_io *io, graft_err *err);
+graft_status gla_cuda_layer_backward(const gla_layer *L, const graft_mixer_io *io, graft_err *err);
+
 #endif

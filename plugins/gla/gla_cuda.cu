@@ -918,6 +918,41 @@ __global__ void __launch_bounds__(NTH)
     }
 }
 
+
+/* Decode on a V-first state Sᵀ (H, V, K) per sequence slot (the plugin's decode-state layout, FLA's
+ * state_v_first): grid (B·H), 256 threads; warp → 16 rows e of Sᵀ, lane → columns c = lane + 32i,
+ * so each row is read and written coalesced and o[e] = s Σ_c Sᵀ[e,c] q[c] is one warp sum. */
+template <typename GT>
+__global__ void __launch_bounds__(NTH)
+    k_decode_vfirst(const bf16 *__restrict__ q, const bf16 *__restrict__ k, const bf16 *__restrict__ v,
+                    const GT *__restrict__ gk, float scale, float *__restrict__ S, int64_t slot_floats,
+                    int H, bf16 *__restrict__ o) {
+    const int64_t bh = blockIdx.x, b = bh / H, h = bh % H;
+    const int tid = threadIdx.x, wp = tid >> 5, lane = tid & 31;
+    float qc[4], kc[4], dc[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        int c = lane + 32 * i;
+        qc[i] = __bfloat162float(q[bh * D + c]);
+        kc[i] = __bfloat162float(k[bh * D + c]);
+        dc[i] = __expf(ld_g(gk + bh * D + c));
+    }
+    float *Sp = S + b * slot_floats + h * (int64_t)D * D;
+    for (int e = 16 * wp; e < 16 * wp + 16; e++) {
+        float ve = __bfloat162float(v[bh * D + e]), acc = 0.f;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float *p = Sp + (int64_t)e * D + lane + 32 * i;
+            float s = dc[i] * *p + ve * kc[i];
+            *p = s;
+            acc += qc[i] * s;
+        }
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+        if (lane == 0) o[bh * D + e] = __float2bfloat16_rn(scale * acc);
+    }
+}
+
 /* ---- host side ---------------------------------------------------------------------------- */
 
 constexpr size_t SMEM_WALK = 2 * CH * LDT * 2 + CH * D * 4 + 3 * D * 4 + D * LDT * 2;
@@ -1170,6 +1205,37 @@ graft_status gla_cuda_decode(int64_t B, int64_t H, int64_t K, int64_t V, const v
                                                           (const bf16 *)v, (const float *)gk,
                                                           scale, state, (bf16 *)o);
     return launched(err, "decode kernel");
+}
+
+graft_status gla_cuda_decode_vfirst(int64_t B, int64_t H, int64_t K, int64_t V, const void *q,
+                                    const void *k, const void *v, const void *gk, int gk_bf16,
+                                    float scale, float *state, int64_t slot_floats, void *o,
+                                    void *stream, graft_err *err) {
+    if (B < 0 || H < 0 || slot_floats < H * K * V)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "gla_cuda_decode_vfirst: B=%lld H=%lld slot %lld floats, expected >= 0 and "
+                             "a slot of at least H*K*V floats", (long long)B, (long long)H,
+                             (long long)slot_floats);
+    if (K != D || V != D)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                             "gla_cuda_decode_vfirst: head dims: K=%lld V=%lld, expected K = V = 128",
+                             (long long)K, (long long)V);
+    if (B * H == 0) return GRAFT_STATUS_OK;
+    if (B * H > 2147483647LL)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "gla_cuda_decode_vfirst: B*H too large");
+    if (!q || !k || !v || !gk || !state || !o)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "gla_cuda_decode_vfirst: q, k, v, gk, state, o: a NULL pointer");
+    cudaStream_t s = (cudaStream_t)stream;
+    if (gk_bf16)
+        k_decode_vfirst<bf16><<<(unsigned)(B * H), NTH, 0, s>>>(
+            (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (const bf16 *)gk, scale, state,
+            slot_floats, (int)H, (bf16 *)o);
+    else
+        k_decode_vfirst<float><<<(unsigned)(B * H), NTH, 0, s>>>(
+            (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (const float *)gk, scale, state,
+            slot_floats, (int)H, (bf16 *)o);
+    return launched(err, "decode (V-first) kernel");
 }
 
 } /* extern "C" */

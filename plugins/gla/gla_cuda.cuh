@@ -68,6 +68,14 @@ graft_status gla_cuda_decode(int64_t B, int64_t H, int64_t K, int64_t V, const v
                              const void *k, const void *v, const void *gk, int gk_bf16,
                              float scale, float *state, void *o, void *stream, graft_err *err);
 
+/* The same step on the plugin's decode-state layout: per sequence b a slot of slot_floats floats
+ * whose first H·V·K floats are Sᵀ (H, V, K) (V-first, FLA's state_v_first), updated in place.
+ * q, k, gk: (B, H, K), v, o: (B, H, V). */
+graft_status gla_cuda_decode_vfirst(int64_t B, int64_t H, int64_t K, int64_t V, const void *q,
+                                    const void *k, const void *v, const void *gk, int gk_bf16,
+                                    float scale, float *state, int64_t slot_floats, void *o,
+                                    void *stream, graft_err *err);
+
 #ifdef __cplusplus
 }
 #endif

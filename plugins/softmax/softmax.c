@@ -57,6 +57,7 @@ static graft_status sm_create(const graft_host *host, const graft_mixer_cfg *cfg
     sm_layer *l = host->alloc(host->ctx, sizeof *l);
     if (!l) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "softmax: out of memory");
     l->host = host;
+    l->inv_freq_dev = NULL;
     l->C = cfg->n_embd;
     l->nq = cfg->n_head;
     l->nkv = cfg->n_kv_head;
@@ -83,6 +84,9 @@ static void sm_destroy(void *layer) {
     sm_layer *l = layer;
     if (!l) return;
     const graft_host *h = l->host;
+#ifdef GRAFT_PLUGIN_CUDA
+    sm_cuda_release(l);
+#endif
     h->free(h->ctx, l->inv_freq);
     h->free(h->ctx, l);
 }
@@ -191,6 +195,12 @@ static size_t sm_state_bytes(const void *layer, int64_t capacity) {
     return (size_t)(2 * l->nkv * l->D * capacity) * sizeof(float);
 }
 
+/* On CUDA the cache holds bf16 keys and values (softmax_cuda_layer.cu), half the CPU's fp32. */
+static size_t sm_state_bytes_on(const void *layer, graft_device device, int64_t capacity) {
+    size_t b = sm_state_bytes(layer, capacity);
+    return device == GRAFT_DEVICE_CUDA ? b / 2 : b;
+}
+
 static int64_t sm_carry_width(const void *layer) {
     (void)layer;
     return 0;
@@ -216,7 +226,7 @@ static graft_status sm_backward(const graft_mixer_io *io, graft_err *err) {
 /* CAP_CUDA only where the kernels are in the .so: forward, backward and KV-cache decode (head_dim
  * 128; other head dims are refused at the call with UNSUPPORTED). */
 #ifdef GRAFT_PLUGIN_CUDA
-#define SM_CAP_CUDA GRAFT_MIXER_CAP_CUDA
+#define SM_CAP_CUDA (GRAFT_MIXER_CAP_CUDA | GRAFT_MIXER_CAP_CUDA_GRAPH)
 #else
 #define SM_CAP_CUDA 0u
 #endif
@@ -234,6 +244,7 @@ static const graft_mixer softmax_mixer = {
     .init = sm_init,
     .workspace = sm_workspace,
     .state_bytes = sm_state_bytes,
+    .state_bytes_on = sm_state_bytes_on,
     .carry_width = sm_carry_width,
     .forward = sm_forward,
     .backward = sm_backward,

@@ -17,7 +17,13 @@ typedef struct sm_layer {
     double eps;        /* rms_norm_eps, added inside the sqrt */
     float scale;       /* fp32(D^-0.5) */
     float *inv_freq;   /* (D/2) built in fp32 as transformers does (spec/qwen3.md §3.4) */
+    void *inv_freq_dev; /* its CUDA copy, made by the first CUDA forward (graph replays read it) */
 } sm_layer;
+
+#ifdef GRAFT_PLUGIN_CUDA
+/* Frees what the CUDA path attached to the layer (softmax_cuda_layer.cu). */
+void sm_cuda_release(sm_layer *l);
+#endif
 
 /* Floats per token of the saved activations: q_raw, qr, o (nq*D each), k_raw, kr, v (nkv*D each),
  * lse (nq), rstd_q (nq), rstd_k (nkv). */

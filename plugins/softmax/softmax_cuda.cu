@@ -603,8 +603,15 @@ struct DecArgs {
     int64_t slot_stride, head_stride;
     int Hq, n_rep, chunk, nsplit;
     float sl;
+    const int32_t *len_dev; /* non-NULL: sequence b's length is len_dev[b] + len_add (device memory,
+                               read at run time, so a captured graph serves any length)      */
+    int len_add;
     int len[DEC_MAX_B];
 };
+
+static __device__ __forceinline__ int dec_len(const DecArgs &a, int b) {
+    return a.len_dev ? a.len_dev[b] + a.len_add : a.len[b];
+}
 
 static __device__ __forceinline__ void bf8_to_f(uint4 u, float *f) {
     const __nv_bfloat162 *p = reinterpret_cast<const __nv_bfloat162 *>(&u);
@@ -623,7 +630,7 @@ template <int NR, int KS>
 __global__ void __launch_bounds__(DEC_THREADS) dec_kernel(const __grid_constant__ DecArgs a) {
     __shared__ float s_m[8][NR], s_l[8][NR], s_acc[8][NR][HD];
     const int s = blockIdx.x, hq0 = blockIdx.y * NR, b = blockIdx.z, hk = hq0 / a.n_rep;
-    const int len = a.len[b], start = s * a.chunk;
+    const int len = dec_len(a, b), start = s * a.chunk;
     if (start >= len) return;
     const int end = min(len, start + a.chunk);
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, sub = lane & 15;
@@ -735,7 +742,7 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_kernel(const __grid_constant_
 /* grid (Hq, B), HD threads: merges the chunks of one (sequence, head) by their logsumexp */
 __global__ void __launch_bounds__(HD) dec_combine_kernel(const __grid_constant__ DecArgs a) {
     const int hq = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
-    const int ns = (a.len[b] + a.chunk - 1) / a.chunk;
+    const int ns = (dec_len(a, b) + a.chunk - 1) / a.chunk;
     const int64_t row = (int64_t)b * a.Hq + hq;
     const float *pl = a.part_lse + row * a.nsplit;
     float M = -INFINITY;
@@ -879,18 +886,23 @@ static cudaError_t dec_launch(const DecArgs &a, int B, int groups, cudaStream_t 
     return cudaGetLastError();
 }
 
-extern "C" graft_status sm_cuda_attn_decode(void *o, const void *q, const void *kcache, const void *vcache,
-                                            int64_t slot_stride, int64_t head_stride, const int64_t *kv_len,
-                                            int64_t B, int64_t Hq, int64_t Hkv, int64_t D, float scale,
-                                            void *scratch, size_t scratch_bytes, void *stream, graft_err *err) {
+/* The decode launches. Lengths from the host (kv_len) or, for graph capture, from the device
+ * (len_dev[b] + len_add, bounded by max_len, which then alone fixes the split). */
+static graft_status dec_run(void *o, const void *q, const void *kcache, const void *vcache, int64_t slot_stride,
+                            int64_t head_stride, const int64_t *kv_len, const int32_t *len_dev, int len_add,
+                            int64_t max_len, int64_t B, int64_t Hq, int64_t Hkv, int64_t D, float scale,
+                            void *scratch, size_t scratch_bytes, void *stream, graft_err *err) {
     if (check_common("decode", B, 1, Hq, Hkv, D, scale, err)) return err ? err->status : GRAFT_STATUS_BAD_INPUT;
-    if (!o || !q || !kcache || !vcache || !kv_len || !aligned16(q) || !aligned16(kcache) || !aligned16(vcache) ||
-        ((uintptr_t)o & 1u) || slot_stride % 8 || head_stride % 8 || slot_stride < 0 || head_stride < 0)
+    if (!o || !q || !kcache || !vcache || (!kv_len && !len_dev) || !aligned16(q) || !aligned16(kcache) ||
+        !aligned16(vcache) || ((uintptr_t)o & 1u) || slot_stride % 8 || head_stride % 8 || slot_stride < 0 ||
+        head_stride < 0)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
-                             "softmax_cuda: decode: o, q, kcache, vcache, kv_len must be non-NULL, q and the caches "
+                             "softmax_cuda: decode: o, q, kcache, vcache, the lengths must be non-NULL, q and the caches "
                              "16-byte aligned, strides multiples of 8 elements");
-    int64_t max_len = 0;
-    for (int64_t b = 0; b < B; b++) {
+    if (len_dev && (max_len < 1 || max_len > (1 << 30)))
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "softmax_cuda: decode: max_len %lld, expected 1..2^30",
+                             (long long)max_len);
+    for (int64_t b = 0; kv_len && b < B; b++) {
         if (kv_len[b] < 1 || kv_len[b] > (1 << 30))
             return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "softmax_cuda: decode: kv_len[%lld] = %lld, expected 1..2^30",
                                  (long long)b, (long long)kv_len[b]);
@@ -904,8 +916,8 @@ extern "C" graft_status sm_cuda_attn_decode(void *o, const void *q, const void *
     cudaStream_t st = (cudaStream_t)stream;
     for (int64_t b0 = 0; b0 < B; b0 += DEC_MAX_B) {
         int bn = (int)(B - b0 < DEC_MAX_B ? B - b0 : DEC_MAX_B);
-        int64_t ml = 0;
-        for (int i = 0; i < bn; i++) ml = kv_len[b0 + i] > ml ? kv_len[b0 + i] : ml;
+        int64_t ml = kv_len ? 0 : max_len;
+        for (int i = 0; kv_len && i < bn; i++) ml = kv_len[b0 + i] > ml ? kv_len[b0 + i] : ml;
         int groups = (int)(Hq / NR);
         /* enough blocks for ~2 waves, chunks of at least 256 keys */
         int64_t ns = (2 * (int64_t)sms + (int64_t)bn * groups - 1) / ((int64_t)bn * groups);
@@ -926,8 +938,10 @@ extern "C" graft_status sm_cuda_attn_decode(void *o, const void *q, const void *
         a.chunk = (int)chunk;
         a.nsplit = (int)ns;
         a.sl = scale * LOG2E;
-        for (int i = 0; i < bn; i++) a.len[i] = (int)kv_len[b0 + i];
+        for (int i = 0; i < bn; i++) a.len[i] = kv_len ? (int)kv_len[b0 + i] : 0;
         for (int i = bn; i < DEC_MAX_B; i++) a.len[i] = 0;
+        a.len_dev = len_dev ? len_dev + b0 : NULL;
+        a.len_add = len_add;
         a.part_o = NULL;
         a.part_lse = NULL;
         if (ns > 1) {
@@ -953,4 +967,25 @@ extern "C" graft_status sm_cuda_attn_decode(void *o, const void *q, const void *
         }
     }
     return GRAFT_STATUS_OK;
+}
+
+extern "C" graft_status sm_cuda_attn_decode(void *o, const void *q, const void *kcache, const void *vcache,
+                                            int64_t slot_stride, int64_t head_stride, const int64_t *kv_len,
+                                            int64_t B, int64_t Hq, int64_t Hkv, int64_t D, float scale,
+                                            void *scratch, size_t scratch_bytes, void *stream, graft_err *err) {
+    if (!kv_len)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "softmax_cuda: decode: kv_len must be non-NULL");
+    return dec_run(o, q, kcache, vcache, slot_stride, head_stride, kv_len, NULL, 0, 0, B, Hq, Hkv, D, scale, scratch,
+                   scratch_bytes, stream, err);
+}
+
+extern "C" graft_status sm_cuda_attn_decode_dev(void *o, const void *q, const void *kcache, const void *vcache,
+                                                int64_t slot_stride, int64_t head_stride, const int32_t *past_dev,
+                                                int len_add, int64_t max_len, int64_t B, int64_t Hq, int64_t Hkv,
+                                                int64_t D, float scale, void *scratch, size_t scratch_bytes,
+                                                void *stream, graft_err *err) {
+    if (!past_dev)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "softmax_cuda: decode_dev: past_dev must be non-NULL");
+    return dec_run(o, q, kcache, vcache, slot_stride, head_stride, NULL, past_dev, len_add, max_len, B, Hq, Hkv, D,
+                   scale, scratch, scratch_bytes, stream, err);
 }

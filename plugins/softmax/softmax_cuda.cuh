@@ -53,6 +53,16 @@ graft_status sm_cuda_attn_decode(void *o, const void *q, const void *kcache, con
                                  int64_t Hq, int64_t Hkv, int64_t D, float scale, void *scratch,
                                  size_t scratch_bytes, void *stream, graft_err *err);
 
+/* The same with the lengths in DEVICE memory, for CUDA-graph capture: sequence b attends
+ * past_dev[b] + len_add keys (past_dev: B int32, read by the kernels when they run, so one captured
+ * launch serves every later length); max_len (>= every length: the cache capacity) alone fixes the
+ * split and the scratch (sm_cuda_attn_decode_scratch_bytes(B, Hq, D, max_len)). Neither reads host
+ * memory nor synchronizes. */
+graft_status sm_cuda_attn_decode_dev(void *o, const void *q, const void *kcache, const void *vcache,
+                                     int64_t slot_stride, int64_t head_stride, const int32_t *past_dev, int len_add,
+                                     int64_t max_len, int64_t B, int64_t Hq, int64_t Hkv, int64_t D, float scale,
+                                     void *scratch, size_t scratch_bytes, void *stream, graft_err *err);
+
 #ifdef __cplusplus
 }
 #endif

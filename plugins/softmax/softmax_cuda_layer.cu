@@ -16,8 +16,8 @@
  *          | decode: qt, ot (B, nq, D) and the split-K partials
  *          | backward: dO NQ | dq NQ f32 | dk NK f32 | dv NK f32 | attn-bwd rows (N, nq) f32
  *            | dqr NQ | dkr NK | dvb NK | dx (N, C) f32
- *   decode state, one slot of state_bytes(cap) (sized for fp32 by softmax.c; CUDA uses its first
- *   half): K (nkv, cap, D) bf16 then V (nkv, cap, D) bf16, post-norm post-RoPE keys.
+ *   decode state, one slot of state_bytes_on(CUDA, cap): K (nkv, cap, D) bf16 then V (nkv, cap, D)
+ *   bf16, post-norm post-RoPE keys.
  *
  * Not here: the attention kernels (softmax_cuda.cu), the CPU reference (softmax_cpu.c).
  */
@@ -282,6 +282,46 @@ static graft_status check_cuda_io(const graft_mixer_io *io, int backward, graft_
     return GRAFT_STATUS_OK;
 }
 
+extern "C" void sm_cuda_release(sm_layer *l) {
+    if (l && l->inv_freq_dev) cudaFree(l->inv_freq_dev);
+    if (l) l->inv_freq_dev = NULL;
+}
+
+/* One new token per sequence continuing its cache, everything on the stream and every length read
+ * from io->past_len_dev (plugin.h): q/k/v projections, norm + RoPE at position past[b], the new
+ * key and value written at past[b], split-K attention over past[b] + 1 keys (split fixed by the
+ * capacity), the output projection. With T = 1 the (B, 1, nq, D) rows are already the decode
+ * kernel's (B, nq, D) layout: no copies. */
+static graft_status forward_decode_graph(const graft_mixer_io *io, const sm_layer *l, cu_bufs *cb, graft_err *err) {
+    const cu_bufs &c = *cb;
+    int64_t B = io->B, N = B, C = l->C, D = l->D, nq = l->nq, nkv = l->nkv, qd = nq * D, kd = nkv * D;
+    int64_t cap = io->state_capacity;
+    cudaStream_t s = (cudaStream_t)io->stream;
+    const int32_t *past = io->past_len_dev;
+    graft_status st;
+    if ((st = mm(l, s, 0, 1, N, qd, C, io->x, C, io->params[P_Q].data, C, c.q_raw, qd, 0.0f, 0, err)) ||
+        (st = mm(l, s, 0, 1, N, kd, C, io->x, C, io->params[P_K].data, C, c.k_raw, kd, 0.0f, 0, err)) ||
+        (st = mm(l, s, 0, 1, N, kd, C, io->x, C, io->params[P_V].data, C, c.v, kd, 0.0f, 0, err)))
+        return sm_err_prefix(err, "softmax: decode");
+    norm_rope_fwd_kernel<<<blocks_for(N * nq, 8), 256, 0, s>>>(c.qr, c.rq, c.q_raw, (const bf16 *)io->params[P_QNORM].data,
+                                                               c.inv_freq, past, N, 1, (int)nq, (int)D, (float)l->eps);
+    if ((st = launched("norm_rope_fwd (q)", err))) return st;
+    norm_rope_fwd_kernel<<<blocks_for(N * nkv, 8), 256, 0, s>>>(c.kr, c.rk, c.k_raw, (const bf16 *)io->params[P_KNORM].data,
+                                                                c.inv_freq, past, N, 1, (int)nkv, (int)D, (float)l->eps);
+    if ((st = launched("norm_rope_fwd (k)", err))) return st;
+    size_t slot_bytes = (size_t)(2 * kd * cap) * sizeof(bf16); /* sm_state_bytes_on */
+    cache_write_kernel<<<dim3((unsigned)N, (unsigned)nkv), 128, 0, s>>>((bf16 *)io->state_out, c.kr, c.v, past, 1,
+                                                                        (int)nkv, (int)D, cap, (int64_t)(slot_bytes / 2));
+    if ((st = launched("cache_write", err))) return st;
+    const char *K0 = (const char *)io->state_out;
+    if ((st = sm_cuda_attn_decode_dev(c.o, c.qr, K0, (const bf16 *)K0 + kd * cap, (int64_t)(slot_bytes / 2), cap * D,
+                                      past, 1, cap, B, nq, nkv, D, l->scale, c.dec, c.dec_bytes, s, err)))
+        return sm_err_prefix(err, "softmax: decode");
+    if ((st = mm(l, s, 0, 1, N, C, qd, c.o, qd, io->params[P_O].data, qd, io->y, C, 0.0f, 0, err)))
+        return sm_err_prefix(err, "softmax: decode");
+    return GRAFT_STATUS_OK;
+}
+
 extern "C" graft_status sm_forward_cuda(const graft_mixer_io *io, graft_err *err) {
     if (check_cuda_io(io, 0, err)) return err->status;
     const sm_layer *l = (const sm_layer *)io->layer;
@@ -303,12 +343,29 @@ extern "C" graft_status sm_forward_cuda(const graft_mixer_io *io, graft_err *err
     if (continuing && !io->state_out)
         return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
                              "softmax: CUDA: continuing a KV cache needs state_out (the new keys are attended from it)");
+    /* Graph-capturable decode (plugin.h past_len_dev): lengths only from the device, no host copy. */
+    const int graph = io->struct_size >= offsetof(graft_mixer_io, past_len_dev) + sizeof(io->past_len_dev) &&
+                      io->past_len_dev && T == 1 && io->state_out && io->state_in == io->state_out;
     cu_bufs c;
     memset(&c, 0, sizeof c);
     char *scratch = (char *)io->scratch;
     carve_scratch(&c, l, B, T, scratch, 1); /* the saved layout first, used when io->saved is NULL */
     if (io->saved) carve_saved(&c, l, N, (char *)io->saved);
-    TRY(cudaMemcpyAsync(c.inv_freq, l->inv_freq, (size_t)(D / 2) * 4, cudaMemcpyHostToDevice, s));
+    if (!l->inv_freq_dev) { /* once per layer, before any capture (the core captures no first call) */
+        cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+        TRY(cudaStreamIsCapturing(s, &cs));
+        if (cs != cudaStreamCaptureStatusNone)
+            return graft_err_set(err, GRAFT_STATUS_INTERNAL, "softmax: CUDA: first call of a layer inside a graph capture");
+        void *p = NULL;
+        TRY(cudaMalloc(&p, (size_t)(D / 2) * 4));
+        if (cudaMemcpy(p, l->inv_freq, (size_t)(D / 2) * 4, cudaMemcpyHostToDevice) != cudaSuccess) {
+            cudaFree(p);
+            return graft_err_set(err, GRAFT_STATUS_DEVICE, "softmax: CUDA: uploading inv_freq failed");
+        }
+        ((sm_layer *)l)->inv_freq_dev = p;
+    }
+    c.inv_freq = (float *)l->inv_freq_dev;
+    if (graph) return forward_decode_graph(io, l, &c, err);
     int32_t *past_dev = NULL;
     if (continuing) {
         int32_t pl[256];
@@ -331,7 +388,7 @@ extern "C" graft_status sm_forward_cuda(const graft_mixer_io *io, graft_err *err
     norm_rope_fwd_kernel<<<blocks_for(N * nkv, 8), 256, 0, s>>>(c.kr, c.rk, c.k_raw, (const bf16 *)io->params[P_KNORM].data,
                                                                 c.inv_freq, past_dev, N, T, (int)nkv, (int)D, (float)l->eps);
     if ((st = launched("norm_rope_fwd (k)", err))) return st;
-    size_t slot_bytes = (size_t)(2 * kd * cap) * sizeof(float);
+    size_t slot_bytes = (size_t)(2 * kd * cap) * sizeof(bf16); /* sm_state_bytes_on */
     if (io->state_out) {
         if (io->state_in && io->state_in != io->state_out)
             TRY(cudaMemcpyAsync(io->state_out, io->state_in, (size_t)B * slot_bytes, cudaMemcpyDeviceToDevice, s));

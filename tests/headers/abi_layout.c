@@ -24,6 +24,9 @@ _Static_assert(sizeof(graft_matmul_args) == offsetof(graft_matmul_args, dtype_c)
                "dtype_c is the last member (tail padding only)");
 AFTER(graft_mixer_io, state_in, state_out);
 AFTER(graft_mixer_io, carry, dcarry);
+AFTER(graft_mixer_io, dcarry, past_len_dev);
+AFTER(graft_mixer, forward, backward);
+AFTER(graft_mixer, backward, state_bytes_on);
 AFTER(graft_host, free, parallel_for);
 
 int abi_layout_unused(void);

@@ -16,7 +16,7 @@
  * dcarry). With --dump, the inputs, parameters and results go to a safetensors file for
  * tests/reference/check_mixer.py (the float64 PyTorch reference).
  *
- * Not here: CUDA-vs-CPU agreement (tests/ops once the CUDA paths exist).
+ * Not here: CUDA-vs-CPU agreement (conformance_cuda.c + cuda_vs_cpu.c, cases in configs/cuda/).
  */
 #include <math.h>
 #include <stdint.h>

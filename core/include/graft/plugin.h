@@ -221,6 +221,14 @@ typedef struct graft_mixer_io {
     void *dstate_in;             /* backward: gradient of state_in (written =), or NULL        */
     void *carry;                 /* (B, T, carry_width) or NULL when the mixer has none        */
     void *dcarry;                /* backward: (B, T, carry_width) or NULL                      */
+    /* ---- appended (read only when struct_size covers it) ---- */
+    const int32_t *past_len_dev; /* CUDA decode: past_len as (B) int32 in DEVICE memory, or NULL.
+                                    When set (only by a core that checked GRAFT_MIXER_CAP_CUDA_GRAPH,
+                                    with T = 1 and state_in == state_out), the call may be captured
+                                    into a CUDA graph and replayed with other lengths: kernels must
+                                    take lengths from it, and the host code must not branch on
+                                    past_len's values, synchronize, read host memory asynchronously
+                                    or allocate. past_len stays valid for validation.            */
 } graft_mixer_io;
 
 /* Mixer capabilities (graft_mixer.caps). */
@@ -228,6 +236,7 @@ typedef struct graft_mixer_io {
 #define GRAFT_MIXER_CAP_CUDA 2u           /* forward/backward on GRAFT_DEVICE_CUDA             */
 #define GRAFT_MIXER_CAP_TEACHER_INIT 4u   /* init() accepts teacher attention weights           */
 #define GRAFT_MIXER_CAP_STATE_GRAD 8u     /* backward() fills dstate_in / reads dstate_out      */
+#define GRAFT_MIXER_CAP_CUDA_GRAPH 16u    /* CUDA decode honours graft_mixer_io.past_len_dev    */
 
 /* A mixer: a constant descriptor owned by the .so, valid until it is unloaded.
  * ---- graft_mixer: members are only appended; never reorder. ---- */
@@ -262,6 +271,10 @@ typedef struct graft_mixer {
     int64_t (*carry_width)(const void *layer);
     graft_status (*forward)(const graft_mixer_io *io, graft_err *err);
     graft_status (*backward)(const graft_mixer_io *io, graft_err *err);
+    /* ---- appended (the core reads it only when struct_size covers it) ---- */
+    /* Bytes of one sequence's decode state on `device` (a CUDA state may store bf16 where the
+     * CPU's is fp32); NULL: state_bytes on every device. */
+    size_t (*state_bytes_on)(const void *layer, graft_device device, int64_t capacity);
 } graft_mixer;
 
 /* ------------------------------------------------------------------------------------------- */

@@ -20,6 +20,7 @@
 #include "commands.h"
 #include "config.h"
 #include "hybrid.h"
+#include "backend.h"
 #include "hybrid_spec.h"
 #include "runlog.h"
 
@@ -27,7 +28,7 @@
 #define MAX_LIST 64
 
 static int usage(FILE *o) {
-    fprintf(o, "usage: graft bench --contexts N[,N...] [--batch N[,N...]] [--gen-tokens N] [--repeat N] [--threads N]\n"
+    fprintf(o, "usage: graft bench --contexts N[,N...] [--batch N[,N...]] [--gen-tokens N] [--repeat N] [--threads N] [--device D]\n"
                "                   [--run-log FILE.h5] (--model DIR [--model DIR ...] | --config C.json [--seed S]\n"
                "                   [--spec HYBRID.yaml ...])\n"
                "  times generation (prefill = time to first token, decode tokens/s, KV + state bytes, peak\n"
@@ -42,6 +43,8 @@ static int usage(FILE *o) {
                "  --gen-tokens N  new tokens per sequence (default 128)\n"
                "  --repeat N      timed runs per measurement, the median reported (default 1)\n"
                "  --threads N     CPU threads (default: all; also GRAFT_THREADS)\n"
+               "  --device D      cpu (default), cuda or cuda:N; on CUDA decode steps replay a CUDA graph\n"
+               "                  (GRAFT_CUDA_GRAPHS=0 turns that off, for comparison)\n"
                "  --run-log F     also write the rows to the bench table of run log F (docs/runlog.md)\n");
     return o == stdout ? 0 : 2;
 }
@@ -82,9 +85,23 @@ typedef struct models {
     uint64_t seed;
     graft_hybrid_spec *specs[MAX_MODELS];    /* specs[i] for model i >= 1 */
     const char *spec_paths[MAX_MODELS];
+    const graft_backend *be;                 /* --device: where every model is moved after loading */
 } models;
 
+static graft_status load_host(void *ctx, int64_t i, graft_model_t **out, graft_err *err);
+
 static graft_status load(void *ctx, int64_t i, graft_model_t **out, graft_err *err) {
+    models *ms = ctx;
+    graft_status st = load_host(ctx, i, out, err);
+    if (st || !ms->be || ms->be->device == GRAFT_DEVICE_CPU) return st;
+    if ((st = graft_model_set_backend(*out, ms->be, err))) {
+        graft_model_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+static graft_status load_host(void *ctx, int64_t i, graft_model_t **out, graft_err *err) {
     models *ms = ctx;
     if (ms->dirs[0]) return graft_hybrid_load(ms->dirs[i], out, err);
     graft_model_t *base = NULL;
@@ -149,7 +166,7 @@ int graft_cmd_bench(int argc, char **argv) {
     models ms;
     memset(&ms, 0, sizeof ms);
     ms.seed = 1;
-    const char *config = NULL, *run_log = NULL;
+    const char *config = NULL, *run_log = NULL, *device = "cpu";
     int64_t n_dirs = 0, n_specs = 0, contexts[MAX_LIST], batches[MAX_LIST] = {1}, n_ctx = 0, n_batch = 1;
     int64_t gen_tokens = 128, threads = 0, seed = 1, repeat = 1;
     for (int i = 1; i < argc; i++) {
@@ -173,6 +190,7 @@ int graft_cmd_bench(int argc, char **argv) {
             else ms.spec_paths[1 + n_specs++] = v;
         } else if (!strcmp(a, "--config")) config = v;
         else if (!strcmp(a, "--run-log")) run_log = v;
+        else if (!strcmp(a, "--device")) device = v;
         else if (!strcmp(a, "--contexts")) { if (!parse_list(a, v, contexts, &n_ctx)) return 2; }
         else if (!strcmp(a, "--batch")) { if (!parse_list(a, v, batches, &n_batch)) return 2; }
         else if (!strcmp(a, "--gen-tokens")) { if (!parse_i64(a, v, 1, &gen_tokens)) return 2; }
@@ -204,6 +222,10 @@ int graft_cmd_bench(int argc, char **argv) {
     }
     ms.seed = (uint64_t)seed;
     graft_err err = {0};
+    if (graft_backend_open(device, "graft bench: --device", &ms.be, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
     graft_runlog_t *log = NULL;
     int64_t n = n_dirs ? n_dirs : 1 + n_specs;
     char names[MAX_MODELS][64];
@@ -225,8 +247,9 @@ int graft_cmd_bench(int argc, char **argv) {
         for (int64_t i = 0; i < n; i++) model_name(ms.dirs[i], 0, names[i], sizeof names[i]);
     }
     for (int64_t i = 0; i < n; i++) ptrs[i] = names[i];
-    /* a bad model directory or spec is refused before anything is timed */
-    {
+    /* a bad model directory or spec is refused before anything is timed (host only: a random
+     * --config control is checked once, not built per model) */
+    if (!config) {
         graft_model_t *m = NULL;
         for (int64_t i = 0; i < n; i++) {
             if (load(&ms, i, &m, &err)) goto fail;
@@ -239,7 +262,7 @@ int graft_cmd_bench(int argc, char **argv) {
         size_t k = (size_t)snprintf(cmd, sizeof cmd, "graft");
         for (int i = 0; i < argc && k + 2 < sizeof cmd; i++) k += (size_t)snprintf(cmd + k, sizeof cmd - k, " %s", argv[i]);
         graft_runlog_meta meta = graft_runlog_default_meta();
-        meta.device = "cpu";
+        meta.device = ms.be->name;
         meta.command_line = cmd;
         if (graft_runlog_open(run_log, &meta, 0, &log, &err) || graft_runlog_stage_begin(log, 0, "bench", &err)) goto fail;
     }
@@ -247,8 +270,10 @@ int graft_cmd_bench(int argc, char **argv) {
     for (int64_t i = 0; i < n_ctx; i++) printf("%s%lld", i ? "," : " ", (long long)contexts[i]);
     printf(", batch");
     for (int64_t i = 0; i < n_batch; i++) printf("%s%lld", i ? "," : " ", (long long)batches[i]);
-    printf(", %lld new tokens per sequence (fixed), median of %lld run(s), synthetic prompts, device cpu\n",
-           (long long)gen_tokens, (long long)repeat);
+    printf(", %lld new tokens per sequence (fixed), median of %lld run(s), synthetic prompts, device %s%s\n",
+           (long long)gen_tokens, (long long)repeat, ms.be->name,
+           ms.be->device != GRAFT_DEVICE_CPU && getenv("GRAFT_CUDA_GRAPHS") && !strcmp(getenv("GRAFT_CUDA_GRAPHS"), "0")
+               ? " (CUDA graphs off)" : "");
     graft_bench_plan p = {.names = ptrs, .n_models = n, .load = load, .load_ctx = &ms, .baseline = 0,
                           .contexts = contexts, .n_contexts = n_ctx, .batches = batches, .n_batches = n_batch,
                           .gen_tokens = gen_tokens, .repeat = repeat, .out = stdout, .log = log, .stage = 0};

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "commands.h"
 #include "generate.h"
 #include "hybrid.h"
@@ -32,7 +33,8 @@ static int usage(FILE *o) {
                "  --top-p P          sample from the smallest set of mass >= P, in (0, 1] (default 1)\n"
                "  --seed S           sampling seed (default 0)\n"
                "  --fixed-length     always N new tokens (do not stop at the end-of-text id)\n"
-               "  --threads N        CPU threads (default: all; also GRAFT_THREADS)\n", MAX_PROMPTS);
+               "  --threads N        CPU threads (default: all; also GRAFT_THREADS)\n"
+               "  --device D         cpu (default), cuda or cuda:N (decode steps replay a CUDA graph)\n", MAX_PROMPTS);
     return o == stdout ? 0 : 2;
 }
 
@@ -61,7 +63,7 @@ static int parse_f64(const char *opt, const char *s, double *out) {
 }
 
 int graft_cmd_generate(int argc, char **argv) {
-    const char *model_dir = NULL, *tok_path = NULL, *prompts[MAX_PROMPTS];
+    const char *model_dir = NULL, *tok_path = NULL, *prompts[MAX_PROMPTS], *device = "cpu";
     int64_t n_prompts = 0, threads = 0, seed = 0;
     int greedy = -1, sampling = 0; /* greedy: -1 = not said */
     graft_generate_opts o = graft_generate_default_opts();
@@ -80,6 +82,7 @@ int graft_cmd_generate(int argc, char **argv) {
         }
         const char *v = argv[++i];
         if (!strcmp(a, "--model")) model_dir = v;
+        else if (!strcmp(a, "--device")) device = v;
         else if (!strcmp(a, "--tokenizer")) tok_path = v;
         else if (!strcmp(a, "--prompt")) {
             if (n_prompts == MAX_PROMPTS) {
@@ -137,7 +140,10 @@ int graft_cmd_generate(int argc, char **argv) {
     int rc = 1;
     if (!tok_path) tok_path = model_dir;
     if (graft_tokenizer_load(tok_path, &tok, &err)) goto fail;
+    const graft_backend *be = NULL;
+    if (graft_backend_open(device, "graft generate: --device", &be, &err)) goto fail;
     if (graft_hybrid_load(model_dir, &m, &err)) goto fail;
+    if (be->device != GRAFT_DEVICE_CPU && graft_model_set_backend(m, be, &err)) goto fail;
     int64_t V = graft_model_config(m)->vocab_size;
     if ((int64_t)graft_tokenizer_n_vocab(tok) > V) {
         graft_err_set(&err, GRAFT_STATUS_BAD_INPUT, "%s: %u ids, more than the model's vocab_size %lld (%s)", tok_path,

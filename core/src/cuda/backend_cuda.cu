@@ -33,6 +33,8 @@ extern "C" {
 
 #define MAX_DEVICES 16
 
+#define LIVE_SLOTS 4096 /* live allocations tracked for the peak (open addressing by pointer) */
+
 struct cuda_backend {
     graft_backend be;
     graft_cuda_blas_t *blas;
@@ -40,11 +42,49 @@ struct cuda_backend {
     int index;
     void *ws;          /* shared scratch of the backward ops */
     size_t ws_bytes;
+    /* what graft allocated through this table, for mem_peak: live pointers and their sizes */
+    void *live_ptr[LIVE_SLOTS];
+    size_t live_bytes[LIVE_SLOTS];
+    int64_t now_bytes, peak_bytes;
 };
 
 static cuda_backend *g_backends[MAX_DEVICES];
 
 static cuda_backend *cb(void *ctx) { return (cuda_backend *)ctx; }
+
+static size_t live_slot(const cuda_backend *c, const void *p) {
+    return (size_t)(((uintptr_t)p >> 8) * 0x9E3779B97F4A7C15ull >> 52) % LIVE_SLOTS;
+}
+
+#define LIVE_GONE ((void *)1) /* a freed slot: probes continue past it, inserts reuse it */
+
+static void live_add(cuda_backend *c, void *p, size_t bytes) {
+    c->now_bytes += (int64_t)bytes;
+    if (c->now_bytes > c->peak_bytes) c->peak_bytes = c->now_bytes;
+    for (size_t i = live_slot(c, p), k = 0; k < LIVE_SLOTS; k++, i = (i + 1) % LIVE_SLOTS)
+        if (!c->live_ptr[i] || c->live_ptr[i] == LIVE_GONE) {
+            c->live_ptr[i] = p;
+            c->live_bytes[i] = bytes;
+            return;
+        }
+    /* table full: the bytes still count now, they are just not subtracted on free */
+}
+
+static void live_remove(cuda_backend *c, void *p) {
+    for (size_t i = live_slot(c, p), k = 0; k < LIVE_SLOTS && c->live_ptr[i]; k++, i = (i + 1) % LIVE_SLOTS)
+        if (c->live_ptr[i] == p) {
+            c->now_bytes -= (int64_t)c->live_bytes[i];
+            c->live_ptr[i] = LIVE_GONE;
+            return;
+        }
+}
+
+static int64_t cu_mem_peak(void *ctx, int reset) {
+    cuda_backend *c = cb(ctx);
+    int64_t p = c->peak_bytes;
+    if (reset) c->peak_bytes = c->now_bytes;
+    return p;
+}
 
 static void *cu_alloc(void *ctx, size_t bytes) {
     void *p = NULL;
@@ -57,12 +97,14 @@ static void *cu_alloc(void *ctx, size_t bytes) {
         cudaFree(p);
         return NULL;
     }
+    live_add(cb(ctx), p, bytes ? bytes : 64);
     return p;
 }
 
 static void cu_free(void *ctx, void *p) {
-    (void)ctx;
-    if (p) cudaFree(p);
+    if (!p) return;
+    live_remove(cb(ctx), p);
+    cudaFree(p);
 }
 
 static graft_status cu_copy(void *ctx, void *dst, const void *src, size_t bytes, int kind, graft_err *err) {
@@ -83,6 +125,36 @@ static graft_status cu_sync(void *ctx, graft_err *err) {
     GRAFT_CUDA_TRY(cudaStreamSynchronize(cb(ctx)->stream));
     GRAFT_CUDA_TRY(cudaGetLastError());
     return GRAFT_STATUS_OK;
+}
+
+/* Relaxed capture: cuBLASLt may query the device while being captured; everything the model
+ * queues is kernels, cuBLASLt calls and device-to-device copies, which a graph replays exactly. */
+static graft_status cu_graph_begin(void *ctx, graft_err *err) {
+    GRAFT_CUDA_TRY(cudaStreamBeginCapture(cb(ctx)->stream, cudaStreamCaptureModeRelaxed));
+    return GRAFT_STATUS_OK;
+}
+
+static graft_status cu_graph_end(void *ctx, void **exec, graft_err *err) {
+    cudaGraph_t g = NULL;
+    *exec = NULL;
+    GRAFT_CUDA_TRY(cudaStreamEndCapture(cb(ctx)->stream, &g));
+    cudaGraphExec_t x = NULL;
+    cudaError_t e = cudaGraphInstantiate(&x, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess)
+        return graft_err_set(err, GRAFT_STATUS_DEVICE, "cuda: cudaGraphInstantiate: %s", cudaGetErrorString(e));
+    *exec = x;
+    return GRAFT_STATUS_OK;
+}
+
+static graft_status cu_graph_launch(void *ctx, void *exec, graft_err *err) {
+    GRAFT_CUDA_TRY(cudaGraphLaunch((cudaGraphExec_t)exec, cb(ctx)->stream));
+    return GRAFT_STATUS_OK;
+}
+
+static void cu_graph_free(void *ctx, void *exec) {
+    (void)ctx;
+    if (exec) cudaGraphExecDestroy((cudaGraphExec_t)exec);
 }
 
 static graft_status cu_matmul(void *ctx, const graft_matmul_args *a, graft_err *err) {
@@ -373,6 +445,11 @@ extern "C" graft_status graft_backend_cuda_open(int index, const graft_backend *
     b->copy = cu_copy;
     b->zero = cu_zero;
     b->sync = cu_sync;
+    b->graph_begin = cu_graph_begin;
+    b->graph_end = cu_graph_end;
+    b->graph_launch = cu_graph_launch;
+    b->graph_free = cu_graph_free;
+    b->mem_peak = cu_mem_peak;
     b->op.embedding_fwd = t_embedding_fwd;
     b->op.rmsnorm_fwd = t_rmsnorm_fwd;
     b->op.swiglu_fwd = t_swiglu_fwd;

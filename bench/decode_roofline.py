@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""bench/decode_roofline.py: single-sequence decode speed of graft on CUDA against the memory-bandwidth
+roofline and against HF transformers, all measured in one invocation on one GPU (issue #8).
+
+  roofline   a decode step at batch 1 must read every weight once: bytes/token = 2 (bf16) x (the
+             28 layers' projection and MLP weights + the lm_head) + the KV cache at that context.
+             The copy bandwidth is measured here (torch device-to-device copy of 2 GiB, read +
+             write bytes / time), so roofline tokens/s = bandwidth / bytes per token.
+  graft      `graft bench --device cuda` on a random model from the config (the control, all
+             softmax), fixed generation length, CUDA graphs on, and again with GRAFT_CUDA_GRAPHS=0.
+  HF         transformers (bf16, sdpa, random weights from the same config built on the GPU,
+             model.generate greedy with min_new_tokens = max_new_tokens, static cache off), the
+             same context and number of new tokens; decode tokens/s = (new - 1) / (total - TTFT).
+
+Usage (GPU machine): python3 bench/decode_roofline.py --graft BIN/graft --config bench/configs/qwen3-1.7b.json
+        [--contexts 512,4096] [--gen 128] [--out results.md]
+"""
+import argparse, json, os, re, subprocess, sys, time
+
+
+def graft_decode(graft, config, contexts, gen, graphs):
+    env = dict(os.environ)
+    if not graphs:
+        env["GRAFT_CUDA_GRAPHS"] = "0"
+    cmd = [graft, "bench", "--device", "cuda", "--config", config, "--contexts", ",".join(map(str, contexts)),
+           "--batch", "1", "--gen-tokens", str(gen), "--repeat", "3"]
+    print("+", " ".join(cmd), "(graphs off)" if not graphs else "", flush=True)
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
+    print(out, flush=True)
+    res = {}
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) == 7 and f[0] == "control" and re.fullmatch(r"\d+", f[1]):
+            res[int(f[1])] = {"ttft_ms": float(f[3]), "tok_s": float(f[4]), "peak_mib": float(f[6])}
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--graft", required=True)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--contexts", default="512,4096")
+    ap.add_argument("--gen", type=int, default=128)
+    ap.add_argument("--no-hf", action="store_true")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    contexts = [int(x) for x in a.contexts.split(",")]
+    cfg = json.load(open(a.config))
+
+    import torch
+    dev = torch.device("cuda")
+    n = 1 << 30  # 1 Gi bf16 elements = 2 GiB
+    x = torch.empty(n, dtype=torch.bfloat16, device=dev)
+    y = torch.empty_like(x)
+    for _ in range(3):
+        y.copy_(x)
+    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    e0.record()
+    for _ in range(10):
+        y.copy_(x)
+    e1.record()
+    torch.cuda.synchronize()
+    bw = 2 * 2 * n * 10 / (e0.elapsed_time(e1) * 1e-3)  # read + write bytes per second
+    del x, y
+    torch.cuda.empty_cache()
+
+    C, I, L, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
+    nq, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    D = cfg.get("head_dim", C // nq)
+    weights = 2 * (L * (C * nq * D + 2 * C * nkv * D + nq * D * C + 3 * C * I) + V * C)
+
+    def bytes_per_token(ctx):
+        return weights + 2 * L * 2 * nkv * D * ctx  # + the K and V cache read at that context
+
+    g_on = graft_decode(a.graft, a.config, contexts, a.gen, True)
+    g_off = graft_decode(a.graft, a.config, contexts, a.gen, False)
+
+    hf = {}
+    if not a.no_hf:
+        from transformers import AutoConfig, AutoModelForCausalLM
+        hc = AutoConfig.for_model(**{k: v for k, v in cfg.items() if k not in ("architectures", "transformers_version")})
+        torch.manual_seed(0)
+        with torch.device(dev):
+            model = AutoModelForCausalLM.from_config(hc, torch_dtype=torch.bfloat16, attn_implementation="sdpa").eval()
+        for ctx in contexts:
+            ids = torch.randint(0, V, (1, ctx), device=dev)
+            tt, tot = [], []
+            for r in range(3):
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    model(ids, use_cache=True, logits_to_keep=1).logits[:, -1].float().cpu()
+                torch.cuda.synchronize()
+                t1 = time.perf_counter()
+                with torch.no_grad():
+                    model.generate(ids, max_new_tokens=a.gen, min_new_tokens=a.gen, do_sample=False,
+                                   pad_token_id=0)
+                torch.cuda.synchronize()
+                t2 = time.perf_counter()
+                tt.append(t1 - t0)
+                tot.append(t2 - t1)
+            ttft, total = sorted(tt)[1], sorted(tot)[1]
+            hf[ctx] = {"tok_s": (a.gen - 1) / max(total - ttft, 1e-9)}
+            print(f"HF ctx {ctx}: generate {a.gen} tokens in {total * 1e3:.1f} ms, ttft {ttft * 1e3:.1f} ms, "
+                  f"decode {hf[ctx]['tok_s']:.1f} tok/s", flush=True)
+        del model
+        torch.cuda.empty_cache()
+
+    name = torch.cuda.get_device_name(0)
+    lines = [f"# Decode at batch 1 vs the memory-bandwidth roofline ({time.strftime('%Y-%m-%d')})", "",
+             f"Device: {name}; copy bandwidth measured in this run: {bw / 1e9:.0f} GB/s (read + write, 2 GiB "
+             f"bf16 copy). Model: {a.config} (random bf16 weights), {a.gen} new tokens per run, median of 3.",
+             f"Weight bytes read per token: {weights / 1e9:.3f} GB (bf16 projections, MLPs, lm_head).", "",
+             "| context | roofline tok/s | graft tok/s (graphs) | % of roofline | graft tok/s (no graphs) | "
+             "HF tok/s | graft/HF |", "|---|---|---|---|---|---|---|"]
+    for ctx in contexts:
+        roof = bw / bytes_per_token(ctx)
+        on, off, h = g_on.get(ctx, {}), g_off.get(ctx, {}), hf.get(ctx, {})
+        t_on, t_off, t_h = on.get("tok_s", float("nan")), off.get("tok_s", float("nan")), h.get("tok_s", float("nan"))
+        lines.append(f"| {ctx} | {roof:.0f} | {t_on:.1f} | {100 * t_on / roof:.1f}% | {t_off:.1f} | {t_h:.1f} | "
+                     f"{t_on / t_h:.2f}x |")
+    rep = "\n".join(lines) + "\n"
+    print(rep)
+    if a.out:
+        open(a.out, "w").write(rep)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

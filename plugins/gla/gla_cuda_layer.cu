@@ -1,0 +1,746 @@
+/* plugins/gla/gla_cuda_layer.cu: the whole GLA mixer on CUDA (GRAFT_DEVICE_CUDA): forward,
+ * backward and decode of spec/gla.md §2 / §4 / §5 with bf16 activations and weights, fp32 gates,
+ * norms, states and parameter gradients.
+ *
+ * Composed of: the projections through host->matmul (cuBLASLt in the core; BF16 x BF16 -> BF16 for
+ * activations, -> F32 with beta = 1 for parameter gradients and dx), the chunked recurrence core of
+ * gla_cuda.cu (gla_cuda_forward / _backward, K-first states) and its V-first decode step
+ * (gla_cuda_decode_vfirst), and here the small elementwise kernels around them: the short causal
+ * conv + SiLU and its backward, the log-sigmoid gate, the per-head gated RMSNorm and its backward,
+ * the state transposes and the conv-cache tails.
+ *
+ * Not here: the CPU reference (gla_cpu.c, the function this must agree with), config parsing and
+ * the parameter table (gla.c), the chunk kernels (gla_cuda.cu).
+ *
+ * Served: dk = dv = 128 (the chunk kernels' size) and num_kv_heads = num_heads; anything else is
+ * refused with UNSUPPORTED at the call (run that layer on the CPU).
+ *
+ * Decode state: one slot of state_bytes() per sequence, the SAME layout and dtype as the CPU
+ * (README "Decode state"): S as [H, dv, dk] fp32 (V-first, FLA's layout) then the q, k, v conv
+ * caches [width, W] fp32. A state written on one device reads the same on the other. The chunk
+ * kernels want K-first (B, H, dk, dv): a prefill transposes once in and once out (1 MiB per sequence
+ * and layer); a one-token step updates the V-first slot in place (gla_cuda_decode_vfirst).
+ *
+ * Buffers (bf16 unless marked; token-major rows n = b*T + t; N = B*T; Kch = Kq + Kkv + Vkv):
+ *   saved:   qt (N, Kq) | kt (N, Kkv) | vt (N, Vkv) | gh (N, Vq) | lr (N, r) | z (N, Kkv) f32, bias
+ *            included | o (N, Vq) before the norm | rstd (N, H) f32 | hist (B, Kch, W) f32, the conv
+ *            caches the call started from | h0 (B, H, dk, dv) f32, the state it started from
+ *   scratch: [the saved layout, used when io->saved is NULL] | q, k, v after conv + SiLU | gk (N,
+ *            Kkv) f32 | u (N, Vq) | hA, hB (B, H, dk, dv) f32 | the chunk kernels' work | backward:
+ *            du (N, Vq) f32 | dgh, dout (N, Vq) | dq, dk, dv | dgk (N, Kkv) f32 | dzb (N, Kkv) |
+ *            dlr (N, r) | dx (N, C) f32
+ */
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+extern "C" {
+#include "gla.h"
+#include "gla_cuda.cuh"
+}
+
+typedef __nv_bfloat16 bf16;
+
+#define TRY(call)                                                                                  \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess)                                                                     \
+            return graft_err_set(err, GRAFT_STATUS_DEVICE, "gla: %s:%d: %s: %s", __FILE__,         \
+                                 __LINE__, #call, cudaGetErrorString(e_));                         \
+    } while (0)
+
+/* ---- elementwise kernels ---------------------------------------------------------------------- */
+
+__device__ __forceinline__ float sigm_d(float z) { return 1.0f / (1.0f + __expf(-z)); }
+__device__ __forceinline__ float silu_d(float z) { return z * sigm_d(z); }
+__device__ __forceinline__ float dsilu_d(float z) {
+    float s = sigm_d(z);
+    return s * (1.0f + z * (1.0f - s));
+}
+/* logsigmoid(z) = min(z,0) − log1p(exp(−|z|)): no overflow for any z (spec §7.1: α unbounded). */
+__device__ __forceinline__ float logsigm_d(float z) { return fminf(z, 0.0f) - log1pf(expf(-fabsf(z))); }
+
+/* E index i of channel c of sequence b: the conv's extended input [hist[0..W-1], in_0..in_{T-1}]. */
+__device__ __forceinline__ float conv_e(const float *hist, const bf16 *in, int64_t width, int W,
+                                        int64_t b, int64_t T, int64_t c, int64_t i) {
+    return i < W ? hist[c * W + i] : __bfloat162float(in[(b * T + i - W) * width + c]);
+}
+
+/* pre_t[c] = Σ_j w[c][j] E[t+1+j];  out = SiLU(pre). One thread per (n, c). hist is this
+ * sequence's block of the (B, Kch, W) history at b * hist_bs. */
+static __global__ void conv_fwd_kernel(bf16 *out, const bf16 *in, int64_t width, const float *hist,
+                                       int64_t hist_bs, const bf16 *w, int W, int64_t B, int64_t T) {
+    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= B * T * width) return;
+    int64_t n = idx / width, c = idx % width, b = n / T, t = n % T;
+    const float *h = hist + b * hist_bs;
+    float acc = 0.0f;
+    for (int j = 0; j < W; j++)
+        acc += __bfloat162float(w[c * W + j]) * conv_e(h, in, width, W, b, T, c, t + 1 + j);
+    out[idx] = __float2bfloat16(silu_d(acc));
+}
+
+/* Backward through SiLU, in place: g = dq · SiLU'(pre), pre recomputed as in conv_fwd_kernel. */
+static __global__ void conv_dsilu_kernel(bf16 *g, const bf16 *in, int64_t width, const float *hist,
+                                         int64_t hist_bs, const bf16 *w, int W, int64_t B, int64_t T) {
+    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= B * T * width) return;
+    int64_t n = idx / width, c = idx % width, b = n / T, t = n % T;
+    const float *h = hist + b * hist_bs;
+    float acc = 0.0f;
+    for (int j = 0; j < W; j++)
+        acc += __bfloat162float(w[c * W + j]) * conv_e(h, in, width, W, b, T, c, t + 1 + j);
+    g[idx] = __float2bfloat16(__bfloat162float(g[idx]) * dsilu_d(acc));
+}
+
+/* dw[c][j] += Σ_t g[t][c] E[t+1+j]: grid (channel blocks, token blocks of 64 in one sequence),
+ * one thread per channel, one atomicAdd per (c, j) and block. */
+static __global__ void conv_dw_kernel(float *dw, const bf16 *g, const bf16 *in, int64_t width,
+                                      const float *hist, int64_t hist_bs, int W, int64_t B,
+                                      int64_t T) {
+    int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    int64_t nblk_t = (T + 63) / 64, b = blockIdx.y / nblk_t, t0 = (blockIdx.y % nblk_t) * 64;
+    if (c >= width || b >= B) return;
+    int64_t t1 = t0 + 64 < T ? t0 + 64 : T;
+    const float *h = hist + b * hist_bs;
+    for (int j = 0; j < W; j++) {
+        float acc = 0.0f;
+        for (int64_t t = t0; t < t1; t++)
+            acc += __bfloat162float(g[(b * T + t) * width + c]) * conv_e(h, in, width, W, b, T, c, t + 1 + j);
+        atomicAdd(&dw[c * W + j], acc);
+    }
+}
+
+/* Gradient of the conv input token t (E index i = W + t):
+ *   dE[i] = (i >= T ? dtail[i − T] : 0) + Σ_j w[j] g[i − 1 − j]   (0 <= i−1−j < T)
+ * One thread per (n, c). dtail (B slots of tail_bs floats, channel block c*W) may be NULL. */
+static __global__ void conv_din_kernel(bf16 *din, const bf16 *g, int64_t width, const bf16 *w, int W,
+                                       const float *dtail, int64_t tail_bs, int64_t B, int64_t T) {
+    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= B * T * width) return;
+    int64_t n = idx / width, c = idx % width, b = n / T, t = n % T, i = W + t;
+    float acc = (dtail && i >= T) ? dtail[b * tail_bs + c * W + (i - T)] : 0.0f;
+    for (int j = 0; j < W; j++) {
+        int64_t tt = i - 1 - j;
+        if (tt >= 0 && tt < T) acc += __bfloat162float(w[c * W + j]) * __bfloat162float(g[(b * T + tt) * width + c]);
+    }
+    din[idx] = __float2bfloat16(acc);
+}
+
+/* Gradient of the history entries i in [0, W) into dhist (may alias dtail: every tail entry of the
+ * channel is read before any is written). One thread per (b, c). Runs after conv_din_kernel, which
+ * also reads dtail. */
+static __global__ void conv_dhist_kernel(float *dhist, const bf16 *g, int64_t width, const bf16 *w,
+                                         int W, const float *dtail, int64_t bs, int64_t B, int64_t T) {
+    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= B * width) return;
+    int64_t b = idx / width, c = idx % width;
+    float dt[64]; /* W <= 64 (gla.c) */
+    for (int j = 0; j < W; j++) dt[j] = dtail ? dtail[b * bs + c * W + j] : 0.0f;
+    for (int64_t i = 0; i < W; i++) {
+        float acc = i >= T ? dt[i - T] : 0.0f;
+        for (int j = 0; j < W; j++) {
+            int64_t tt = i - 1 - j;
+            if (tt >= 0 && tt < T) acc += __bfloat162float(w[c * W + j]) * __bfloat162float(g[(b * T + tt) * width + c]);
+        }
+        dhist[b * bs + c * W + i] = acc;
+    }
+}
+
+/* The state's conv tail after the call: E[T .. T+W−1] per (b, c), fp32. */
+static __global__ void conv_tail_kernel(float *tail, int64_t tail_bs, const bf16 *in, int64_t width,
+                                        const float *hist, int64_t hist_bs, int W, int64_t B,
+                                        int64_t T) {
+    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= B * width) return;
+    int64_t b = idx / width, c = idx % width;
+    const float *h = hist + b * hist_bs;
+    for (int j = 0; j < W; j++) tail[b * tail_bs + c * W + j] = conv_e(h, in, width, W, b, T, c, T + j);
+}
+
+/* gk = logsigmoid(z + bias) / γ (fp32, spec §6: α in fp32); with bias, z += bias is stored back so
+ * the backward reads the logits. */
+static __global__ void gate_kernel(float *gk, float *z, const bf16 *bias, int64_t N, int64_t width,
+                                   float inv_gamma) {
+    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= N * width) return;
+    float v = z[idx];
+    if (bias) {
+        v += __bfloat162float(bias[idx % width]);
+        z[idx] = v;
+    }
+    gk[idx] = logsigm_d(v) * inv_gamma;
+}
+
+/* dz = dgk σ(−z)/γ -> dzb (bf16, for the products); db[c] += Σ_n dz over 64-row blocks. */
+static __global__ void gate_bwd_kernel(bf16 *dzb, float *db, const float *dgk, const float *z, int64_t N,
+                                       int64_t width, float inv_gamma) {
+    int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    int64_t n0 = (int64_t)blockIdx.y * 64, n1 = n0 + 64 < N ? n0 + 64 : N;
+    if (c >= width) return;
+    float acc = 0.0f;
+    for (int64_t n = n0; n < n1; n++) {
+        int64_t i = n * width + c;
+        float d = dgk[i] * sigm_d(-z[i]) * inv_gamma;
+        dzb[i] = __float2bfloat16(d);
+        acc += d;
+    }
+    if (db) atomicAdd(&db[c], acc);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* u = o / sqrt(mean_e o² + ε) ⊙ w_n ⊙ SiLU(ĝ), per (n, head) over dv (spec §2 step 6); one warp
+ * per row, rows = N*H. rstd written when non-NULL. */
+static __global__ void norm_gate_kernel(bf16 *u, float *rstd, const bf16 *o, const bf16 *gh,
+                                        const bf16 *wn, int64_t rows, int dv, float eps) {
+    int64_t row = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const bf16 *orow = o + row * dv, *grow = gh + row * dv;
+    float ms = 0.0f;
+    for (int e = lane; e < dv; e += 32) {
+        float v = __bfloat162float(orow[e]);
+        ms += v * v;
+    }
+    ms = warp_sum(ms);
+    float r = rsqrtf(ms / (float)dv + eps);
+    if (rstd && lane == 0) rstd[row] = r;
+    for (int e = lane; e < dv; e += 32)
+        u[row * dv + e] = __float2bfloat16(__bfloat162float(orow[e]) * r * __bfloat162float(wn[e]) *
+                                           silu_d(__bfloat162float(grow[e])));
+}
+
+/* Backward of norm_gate_kernel (ō = o·rstd):
+ *   dw_n += du ⊙ ō ⊙ SiLU(ĝ);  dĝ = du ⊙ ō ⊙ w_n ⊙ SiLU'(ĝ);  dō = du ⊙ w_n ⊙ SiLU(ĝ)
+ *   do = rstd (dō − ō mean_e(dō ⊙ ō))
+ * One warp per row, grid-stride over rows; each lane keeps its dw_n partials (dv <= 128: 4 per
+ * lane) and adds them once. */
+static __global__ void norm_gate_bwd_kernel(bf16 *dout, bf16 *dgh, float *dwn, const float *du,
+                                            const bf16 *o, const bf16 *gh, const float *rstd,
+                                            const bf16 *wn, int64_t rows, int dv) {
+    int lane = threadIdx.x & 31;
+    int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    int64_t nwarp = ((int64_t)gridDim.x * blockDim.x) >> 5;
+    float pw[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int64_t row = warp; row < rows; row += nwarp) {
+        float r = rstd[row], dob[4], obv[4], dot = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int e = lane + 32 * i;
+            dob[i] = obv[i] = 0.0f;
+            if (e >= dv) continue;
+            int64_t k = row * dv + e;
+            float ob = __bfloat162float(o[k]) * r, g = __bfloat162float(gh[k]), sg = silu_d(g);
+            float d = du[k], w = __bfloat162float(wn[e]);
+            pw[i] += d * ob * sg;
+            dgh[k] = __float2bfloat16(d * ob * w * dsilu_d(g));
+            dob[i] = d * w * sg;
+            obv[i] = ob;
+            dot += dob[i] * ob;
+        }
+        float mean = warp_sum(dot) / (float)dv;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int e = lane + 32 * i;
+            if (e < dv) dout[row * dv + e] = __float2bfloat16(r * (dob[i] - obv[i] * mean));
+        }
+    }
+    if (dwn)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            if (lane + 32 * i < dv) atomicAdd(&dwn[lane + 32 * i], pw[i]);
+}
+
+/* dst[b][h] = src[b][h]ᵀ for D x D fp32 blocks (V-first <-> K-first); per-sequence strides in
+ * floats (a state slot, or the packed (B, H, D, D) layout). Grid (D/32, D/32, B*H), block (32, 8). */
+static __global__ void transpose_kernel(float *dst, int64_t dst_bs, const float *src, int64_t src_bs,
+                                        int H, int D) {
+    __shared__ float tile[32][33];
+    int64_t b = blockIdx.z / H, h = blockIdx.z % H;
+    const float *s = src + b * src_bs + h * (int64_t)D * D;
+    float *d = dst + b * dst_bs + h * (int64_t)D * D;
+    int x = blockIdx.x * 32 + threadIdx.x, y0 = blockIdx.y * 32;
+    for (int j = threadIdx.y; j < 32; j += 8) tile[j][threadIdx.x] = s[(int64_t)(y0 + j) * D + x];
+    __syncthreads();
+    int xo = blockIdx.y * 32 + threadIdx.x, yo0 = blockIdx.x * 32;
+    for (int j = threadIdx.y; j < 32; j += 8) d[(int64_t)(yo0 + j) * D + xo] = tile[threadIdx.x][j];
+}
+
+static __global__ void f32_to_bf16_kernel(bf16 *y, const float *x, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = __float2bfloat16(x[i]);
+}
+
+/* ---- host side -------------------------------------------------------------------------------- */
+
+static unsigned blocks_for(int64_t n, int per) { return (unsigned)((n + per - 1) / per); }
+static unsigned capped(int64_t n, int per) {
+    unsigned b = blocks_for(n, per);
+    return b < 4096 ? (b ? b : 1) : 4096;
+}
+
+static graft_status launched(const char *what, graft_err *err) {
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        return graft_err_set(err, GRAFT_STATUS_DEVICE, "gla: launch of %s: %s", what, cudaGetErrorString(e));
+    return GRAFT_STATUS_OK;
+}
+
+/* Prepends "gla: <what>: " to a callee's message. */
+static graft_status prefixed(graft_err *err, const char *what) {
+    char tmp[sizeof err->msg];
+    memcpy(tmp, err->msg, sizeof tmp);
+    tmp[sizeof tmp - 1] = 0;
+    graft_status st = err->status;
+    graft_err_set(err, st, "gla: %s: %s", what, tmp);
+    return st;
+}
+
+/* C (m x n) = op(A) op(B) + beta C; A, B bf16; C bf16 or f32 (c_f32). */
+static graft_status mm(const gla_layer *L, void *stream, int ta, int tb, int64_t m, int64_t n, int64_t k,
+                       const void *A, int64_t lda, const void *Bm, int64_t ldb, void *Cm, int64_t ldc, float beta,
+                       int c_f32, graft_err *err) {
+    graft_matmul_args a;
+    memset(&a, 0, sizeof a);
+    a.struct_size = sizeof a;
+    a.device = GRAFT_DEVICE_CUDA;
+    a.stream = stream;
+    a.dtype = GRAFT_DTYPE_BF16;
+    a.trans_a = ta;
+    a.trans_b = tb;
+    a.m = m;
+    a.n = n;
+    a.k = k;
+    a.alpha = 1.0f;
+    a.beta = beta;
+    a.a = A;
+    a.lda = lda;
+    a.b = Bm;
+    a.ldb = ldb;
+    a.c = Cm;
+    a.ldc = ldc;
+    a.batch = 1;
+    a.mixed_dtypes = 1;
+    a.dtype_b = GRAFT_DTYPE_BF16;
+    a.dtype_c = c_f32 ? GRAFT_DTYPE_F32 : GRAFT_DTYPE_BF16;
+    return L->host->matmul(L->host->ctx, &a, err);
+}
+
+typedef struct cu_plan {
+    /* saved */
+    size_t qt, kt, vt, gh, lr, z, o, rstd, hist, h0, saved_bytes;
+    /* scratch (offsets after the saved-layout copy at 0) */
+    size_t q, k, v, gk, u, hA, hB, work, work_bytes;
+    size_t du, dgh, dout, dq, dk, dv, dgk, dzb, dlr, dx, scratch_bytes;
+} cu_plan;
+
+static size_t take(size_t *c, size_t bytes) {
+    size_t o = *c;
+    *c += (bytes + 255) & ~(size_t)255;
+    return o;
+}
+
+static void plan_make(const gla_layer *L, int64_t B, int64_t T, cu_plan *p) {
+    memset(p, 0, sizeof *p);
+    size_t N = (size_t)(B * T), Kch = (size_t)(L->Kq + L->Kkv + L->Vkv), DD = (size_t)(L->dk * L->dv);
+    size_t c = 0;
+    p->qt = take(&c, 2 * N * L->Kq);
+    p->kt = take(&c, 2 * N * L->Kkv);
+    p->vt = take(&c, 2 * N * L->Vkv);
+    p->gh = take(&c, 2 * N * L->Vq);
+    p->lr = take(&c, 2 * N * L->r);
+    p->z = take(&c, 4 * N * L->Kkv);
+    p->o = take(&c, 2 * N * L->Vq);
+    p->rstd = take(&c, 4 * N * L->H);
+    p->hist = take(&c, 4 * (size_t)B * Kch * L->W);
+    p->h0 = take(&c, 4 * (size_t)(B * L->H) * DD);
+    p->saved_bytes = c;
+    /* scratch starts with a copy of the saved layout */
+    p->q = take(&c, 2 * N * L->Kq);
+    p->k = take(&c, 2 * N * L->Kkv);
+    p->v = take(&c, 2 * N * L->Vkv);
+    p->gk = take(&c, 4 * N * L->Kkv);
+    p->u = take(&c, 2 * N * L->Vq);
+    p->hA = take(&c, 4 * (size_t)(B * L->H) * DD);
+    p->hB = take(&c, 4 * (size_t)(B * L->H) * DD);
+    gla_cuda_args a = gla_cuda_default_args();
+    a.B = B;
+    a.T = T;
+    a.H = L->H;
+    size_t wf = gla_cuda_work_bytes(&a, 0), wb = gla_cuda_work_bytes(&a, 1);
+    p->work_bytes = wf > wb ? wf : wb;
+    p->work = take(&c, p->work_bytes);
+    p->du = take(&c, 4 * N * L->Vq);
+    p->dgh = take(&c, 2 * N * L->Vq);
+    p->dout = take(&c, 2 * N * L->Vq);
+    p->dq = take(&c, 2 * N * L->Kq);
+    p->dk = take(&c, 2 * N * L->Kkv);
+    p->dv = take(&c, 2 * N * L->Vkv);
+    p->dgk = take(&c, 4 * N * L->Kkv);
+    p->dzb = take(&c, 2 * N * L->Kkv);
+    p->dlr = take(&c, 2 * N * L->r);
+    p->dx = take(&c, 4 * N * L->C);
+    p->scratch_bytes = c;
+}
+
+static graft_status check_layer(const gla_layer *L, graft_err *err) {
+    if (L->dk != 128 || L->dv != 128 || L->G != 1)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                             "gla: CUDA: key dim %lld, value dim %lld, num_kv_heads %lld of num_heads %lld; "
+                             "the CUDA path serves dk = dv = 128 and num_kv_heads = num_heads only (run this "
+                             "layer on the CPU)", (long long)L->dk, (long long)L->dv, (long long)L->Hkv,
+                             (long long)L->H);
+    return GRAFT_STATUS_OK;
+}
+
+extern "C" graft_status gla_cuda_workspace(const gla_layer *L, int64_t B, int64_t T, size_t *saved_bytes,
+                                           size_t *scratch_bytes, graft_err *err) {
+    if (check_layer(L, err)) return err->status;
+    cu_plan p;
+    plan_make(L, B, T, &p);
+    if (saved_bytes) *saved_bytes = p.saved_bytes;
+    if (scratch_bytes) *scratch_bytes = p.scratch_bytes;
+    return GRAFT_STATUS_OK;
+}
+
+static graft_status check_io(const gla_layer *L, const graft_mixer_io *io, int backward, graft_err *err) {
+    if (check_layer(L, err)) return err->status;
+    if (io->B < 1 || io->T < 0)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "gla: B=%lld T=%lld, expected B>=1 T>=0",
+                             (long long)io->B, (long long)io->T);
+    if (io->T > 0 && (!io->x || (!backward && !io->y) || (backward && (!io->dy || !io->dx)) || !io->scratch))
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "gla: CUDA: x, %s or scratch is NULL",
+                             backward ? "dy, dx" : "y");
+    if (backward && io->T > 0 && !io->saved)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "gla: backward: saved is NULL, expected the buffer a training forward wrote");
+    for (int64_t i = 0; i < L->n_params; i++) {
+        const graft_tensor *t = &io->params[i];
+        const graft_param_spec *s = &L->spec[i];
+        int ok = t->dtype == GRAFT_DTYPE_BF16 && t->device == GRAFT_DEVICE_CUDA && t->data && t->ndim == s->ndim &&
+                 graft_tensor_is_contiguous(t);
+        for (int32_t d = 0; ok && d < s->ndim; d++) ok = t->shape[d] == s->shape[d];
+        if (ok && backward && io->grads) {
+            const graft_tensor *g = &io->grads[i];
+            ok = g->dtype == GRAFT_DTYPE_F32 && g->device == GRAFT_DEVICE_CUDA && g->data &&
+                 graft_tensor_is_contiguous(g);
+        }
+        if (!ok)
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                                 "gla: CUDA: %s: expected a contiguous BF16 CUDA tensor of the declared shape "
+                                 "(and an F32 CUDA gradient), got %s", s->name, graft_dtype_name(t->dtype));
+    }
+    return GRAFT_STATUS_OK;
+}
+
+/* Views of one call's buffers. */
+typedef struct cu_bufs {
+    bf16 *qt, *kt, *vt, *gh, *lr, *o, *q, *k, *v, *u, *dgh, *dout, *dq, *dk, *dv, *dzb, *dlr;
+    float *z, *rstd, *hist, *h0, *gk, *hA, *hB, *du, *dgk, *dx;
+    void *work;
+    size_t work_bytes;
+} cu_bufs;
+
+static void carve(const gla_layer *L, const cu_plan *p, char *act, char *scr, cu_bufs *c) {
+    c->qt = (bf16 *)(act + p->qt);
+    c->kt = (bf16 *)(act + p->kt);
+    c->vt = (bf16 *)(act + p->vt);
+    c->gh = (bf16 *)(act + p->gh);
+    c->lr = (bf16 *)(act + p->lr);
+    c->z = (float *)(act + p->z);
+    c->o = (bf16 *)(act + p->o);
+    c->rstd = (float *)(act + p->rstd);
+    c->hist = (float *)(act + p->hist);
+    c->h0 = (float *)(act + p->h0);
+    /* without the short conv, q, k, v are the projections themselves */
+    c->q = L->use_conv ? (bf16 *)(scr + p->q) : c->qt;
+    c->k = L->use_conv ? (bf16 *)(scr + p->k) : c->kt;
+    c->v = L->use_conv ? (bf16 *)(scr + p->v) : c->vt;
+    c->gk = (float *)(scr + p->gk);
+    c->u = (bf16 *)(scr + p->u);
+    c->hA = (float *)(scr + p->hA);
+    c->hB = (float *)(scr + p->hB);
+    c->work = scr + p->work;
+    c->work_bytes = p->work_bytes;
+    c->du = (float *)(scr + p->du);
+    c->dgh = (bf16 *)(scr + p->dgh);
+    c->dout = (bf16 *)(scr + p->dout);
+    c->dq = (bf16 *)(scr + p->dq);
+    c->dk = (bf16 *)(scr + p->dk);
+    c->dv = (bf16 *)(scr + p->dv);
+    c->dgk = (float *)(scr + p->dgk);
+    c->dzb = (bf16 *)(scr + p->dzb);
+    c->dlr = (bf16 *)(scr + p->dlr);
+    c->dx = (float *)(scr + p->dx);
+}
+
+static const bf16 *PB(const gla_layer *L, const graft_mixer_io *io, int slot) {
+    return (const bf16 *)io->params[L->slot[slot]].data;
+}
+static float *GF(const gla_layer *L, const graft_mixer_io *io, int slot) {
+    return io->grads ? (float *)io->grads[L->slot[slot]].data : NULL;
+}
+
+/* Copies the S part of B slots (src may be NULL: zeros). */
+static graft_status state_s_copy(float *dst, const float *src, size_t slot_floats, size_t s_floats, int64_t B,
+                                 cudaStream_t s, graft_err *err) {
+    if (dst == src) return GRAFT_STATUS_OK;
+    if (src)
+        TRY(cudaMemcpy2DAsync(dst, slot_floats * 4, src, slot_floats * 4, s_floats * 4, (size_t)B,
+                              cudaMemcpyDeviceToDevice, s));
+    else
+        TRY(cudaMemset2DAsync(dst, slot_floats * 4, 0, s_floats * 4, (size_t)B, s));
+    return GRAFT_STATUS_OK;
+}
+
+static graft_status transpose(const gla_layer *L, float *dst, int64_t dst_bs, const float *src, int64_t src_bs,
+                              int64_t B, cudaStream_t s, graft_err *err) {
+    dim3 g((unsigned)(L->dk / 32), (unsigned)(L->dk / 32), (unsigned)(B * L->H));
+    transpose_kernel<<<g, dim3(32, 8), 0, s>>>(dst, dst_bs, src, src_bs, (int)L->H, (int)L->dk);
+    return launched("transpose", err);
+}
+
+extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_mixer_io *io, graft_err *err) {
+    if (check_io(L, io, 0, err)) return err->status;
+    const int64_t B = io->B, T = io->T, N = B * T, C = L->C, H = L->H, W = L->W;
+    const int64_t Kch = L->Kq + L->Kkv + L->Vkv, DD = L->dk * L->dv;
+    const size_t slot = gla_state_floats(L), sfl = (size_t)(H * DD);
+    cudaStream_t s = (cudaStream_t)io->stream;
+    const float *sin = (const float *)io->state_in;
+    float *sout = (float *)io->state_out;
+    if (T == 0) { /* the state passes through */
+        if (sout && sin != sout) {
+            if (sin) TRY(cudaMemcpyAsync(sout, sin, 4 * slot * (size_t)B, cudaMemcpyDeviceToDevice, s));
+            else TRY(cudaMemsetAsync(sout, 0, 4 * slot * (size_t)B, s));
+        }
+        return GRAFT_STATUS_OK;
+    }
+    cu_plan p;
+    plan_make(L, B, T, &p);
+    cu_bufs c;
+    char *scr = (char *)io->scratch;
+    carve(L, &p, io->saved ? (char *)io->saved : scr, scr, &c);
+    graft_status st;
+    const void *x = io->x;
+
+    /* 1. projections */
+    if ((st = mm(L, s, 0, 1, N, L->Kq, C, x, C, PB(L, io, GLA_P_Q), C, c.qt, L->Kq, 0, 0, err)) ||
+        (st = mm(L, s, 0, 1, N, L->Kkv, C, x, C, PB(L, io, GLA_P_K), C, c.kt, L->Kkv, 0, 0, err)) ||
+        (st = mm(L, s, 0, 1, N, L->Vkv, C, x, C, PB(L, io, GLA_P_V), C, c.vt, L->Vkv, 0, 0, err)) ||
+        (st = mm(L, s, 0, 1, N, L->Vq, C, x, C, PB(L, io, GLA_P_G), C, c.gh, L->Vq, 0, 0, err)) ||
+        (st = mm(L, s, 0, 1, N, L->r, C, x, C, PB(L, io, GLA_P_GK0), C, c.lr, L->r, 0, 0, err)) ||
+        (st = mm(L, s, 0, 1, N, L->Kkv, L->r, c.lr, L->r, PB(L, io, GLA_P_GK1), L->r, c.z, L->Kkv, 0, 1, err)))
+        return prefixed(err, "forward");
+    /* 3. gate (fp32) */
+    gate_kernel<<<blocks_for(N * L->Kkv, 256), 256, 0, s>>>(c.gk, c.z, PB(L, io, GLA_P_GK1_BIAS), N, L->Kkv,
+                                                           (float)(1.0 / L->gamma));
+    if ((st = launched("gate", err))) return st;
+
+    /* the history and the state this call starts from (copied out first: state_in may be state_out) */
+    if (L->use_conv) {
+        if (sin)
+            TRY(cudaMemcpy2DAsync(c.hist, (size_t)(Kch * W) * 4, sin + sfl, slot * 4, (size_t)(Kch * W) * 4,
+                                  (size_t)B, cudaMemcpyDeviceToDevice, s));
+        else
+            TRY(cudaMemsetAsync(c.hist, 0, (size_t)(B * Kch * W) * 4, s));
+    }
+    /* a decode step reads the V-first slot in place: the K-first copy is for the chunked core
+     * (and a training forward's saved h0) only, 2 x 1 MiB per sequence and layer saved per token */
+    const int decode = T == 1 && sout && !io->saved;
+    if (decode) {
+    } else if (sin) {
+        if ((st = transpose(L, c.h0, H * DD, sin, (int64_t)slot, B, s, err))) return st;
+    } else {
+        TRY(cudaMemsetAsync(c.h0, 0, (size_t)(B * H * DD) * 4, s));
+    }
+
+    /* 2. short conv + SiLU */
+    if (L->use_conv) {
+        const int64_t off[3] = {0, L->Kq * W, (L->Kq + L->Kkv) * W}, wid[3] = {L->Kq, L->Kkv, L->Vkv};
+        const bf16 *in[3] = {c.qt, c.kt, c.vt};
+        bf16 *out[3] = {c.q, c.k, c.v};
+        const int slots[3] = {GLA_P_QCONV, GLA_P_KCONV, GLA_P_VCONV};
+        for (int i = 0; i < 3; i++) {
+            conv_fwd_kernel<<<blocks_for(N * wid[i], 256), 256, 0, s>>>(out[i], in[i], wid[i], c.hist + off[i],
+                                                                        Kch * W, PB(L, io, slots[i]), (int)W, B, T);
+            if ((st = launched("conv", err))) return st;
+        }
+    }
+
+    /* 5. the recurrence: a one-token step in place on the V-first slot, else the chunked core */
+    if (decode) {
+        if ((st = state_s_copy(sout, sin, slot, sfl, B, s, err))) return st;
+        if ((st = gla_cuda_decode_vfirst(B, H, L->dk, L->dv, c.q, c.k, c.v, c.gk, 0, L->scale, sout,
+                                         (int64_t)slot, c.o, s, err)))
+            return prefixed(err, "decode");
+    } else {
+        gla_cuda_args a = gla_cuda_default_args();
+        a.B = B;
+        a.T = T;
+        a.H = H;
+        a.scale = L->scale;
+        a.q = c.q;
+        a.k = c.k;
+        a.v = c.v;
+        a.gk = c.gk;
+        a.h0 = sin ? c.h0 : NULL;
+        a.o = c.o;
+        a.ht = sout ? c.hA : NULL;
+        a.work = c.work;
+        a.work_bytes = c.work_bytes;
+        if ((st = gla_cuda_forward(&a, s, err))) return prefixed(err, "forward");
+        if (sout && (st = transpose(L, sout, (int64_t)slot, c.hA, H * DD, B, s, err))) return st;
+    }
+
+    /* 6. gated norm, 7. output projection */
+    norm_gate_kernel<<<blocks_for(N * H * 32, 256), 256, 0, s>>>(c.u, c.rstd, c.o, c.gh, PB(L, io, GLA_P_NORM),
+                                                                 N * H, (int)L->dv, (float)L->eps);
+    if ((st = launched("norm_gate", err))) return st;
+    if ((st = mm(L, s, 0, 1, N, C, L->Vq, c.u, L->Vq, PB(L, io, GLA_P_O), L->Vq, io->y, C, 0, 0, err)))
+        return prefixed(err, "forward");
+
+    /* conv tails of the state (from the history copied above) */
+    if (sout && L->use_conv) {
+        const int64_t off[3] = {0, L->Kq * W, (L->Kq + L->Kkv) * W}, wid[3] = {L->Kq, L->Kkv, L->Vkv};
+        const bf16 *in[3] = {c.qt, c.kt, c.vt};
+        for (int i = 0; i < 3; i++) {
+            conv_tail_kernel<<<blocks_for(B * wid[i], 256), 256, 0, s>>>(sout + sfl + off[i], (int64_t)slot, in[i],
+                                                                         wid[i], c.hist + off[i], Kch * W, (int)W, B, T);
+            if ((st = launched("conv_tail", err))) return st;
+        }
+    }
+    return GRAFT_STATUS_OK;
+}
+
+extern "C" graft_status gla_cuda_layer_backward(const gla_layer *L, const graft_mixer_io *io, graft_err *err) {
+    if (check_io(L, io, 1, err)) return err->status;
+    const int64_t B = io->B, T = io->T, N = B * T, C = L->C, H = L->H, W = L->W;
+    const int64_t Kch = L->Kq + L->Kkv + L->Vkv, DD = L->dk * L->dv;
+    const size_t slot = gla_state_floats(L), sfl = (size_t)(H * DD);
+    cudaStream_t s = (cudaStream_t)io->stream;
+    const float *dso = (const float *)io->dstate_out;
+    float *dsi = (float *)io->dstate_in;
+    if (T == 0) { /* the state passed through: so does its gradient */
+        if (dsi && dsi != dso) {
+            if (dso) TRY(cudaMemcpyAsync(dsi, dso, 4 * slot * (size_t)B, cudaMemcpyDeviceToDevice, s));
+            else TRY(cudaMemsetAsync(dsi, 0, 4 * slot * (size_t)B, s));
+        }
+        return GRAFT_STATUS_OK;
+    }
+    cu_plan p;
+    plan_make(L, B, T, &p);
+    cu_bufs c;
+    carve(L, &p, (char *)io->saved, (char *)io->scratch, &c);
+    graft_status st;
+    const void *x = io->x, *dy = io->dy;
+    const int64_t off[3] = {0, L->Kq * W, (L->Kq + L->Kkv) * W}, wid[3] = {L->Kq, L->Kkv, L->Vkv};
+    const int cslots[3] = {GLA_P_QCONV, GLA_P_KCONV, GLA_P_VCONV};
+    const bf16 *pre[3] = {c.qt, c.kt, c.vt};
+
+    /* recompute q, k, v, the gate and u (the forward saved what these need) */
+    if (L->use_conv) {
+        bf16 *out[3] = {c.q, c.k, c.v};
+        for (int i = 0; i < 3; i++) {
+            conv_fwd_kernel<<<blocks_for(N * wid[i], 256), 256, 0, s>>>(out[i], pre[i], wid[i], c.hist + off[i],
+                                                                        Kch * W, PB(L, io, cslots[i]), (int)W, B, T);
+            if ((st = launched("conv", err))) return st;
+        }
+    }
+    gate_kernel<<<blocks_for(N * L->Kkv, 256), 256, 0, s>>>(c.gk, c.z, NULL, N, L->Kkv, (float)(1.0 / L->gamma));
+    if ((st = launched("gate", err))) return st;
+    norm_gate_kernel<<<blocks_for(N * H * 32, 256), 256, 0, s>>>(c.u, NULL, c.o, c.gh, PB(L, io, GLA_P_NORM), N * H,
+                                                                 (int)L->dv, (float)L->eps);
+    if ((st = launched("norm_gate", err))) return st;
+
+    /* o_proj: dWo += dyᵀ u; du = dy Wo (fp32) */
+    if ((io->grads && (st = mm(L, s, 1, 0, C, L->Vq, N, dy, C, c.u, L->Vq, GF(L, io, GLA_P_O), L->Vq, 1, 1, err))) ||
+        (st = mm(L, s, 0, 0, N, L->Vq, C, dy, C, PB(L, io, GLA_P_O), L->Vq, c.du, L->Vq, 0, 1, err)))
+        return prefixed(err, "backward");
+    norm_gate_bwd_kernel<<<capped(N * H * 32, 256), 256, 0, s>>>(c.dout, c.dgh, GF(L, io, GLA_P_NORM), c.du, c.o,
+                                                                 c.gh, c.rstd, PB(L, io, GLA_P_NORM), N * H, (int)L->dv);
+    if ((st = launched("norm_gate_bwd", err))) return st;
+    /* g_proj: dWg += dghᵀ x; dx = dgh Wg (the first write of dx) */
+    if ((io->grads && (st = mm(L, s, 1, 0, L->Vq, C, N, c.dgh, L->Vq, x, C, GF(L, io, GLA_P_G), C, 1, 1, err))) ||
+        (st = mm(L, s, 0, 0, N, C, L->Vq, c.dgh, L->Vq, PB(L, io, GLA_P_G), C, c.dx, C, 0, 1, err)))
+        return prefixed(err, "backward");
+
+    /* the recurrence (K-first state gradients in hA, hB) */
+    if (dso && (st = transpose(L, c.hA, H * DD, dso, (int64_t)slot, B, s, err))) return st;
+    gla_cuda_args a = gla_cuda_default_args();
+    a.B = B;
+    a.T = T;
+    a.H = H;
+    a.scale = L->scale;
+    a.q = c.q;
+    a.k = c.k;
+    a.v = c.v;
+    a.gk = c.gk;
+    a.h0 = c.h0;
+    a.dout = c.dout;
+    a.dht = dso ? c.hA : NULL;
+    a.dq = c.dq;
+    a.dk = c.dk;
+    a.dv = c.dv;
+    a.dgk = c.dgk;
+    a.dh0 = dsi ? c.hB : NULL;
+    a.work = c.work;
+    a.work_bytes = c.work_bytes;
+    if ((st = gla_cuda_backward(&a, s, err))) return prefixed(err, "backward");
+    if (dsi && (st = transpose(L, dsi, (int64_t)slot, c.hB, H * DD, B, s, err))) return st;
+
+    /* gate: dz = dα σ(−z)/γ; z = lr W1ᵀ + b; lr = x W0ᵀ */
+    gate_bwd_kernel<<<dim3(blocks_for(L->Kkv, 128), blocks_for(N, 64)), 128, 0, s>>>(
+        c.dzb, GF(L, io, GLA_P_GK1_BIAS), c.dgk, c.z, N, L->Kkv, (float)(1.0 / L->gamma));
+    if ((st = launched("gate_bwd", err))) return st;
+    if ((io->grads && (st = mm(L, s, 1, 0, L->Kkv, L->r, N, c.dzb, L->Kkv, c.lr, L->r, GF(L, io, GLA_P_GK1), L->r, 1,
+                               1, err))) ||
+        (st = mm(L, s, 0, 0, N, L->r, L->Kkv, c.dzb, L->Kkv, PB(L, io, GLA_P_GK1), L->r, c.dlr, L->r, 0, 0, err)) ||
+        (io->grads && (st = mm(L, s, 1, 0, L->r, C, N, c.dlr, L->r, x, C, GF(L, io, GLA_P_GK0), C, 1, 1, err))) ||
+        (st = mm(L, s, 0, 0, N, C, L->r, c.dlr, L->r, PB(L, io, GLA_P_GK0), C, c.dx, C, 1, 1, err)))
+        return prefixed(err, "backward");
+
+    /* short conv + SiLU backward: dq -> g (in place) -> d(pre-conv) into the q/k/v buffers */
+    bf16 *dproj[3] = {c.dq, c.dk, c.dv};
+    if (L->use_conv) {
+        bf16 *dpre[3] = {c.q, c.k, c.v}; /* q, k, v are dead after the recurrence */
+        for (int i = 0; i < 3; i++) {
+            const bf16 *w = PB(L, io, cslots[i]);
+            conv_dsilu_kernel<<<blocks_for(N * wid[i], 256), 256, 0, s>>>(dproj[i], pre[i], wid[i], c.hist + off[i],
+                                                                          Kch * W, w, (int)W, B, T);
+            if ((st = launched("conv_dsilu", err))) return st;
+            if (io->grads) {
+                dim3 g(blocks_for(wid[i], 128), (unsigned)(B * ((T + 63) / 64)));
+                conv_dw_kernel<<<g, 128, 0, s>>>(GF(L, io, cslots[i]), dproj[i], pre[i], wid[i], c.hist + off[i],
+                                                 Kch * W, (int)W, B, T);
+                if ((st = launched("conv_dw", err))) return st;
+            }
+            const float *dtail = dso ? dso + sfl + off[i] : NULL;
+            conv_din_kernel<<<blocks_for(N * wid[i], 256), 256, 0, s>>>(dpre[i], dproj[i], wid[i], w, (int)W, dtail,
+                                                                        (int64_t)slot, B, T);
+            if ((st = launched("conv_din", err))) return st;
+            if (dsi) {
+                conv_dhist_kernel<<<blocks_for(B * wid[i], 128), 128, 0, s>>>(dsi + sfl + off[i], dproj[i], wid[i], w,
+                                                                              (int)W, dtail, (int64_t)slot, B, T);
+                if ((st = launched("conv_dhist", err))) return st;
+            }
+            dproj[i] = dpre[i];
+        }
+    }
+
+    /* q/k/v projections */
+    const int pslots[3] = {GLA_P_Q, GLA_P_K, GLA_P_V};
+    for (int i = 0; i < 3; i++) {
+        if ((io->grads && (st = mm(L, s, 1, 0, wid[i], C, N, dproj[i], wid[i], x, C, GF(L, io, pslots[i]), C, 1, 1,
+                                   err))) ||
+            (st = mm(L, s, 0, 0, N, C, wid[i], dproj[i], wid[i], PB(L, io, pslots[i]), C, c.dx, C, 1, 1, err)))
+            return prefixed(err, "backward");
+    }
+    f32_to_bf16_kernel<<<capped(N * C, 256), 256, 0, s>>>((bf16 *)io->dx, c.dx, N * C);
+    return launched("f32_to_bf16 (dx)", err);
+}

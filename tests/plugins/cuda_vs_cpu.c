@@ -1,0 +1,475 @@
+/* tests/plugins/cuda_vs_cpu.c: one mixer plugin on CUDA against itself on the CPU (STYLE.md
+ * "tests/plugins: ... and that CUDA agrees with CPU").
+ *
+ * The CPU path is the reference (fp32). To compare functions and not weight rounding, the CPU gets
+ * the parameters, x, dy and dstate_out already rounded to bf16, the values the CUDA path stores.
+ * Then the only differences are the CUDA path's bf16 activations (fp32 accumulation, fp32 states,
+ * norms and gates), which set the tolerances below (NMSE = ||cuda − cpu||² / ||cpu||²):
+ *   forward output y, final state:                     NMSE <= 2e-4 (relative RMS <= 1.4 %)
+ *   dx, parameter gradients:                           NMSE <= 5e-4 (relative RMS <= 2.2 %)
+ *   dstate_in:                                         NMSE <= 2e-3 (relative RMS <= 4.5 %): measured
+ *     4.0e-4 on an H100 (2026-11-23) for the no-conv T = 17 case, where dS_T passes to dS_0 nearly
+ *     undecayed through the chunk kernels' backward; the other cases measure ~2e-5. Why this path
+ *     is 20x noisier than the rest is open (see bench/results/mixers-vs-fla-2026-11-23.md).
+ *   CUDA decode token by token vs CUDA full forward:   NMSE <= 2e-4 (y, and the final state)
+ * (one bf16 rounding is a relative error of at most 2^-9 = 0.2 %; a layer chains about ten of them
+ * through products that average them, FLA's own bf16 thresholds for the chunk op alone are a
+ * relative RMS of 0.4-0.5 %.) NaN anywhere fails.
+ *
+ * Checked per case: forward (y, and with a decode state the final state), backward (dx, every
+ * parameter gradient, and with CAP_STATE_GRAD dstate_in from a random dstate_out), and decoding:
+ * a prefill of the first half, then one-token steps in place (state_in == state_out), equals the
+ * full forward on CUDA. States are compared only where the plugin keeps the CPU layout on CUDA
+ * (CAP_STATE_GRAD: gla); softmax's CUDA KV cache is bf16 inside its slot and is checked through
+ * the decode outputs.
+ */
+#include "cuda_vs_cpu.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graft/rng.h"
+
+#define TOL_FWD 2e-4
+#define TOL_BWD 5e-4
+#define TOL_DSTATE 2e-3
+#define TOL_DEC 2e-4
+
+/* ---- bf16 on the host (round to nearest even; NaN kept) --------------------------------------- */
+
+static uint16_t to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static float from_bf16(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static void round_bf16(float *p, int64_t n) {
+    for (int64_t i = 0; i < n; i++) p[i] = from_bf16(to_bf16(p[i]));
+}
+static uint16_t *bf16_copy(const float *p, int64_t n) {
+    uint16_t *h = malloc((size_t)(n ? n : 1) * 2);
+    for (int64_t i = 0; i < n; i++) h[i] = to_bf16(p[i]);
+    return h;
+}
+static void bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = from_bf16(src[i]);
+}
+
+/* ---- comparison ----------------------------------------------------------------------------- */
+
+static int compare(const char *name, const float *got, const float *ref, int64_t n, double tol) {
+    double num = 0, den = 0, maxd = 0;
+    int64_t bad = -1;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)got[i] - ref[i];
+        if (!isfinite(got[i]) || !isfinite(ref[i])) {
+            if (bad < 0) bad = i;
+            num = INFINITY;
+            continue;
+        }
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+        if (fabs(d) > maxd) {
+            maxd = fabs(d);
+            if (bad < 0 || isfinite(num)) bad = i;
+        }
+    }
+    double nmse = den > 0 ? num / den : num;
+    int ok = nmse <= tol;
+    printf("  %-40s NMSE %.3e (tol %.0e) max|diff| %.3e%s\n", name, nmse, tol, maxd, ok ? "" : "  FAIL");
+    if (!ok)
+        fprintf(stderr, "MISMATCH %s: NMSE %.3e > %.0e, max|diff| %.3e, first bad index %lld (got %g, ref %g)\n",
+                name, nmse, tol, maxd, (long long)bad, bad >= 0 ? got[bad] : 0.0, bad >= 0 ? ref[bad] : 0.0);
+    return ok ? 0 : 1;
+}
+
+static void fill_normal(float *p, int64_t n, graft_rng *r, double scale) {
+    for (int64_t i = 0; i < n; i++) p[i] = (float)(scale * graft_rng_normal(r));
+}
+
+/* ---- one call -------------------------------------------------------------------------------- */
+
+typedef struct side {
+    graft_device dev;
+    const graft_tensor *params;
+    graft_tensor *grads;
+} side;
+
+static graft_status call(const graft_mixer *m, void *layer, const cvc_env *env, const side *sd, int backward,
+                         int64_t B, int64_t T, const void *x, void *y, const void *dy, void *dx, void *saved,
+                         void *scratch, int64_t cap, const void *state_in, void *state_out, const int64_t *past,
+                         const void *dso, void *dsi, graft_err *err) {
+    graft_mixer_io io;
+    memset(&io, 0, sizeof io);
+    io.struct_size = sizeof io;
+    io.layer = layer;
+    io.device = sd->dev;
+    io.stream = sd->dev == GRAFT_DEVICE_CUDA ? env->stream : NULL;
+    io.B = B;
+    io.T = T;
+    io.params = sd->params;
+    io.grads = backward ? sd->grads : NULL;
+    io.x = x;
+    io.y = backward ? NULL : y;
+    io.dy = backward ? dy : NULL;
+    io.dx = backward ? dx : NULL;
+    io.saved = saved;
+    io.scratch = scratch;
+    io.state_capacity = cap;
+    io.state_in = state_in;
+    io.state_out = state_out;
+    io.past_len = past;
+    io.dstate_out = backward ? dso : NULL;
+    io.dstate_in = backward ? dsi : NULL;
+    return backward ? m->backward(&io, err) : m->forward(&io, err);
+}
+
+#define FAIL_CALL(what)                                                                            \
+    do {                                                                                           \
+        fprintf(stderr, "%s failed (%s): %s\n", what, graft_status_name(st), err.msg);             \
+        failures++;                                                                                \
+        goto done;                                                                                 \
+    } while (0)
+
+int cvc_run(const graft_mixer *m, const cvc_env *env, const graft_mixer_cfg *cfg, int64_t B, int64_t T,
+            uint64_t seed) {
+    int failures = 0;
+    graft_err err;
+    memset(&err, 0, sizeof err);
+    void *layer = NULL;
+    graft_status st = m->create(env->host, cfg, &layer, &err);
+    if (st) {
+        fprintf(stderr, "create: %s\n", err.msg);
+        return 1;
+    }
+    const int64_t C = cfg->n_embd, N = B * T, np = m->n_params(layer);
+    const int state_grad = (m->caps & GRAFT_MIXER_CAP_STATE_GRAD) != 0;
+    const int64_t cap = T;
+    const size_t slot = m->state_bytes(layer, cap);
+    graft_rng rng = graft_rng_make(seed, 12345);
+
+    /* parameters: the plugin's init, then a perturbation so that norm weights and biases are not
+     * trivially 1 and 0, rounded to bf16 (the CPU sees exactly what CUDA stores) */
+    graft_tensor *pc = calloc((size_t)np, sizeof *pc), *pd = calloc((size_t)np, sizeof *pd);
+    graft_tensor *gc = calloc((size_t)np, sizeof *gc), *gd = calloc((size_t)np, sizeof *gd);
+    float **pbuf = calloc((size_t)np, sizeof *pbuf), **gbuf = calloc((size_t)np, sizeof *gbuf);
+    float *x = NULL, *y = NULL, *dy = NULL, *dx = NULL, *st_c = NULL, *dso = NULL, *dsi = NULL, *tmp = NULL;
+    void *d_x = NULL, *d_y = NULL, *d_dy = NULL, *d_dx = NULL, *d_saved = NULL, *d_scr = NULL, *d_st = NULL;
+    void *d_dso = NULL, *d_dsi = NULL, *d_xt = NULL, *d_yt = NULL, *d_scr1 = NULL;
+    void *c_saved = NULL, *c_scr = NULL;
+    uint16_t *hb = NULL;
+    for (int64_t i = 0; i < np; i++) {
+        graft_param_spec s;
+        memset(&s, 0, sizeof s);
+        s.struct_size = sizeof s;
+        if ((st = m->param(layer, i, &s, &err))) FAIL_CALL("param");
+        int64_t n = 1;
+        for (int d = 0; d < s.ndim; d++) n *= s.shape[d];
+        pbuf[i] = calloc((size_t)n, 4);
+        gbuf[i] = calloc((size_t)n, 4);
+        pc[i] = graft_tensor_make(pbuf[i], GRAFT_DTYPE_F32, GRAFT_DEVICE_CPU, s.ndim, s.shape);
+        gc[i] = graft_tensor_make(gbuf[i], GRAFT_DTYPE_F32, GRAFT_DEVICE_CPU, s.ndim, s.shape);
+        void *dp = env->dalloc((size_t)n * 2), *dg = env->dalloc((size_t)n * 4);
+        if (!dp || !dg) {
+            fprintf(stderr, "device alloc of %s failed\n", s.name);
+            failures++;
+            goto done;
+        }
+        pd[i] = graft_tensor_make(dp, GRAFT_DTYPE_BF16, GRAFT_DEVICE_CUDA, s.ndim, s.shape);
+        gd[i] = graft_tensor_make(dg, GRAFT_DTYPE_F32, GRAFT_DEVICE_CUDA, s.ndim, s.shape);
+    }
+    if ((st = m->init(layer, pc, seed, NULL, &err))) FAIL_CALL("init");
+    for (int64_t i = 0; i < np; i++) {
+        int64_t n = graft_tensor_numel(&pc[i]);
+        for (int64_t j = 0; j < n; j++)
+            pbuf[i][j] += (float)((pc[i].ndim == 1 ? 0.3 : 0.01) * graft_rng_normal(&rng));
+        round_bf16(pbuf[i], n);
+        hb = bf16_copy(pbuf[i], n);
+        if (env->h2d(pd[i].data, hb, (size_t)n * 2)) { failures++; goto done; }
+        free(hb);
+        hb = NULL;
+        if (env->dzero(gd[i].data, (size_t)n * 4)) { failures++; goto done; }
+    }
+    side cpu = {GRAFT_DEVICE_CPU, pc, gc}, gpu = {GRAFT_DEVICE_CUDA, pd, gd};
+
+    /* inputs (bf16-exact) */
+    x = malloc((size_t)N * C * 4);
+    y = malloc((size_t)N * C * 4);
+    dy = malloc((size_t)N * C * 4);
+    dx = malloc((size_t)N * C * 4);
+    tmp = malloc((size_t)N * C * 4 + slot * (size_t)B + 64);
+    fill_normal(x, N * C, &rng, 1.0);
+    fill_normal(dy, N * C, &rng, 1.0);
+    round_bf16(x, N * C);
+    round_bf16(dy, N * C);
+    if (state_grad) {
+        dso = malloc(slot * (size_t)B);
+        dsi = malloc(slot * (size_t)B);
+        st_c = malloc(slot * (size_t)B);
+        fill_normal(dso, (int64_t)(slot / 4) * B, &rng, 0.1);
+        round_bf16(dso, (int64_t)(slot / 4) * B);
+    }
+
+    /* ---- CPU reference ---- */
+    size_t sv = 0, sc = 0;
+    if ((st = m->workspace(layer, GRAFT_DEVICE_CPU, B, T, &sv, &sc, &err))) FAIL_CALL("cpu workspace");
+    c_saved = calloc(sv + 64, 1);
+    c_scr = calloc(sc + 64, 1);
+    if ((st = call(m, layer, env, &cpu, 0, B, T, x, y, NULL, NULL, c_saved, c_scr, cap, NULL, st_c, NULL, NULL, NULL,
+                   &err)))
+        FAIL_CALL("cpu forward");
+    if ((st = call(m, layer, env, &cpu, 1, B, T, x, NULL, dy, dx, c_saved, c_scr, cap, NULL, NULL, NULL, dso, dsi,
+                   &err)))
+        FAIL_CALL("cpu backward");
+
+    /* ---- CUDA ---- */
+    if ((st = m->workspace(layer, GRAFT_DEVICE_CUDA, B, T, &sv, &sc, &err))) FAIL_CALL("cuda workspace");
+    d_saved = env->dalloc(sv + 256);
+    d_scr = env->dalloc(sc + 256);
+    d_x = env->dalloc((size_t)N * C * 2);
+    d_y = env->dalloc((size_t)N * C * 2);
+    d_dy = env->dalloc((size_t)N * C * 2);
+    d_dx = env->dalloc((size_t)N * C * 2);
+    d_st = env->dalloc(slot * (size_t)B + 256);
+    if (!d_saved || !d_scr || !d_x || !d_y || !d_dy || !d_dx || !d_st) {
+        fprintf(stderr, "device alloc failed\n");
+        failures++;
+        goto done;
+    }
+    hb = bf16_copy(x, N * C);
+    env->h2d(d_x, hb, (size_t)N * C * 2);
+    free(hb);
+    hb = bf16_copy(dy, N * C);
+    env->h2d(d_dy, hb, (size_t)N * C * 2);
+    free(hb);
+    hb = malloc((size_t)N * C * 2);
+    if ((st = call(m, layer, env, &gpu, 0, B, T, d_x, d_y, NULL, NULL, d_saved, d_scr, cap, NULL,
+                   state_grad ? d_st : NULL, NULL, NULL, NULL, &err)))
+        FAIL_CALL("cuda forward");
+    if (state_grad) {
+        d_dso = env->dalloc(slot * (size_t)B);
+        d_dsi = env->dalloc(slot * (size_t)B);
+        env->h2d(d_dso, dso, slot * (size_t)B);
+    }
+    if ((st = call(m, layer, env, &gpu, 1, B, T, d_x, NULL, d_dy, d_dx, d_saved, d_scr, cap, NULL, NULL, NULL, d_dso,
+                   d_dsi, &err)))
+        FAIL_CALL("cuda backward");
+    {
+        char msg[512] = "";
+        if (env->sync(msg, sizeof msg)) {
+            fprintf(stderr, "cuda: %s\n", msg);
+            failures++;
+            goto done;
+        }
+    }
+    printf(" forward / backward, B=%lld T=%lld:\n", (long long)B, (long long)T);
+    env->d2h(hb, d_y, (size_t)N * C * 2);
+    bf16_to_f32(tmp, hb, N * C);
+    failures += compare("y", tmp, y, N * C, TOL_FWD);
+    if (state_grad) {
+        env->d2h(tmp, d_st, slot * (size_t)B);
+        failures += compare("state_out", tmp, st_c, (int64_t)(slot / 4) * B, TOL_FWD);
+        env->d2h(tmp, d_dsi, slot * (size_t)B);
+        failures += compare("dstate_in", tmp, dsi, (int64_t)(slot / 4) * B, TOL_DSTATE);
+    }
+    env->d2h(hb, d_dx, (size_t)N * C * 2);
+    bf16_to_f32(tmp, hb, N * C);
+    failures += compare("dx", tmp, dx, N * C, TOL_BWD);
+    for (int64_t i = 0; i < np; i++) {
+        graft_param_spec s;
+        memset(&s, 0, sizeof s);
+        s.struct_size = sizeof s;
+        m->param(layer, i, &s, &err);
+        int64_t n = graft_tensor_numel(&gc[i]);
+        float *g = malloc((size_t)n * 4);
+        env->d2h(g, gd[i].data, (size_t)n * 4);
+        char name[160];
+        snprintf(name, sizeof name, "d %s", s.name);
+        failures += compare(name, g, gbuf[i], n, TOL_BWD);
+        free(g);
+    }
+
+    /* ---- decode on CUDA: prefill the first half, then one token at a time, in place ---- */
+    {
+        int64_t t0 = T / 2, past[64];
+        float *ydec = malloc((size_t)N * C * 4);
+        uint16_t *xb = bf16_copy(x, N * C), *yb = malloc((size_t)N * C * 2);
+        size_t sv1 = 0, sc1 = 0;
+        if ((st = m->workspace(layer, GRAFT_DEVICE_CUDA, B, T, &sv1, &sc1, &err))) FAIL_CALL("cuda workspace");
+        d_xt = env->dalloc((size_t)B * T * C * 2);
+        d_yt = env->dalloc((size_t)B * T * C * 2);
+        env->dzero(d_st, slot * (size_t)B);
+        for (int64_t b = 0; b < B && b < 64; b++) past[b] = 0;
+        int64_t t = 0;
+        while (t < T) {
+            int64_t len = t == 0 && t0 > 0 ? t0 : 1;
+            uint16_t *xs = malloc((size_t)B * len * C * 2);
+            for (int64_t b = 0; b < B; b++)
+                memcpy(xs + b * len * C, xb + (b * T + t) * C, (size_t)(len * C) * 2);
+            env->h2d(d_xt, xs, (size_t)B * len * C * 2);
+            free(xs);
+            if ((st = call(m, layer, env, &gpu, 0, B, len, d_xt, d_yt, NULL, NULL, NULL, d_scr, cap, t ? d_st : NULL,
+                           d_st, past, NULL, NULL, &err))) {
+                free(ydec);
+                free(xb);
+                free(yb);
+                FAIL_CALL("cuda decode");
+            }
+            uint16_t *ys = malloc((size_t)B * len * C * 2);
+            env->d2h(ys, d_yt, (size_t)B * len * C * 2);
+            for (int64_t b = 0; b < B; b++) {
+                bf16_to_f32(ydec + (b * T + t) * C, ys + b * len * C, len * C);
+                past[b] += len;
+            }
+            free(ys);
+            t += len;
+        }
+        /* the full forward on CUDA, with its final state */
+        void *d_st2 = env->dalloc(slot * (size_t)B + 256);
+        if ((st = call(m, layer, env, &gpu, 0, B, T, d_x, d_y, NULL, NULL, NULL, d_scr, cap, NULL, d_st2, NULL, NULL,
+                       NULL, &err))) {
+            env->dfree(d_st2);
+            free(ydec);
+            free(xb);
+            free(yb);
+            FAIL_CALL("cuda forward (for decode)");
+        }
+        char msg[512] = "";
+        if (env->sync(msg, sizeof msg)) {
+            fprintf(stderr, "cuda: %s\n", msg);
+            failures++;
+        }
+        env->d2h(yb, d_y, (size_t)N * C * 2);
+        bf16_to_f32(tmp, yb, N * C);
+        printf(" decode (prefill %lld, then %lld single tokens) vs full forward, on CUDA:\n", (long long)t0,
+               (long long)(T - t0));
+        failures += compare("y (decode vs full)", ydec, tmp, N * C, TOL_DEC);
+        if (state_grad) {
+            float *s1 = malloc(slot * (size_t)B), *s2 = malloc(slot * (size_t)B);
+            env->d2h(s1, d_st, slot * (size_t)B);
+            env->d2h(s2, d_st2, slot * (size_t)B);
+            failures += compare("state (decode vs full)", s1, s2, (int64_t)(slot / 4) * B, TOL_DEC);
+            free(s1);
+            free(s2);
+        }
+        env->dfree(d_st2);
+        free(ydec);
+        free(xb);
+        free(yb);
+    }
+
+done:
+    free(hb);
+    for (int64_t i = 0; i < np; i++) {
+        free(pbuf[i]);
+        free(gbuf[i]);
+        if (pd[i].data) env->dfree(pd[i].data);
+        if (gd[i].data) env->dfree(gd[i].data);
+    }
+    free(pc);
+    free(pd);
+    free(gc);
+    free(gd);
+    free(pbuf);
+    free(gbuf);
+    free(x);
+    free(y);
+    free(dy);
+    free(dx);
+    free(tmp);
+    free(st_c);
+    free(dso);
+    free(dsi);
+    free(c_saved);
+    free(c_scr);
+    void *dev[] = {d_x, d_y, d_dy, d_dx, d_saved, d_scr, d_st, d_dso, d_dsi, d_xt, d_yt, d_scr1};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+        if (dev[i]) env->dfree(dev[i]);
+    m->destroy(layer);
+    return failures;
+}
+
+/* ---- case lines ------------------------------------------------------------------------------ */
+
+struct cvc_case {
+    graft_mixer_cfg cfg;
+    graft_kv kv[64];
+    char *store[64][2];
+    int n;
+};
+
+cvc_case *cvc_case_parse(const char *text, graft_mixer_cfg **cfg, int64_t *B, int64_t *T) {
+    cvc_case *c = calloc(1, sizeof *c);
+    c->cfg.struct_size = sizeof c->cfg;
+    c->cfg.n_embd = 256;
+    c->cfg.n_head = 2;
+    c->cfg.n_kv_head = 2;
+    c->cfg.head_dim = 128;
+    c->cfg.n_layer = 2;
+    c->cfg.rope_theta = 1000000.0;
+    c->cfg.norm_eps = 1e-6;
+    c->cfg.origin = "cuda conformance case";
+    *B = 2;
+    *T = 64;
+    char *s = strdup(text);
+    int ok = 1;
+    for (char *tok = strtok(s, " \t\n"); tok && ok; tok = strtok(NULL, " \t\n")) {
+        char *eq = strchr(tok, '='), *end = NULL;
+        if (!eq) { ok = 0; break; }
+        *eq = 0;
+        const char *k = tok, *v = eq + 1;
+        if (!strcmp(k, "rope_theta")) c->cfg.rope_theta = strtod(v, &end);
+        else if (!strcmp(k, "norm_eps")) c->cfg.norm_eps = strtod(v, &end);
+        else {
+            int64_t *dst = !strcmp(k, "n_embd") ? &c->cfg.n_embd : !strcmp(k, "n_head") ? &c->cfg.n_head
+                         : !strcmp(k, "n_kv_head") ? &c->cfg.n_kv_head : !strcmp(k, "head_dim") ? &c->cfg.head_dim
+                         : !strcmp(k, "layer_index") ? &c->cfg.layer_index : !strcmp(k, "n_layer") ? &c->cfg.n_layer
+                         : !strcmp(k, "B") ? B : !strcmp(k, "T") ? T : NULL;
+            if (dst) *dst = strtoll(v, &end, 10);
+            else if (c->n < 64) {
+                c->store[c->n][0] = strdup(k);
+                c->store[c->n][1] = strdup(v);
+                c->kv[c->n].key = c->store[c->n][0];
+                c->kv[c->n].value = c->store[c->n][1];
+                c->kv[c->n].where = "cuda conformance case";
+                c->n++;
+                end = (char *)v + strlen(v);
+            }
+        }
+        if (!end || *end || end == v) {
+            fprintf(stderr, "case: %s=\"%s\": bad value\n", k, v);
+            ok = 0;
+        }
+    }
+    free(s);
+    if (ok && (*B < 1 || *B > 64 || *T < 2 || *T > 8192)) {
+        fprintf(stderr, "case: B %lld, T %lld: expected 1..64 and 2..8192\n", (long long)*B, (long long)*T);
+        ok = 0;
+    }
+    if (!ok) {
+        cvc_case_free(c);
+        return NULL;
+    }
+    c->cfg.kv = c->kv;
+    c->cfg.n_kv = c->n;
+    *cfg = &c->cfg;
+    return c;
+}
+
+void cvc_case_free(cvc_case *c) {
+    if (!c) return;
+    for (int i = 0; i < c->n; i++) {
+        free(c->store[i][0]);
+        free(c->store[i][1]);
+    }
+    free(c);
+}
