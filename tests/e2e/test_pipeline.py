@@ -119,7 +119,9 @@ with h5py.File(log, "r", swmr=True) as f:
     gen = f["stages/4_eval/generations"][:]
     check(len(gen) == 6, f"6 generations ({len(gen)})")
     be = f["stages/5_bench/bench"][:]
-    check(len(be) == 8 and [m.decode() for m in be["model"][:2]] == ["control", "hybrid"],
+    combos = sorted((m.decode(), int(c), int(b)) for m, c, b in zip(be["model"], be["context"], be["batch"]))
+    want = sorted((m, int(c), int(b)) for m in ("control", "hybrid") for c in set(be["context"]) for b in set(be["batch"]))
+    check(len(be) == 8 and combos == want and len(set(be["context"])) == 2 and len(set(be["batch"])) == 2,
           f"bench: 2 contexts x 2 batches x (control, hybrid) rows ({len(be)})")
     check(bool(np.all((be["ttft_ms"] > 0) & (be["decode_tok_s"] > 0) & (be["state_bytes"] > 0))),
           "bench: positive TTFT, decode tokens/s, state bytes")

