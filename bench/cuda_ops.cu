@@ -21,6 +21,7 @@
 #include "cuda/adamw.cuh"
 #include "cuda/embedding.cuh"
 #include "cuda/lmhead_loss.cuh"
+#include "cuda/skinny.cuh"
 #include "cuda/matmul.cuh"
 #include "cuda/qk_norm_rope.cuh"
 #include "cuda/rmsnorm.cuh"
@@ -160,6 +161,38 @@ int main(int argc, char **argv) {
         printf("| %s | %lld | %lld | %lld | %s | %.0f |\n", s.name, (long long)s.m, (long long)s.n, (long long)s.k,
                graft_dtype_name(s.c), tf);
         fflush(stdout);
+    }
+
+    /* decode products: m rows x a bf16 weight^T, skinny.cu vs cuBLASLt, as bandwidth of the weight */
+    printf("\n## decode products (m rows . W^T, bf16 W), weight GB/s vs copy %.0f GB/s\n\n", copy_gbs);
+    printf("| m | n x k | C | skinny us | skinny GB/s | of copy | cuBLASLt us | cuBLASLt GB/s | of copy |\n"
+           "|---|---|---|---|---|---|---|---|---|\n");
+    {
+        struct { int64_t m, n, k; graft_dtype c; } ds[] = {
+            {1, QD, C, GRAFT_DTYPE_BF16}, {1, KVD, C, GRAFT_DTYPE_BF16}, {1, I, C, GRAFT_DTYPE_BF16},
+            {1, C, I, GRAFT_DTYPE_BF16}, {1, V, C, GRAFT_DTYPE_F32}, {8, I, C, GRAFT_DTYPE_BF16},
+            {8, C, I, GRAFT_DTYPE_BF16}, {8, V, C, GRAFT_DTYPE_F32}};
+        for (auto &d : ds) {
+            graft_bf16 *A = bf16_rand((size_t)(d.m * d.k), 1.0f), *W = bf16_rand((size_t)(d.n * d.k), 1.0f);
+            void *Cm = dmalloc((size_t)(d.m * d.n) * 4);
+            graft_matmul_args g;
+            memset(&g, 0, sizeof g);
+            g.struct_size = sizeof g, g.device = GRAFT_DEVICE_CUDA, g.dtype = GRAFT_DTYPE_BF16;
+            g.trans_b = 1, g.m = d.m, g.n = d.n, g.k = d.k, g.alpha = 1.0f, g.beta = 0.0f;
+            g.a = A, g.lda = d.k, g.b = W, g.ldb = d.k, g.c = Cm, g.ldc = d.n, g.batch = 1;
+            double bytes = 2.0 * d.n * d.k;
+            graft_cuda_skinny_enable(1);
+            double ms1 = time_ms([&] { OK(graft_cuda_matmul(blas, &g, d.c, &g_e)); });
+            graft_cuda_skinny_enable(0);
+            double ms2 = time_ms([&] { OK(graft_cuda_matmul(blas, &g, d.c, &g_e)); });
+            graft_cuda_skinny_enable(1);
+            double g1 = bytes / (ms1 * 1e-3) / 1e9, g2 = bytes / (ms2 * 1e-3) / 1e9;
+            printf("| %lld | %lld x %lld | %s | %.1f | %.0f | %.0f%% | %.1f | %.0f | %.0f%% |\n", (long long)d.m,
+                   (long long)d.n, (long long)d.k, graft_dtype_name(d.c), ms1 * 1e3, g1, 100 * g1 / copy_gbs, ms2 * 1e3,
+                   g2, 100 * g2 / copy_gbs);
+            fflush(stdout);
+            CK(cudaFree(A)); CK(cudaFree(W)); CK(cudaFree(Cm));
+        }
     }
 
     /* memory-bound ops at Qwen3-1.7B widths, N = 4096 tokens */

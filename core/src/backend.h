@@ -93,6 +93,10 @@ typedef struct graft_backend {
                                    graft_err *err);
         /* y = a + b over n act elements (y may alias a or b). */
         graft_status (*add)(void *ctx, void *y, const void *a, const void *b, int64_t n, graft_err *err);
+        /* sum (N, C) act = a + b, then y = rmsnorm(sum) * w, rstd (N) F32 or NULL: a block's
+         * mid-layer residual step in one pass (sum may alias a, not b). Equals add then rmsnorm_fwd. */
+        graft_status (*add_rmsnorm_fwd)(void *ctx, void *sum, void *y, float *rstd, const void *a, const void *b,
+                                        const void *w, int64_t N, int64_t C, float eps, graft_err *err);
         /* dst (n) of dst_dtype = src (n) of src_dtype, both this backend's memory (F32 <-> act). */
         graft_status (*cast)(void *ctx, void *dst, graft_dtype dst_dtype, const void *src, graft_dtype src_dtype,
                              int64_t n, graft_err *err);

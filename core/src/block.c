@@ -107,8 +107,8 @@ static graft_status block_forward(const graft_block *b, graft_block_ws *ws, void
         io.past_len_dev = past_len ? past_len_dev : NULL;
     }
     if ((st = b->mx->forward(&io, err))) return mixer_failed(b, "forward", err);
-    if ((st = be->op.add(be->ctx, ws->hmid, h, ws->mo, N * C, err))) return st;
-    if ((st = be->op.rmsnorm_fwd(be->ctx, ws->m, ws->rstd2, ws->hmid, b->ln2, N, C, b->eps, err))) return st;
+    if ((st = be->op.add_rmsnorm_fwd(be->ctx, ws->hmid, ws->m, ws->rstd2, h, ws->mo, b->ln2, N, C, b->eps, err)))
+        return st;
     if ((st = linear(b, ws->g, ws->m, b->gate, N, C, I, err))) return st;
     if ((st = linear(b, ws->u, ws->m, b->up, N, C, I, err))) return st;
     if ((st = be->op.swiglu_fwd(be->ctx, ws->act, ws->g, ws->u, N, I, err))) return st;

@@ -284,6 +284,13 @@ static void case_gemm_proj(void) { gemm_case("gemm_qproj_bf16", 0, 1, 64, 2048, 
 static void case_gemm_down(void) { gemm_case("gemm_down_f32c", 0, 1, 64, 2048, 6144, 0, 1, GRAFT_DTYPE_F32, 1.5f, 0.5f); }
 static void case_gemm_dw(void) { gemm_case("gemm_dw_transa", 1, 0, 1024, 2048, 64, 0, 1, GRAFT_DTYPE_F32, 1.0f, 1.0f); }
 static void case_gemm_dx(void) { gemm_case("gemm_dx_nn", 0, 0, 48, 2048, 6144, 0, 1, GRAFT_DTYPE_BF16, 1.0f, 0.0f); }
+/* decode-step products (m <= 8 rows x bf16 weight^T: skinny.cu), incl. a k tail and the head's n */
+static void case_gemm_skinny(void) {
+    gemm_case("gemm_skinny_m1_bf16", 0, 1, 1, 2048, 2048, 0, 1, GRAFT_DTYPE_BF16, 1.0f, 0.0f);
+    gemm_case("gemm_skinny_m3_ld_f32c", 0, 1, 3, 1001, 6144, 8, 1, GRAFT_DTYPE_F32, 1.5f, 0.0f);
+    gemm_case("gemm_skinny_m5_ktail", 0, 1, 5, 40000, 136, 0, 1, GRAFT_DTYPE_BF16, 1.0f, 0.0f);
+    gemm_case("gemm_skinny_m8_head", 0, 1, 8, 151936, 2048, 0, 1, GRAFT_DTYPE_F32, 1.0f, 0.0f);
+}
 static void case_gemm_odd(void) { gemm_case("gemm_odd_batched_tt", 1, 1, 63, 17, 33, 7, 3, GRAFT_DTYPE_BF16, 0.75f, 0.25f); }
 static void case_gemm_odd2(void) { gemm_case("gemm_odd_batched_nn", 0, 0, 1, 129, 65, 1, 5, GRAFT_DTYPE_F32, 1.0f, 1.0f); }
 
@@ -806,6 +813,7 @@ static const test_case cases[] = {
     {"gemm_down_f32c", case_gemm_down},
     {"gemm_dw_transa", case_gemm_dw},
     {"gemm_dx_nn", case_gemm_dx},
+    {"gemm_skinny_decode", case_gemm_skinny},
     {"gemm_odd_batched_tt", case_gemm_odd},
     {"gemm_odd_batched_nn", case_gemm_odd2},
     {"gemm_f32_host_service", case_gemm_f32},

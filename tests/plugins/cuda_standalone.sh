@@ -30,12 +30,13 @@ plugin gla plugins/gla/gla.c plugins/gla/gla_cpu.c plugins/gla/gla_cuda.cu plugi
 plugin softmax plugins/softmax/softmax.c plugins/softmax/softmax_cpu.c plugins/softmax/softmax_cuda.cu \
   plugins/softmax/softmax_cuda_layer.cu &
 $nv -c "$here/core/src/cuda/matmul.cu" -o "$out/obj/matmul.o" &
+$nv -c "$here/core/src/cuda/skinny.cu" -o "$out/obj/skinny.o" &
 $cc -c "$here/tests/plugins/standalone_host.c" -o "$out/obj/standalone_host.o"
 $cc -c "$here/tests/plugins/cuda_vs_cpu.c" -o "$out/obj/cuda_vs_cpu.o"
 $cc -c "$here/tests/plugins/cuda_standalone.c" -o "$out/obj/cuda_standalone.o"
 $cc -c "$here/bench/mixers_vs_fla_driver.c" -o "$out/obj/driver.o"
 wait
-common="$out/obj/standalone_host.o $out/obj/matmul.o -lcublasLt -lcudart -lgomp -ldl -lm"
+common="$out/obj/standalone_host.o $out/obj/matmul.o $out/obj/skinny.o -lcublasLt -lcudart -lgomp -ldl -lm"
 nvcc -arch=$arch "$out/obj/cuda_standalone.o" "$out/obj/cuda_vs_cpu.o" $common -o "$out/cuda_conformance"
 nvcc -arch=$arch "$out/obj/driver.o" $common -o "$out/mixers_vs_fla_driver"
 echo "built $out: libgraft_gla.so libgraft_softmax.so cuda_conformance mixers_vs_fla_driver"

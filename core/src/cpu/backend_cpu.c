@@ -52,6 +52,14 @@ static graft_status t_rmsnorm_fwd(void *ctx, void *y, float *rstd, const void *x
     return GRAFT_STATUS_OK;
 }
 
+static graft_status t_add_rmsnorm_fwd(void *ctx, void *sum, void *y, float *rstd, const void *a, const void *b,
+                                      const void *w, int64_t N, int64_t C, float eps, graft_err *err) {
+    (void)ctx; (void)err;
+    graft_cpu_add(sum, a, b, N * C);
+    graft_cpu_rmsnorm_fwd(y, rstd, sum, w, N, C, eps);
+    return GRAFT_STATUS_OK;
+}
+
 static graft_status t_swiglu_fwd(void *ctx, void *h, const void *g, const void *u, int64_t N, int64_t I,
                                  graft_err *err) {
     (void)ctx; (void)err;
@@ -116,7 +124,7 @@ static const graft_backend cpu_backend = {
     .zero = cpu_zero,
     .sync = cpu_sync,
     .op = {.embedding_fwd = t_embedding_fwd, .rmsnorm_fwd = t_rmsnorm_fwd, .swiglu_fwd = t_swiglu_fwd,
-           .add = t_add, .cast = t_cast, .embedding_bwd = t_embedding_bwd, .rmsnorm_bwd = t_rmsnorm_bwd,
+           .add = t_add, .add_rmsnorm_fwd = t_add_rmsnorm_fwd, .cast = t_cast, .embedding_bwd = t_embedding_bwd, .rmsnorm_bwd = t_rmsnorm_bwd,
            .swiglu_bwd = t_swiglu_bwd},
 };
 

@@ -174,6 +174,12 @@ static graft_status t_rmsnorm_fwd(void *ctx, void *y, float *rstd, const void *x
                                   cb(ctx)->stream, err);
 }
 
+static graft_status t_add_rmsnorm_fwd(void *ctx, void *sum, void *y, float *rstd, const void *a, const void *b,
+                                      const void *w, int64_t N, int64_t C, float eps, graft_err *err) {
+    return graft_cuda_add_rmsnorm_out((graft_bf16 *)sum, (graft_bf16 *)y, rstd, (const graft_bf16 *)a,
+                                      (const graft_bf16 *)b, (const graft_bf16 *)w, N, C, eps, cb(ctx)->stream, err);
+}
+
 static graft_status t_swiglu_fwd(void *ctx, void *h, const void *g, const void *u, int64_t N, int64_t I,
                                  graft_err *err) {
     return graft_cuda_swiglu_fwd((graft_bf16 *)h, (const graft_bf16 *)g, (const graft_bf16 *)u, N, I, I, I,
@@ -454,6 +460,7 @@ extern "C" graft_status graft_backend_cuda_open(int index, const graft_backend *
     b->op.rmsnorm_fwd = t_rmsnorm_fwd;
     b->op.swiglu_fwd = t_swiglu_fwd;
     b->op.add = t_add;
+    b->op.add_rmsnorm_fwd = t_add_rmsnorm_fwd;
     b->op.cast = t_cast;
     b->op.embedding_bwd = t_embedding_bwd;
     b->op.rmsnorm_bwd = t_rmsnorm_bwd;

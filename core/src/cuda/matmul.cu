@@ -4,7 +4,8 @@
  * C', so C' = op(B)' op(A)' with the operands swapped: A' = B (a column-major (n x k) matrix with
  * ld = ldb when B is not transposed, (k x n) stored and transposed otherwise), B' = A likewise,
  * M' = n, N' = m. Nothing is copied. k == 0 is served by a small kernel (C = beta * C, beta == 0
- * writes zeros), since cuBLASLt refuses an empty reduction.
+ * writes zeros), since cuBLASLt refuses an empty reduction, and products of at most 8 rows against
+ * a bf16 weight by skinny.cu (decode steps, at memory bandwidth).
  *
  * Reference: cuBLASLt documentation, cublasLtMatmul and cublasLtMatmulAlgoGetHeuristic.
  */
@@ -14,6 +15,7 @@
 
 #include "cuda_util.cuh"
 #include "matmul.cuh"
+#include "skinny.cuh"
 
 #define PLAN_SLOTS 128
 #define DEFAULT_WORKSPACE (32u << 20)
@@ -229,6 +231,7 @@ graft_status graft_cuda_matmul(graft_cuda_blas_t *b, const graft_matmul_args *a,
         GRAFT_CUDA_LAUNCHED("matmul scale_c (k = 0)");
         return GRAFT_STATUS_OK;
     }
+    if (graft_cuda_skinny_fits(a, c_dtype)) return graft_cuda_skinny_matmul(a, c_dtype, err); /* decode rows */
     plan_key k;
     memset(&k, 0, sizeof k);
     k.ab_dtype = a->dtype;

@@ -16,17 +16,18 @@
 #define MAX_C 12288
 
 template <int VEC>
-__global__ void rmsnorm_fwd_kernel(bf16 *y, float *rstd, bf16 *x, const bf16 *delta, const bf16 *w, int64_t C,
-                                   float eps) {
+__global__ void rmsnorm_fwd_kernel(bf16 *y, float *rstd, bf16 *x, const bf16 *xin, const bf16 *delta, const bf16 *w,
+                                   int64_t C, float eps) {
     __shared__ float sh[32];
     const int64_t n = blockIdx.x;
     bf16 *xr = x + n * C;
+    const bf16 *xs = (xin ? xin : x) + n * C; /* the sum's first operand (xin: out of place) */
     const bf16 *dr = delta ? delta + n * C : NULL;
     float ss = 0.0f;
     for (int64_t c = threadIdx.x * VEC; c < C; c += (int64_t)blockDim.x * VEC) {
         float v[VEC];
-        if (VEC == 8) load8(xr + c, v);
-        else v[0] = b2f(xr[c]);
+        if (VEC == 8) load8(xs + c, v);
+        else v[0] = b2f(xs[c]);
         if (dr) {
             float d[VEC];
             if (VEC == 8) load8(dr + c, d);
@@ -63,18 +64,19 @@ __global__ void rmsnorm_fwd_kernel(bf16 *y, float *rstd, bf16 *x, const bf16 *de
  * keeps its CH 16-byte chunks of the row in registers between the passes, so the row is read from
  * memory once. */
 template <int CH>
-__global__ void rmsnorm_fwd_cached(bf16 *y, float *rstd, bf16 *x, const bf16 *delta, const bf16 *w, int64_t C,
-                                   float eps) {
+__global__ void rmsnorm_fwd_cached(bf16 *y, float *rstd, bf16 *x, const bf16 *xin, const bf16 *delta, const bf16 *w,
+                                   int64_t C, float eps) {
     __shared__ float sh[32];
     const int64_t n = blockIdx.x;
     bf16 *xr = x + n * C;
+    const bf16 *xs = (xin ? xin : x) + n * C;
     const bf16 *dr = delta ? delta + n * C : NULL;
     float v[CH][8], ss = 0.0f;
 #pragma unroll
     for (int ch = 0; ch < CH; ch++) {
         const int64_t c = ((int64_t)threadIdx.x + (int64_t)ch * blockDim.x) * 8;
         if (c < C) {
-            load8(xr + c, v[ch]);
+            load8(xs + c, v[ch]);
             if (dr) {
                 float d[8];
                 load8(dr + c, d);
@@ -160,8 +162,8 @@ __global__ void rmsnorm_bwd_cached(bf16 *dx, float *partial, const bf16 *dy, con
     }
 }
 
-static graft_status fwd(bf16 *y, float *rstd, bf16 *x, const bf16 *delta, const bf16 *w, int64_t N, int64_t C,
-                        float eps, void *stream, const char *name, graft_err *err) {
+static graft_status fwd(bf16 *y, float *rstd, bf16 *x, const bf16 *xin, const bf16 *delta, const bf16 *w, int64_t N,
+                        int64_t C, float eps, void *stream, const char *name, graft_err *err) {
     if (N < 0 || C < 1)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "cuda %s: N %lld C %lld, expected N >= 0, C >= 1", name,
                              (long long)N, (long long)C);
@@ -172,14 +174,15 @@ static graft_status fwd(bf16 *y, float *rstd, bf16 *x, const bf16 *delta, const 
         return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "cuda %s: N %lld rows, expected <= %d", name, (long long)N,
                              INT32_MAX);
     cudaStream_t s = graft_stream(stream);
-    int vec8 = C % 8 == 0 && aligned16(y) && aligned16(x) && aligned16(w) && (!delta || aligned16(delta));
+    int vec8 = C % 8 == 0 && aligned16(y) && aligned16(x) && aligned16(w) && (!delta || aligned16(delta)) &&
+               (!xin || aligned16(xin));
     int threads = vec8 ? (C / 8 >= 256 ? 256 : (int)((C / 8 + 31) / 32 * 32)) : (C >= 256 ? 256 : (int)((C + 31) / 32 * 32));
     const int64_t chunks = vec8 ? (C / 8 + threads - 1) / threads : 0;
-    if (vec8 && chunks == 1) rmsnorm_fwd_cached<1><<<(unsigned)N, threads, 0, s>>>(y, rstd, x, delta, w, C, eps);
-    else if (vec8 && chunks == 2) rmsnorm_fwd_cached<2><<<(unsigned)N, threads, 0, s>>>(y, rstd, x, delta, w, C, eps);
-    else if (vec8 && chunks <= 4) rmsnorm_fwd_cached<4><<<(unsigned)N, threads, 0, s>>>(y, rstd, x, delta, w, C, eps);
-    else if (vec8) rmsnorm_fwd_kernel<8><<<(unsigned)N, threads, 0, s>>>(y, rstd, x, delta, w, C, eps);
-    else rmsnorm_fwd_kernel<1><<<(unsigned)N, threads, 0, s>>>(y, rstd, x, delta, w, C, eps);
+    if (vec8 && chunks == 1) rmsnorm_fwd_cached<1><<<(unsigned)N, threads, 0, s>>>(y, rstd, x, xin, delta, w, C, eps);
+    else if (vec8 && chunks == 2) rmsnorm_fwd_cached<2><<<(unsigned)N, threads, 0, s>>>(y, rstd, x, xin, delta, w, C, eps);
+    else if (vec8 && chunks <= 4) rmsnorm_fwd_cached<4><<<(unsigned)N, threads, 0, s>>>(y, rstd, x, xin, delta, w, C, eps);
+    else if (vec8) rmsnorm_fwd_kernel<8><<<(unsigned)N, threads, 0, s>>>(y, rstd, x, xin, delta, w, C, eps);
+    else rmsnorm_fwd_kernel<1><<<(unsigned)N, threads, 0, s>>>(y, rstd, x, xin, delta, w, C, eps);
     GRAFT_CUDA_LAUNCHED(name);
     return GRAFT_STATUS_OK;
 }
@@ -187,14 +190,23 @@ static graft_status fwd(bf16 *y, float *rstd, bf16 *x, const bf16 *delta, const 
 graft_status graft_cuda_rmsnorm_fwd(graft_bf16 *y, float *rstd, const graft_bf16 *x, const graft_bf16 *w, int64_t N,
                                     int64_t C, float eps, void *stream, graft_err *err) {
     /* x is only read when delta is NULL */
-    return fwd((bf16 *)y, rstd, (bf16 *)x, NULL, (const bf16 *)w, N, C, eps, stream, "rmsnorm_fwd", err);
+    return fwd((bf16 *)y, rstd, (bf16 *)x, NULL, NULL, (const bf16 *)w, N, C, eps, stream, "rmsnorm_fwd", err);
 }
 
 graft_status graft_cuda_add_rmsnorm_fwd(graft_bf16 *x, graft_bf16 *y, float *rstd, const graft_bf16 *delta,
                                         const graft_bf16 *w, int64_t N, int64_t C, float eps, void *stream,
                                         graft_err *err) {
-    return fwd((bf16 *)y, rstd, (bf16 *)x, (const bf16 *)delta, (const bf16 *)w, N, C, eps, stream,
+    return fwd((bf16 *)y, rstd, (bf16 *)x, NULL, (const bf16 *)delta, (const bf16 *)w, N, C, eps, stream,
                "add_rmsnorm_fwd", err);
+}
+
+graft_status graft_cuda_add_rmsnorm_out(graft_bf16 *sum, graft_bf16 *y, float *rstd, const graft_bf16 *a,
+                                        const graft_bf16 *b, const graft_bf16 *w, int64_t N, int64_t C, float eps,
+                                        void *stream, graft_err *err) {
+    if (!a || !b)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "cuda add_rmsnorm_out: a and b must be non-NULL");
+    return fwd((bf16 *)y, rstd, (bf16 *)sum, (const bf16 *)a, (const bf16 *)b, (const bf16 *)w, N, C, eps, stream,
+               "add_rmsnorm_out", err);
 }
 
 size_t graft_cuda_rmsnorm_bwd_scratch_bytes(int64_t N, int64_t C) {

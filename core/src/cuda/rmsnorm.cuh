@@ -34,6 +34,13 @@ graft_status graft_cuda_add_rmsnorm_fwd(graft_bf16 *x, graft_bf16 *y, float *rst
                                         const graft_bf16 *w, int64_t N, int64_t C, float eps, void *stream,
                                         graft_err *err);
 
+/* The same out of place: sum (N, C) = bf16(a + b), then y = rmsnorm(sum) * w, rstd when non-NULL
+ * (a block's mid-layer residual step, which keeps its input for the backward). sum must not alias
+ * b; it may alias a. */
+graft_status graft_cuda_add_rmsnorm_out(graft_bf16 *sum, graft_bf16 *y, float *rstd, const graft_bf16 *a,
+                                        const graft_bf16 *b, const graft_bf16 *w, int64_t N, int64_t C, float eps,
+                                        void *stream, graft_err *err);
+
 /* Scratch bytes graft_cuda_rmsnorm_bwd needs (the dw partials); 0 is fine when dw is NULL. */
 size_t graft_cuda_rmsnorm_bwd_scratch_bytes(int64_t N, int64_t C);
 

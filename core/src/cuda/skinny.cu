@@ -1,0 +1,161 @@
+/* cuda/skinny.cu: C (m x n) = alpha * A (m x k) . W^T for m <= 8 rows and a bf16 weight W (n x k,
+ * row-major): the product of a decode step (one token per sequence) against every weight matrix.
+ *
+ * Why not cuBLASLt: at m = 1 the product is a stream of W through the SMs (2 bytes per 2 FLOPs), so
+ * its speed is the memory bandwidth; cuBLASLt's heuristics pick GEMM tiles for it that reach about
+ * 60% of the copy bandwidth on an H100 (bench/results/decode-2026-11-23.md), and decode is ~90% such
+ * products. Here one warp owns RPW consecutive rows of W, each lane streams 16-byte chunks of them
+ * with four chunks per row in flight before the first use, the m rows of A (a few KiB) come from
+ * L1/L2, every product accumulates in fp32, and a warp shuffle sums the lanes. Rows of W are read
+ * exactly once whatever m is, so m = 8 costs about what m = 1 does.
+ *
+ * Called by graft_cuda_matmul (matmul.cu) when the arguments fit (graft_cuda_skinny_fits);
+ * GRAFT_CUDA_SKINNY=0 sends everything to cuBLASLt (for comparisons).
+ */
+#include <cuda_bf16.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_util.cuh"
+#include "skinny.cuh"
+
+typedef __nv_bfloat16 bf16;
+
+#define SK_THREADS 256
+#define SK_UNROLL 4
+
+static __device__ __forceinline__ void fma8(float &acc, const uint4 &w, const uint4 &x) {
+    const __nv_bfloat162 *wp = reinterpret_cast<const __nv_bfloat162 *>(&w);
+    const __nv_bfloat162 *xp = reinterpret_cast<const __nv_bfloat162 *>(&x);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 a = __bfloat1622float2(wp[i]), b = __bfloat1622float2(xp[i]);
+        acc = fmaf(a.x, b.x, acc);
+        acc = fmaf(a.y, b.y, acc);
+    }
+}
+
+static __device__ __forceinline__ void store(float *p, float v) { *p = v; }
+static __device__ __forceinline__ void store(bf16 *p, float v) { *p = __float2bfloat16(v); }
+
+/* grid: ceil(n / (RPW * warps per block)); R >= m rows of A are computed (rows >= m repeat row
+ * m - 1 and are not written). kc = k / 8 chunks of 16 bytes per row. */
+template <int R, int RPW, typename TC>
+__global__ void __launch_bounds__(SK_THREADS) skinny_kernel(TC *__restrict__ c, int64_t ldc, const bf16 *__restrict__ a,
+                                                            int64_t lda, const bf16 *__restrict__ w, int64_t ldw, int m,
+                                                            int64_t n, int64_t kc, float alpha) {
+    const int lane = threadIdx.x & 31;
+    const int64_t warp = (int64_t)blockIdx.x * (SK_THREADS / 32) + (threadIdx.x >> 5);
+    const int64_t n0 = warp * RPW;
+    if (n0 >= n) return;
+    const uint4 *wr[RPW];
+#pragma unroll
+    for (int j = 0; j < RPW; j++) wr[j] = reinterpret_cast<const uint4 *>(w + min(n0 + j, n - 1) * ldw);
+    const uint4 *ar[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) ar[r] = reinterpret_cast<const uint4 *>(a + (int64_t)min(r, m - 1) * lda);
+    float acc[RPW][R];
+#pragma unroll
+    for (int j = 0; j < RPW; j++)
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[j][r] = 0.f;
+    int64_t i = lane;
+    for (; i + 32 * (SK_UNROLL - 1) < kc; i += 32 * SK_UNROLL) {
+        uint4 wv[SK_UNROLL][RPW];
+#pragma unroll
+        for (int u = 0; u < SK_UNROLL; u++)
+#pragma unroll
+            for (int j = 0; j < RPW; j++) wv[u][j] = __ldg(wr[j] + i + 32 * u);
+#pragma unroll
+        for (int u = 0; u < SK_UNROLL; u++)
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                uint4 xv = __ldg(ar[r] + i + 32 * u);
+#pragma unroll
+                for (int j = 0; j < RPW; j++) fma8(acc[j][r], wv[u][j], xv);
+            }
+    }
+    for (; i < kc; i += 32) {
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            uint4 xv = __ldg(ar[r] + i);
+#pragma unroll
+            for (int j = 0; j < RPW; j++) fma8(acc[j][r], __ldg(wr[j] + i), xv);
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < RPW; j++)
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            float v = acc[j][r];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            acc[j][r] = v;
+        }
+    if (lane == 0) {
+#pragma unroll
+        for (int j = 0; j < RPW; j++)
+#pragma unroll
+            for (int r = 0; r < R; r++)
+                if (n0 + j < n && r < m) store(c + (int64_t)r * ldc + n0 + j, alpha * acc[j][r]);
+    }
+}
+
+static int skinny_state = -1; /* decided once per process (GRAFT_CUDA_SKINNY), or by enable() */
+
+static int skinny_enabled(void) {
+    if (skinny_state < 0) {
+        const char *e = getenv("GRAFT_CUDA_SKINNY");
+        skinny_state = !(e && !strcmp(e, "0"));
+    }
+    return skinny_state;
+}
+
+extern "C" void graft_cuda_skinny_enable(int on) {
+    skinny_enabled();
+    skinny_state = on != 0;
+}
+
+extern "C" int graft_cuda_skinny_fits(const graft_matmul_args *a, graft_dtype c_dtype) {
+    graft_dtype da, db, dc;
+    graft_matmul_dtypes(a, &da, &db, &dc);
+    return skinny_enabled() && da == GRAFT_DTYPE_BF16 && db == GRAFT_DTYPE_BF16 &&
+           (c_dtype == GRAFT_DTYPE_BF16 || c_dtype == GRAFT_DTYPE_F32) && !a->trans_a && a->trans_b &&
+           a->batch == 1 && a->beta == 0.0f && a->m >= 1 && a->m <= 8 && a->k >= 8 && a->k % 8 == 0 &&
+           a->lda % 8 == 0 && a->ldb % 8 == 0 && ((uintptr_t)a->a & 15u) == 0 && ((uintptr_t)a->b & 15u) == 0;
+}
+
+template <int R, typename TC>
+static void launch_r(const graft_matmul_args *a, cudaStream_t s) {
+    const int64_t n = a->n, kc = a->k / 8;
+    /* enough warps to keep every SM's loads in flight: one row per warp up to 16K rows, then 2, 4 */
+    if (n <= 16384) {
+        unsigned g = (unsigned)((n + SK_THREADS / 32 - 1) / (SK_THREADS / 32));
+        skinny_kernel<R, 1, TC><<<g, SK_THREADS, 0, s>>>((TC *)a->c, a->ldc, (const bf16 *)a->a, a->lda,
+                                                          (const bf16 *)a->b, a->ldb, (int)a->m, n, kc, a->alpha);
+    } else if (n <= 65536) {
+        unsigned g = (unsigned)((n + 2 * SK_THREADS / 32 - 1) / (2 * SK_THREADS / 32));
+        skinny_kernel<R, 2, TC><<<g, SK_THREADS, 0, s>>>((TC *)a->c, a->ldc, (const bf16 *)a->a, a->lda,
+                                                          (const bf16 *)a->b, a->ldb, (int)a->m, n, kc, a->alpha);
+    } else {
+        unsigned g = (unsigned)((n + 4 * SK_THREADS / 32 - 1) / (4 * SK_THREADS / 32));
+        skinny_kernel<R, 4, TC><<<g, SK_THREADS, 0, s>>>((TC *)a->c, a->ldc, (const bf16 *)a->a, a->lda,
+                                                          (const bf16 *)a->b, a->ldb, (int)a->m, n, kc, a->alpha);
+    }
+}
+
+template <typename TC>
+static void launch(const graft_matmul_args *a, cudaStream_t s) {
+    if (a->m == 1) launch_r<1, TC>(a, s);
+    else if (a->m == 2) launch_r<2, TC>(a, s);
+    else if (a->m <= 4) launch_r<4, TC>(a, s);
+    else launch_r<8, TC>(a, s);
+}
+
+extern "C" graft_status graft_cuda_skinny_matmul(const graft_matmul_args *a, graft_dtype c_dtype, graft_err *err) {
+    cudaStream_t s = graft_stream(a->stream);
+    if (c_dtype == GRAFT_DTYPE_F32) launch<float>(a, s);
+    else launch<bf16>(a, s);
+    GRAFT_CUDA_LAUNCHED("matmul skinny (m <= 8)");
+    return GRAFT_STATUS_OK;
+}

@@ -1,0 +1,27 @@
+/* cuda/skinny.cuh: products with at most 8 rows against a bf16 weight (decode steps), at memory
+ * bandwidth (skinny.cu explains why cuBLASLt is not used there). Plain C11 header. */
+#ifndef GRAFT_CUDA_SKINNY_CUH
+#define GRAFT_CUDA_SKINNY_CUH
+
+#include "graft/plugin.h"
+#include "graft/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Whether graft_cuda_skinny_matmul serves these (already validated) arguments: A and B BF16, C BF16
+ * or F32, C = alpha * A . B^T (trans_a = 0, trans_b = 1), batch 1, beta = 0, 1 <= m <= 8, k, lda
+ * and ldb multiples of 8, A and B 16-byte aligned, and GRAFT_CUDA_SKINNY is not "0". */
+int graft_cuda_skinny_fits(const graft_matmul_args *a, graft_dtype c_dtype);
+
+/* Turns the skinny path on or off for this process (benches compare it with cuBLASLt). */
+void graft_cuda_skinny_enable(int on);
+
+/* The product on a->stream (asynchronous). Call only when graft_cuda_skinny_fits says so. */
+graft_status graft_cuda_skinny_matmul(const graft_matmul_args *a, graft_dtype c_dtype, graft_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
