@@ -7,7 +7,8 @@ roofline and against HF transformers, all measured in one invocation on one GPU 
              The copy bandwidth is measured here (torch device-to-device copy of 2 GiB, read +
              write bytes / time), so roofline tokens/s = bandwidth / bytes per token.
   graft      `graft bench --device cuda` on a random model from the config (the control, all
-             softmax), fixed generation length, CUDA graphs on, and again with GRAFT_CUDA_GRAPHS=0.
+             softmax), fixed generation length, CUDA graphs on; again with GRAFT_CUDA_GRAPHS=0, and
+             with GRAFT_CUDA_SKINNY=0 (every product through cuBLASLt instead of cuda/skinny.cu).
   HF         transformers (bf16, sdpa, random weights from the same config built on the GPU,
              model.generate greedy with min_new_tokens = max_new_tokens, static cache off), the
              same context and number of new tokens; decode tokens/s = (new - 1) / (total - TTFT).
@@ -18,15 +19,19 @@ Usage (GPU machine): python3 bench/decode_roofline.py --graft BIN/graft --config
 import argparse, json, os, re, subprocess, sys, time
 
 
-def graft_decode(graft, config, contexts, gen, graphs):
+def graft_decode(graft, config, contexts, gen, graphs, skinny=True):
     env = dict(os.environ)
     if not graphs:
         env["GRAFT_CUDA_GRAPHS"] = "0"
+    if not skinny:
+        env["GRAFT_CUDA_SKINNY"] = "0"
     cmd = [graft, "bench", "--device", "cuda", "--config", config, "--contexts", ",".join(map(str, contexts)),
            "--batch", "1", "--gen-tokens", str(gen), "--repeat", "3"]
-    print("+", " ".join(cmd), "(graphs off)" if not graphs else "", flush=True)
+    print("+", " ".join(cmd), "(graphs off)" if not graphs else "", "(cuBLASLt products)" if not skinny else "",
+          flush=True)
+    t0 = time.time()
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
-    print(out, flush=True)
+    print(out, f"[graft bench: {time.time() - t0:.1f} s wall]", flush=True)
     res = {}
     for line in out.splitlines():
         f = line.split()
@@ -42,6 +47,7 @@ def main():
     ap.add_argument("--contexts", default="512,4096")
     ap.add_argument("--gen", type=int, default=128)
     ap.add_argument("--no-hf", action="store_true")
+    ap.add_argument("--hf-gen", type=int, default=48, help="HF new tokens per run (HF decodes ~30 tok/s)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     contexts = [int(x) for x in a.contexts.split(",")]
@@ -74,18 +80,21 @@ def main():
 
     g_on = graft_decode(a.graft, a.config, contexts, a.gen, True)
     g_off = graft_decode(a.graft, a.config, contexts, a.gen, False)
+    g_lt = graft_decode(a.graft, a.config, contexts, a.gen, True, skinny=False)
 
     hf = {}
     if not a.no_hf:
+        t_hf = time.time()
         from transformers import AutoConfig, AutoModelForCausalLM
         hc = AutoConfig.for_model(**{k: v for k, v in cfg.items() if k not in ("architectures", "transformers_version")})
         torch.manual_seed(0)
         with torch.device(dev):
             model = AutoModelForCausalLM.from_config(hc, torch_dtype=torch.bfloat16, attn_implementation="sdpa").eval()
+        print(f"[HF model built: {time.time() - t_hf:.1f} s]", flush=True)
         for ctx in contexts:
             ids = torch.randint(0, V, (1, ctx), device=dev)
             tt, tot = [], []
-            for r in range(3):
+            for r in range(2):
                 torch.cuda.synchronize()
                 t0 = time.perf_counter()
                 with torch.no_grad():
@@ -93,15 +102,15 @@ def main():
                 torch.cuda.synchronize()
                 t1 = time.perf_counter()
                 with torch.no_grad():
-                    model.generate(ids, max_new_tokens=a.gen, min_new_tokens=a.gen, do_sample=False,
+                    model.generate(ids, max_new_tokens=a.hf_gen, min_new_tokens=a.hf_gen, do_sample=False,
                                    pad_token_id=0)
                 torch.cuda.synchronize()
                 t2 = time.perf_counter()
                 tt.append(t1 - t0)
                 tot.append(t2 - t1)
-            ttft, total = sorted(tt)[1], sorted(tot)[1]
-            hf[ctx] = {"tok_s": (a.gen - 1) / max(total - ttft, 1e-9)}
-            print(f"HF ctx {ctx}: generate {a.gen} tokens in {total * 1e3:.1f} ms, ttft {ttft * 1e3:.1f} ms, "
+            ttft, total = min(tt), min(tot)
+            hf[ctx] = {"tok_s": (a.hf_gen - 1) / max(total - ttft, 1e-9)}
+            print(f"HF ctx {ctx}: generate {a.hf_gen} tokens in {total * 1e3:.1f} ms, ttft {ttft * 1e3:.1f} ms, "
                   f"decode {hf[ctx]['tok_s']:.1f} tok/s", flush=True)
         del model
         torch.cuda.empty_cache()
@@ -109,16 +118,18 @@ def main():
     name = torch.cuda.get_device_name(0)
     lines = [f"# Decode at batch 1 vs the memory-bandwidth roofline ({time.strftime('%Y-%m-%d')})", "",
              f"Device: {name}; copy bandwidth measured in this run: {bw / 1e9:.0f} GB/s (read + write, 2 GiB "
-             f"bf16 copy). Model: {a.config} (random bf16 weights), {a.gen} new tokens per run, median of 3.",
+             f"bf16 copy). Model: {a.config} (random bf16 weights); graft: {a.gen} new tokens per run, median "
+             f"of 3; HF: {a.hf_gen} new tokens, best of 2 (model.generate, greedy).",
              f"Weight bytes read per token: {weights / 1e9:.3f} GB (bf16 projections, MLPs, lm_head).", "",
-             "| context | roofline tok/s | graft tok/s (graphs) | % of roofline | graft tok/s (no graphs) | "
-             "HF tok/s | graft/HF |", "|---|---|---|---|---|---|---|"]
+             "| context | roofline tok/s | graft tok/s | % of roofline | graft, no graphs | graft, cuBLASLt "
+             "products | HF tok/s | graft/HF |", "|---|---|---|---|---|---|---|---|"]
     for ctx in contexts:
         roof = bw / bytes_per_token(ctx)
         on, off, h = g_on.get(ctx, {}), g_off.get(ctx, {}), hf.get(ctx, {})
         t_on, t_off, t_h = on.get("tok_s", float("nan")), off.get("tok_s", float("nan")), h.get("tok_s", float("nan"))
-        lines.append(f"| {ctx} | {roof:.0f} | {t_on:.1f} | {100 * t_on / roof:.1f}% | {t_off:.1f} | {t_h:.1f} | "
-                     f"{t_on / t_h:.2f}x |")
+        t_lt = g_lt.get(ctx, {}).get("tok_s", float("nan"))
+        lines.append(f"| {ctx} | {roof:.0f} | {t_on:.1f} | {100 * t_on / roof:.1f}% | {t_off:.1f} | {t_lt:.1f} | "
+                     f"{t_h:.1f} | {t_on / t_h:.2f}x |")
     rep = "\n".join(lines) + "\n"
     print(rep)
     if a.out:
