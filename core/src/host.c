@@ -182,6 +182,9 @@ typedef struct pool {
     int started;
     int stop;
     uint64_t generation;
+    uint64_t start_generation; /* the generation when the workers were created: a worker that
+                                  first gets the lock after the job that started it was posted
+                                  must still see that job as new                             */
     int active;               /* workers inside the current job                            */
     void (*fn)(void *, int64_t, int64_t);
     void *arg;
@@ -235,7 +238,7 @@ static void *worker_main(void *unused) {
     pool *p = &the_pool;
     in_pool_task = 1;
     pthread_mutex_lock(&p->mu);
-    uint64_t seen = p->generation;
+    uint64_t seen = p->start_generation;
     for (;;) {
         while (!p->stop && p->generation == seen) pthread_cond_wait(&p->wake, &p->mu);
         if (p->stop) break;
@@ -260,6 +263,7 @@ static void pool_start(pool *p) {
     p->stop = 0;
     p->n_workers = 0;
     p->started = 1;
+    p->start_generation = p->generation;
     if (want <= 0) return;
     p->threads = calloc((size_t)want, sizeof *p->threads);
     if (!p->threads) return;

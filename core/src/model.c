@@ -307,38 +307,67 @@ fail:
 typedef struct init_job {
     graft_model_t *m;
     uint64_t seed;
+    int64_t *first;               /* (n_params + 1): first block of each parameter           */
 } init_job;
 
-/* Parameters [b, e): each draws from its own stream (seed, index), so the threads' split does not
- * change a single value. */
-static void init_params(void *arg, int64_t b, int64_t e) {
-    init_job *j = arg;
-    for (int64_t i = b; i < e; i++) {
-        graft_model_param *p = &j->m->params[i];
+#define INIT_BLOCK ((int64_t)1 << 20) /* elements per independent random stream */
+
+/* Blocks [b, e) of all parameters: block j of parameter i draws from stream i (j = 0) or
+ * (j << 32) | i, so the threads' split changes no value and a parameter of at most 1M elements
+ * has the values of one stream per parameter. */
+static void init_blocks(void *arg, int64_t b, int64_t e) {
+    init_job *job = arg;
+    int64_t i = 0;
+    for (int64_t blk = b; blk < e; blk++) {
+        while (job->first[i + 1] <= blk) i++;
+        graft_model_param *p = &job->m->params[i];
+        int64_t j = blk - job->first[i], lo = j * INIT_BLOCK, hi = lo + INIT_BLOCK < p->numel ? lo + INIT_BLOCK : p->numel;
         if (p->ndim == 1) {
-            for (int64_t k = 0; k < p->numel; k++) p->data[k] = 1.0f;
+            for (int64_t k = lo; k < hi; k++) p->data[k] = 1.0f;
             continue;
         }
-        graft_rng r = graft_rng_make(j->seed, (uint64_t)i);
-        for (int64_t k = 0; k < p->numel; k++)
-            p->data[k] = (float)(graft_rng_normal(&r) * j->m->cfg.initializer_range);
+        graft_rng r = graft_rng_make(job->seed, j ? ((uint64_t)j << 32) | (uint64_t)i : (uint64_t)i);
+        for (int64_t k = lo; k < hi; k++) p->data[k] = (float)(graft_rng_normal(&r) * job->m->cfg.initializer_range);
+    }
+}
+
+typedef struct mixer_init_job {
+    graft_model_t *m;
+    uint64_t seed;
+    graft_err *errs;              /* one per layer; status 0 = ok */
+} mixer_init_job;
+
+static void init_mixers(void *arg, int64_t b, int64_t e) {
+    mixer_init_job *j = arg;
+    for (int64_t l = b; l < e; l++) {
+        layer *L = &j->m->layers[l];
+        if (L->n_mp) L->mx->init(L->ml, L->mp, j->seed ^ (0x5eedull * (uint64_t)(l + 1)), NULL, &j->errs[l]);
     }
 }
 
 graft_status graft_model_init_random(graft_model_t *m, uint64_t seed, graft_err *err) {
-    init_job job = {m, seed};
-    graft_host_parallel_for(m->n_params, init_params, &job);
-    for (int64_t l = 0; l < m->cfg.n_layer; l++) {
-        layer *L = &m->layers[l];
-        if (!L->n_mp) continue;
-        graft_status st = L->mx->init(L->ml, L->mp, seed ^ (0x5eedull * (uint64_t)(l + 1)), NULL, err);
-        if (st) {
+    int64_t *first = malloc(sizeof(int64_t) * (size_t)(m->n_params + 1));
+    if (!first) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: init: out of memory");
+    first[0] = 0;
+    for (int64_t i = 0; i < m->n_params; i++)
+        first[i + 1] = first[i] + (m->params[i].numel + INIT_BLOCK - 1) / INIT_BLOCK + (m->params[i].numel == 0);
+    init_job job = {m, seed, first};
+    graft_host_parallel_for(first[m->n_params], init_blocks, &job);
+    free(first);
+    /* the mixers' own init, one layer per task (layer objects are independent) */
+    mixer_init_job mj = {m, seed, calloc((size_t)m->cfg.n_layer, sizeof(graft_err))};
+    if (!mj.errs) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: init: out of memory");
+    graft_host_parallel_for(m->cfg.n_layer, init_mixers, &mj);
+    graft_status st = GRAFT_STATUS_OK;
+    for (int64_t l = 0; l < m->cfg.n_layer && !st; l++)
+        if (mj.errs[l].status) {
+            *err = mj.errs[l];
             char where[96];
-            snprintf(where, sizeof where, "layer %lld: mixer \"%s\": init", (long long)l, L->mx->name);
-            return graft_err_prefix(err, where);
+            snprintf(where, sizeof where, "layer %lld: mixer \"%s\": init", (long long)l, m->layers[l].mx->name);
+            st = graft_err_prefix(err, where);
         }
-    }
-    return GRAFT_STATUS_OK;
+    free(mj.errs);
+    return st;
 }
 
 static void graph_drop(graft_model_t *m) {
