@@ -2,7 +2,7 @@
  * "RWKV-7 must stay finite in long bf16 training"), through its plugin .so the way the core calls
  * it (host->matmul = cuBLASLt, bf16 activations and weights, fp32 gradients and master weights).
  *
- *   mixers_vs_fla_finite PLUGIN.so NAME [STEPS]   (NAME: rwkv7 (producer) | gla; C = 2048, 16 heads)
+ *   mixers_vs_fla_finite PLUGIN.so NAME [STEPS [--init]]   (NAME: rwkv7 (producer) | gla; C = 2048, 16 heads)
  *
  * 1. One training forward + backward at B = 1, T = 32768 on random x, dy: y, dx and every
  *    parameter gradient finite (and their RMS printed).
@@ -11,7 +11,9 @@
  *    followed by an AdamW update (lr 1e-3, betas 0.9/0.95, eps 1e-8, weight decay 0.1 except
  *    NO_DECAY parameters) of fp32 master weights and their bf16 copy. The loss is printed every 100
  *    steps; any non-finite loss, output or parameter fails (exit 1).
- * The parameters start from the plugin's own init (init: random, FLA's scheme). Built by
+ * The parameters start random like mixers_vs_fla_driver's (matrices N(0, 0.02^2), 1-D N(0, 0.1^2),
+ * norm weights near 1); --init uses the plugin's own init instead (rwkv7: FLA's scheme, whose
+ * Gram-Schmidt orthogonal matrices take about a minute on the CPU at C = 2048). Built by
  * tests/plugins/cuda_standalone.sh with the standalone host.
  */
 #include <cuda_bf16.h>
@@ -95,10 +97,12 @@ static unsigned nb(int64_t n) { return (unsigned)((n + 255) / 256); }
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: mixers_vs_fla_finite PLUGIN.so rwkv7|gla [STEPS]\n");
+        fprintf(stderr, "usage: mixers_vs_fla_finite PLUGIN.so rwkv7|gla [STEPS [--init]]\n");
         return 2;
     }
     const int steps = argc > 3 ? atoi(argv[3]) : 2000;
+    const int use_init = argc > 4 && !strcmp(argv[4], "--init");
+    setvbuf(stdout, NULL, _IOLBF, 0); /* lines survive a timeout */
     void *stream = NULL;
     const graft_host *host = sh_open(&stream);
     if (!host) return 77;
@@ -146,9 +150,18 @@ int main(int argc, char **argv) {
         nodecay[i] = (spec[i].flags & GRAFT_PARAM_NO_DECAY) != 0;
         Pc[i] = graft_tensor_make(calloc((size_t)n, 4), GRAFT_DTYPE_F32, GRAFT_DEVICE_CPU, spec[i].ndim, spec[i].shape);
     }
-    if (m->init(layer, Pc, 1234, NULL, &err)) {
+    if (use_init && m->init(layer, Pc, 1234, NULL, &err)) {
         fprintf(stderr, "init: %s\n", err.msg);
         return 1;
+    }
+    if (!use_init) {
+        graft_rng rng = graft_rng_make(7, 1);
+        for (int64_t i = 0; i < np; i++) {
+            float *h = (float *)Pc[i].data;
+            int norm = spec[i].ndim == 1 && strstr(spec[i].name, "norm.weight");
+            for (int64_t j = 0; j < numel[i]; j++)
+                h[j] = (float)((norm ? 1.0 : 0.0) + (spec[i].ndim == 1 ? 0.1 : 0.02) * graft_rng_normal(&rng));
+        }
     }
     for (int64_t i = 0; i < np; i++) {
         int64_t n = numel[i];

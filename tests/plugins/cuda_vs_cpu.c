@@ -26,7 +26,7 @@
  * A carried stream (carry_name, rwkv7's v_first; case key carry_role=producer|consumer): carry is
  * bf16 on CUDA, dcarry fp32 on both. A producer's carry output is compared (TOL_FWD) and it gets a
  * random dcarry (the later layers' gradient) to read; a consumer gets a random carry to read and a
- * random dcarry to add to (+=), compared after the backward (TOL_BWD). Decoding passes each
+ * random dcarry to add to (+=), the sum compared after the backward (TOL_BWD). Decoding passes each
  * chunk's slice of the same carry.
  */
 #include "cuda_vs_cpu.h"
@@ -328,10 +328,14 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const graft_mixer_cfg *cfg
         free(cb);
         free(cf);
     }
-    if (cw && !producer) { /* compare what was added, dcarry - dcarry0, so the += base does not hide errors */
+    if (cw && !producer) {
+        /* the whole dcarry (base + this consumer's +=): a "=" instead of "+=" loses the base and
+         * fails by far. Not the added part alone: at rwkv7's init the v_first gate is sigma(-20)
+         * ~ 2e-9, so the addition is below one fp32 ulp of the base and its rounding (CPU vs CUDA)
+         * decides the difference (measured on an H100: NMSE 4e-3 to 4e-2 of the added part, all
+         * at 1 ulp). The gate path's accuracy shows in d v_lora.*, which scale with the same sigma. */
         float *g = malloc((size_t)(N * cw) * 4);
         env->d2h(g, d_dcarry, (size_t)(N * cw) * 4);
-        for (int64_t i = 0; i < N * cw; i++) g[i] -= dcarry0[i], dcarry[i] -= dcarry0[i];
         failures += compare("dcarry (+= of the consumer)", g, dcarry, N * cw, TOL_BWD);
         free(g);
     }
