@@ -129,8 +129,9 @@ int main(int argc, char **argv) {
         int64_t cw = m->carry_name ? m->carry_width(layer) : 0;
         if (cw) {
             CK(cudaMalloc(&carry, (size_t)N * cw * 2));
-            CK(cudaMalloc(&dcarry, (size_t)N * cw * 2));
-            CK(cudaMemset(dcarry, 0, (size_t)N * cw * 2));
+            /* carry bf16 (an activation), dcarry fp32 (accumulated over consumers; rwkv7's CUDA ABI) */
+            CK(cudaMalloc(&dcarry, (size_t)N * cw * 4));
+            CK(cudaMemset(dcarry, 0, (size_t)N * cw * 4));
         }
         graft_mixer_io io;
         memset(&io, 0, sizeof io);

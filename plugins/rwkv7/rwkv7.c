@@ -372,12 +372,21 @@ static graft_status init(void *layer, const graft_tensor *params, uint64_t seed,
 static graft_status workspace(const void *layer, graft_device device, int64_t B, int64_t T,
                               size_t *saved_bytes, size_t *scratch_bytes, graft_err *err) {
     const rwkv7_layer *L = layer;
-    if (device != GRAFT_DEVICE_CPU)
-        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "rwkv7: device %d: only the CPU is implemented",
-                             (int)device);
     if (B < 0 || T < 0 || (B > 0 && T > ((int64_t)1 << 40) / B))
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "rwkv7: workspace: B %lld T %lld out of range",
                              (long long)B, (long long)T);
+#ifdef GRAFT_PLUGIN_CUDA
+    if (device == GRAFT_DEVICE_CUDA) return rwkv7_cuda_workspace(L, B, T, saved_bytes, scratch_bytes, err);
+#endif
+    if (device != GRAFT_DEVICE_CPU)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "rwkv7: device %d: this build serves the CPU%s",
+                             (int)device,
+#ifdef GRAFT_PLUGIN_CUDA
+                             " and CUDA"
+#else
+                             ""
+#endif
+        );
     *saved_bytes = rwkv7_saved_bytes(L, B, T);
     *scratch_bytes = rwkv7_scratch_bytes(L, B, T);
     return GRAFT_STATUS_OK;
@@ -405,12 +414,18 @@ static graft_status check_io(const graft_mixer_io *io, graft_err *err) {
 }
 
 static graft_status forward(const graft_mixer_io *io, graft_err *err) {
+#ifdef GRAFT_PLUGIN_CUDA
+    if (io && io->layer && io->device == GRAFT_DEVICE_CUDA) return rwkv7_cuda_layer_forward(io->layer, io, err);
+#endif
     if (check_io(io, err)) return err->status;
     if (!io->y || !io->scratch) return graft_err_set(err, GRAFT_STATUS_INTERNAL, "rwkv7: forward: y or scratch missing");
     return rwkv7_cpu_forward(io, err);
 }
 
 static graft_status backward(const graft_mixer_io *io, graft_err *err) {
+#ifdef GRAFT_PLUGIN_CUDA
+    if (io && io->layer && io->device == GRAFT_DEVICE_CUDA) return rwkv7_cuda_layer_backward(io->layer, io, err);
+#endif
     if (check_io(io, err)) return err->status;
     if (!io->dy || !io->dx || !io->grads || !io->saved || !io->scratch)
         return graft_err_set(err, GRAFT_STATUS_INTERNAL, "rwkv7: backward: dy, dx, grads, saved or scratch missing");
@@ -420,12 +435,20 @@ static graft_status backward(const graft_mixer_io *io, graft_err *err) {
     return rwkv7_cpu_backward(io, err);
 }
 
+/* CAP_CUDA only where the kernels are in the .so. CUDA_GRAPH: the one-token decode step
+ * (rwkv7_cuda_layer.cu) reads no length, makes no host copy, no sync and no allocation. */
+#ifdef GRAFT_PLUGIN_CUDA
+#define RWKV7_CAP_CUDA (GRAFT_MIXER_CAP_CUDA | GRAFT_MIXER_CAP_CUDA_GRAPH)
+#else
+#define RWKV7_CAP_CUDA 0u
+#endif
+
 static const graft_mixer rwkv7_mixer = {
     .struct_size = sizeof(graft_mixer),
     .abi_version = GRAFT_ABI_VERSION,
     .name = "rwkv7",
     .carry_name = "v_first",
-    .caps = GRAFT_MIXER_CAP_CPU | GRAFT_MIXER_CAP_TEACHER_INIT | GRAFT_MIXER_CAP_STATE_GRAD,
+    .caps = GRAFT_MIXER_CAP_CPU | RWKV7_CAP_CUDA | GRAFT_MIXER_CAP_TEACHER_INIT | GRAFT_MIXER_CAP_STATE_GRAD,
     .create = create,
     .destroy = destroy,
     .n_params = n_params,

@@ -52,4 +52,13 @@ size_t rwkv7_state_bytes(const rwkv7_layer *L);
 graft_status rwkv7_cpu_forward(const graft_mixer_io *io, graft_err *err);
 graft_status rwkv7_cpu_backward(const graft_mixer_io *io, graft_err *err);
 
+#ifdef GRAFT_PLUGIN_CUDA
+/* The layer on CUDA (rwkv7_cuda_layer.cu): bf16 x / y / dx / dy / carry and parameters, fp32
+ * dcarry, parameter gradients and decode state (the CPU's slot layout). */
+graft_status rwkv7_cuda_workspace(const rwkv7_layer *L, int64_t B, int64_t T, size_t *saved_bytes,
+                                  size_t *scratch_bytes, graft_err *err);
+graft_status rwkv7_cuda_layer_forward(const rwkv7_layer *L, const graft_mixer_io *io, graft_err *err);
+graft_status rwkv7_cuda_layer_backward(const rwkv7_layer *L, const graft_mixer_io *io, graft_err *err);
+#endif
+
 #endif

@@ -472,7 +472,7 @@ __global__ void __launch_bounds__(GTH) k_grad(Geo g, const bf16 *r, const WT *w,
 template <typename WT>
 __global__ void __launch_bounds__(D) k_decode(const bf16 *r, const WT *w, const bf16 *k,
                                               const bf16 *v, const bf16 *a, const bf16 *bb,
-                                              float *state, bf16 *o) {
+                                              float *state, int64_t H, int64_t sbs, bf16 *o) {
     __shared__ float4 sh4[5 * D / 4];
     float *sh = reinterpret_cast<float *>(sh4);
     const int e = threadIdx.x;
@@ -482,7 +482,7 @@ __global__ void __launch_bounds__(D) k_decode(const bf16 *r, const WT *w, const 
     sh[2 * D + e] = __bfloat162float(k[off + e]);
     sh[3 * D + e] = __bfloat162float(a[off + e]);
     sh[4 * D + e] = __bfloat162float(bb[off + e]);
-    float *S = state + bh * D * D + e;
+    float *S = state + (bh / H) * sbs + (bh % H) * D * D + e;
     float s[D];
 #pragma unroll
     for (int c = 0; c < D; c++) s[c] = S[c * D];
@@ -615,6 +615,11 @@ template <typename WT> graft_status backward_t(const rwkv7_cuda_args *a, const P
     unsigned char *wk = (unsigned char *)a->work;
     float *ck = (float *)(wk + p.off_ck), *sa = (float *)(wk + p.off_sa);
     float *dck = (float *)(wk + p.off_dck), *dsa = (float *)(wk + p.off_dsa);
+    if (a->saved && a->fwd_work) { /* the forward's part lives elsewhere; work holds the rest */
+        unsigned char *fw = (unsigned char *)a->fwd_work;
+        ck = (float *)(fw + p.off_ck), sa = (float *)(fw + p.off_sa);
+        dck = (float *)(wk + (p.off_dck - p.fwd_total)), dsa = (float *)(wk + (p.off_dsa - p.fwd_total));
+    }
     const int ln = pick_lanes(a);
     if (!a->saved) run_fwd<WT>(a, ln, s, ck, sa, false);
     if (ln == 4) launch_dstate<4, WT>(a, s, dsa, dck);
@@ -687,18 +692,19 @@ graft_status rwkv7_cuda_backward(const rwkv7_cuda_args *a, void *stream, graft_e
     if (a->B == 0 || a->H == 0) return GRAFT_STATUS_OK;
     if (a->T == 0) return pass_state(a->dht, a->dh0, a->B * a->H, s, err);
     Plan p = make_plan(a);
-    if (!a->work || a->work_bytes < p.total)
+    const size_t need = a->saved && a->fwd_work ? p.total - p.fwd_total : p.total;
+    if (!a->work || a->work_bytes < need)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
                              "rwkv7_cuda_backward: workspace: %zu bytes at %p, expected at least %zu "
-                             "(rwkv7_cuda_work_bytes(a, 1))",
-                             a->work_bytes, a->work, p.total);
+                             "(rwkv7_cuda_work_bytes(a, 1)%s)",
+                             a->work_bytes, a->work, need, need < p.total ? " - (a, 0), fwd_work given" : "");
     return a->w_bf16 ? backward_t<bf16>(a, p, s, err) : backward_t<float>(a, p, s, err);
 }
 
-graft_status rwkv7_cuda_decode(int64_t B, int64_t H, int64_t K, int64_t V, const void *r,
-                               const void *w, int w_bf16, const void *k, const void *v,
-                               const void *a, const void *b, float *state, void *o, void *stream,
-                               graft_err *err) {
+graft_status rwkv7_cuda_decode_strided(int64_t B, int64_t H, int64_t K, int64_t V, const void *r,
+                                       const void *w, int w_bf16, const void *k, const void *v,
+                                       const void *a, const void *b, float *state, int64_t state_bs,
+                                       void *o, void *stream, graft_err *err) {
     if (B < 0 || H < 0)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
                              "rwkv7_cuda_decode: shape: B=%lld H=%lld, expected >= 0", (long long)B,
@@ -710,6 +716,10 @@ graft_status rwkv7_cuda_decode(int64_t B, int64_t H, int64_t K, int64_t V, const
     if (B * H == 0) return GRAFT_STATUS_OK;
     if (B * H > 2147483647LL)
         return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "rwkv7_cuda_decode: B*H too large");
+    if (state_bs < H * D * D)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "rwkv7_cuda_decode: state stride %lld floats, expected >= H*K*V = %lld",
+                             (long long)state_bs, (long long)(H * D * D));
     if (!r || !w || !k || !v || !a || !b || !state || !o)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
                              "rwkv7_cuda_decode: r, w, k, v, a, b, state, o: a NULL pointer");
@@ -717,12 +727,19 @@ graft_status rwkv7_cuda_decode(int64_t B, int64_t H, int64_t K, int64_t V, const
     if (w_bf16)
         k_decode<bf16><<<(unsigned)(B * H), D, 0, s>>>((const bf16 *)r, (const bf16 *)w, (const bf16 *)k,
                                                        (const bf16 *)v, (const bf16 *)a, (const bf16 *)b,
-                                                       state, (bf16 *)o);
+                                                       state, H, state_bs, (bf16 *)o);
     else
         k_decode<float><<<(unsigned)(B * H), D, 0, s>>>((const bf16 *)r, (const float *)w, (const bf16 *)k,
                                                         (const bf16 *)v, (const bf16 *)a, (const bf16 *)b,
-                                                        state, (bf16 *)o);
+                                                        state, H, state_bs, (bf16 *)o);
     return launched(err, "decode kernel");
+}
+
+graft_status rwkv7_cuda_decode(int64_t B, int64_t H, int64_t K, int64_t V, const void *r,
+                               const void *w, int w_bf16, const void *k, const void *v,
+                               const void *a, const void *b, float *state, void *o, void *stream,
+                               graft_err *err) {
+    return rwkv7_cuda_decode_strided(B, H, K, V, r, w, w_bf16, k, v, a, b, state, H * K * V, o, stream, err);
 }
 
 } /* extern "C" */

@@ -50,6 +50,10 @@ typedef struct rwkv7_cuda_args {
     void *work;           /* device workspace: forward: NULL (saves nothing) or at least
                              rwkv7_cuda_work_bytes(a, 0) bytes; backward: at least (a, 1) bytes */
     size_t work_bytes;
+    /* -- appended -- backward with saved = 1: where the forward saved its part (a buffer of
+       rwkv7_cuda_work_bytes(a, 0) bytes, e.g. in the layer's saved activations), or NULL = the
+       start of `work`. When set, `work` needs only rwkv7_cuda_work_bytes(a, 1) − (a, 0) bytes. */
+    const void *fwd_work;
 } rwkv7_cuda_args;
 
 rwkv7_cuda_args rwkv7_cuda_default_args(void);
@@ -71,6 +75,15 @@ graft_status rwkv7_cuda_decode(int64_t B, int64_t H, int64_t K, int64_t V, const
                                const void *w, int w_bf16, const void *k, const void *v,
                                const void *a, const void *b, float *state, void *o, void *stream,
                                graft_err *err);
+
+/* The same step on states inside per-sequence slots: sequence b's (H, K, V) state starts at
+ * state + b · state_bs floats (state_bs >= H·K·V; the layer's decode slots, which hold the
+ * token-shift tail after the state). Launches one kernel, reads nothing on the host: capturable
+ * into a CUDA graph. */
+graft_status rwkv7_cuda_decode_strided(int64_t B, int64_t H, int64_t K, int64_t V, const void *r,
+                                       const void *w, int w_bf16, const void *k, const void *v,
+                                       const void *a, const void *b, float *state, int64_t state_bs,
+                                       void *o, void *stream, graft_err *err);
 
 #ifdef __cplusplus
 }

@@ -1,10 +1,11 @@
 #!/bin/sh
 # tests/plugins/cuda_standalone.sh OUTDIR: builds, with nvcc and gcc alone (no CMake, none of
-# graft's libraries), the gla and softmax plugins with their CUDA paths, the CUDA-vs-CPU conformance
-# program (cuda_standalone.c + cuda_vs_cpu.c) and bench/mixers_vs_fla_driver, for a GPU machine that
-# lacks graft's dependencies. Then:
+# graft's libraries), the gla, softmax and rwkv7 plugins with their CUDA paths, the CUDA-vs-CPU
+# conformance program (cuda_standalone.c + cuda_vs_cpu.c), bench/mixers_vs_fla_driver and
+# bench/mixers_vs_fla_finite, for a GPU machine that lacks graft's dependencies. Then:
 #   OUTDIR/cuda_conformance OUTDIR/libgraft_gla.so tests/plugins/configs/cuda/gla.txt
 #   OUTDIR/mixers_vs_fla_driver OUTDIR/libgraft_gla.so gla
+#   OUTDIR/mixers_vs_fla_finite OUTDIR/libgraft_rwkv7.so rwkv7 [STEPS]
 set -eu
 here=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:-build-cuda-standalone}
@@ -29,6 +30,9 @@ plugin() { # name sources...
 plugin gla plugins/gla/gla.c plugins/gla/gla_cpu.c plugins/gla/gla_cuda.cu plugins/gla/gla_cuda_layer.cu &
 plugin softmax plugins/softmax/softmax.c plugins/softmax/softmax_cpu.c plugins/softmax/softmax_cuda.cu \
   plugins/softmax/softmax_cuda_layer.cu &
+plugin rwkv7 plugins/rwkv7/rwkv7.c plugins/rwkv7/rwkv7_cpu.c plugins/rwkv7/rwkv7_cuda.cu \
+  plugins/rwkv7/rwkv7_cuda_layer.cu &
+$nv -c "$here/bench/mixers_vs_fla_finite.cu" -o "$out/obj/finite.o" &
 $nv -c "$here/core/src/cuda/matmul.cu" -o "$out/obj/matmul.o" &
 $nv -c "$here/core/src/cuda/skinny.cu" -o "$out/obj/skinny.o" &
 $cc -c "$here/tests/plugins/standalone_host.c" -o "$out/obj/standalone_host.o"
@@ -39,4 +43,5 @@ wait
 common="$out/obj/standalone_host.o $out/obj/matmul.o $out/obj/skinny.o -lcublasLt -lcudart -lgomp -ldl -lm"
 nvcc -arch=$arch "$out/obj/cuda_standalone.o" "$out/obj/cuda_vs_cpu.o" $common -o "$out/cuda_conformance"
 nvcc -arch=$arch "$out/obj/driver.o" $common -o "$out/mixers_vs_fla_driver"
-echo "built $out: libgraft_gla.so libgraft_softmax.so cuda_conformance mixers_vs_fla_driver"
+nvcc -arch=$arch "$out/obj/finite.o" $common -o "$out/mixers_vs_fla_finite"
+echo "built $out: libgraft_gla.so libgraft_softmax.so libgraft_rwkv7.so cuda_conformance mixers_vs_fla_driver mixers_vs_fla_finite"

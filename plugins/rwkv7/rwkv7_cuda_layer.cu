@@ -1,0 +1,1003 @@
+/* plugins/rwkv7/rwkv7_cuda_layer.cu: the whole RWKV-7 mixer on CUDA (GRAFT_DEVICE_CUDA): forward,
+ * backward (parameter gradients, dx, the v_first gradient, the decode-state gradient) and decode
+ * of spec/rwkv7.md §2 / §4 / §6 with bf16 activations and weights, fp32 gates, norms, states and
+ * parameter gradients.
+ *
+ * Composed of: the projections and LoRAs through host->matmul (cuBLASLt in the core; BF16 x BF16
+ * -> BF16 for activations, -> F32 for the LoRA pre-activations, parameter gradients and dx), the
+ * recurrence core of rwkv7_cuda.cu (rwkv7_cuda_forward / _backward, K-first (B, H, K, V) states;
+ * rwkv7_cuda_decode_strided for one token in place in the decode slots), and here the small
+ * kernels around them: token shift and its backward, the key/value preparation (decay, in-context
+ * rate, key update, key normalization κ, value residual) and its backward, GroupNorm + bonus term +
+ * gate and its backward.
+ *
+ * Not here: the CPU reference (rwkv7_cpu.c, the function this must agree with), config parsing,
+ * parameter table and init (rwkv7.c), the recurrence kernels (rwkv7_cuda.cu).
+ *
+ * Served: head_dim 128 (the recurrence kernels' size); anything else is refused with UNSUPPORTED
+ * at the call (run that layer on the CPU).
+ *
+ * Dtypes of the call: x, y, dy, dx and carry (v_first) bf16; dcarry fp32 (it accumulates the
+ * gradients of every consumer layer, up to 27 in Qwen3-1.7B: fp32 so the sum does not drift).
+ *
+ * Decode state: the CPU layout and dtype (README "Decode state"): S [H, K, V] fp32 then the
+ * token-shift tail [C] fp32 per sequence. A one-token step (T = 1, state_out set, no saved buffer)
+ * updates S in place (rwkv7_cuda_decode_strided) and reads nothing of past_len: the step is CUDA
+ * graph capturable (no host sync, no host memory, no allocation, no branch on lengths).
+ *
+ * Buffers (token-major rows n = b*T + t; N = B*T; C = Vt):
+ *   saved:   hist (B, C) f32, the shift tail the call started from | h0 (B, H, K, V) f32, the state
+ *            it started from | r, k0, v0 (N, C) bf16 | zw, za (N, C) f32 LoRA outputs before bias
+ *            | znu (N, C) f32 (consumer) | hw, ha, hg, hv LoRA middles bf16 (after tanh / σ) | g
+ *            (N, C) bf16 | o (N, C) bf16 before the norm | mean, rstd (N, H) f32 | the recurrence
+ *            core's saved states (rwkv7_cuda_work_bytes(, 0))
+ *   scratch: [the saved layout, used when io->saved is NULL] | xb[6] (N, C) bf16 | w f32, k, a, b,
+ *            v bf16 (N, C) | og (N, C) bf16 | hA, hB (B, H, K, V) f32 | the core's backward work |
+ *            backward: dof f32, dO, dg, dr, dk, dv, da, db bf16, dw, drb, dkb, dvb f32, dznu bf16,
+ *            dh f32 and dhb bf16 (N, max rank), dxt, A, Bm (N, C) f32
+ */
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+extern "C" {
+#include "rwkv7.h"
+#include "rwkv7_cuda.cuh"
+}
+
+typedef __nv_bfloat16 bf16;
+
+#define CW 0.6065306597126334f /* exp(-1/2): w = -CW * sigmoid(z) */
+#define L2_EPS 1e-6f
+
+#define TRY(call)                                                                                  \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess)                                                                     \
+            return graft_err_set(err, GRAFT_STATUS_DEVICE, "rwkv7: %s:%d: %s: %s", __FILE__,       \
+                                 __LINE__, #call, cudaGetErrorString(e_));                         \
+    } while (0)
+
+__device__ __forceinline__ float bf(const bf16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float sigm_d(float z) { return 1.0f / (1.0f + expf(-z)); }
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* ---- token shift ------------------------------------------------------------------------------ */
+
+/* delta = x_{t-1} - x_t (x_{-1} = hist[b]), xb[box] = x + delta * mu_box. One thread per (n, c). */
+static __global__ void shift_kernel(bf16 *xb, int64_t box_stride, const bf16 *x, const float *hist,
+                                    const bf16 *mu0, const bf16 *mu1, const bf16 *mu2, const bf16 *mu3,
+                                    const bf16 *mu4, const bf16 *mu5, int64_t N, int64_t T, int64_t C) {
+    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= N * C) return;
+    int64_t n = idx / C, c = idx % C, t = n % T, b = n / T;
+    float xv = bf(x[idx]);
+    float prev = t > 0 ? bf(x[idx - C]) : hist[b * C + c];
+    float d = prev - xv;
+    const bf16 *mu[6] = {mu0, mu1, mu2, mu3, mu4, mu5};
+#pragma unroll
+    for (int k = 0; k < 6; k++) xb[k * box_stride + idx] = __float2bfloat16(xv + d * bf(mu[k][c]));
+}
+
+/* Token-shift backward for one mix (box): d = dxt (the gradient of x^box), A += (1-mu) d,
+ * Bm += mu d (Bm of row n belongs to x_{n-1}), dmu[c] += sum_n d * delta. Grid (C/256, row blocks
+ * of 64 rows); one atomicAdd per (c, block). */
+static __global__ void shift_bwd_kernel(float *A, float *Bm, float *dmu, const float *dxt, const bf16 *x,
+                                        const float *hist, const bf16 *mu, int64_t N, int64_t T, int64_t C) {
+    int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    int64_t n0 = (int64_t)blockIdx.y * 64, n1 = n0 + 64 < N ? n0 + 64 : N;
+    if (c >= C) return;
+    float m = bf(mu[c]), acc = 0.0f;
+    for (int64_t n = n0; n < n1; n++) {
+        int64_t i = n * C + c, t = n % T;
+        float d = dxt[i];
+        float prev = t > 0 ? bf(x[i - C]) : hist[(n / T) * C + c];
+        A[i] += (1.0f - m) * d;
+        Bm[i] += m * d;
+        acc += d * (prev - bf(x[i]));
+    }
+    if (dmu) atomicAdd(&dmu[c], acc); /* NULL: a backward without parameter gradients */
+}
+
+/* dx_t = A_t + Bm_{t+1} (t + 1 < T) or the gradient of the final shift tail (t = T-1). */
+static __global__ void dx_kernel(bf16 *dx, const float *A, const float *Bm, const float *dso, int64_t slot,
+                                 int64_t soff, int64_t N, int64_t T, int64_t C) {
+    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= N * C) return;
+    int64_t n = idx / C, c = idx % C, t = n % T, b = n / T;
+    float v = A[idx];
+    if (t + 1 < T) v += Bm[idx + C];
+    else if (dso) v += dso[b * slot + soff + c];
+    dx[idx] = __float2bfloat16(v);
+}
+
+/* Per (b, c): the gradient of the initial shift tail (Bm of the first row) into dstate_in. */
+static __global__ void dtail_kernel(float *dsi, int64_t slot, int64_t soff, const float *Bm, int64_t B, int64_t T,
+                                    int64_t C) {
+    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= B * C) return;
+    int64_t b = idx / C, c = idx % C;
+    dsi[b * slot + soff + c] = Bm[b * T * C + c];
+}
+
+/* Per (b, c): the state's shift tail after the call = the last x. */
+static __global__ void tail_kernel(float *sout, int64_t slot, int64_t soff, const bf16 *x, int64_t B, int64_t T,
+                                   int64_t C) {
+    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= B * C) return;
+    int64_t b = idx / C, c = idx % C;
+    sout[b * slot + soff + c] = bf(x[(b * T + T - 1) * C + c]);
+}
+
+/* ---- LoRA middles ---------------------------------------------------------------------------- */
+
+/* In place: kind 0 tanh, 1 sigmoid. */
+static __global__ void act_kernel(bf16 *p, int64_t n, int kind) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float v = bf(p[i]);
+    p[i] = __float2bfloat16(kind == 0 ? tanhf(v) : sigm_d(v));
+}
+
+/* dhb = dh * (1 - h^2) (tanh) or dh * h (1 - h) (sigmoid), h the saved middle. */
+static __global__ void act_bwd_kernel(bf16 *dhb, const float *dh, const bf16 *h, int64_t n, int kind) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float hv = bf(h[i]);
+    dhb[i] = __float2bfloat16(dh[i] * (kind == 0 ? 1.0f - hv * hv : hv * (1.0f - hv)));
+}
+
+/* ---- key / value preparation (spec §2 steps 4-10) -------------------------------------------- */
+
+struct prep_p {
+    const bf16 *k0, *v0, *bw, *ba, *ka, *kk, *bv;
+    const float *zw, *za, *znu;
+    bf16 *carry; /* producer forward: written (v_first = v0); consumer: read */
+    int write_carry, producer;
+    float *w;
+    bf16 *k, *a, *b, *v;
+    int64_t rows, H;
+};
+
+/* One warp per (n, h) row of 128 channels, 4 per lane. */
+static __global__ void prep_kernel(prep_p p) {
+    int64_t row = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (row >= p.rows) return;
+    const int64_t h = row % p.H, base = row * 128;
+    float k0[4], u[4], ss = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        int64_t i = base + lane + 32 * j, ch = h * 128 + lane + 32 * j;
+        k0[j] = bf(p.k0[i]);
+        u[j] = k0[j] * bf(p.kk[ch]);
+        ss += u[j] * u[j];
+    }
+    float inv = rsqrtf(warp_sum(ss) + L2_EPS);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        int64_t i = base + lane + 32 * j, ch = h * 128 + lane + 32 * j;
+        float al = sigm_d(p.za[i] + bf(p.ba[ch]));
+        p.w[i] = -CW * sigm_d(p.zw[i] + bf(p.bw[ch]));
+        p.k[i] = __float2bfloat16(k0[j] * (1.0f + (al - 1.0f) * bf(p.ka[ch])));
+        float kap = u[j] * inv;
+        p.a[i] = __float2bfloat16(-kap);
+        p.b[i] = __float2bfloat16(kap * al);
+        float v0 = bf(p.v0[i]);
+        if (p.producer) {
+            p.v[i] = p.v0[i];
+            if (p.write_carry) p.carry[i] = p.v0[i];
+        } else {
+            float nu = sigm_d(p.znu[i] + bf(p.bv[ch]));
+            p.v[i] = __float2bfloat16(v0 + nu * (bf(p.carry[i]) - v0));
+        }
+    }
+}
+
+/* ---- GroupNorm + bonus + gate (spec §2 steps 12-14) ------------------------------------------- */
+
+/* og = ((o - mean) rstd gn_w + gn_b + beta v) * g, beta = sum_i r k r_k per head. One warp per
+ * (n, h); stats = 1 computes and writes mean / rstd, else reads them. */
+static __global__ void out_kernel(bf16 *og, float *mean, float *rstd, int stats, const bf16 *o, const bf16 *r,
+                                  const bf16 *k, const bf16 *v, const bf16 *g, const bf16 *rk, const bf16 *gw,
+                                  const bf16 *gb, int64_t rows, int64_t H, float eps) {
+    int64_t row = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const int64_t h = row % H, base = row * 128;
+    float ov[4], s = 0.0f, bt = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        int64_t i = base + lane + 32 * j;
+        ov[j] = bf(o[i]);
+        s += ov[j];
+        bt += bf(r[i]) * bf(k[i]) * bf(rk[h * 128 + lane + 32 * j]);
+    }
+    float m, rs;
+    bt = warp_sum(bt);
+    if (stats) {
+        m = warp_sum(s) / 128.0f;
+        float var = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) var += (ov[j] - m) * (ov[j] - m);
+        var = warp_sum(var) / 128.0f;
+        rs = rsqrtf(var + eps);
+        if (lane == 0) mean[row] = m, rstd[row] = rs;
+    } else {
+        m = mean[row];
+        rs = rstd[row];
+    }
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        int64_t i = base + lane + 32 * j, ch = h * 128 + lane + 32 * j;
+        float y = (ov[j] - m) * rs * bf(gw[ch]) + bf(gb[ch]) + bt * bf(v[i]);
+        og[i] = __float2bfloat16(y * bf(g[i]));
+    }
+}
+
+/* Warps of the "fixed head" kernels below: grid-stride over rows n*H + h with a warp count that is
+ * a multiple of H, so one warp always sees the same head and keeps its per-channel parameter
+ * gradient partials in registers (one atomicAdd per channel and warp at the end). */
+static int64_t fixed_warps(int64_t rows, int64_t H) {
+    int64_t m = 4096 / H;
+    if (m < 1) m = 1;
+    if (m * H > rows) m = (rows + H - 1) / H;
+    return m * H;
+}
+
+struct outb_p {
+    const float *dof, *mean, *rstd;
+    const bf16 *o, *r, *k, *v, *g, *rk, *gw, *gb;
+    bf16 *dg, *dO;
+    float *dvb, *drb, *dkb;
+    float *g_rk, *g_gw, *g_gb;
+    int64_t rows, H, nwarp;
+};
+
+/* Backward through the gate, the bonus term and the GroupNorm (spec §6.3): d = dof * g,
+ * dg = dof * ohat, dbeta = d . v, dv_b = beta d, dr_b = dbeta k r_k, dk_b = dbeta r r_k,
+ * dO = rstd (dxh - mean(dxh) - xh mean(dxh xh)), dxh = d gn_w; r_k, gn_w, gn_b gradients. */
+static __global__ void out_bwd_kernel(outb_p p) {
+    int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (warp >= p.nwarp) return;
+    const int64_t h = warp % p.H;
+    float prk[4] = {0, 0, 0, 0}, pgw[4] = {0, 0, 0, 0}, pgb[4] = {0, 0, 0, 0}, rkv[4], gwv[4], gbv[4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        int64_t ch = h * 128 + lane + 32 * j;
+        rkv[j] = bf(p.rk[ch]), gwv[j] = bf(p.gw[ch]), gbv[j] = bf(p.gb[ch]);
+    }
+    for (int64_t row = warp; row < p.rows; row += p.nwarp) {
+        const int64_t base = row * 128;
+        const float m = p.mean[row], rs = p.rstd[row];
+        float rv[4], kv[4], vv[4], xh[4], d[4], bt = 0.0f, db = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int64_t i = base + lane + 32 * j;
+            rv[j] = bf(p.r[i]), kv[j] = bf(p.k[i]), vv[j] = bf(p.v[i]);
+            bt += rv[j] * kv[j] * rkv[j];
+        }
+        bt = warp_sum(bt);
+        float m1 = 0.0f, m2 = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int64_t i = base + lane + 32 * j;
+            xh[j] = (bf(p.o[i]) - m) * rs;
+            float dof = p.dof[i], gv = bf(p.g[i]);
+            float ohat = xh[j] * gwv[j] + gbv[j] + bt * vv[j];
+            p.dg[i] = __float2bfloat16(dof * ohat);
+            d[j] = dof * gv;
+            db += d[j] * vv[j];
+            float dxh = d[j] * gwv[j];
+            m1 += dxh;
+            m2 += dxh * xh[j];
+            pgw[j] += d[j] * xh[j];
+            pgb[j] += d[j];
+        }
+        db = warp_sum(db);
+        m1 = warp_sum(m1) / 128.0f;
+        m2 = warp_sum(m2) / 128.0f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int64_t i = base + lane + 32 * j;
+            p.dvb[i] = bt * d[j];
+            p.drb[i] = db * kv[j] * rkv[j];
+            p.dkb[i] = db * rv[j] * rkv[j];
+            prk[j] += db * rv[j] * kv[j];
+            p.dO[i] = __float2bfloat16(rs * (d[j] * gwv[j] - m1 - xh[j] * m2));
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        int64_t ch = h * 128 + lane + 32 * j;
+        if (p.g_rk) atomicAdd(&p.g_rk[ch], prk[j]);
+        if (p.g_gw) atomicAdd(&p.g_gw[ch], pgw[j]);
+        if (p.g_gb) atomicAdd(&p.g_gb[ch], pgb[j]);
+    }
+}
+
+struct prepb_p {
+    const bf16 *k0, *v0, *bw, *ba, *ka, *kk, *bv, *carry;
+    const float *zw, *za, *znu, *dw, *drb, *dkb, *dvb;
+    float *dcarry;
+    bf16 *dr, *dk, *dv, *da, *db; /* in: the core's gradients; out (in place): d(r), d(k0), d(v0),
+                                     d(zw), d(za) for the products */
+    bf16 *dznu;
+    float *g_ka, *g_kk, *g_wb, *g_ab, *g_vb;
+    int producer;
+    int64_t rows, H, nwarp;
+};
+
+/* Backward through the key update, the key normalization, the sigmoids and the value residual
+ * (spec §6.3); a = -kappa, b = kappa alpha: d(kappa) = -da + alpha db, d(alpha) = kappa db + ... */
+static __global__ void prep_bwd_kernel(prepb_p p) {
+    int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (warp >= p.nwarp) return;
+    const int64_t h = warp % p.H;
+    float pka[4] = {0, 0, 0, 0}, pkk[4] = {0, 0, 0, 0}, pwb[4] = {0, 0, 0, 0}, pab[4] = {0, 0, 0, 0},
+          pvb[4] = {0, 0, 0, 0};
+    float kkv[4], kav[4], bwv[4], bav[4], bvv[4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        int64_t ch = h * 128 + lane + 32 * j;
+        kkv[j] = bf(p.kk[ch]), kav[j] = bf(p.ka[ch]), bwv[j] = bf(p.bw[ch]), bav[j] = bf(p.ba[ch]);
+        bvv[j] = p.producer ? 0.0f : bf(p.bv[ch]);
+    }
+    for (int64_t row = warp; row < p.rows; row += p.nwarp) {
+        const int64_t base = row * 128;
+        float k0[4], u[4], al[4], dkap[4], dk[4], ss = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int64_t i = base + lane + 32 * j;
+            k0[j] = bf(p.k0[i]);
+            u[j] = k0[j] * kkv[j];
+            ss += u[j] * u[j];
+        }
+        const float nrm2 = warp_sum(ss) + L2_EPS, inv = rsqrtf(nrm2);
+        float dot = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int64_t i = base + lane + 32 * j;
+            al[j] = sigm_d(p.za[i] + bav[j]);
+            float kap = u[j] * inv;
+            float da = bf(p.da[i]), db = bf(p.db[i]);
+            dkap[j] = -da + al[j] * db;
+            dk[j] = bf(p.dk[i]) + p.dkb[i];
+            float dal = kap * db + dk[j] * k0[j] * kav[j];
+            pka[j] += dk[j] * k0[j] * (al[j] - 1.0f);
+            float dza = dal * al[j] * (1.0f - al[j]);
+            p.db[i] = __float2bfloat16(dza);
+            pab[j] += dza;
+            float s = sigm_d(p.zw[i] + bwv[j]);
+            float dzw = -CW * s * (1.0f - s) * p.dw[i];
+            p.da[i] = __float2bfloat16(dzw);
+            pwb[j] += dzw;
+            p.dr[i] = __float2bfloat16(bf(p.dr[i]) + p.drb[i]);
+            dot += u[j] * dkap[j];
+        }
+        dot = warp_sum(dot);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int64_t i = base + lane + 32 * j;
+            /* kappa = u / nrm: du = dkap / nrm - u (u . dkap) / nrm^3 */
+            float du = dkap[j] * inv - u[j] * dot * inv * inv * inv;
+            pkk[j] += du * k0[j];
+            p.dk[i] = __float2bfloat16(dk[j] * (1.0f + (al[j] - 1.0f) * kav[j]) + du * kkv[j]);
+            float dv = bf(p.dv[i]) + p.dvb[i];
+            if (p.producer) {
+                p.dv[i] = __float2bfloat16(dv + (p.dcarry ? p.dcarry[i] : 0.0f));
+            } else {
+                float nu = sigm_d(p.znu[i] + bvv[j]), v0 = bf(p.v0[i]), vf = bf(p.carry[i]);
+                p.dv[i] = __float2bfloat16(dv * (1.0f - nu));
+                p.dcarry[i] += dv * nu;
+                float dz = dv * (vf - v0) * nu * (1.0f - nu);
+                p.dznu[i] = __float2bfloat16(dz);
+                pvb[j] += dz;
+            }
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        int64_t ch = h * 128 + lane + 32 * j;
+        if (p.g_ka) atomicAdd(&p.g_ka[ch], pka[j]);
+        if (p.g_kk) atomicAdd(&p.g_kk[ch], pkk[j]);
+        if (p.g_wb) atomicAdd(&p.g_wb[ch], pwb[j]);
+        if (p.g_ab) atomicAdd(&p.g_ab[ch], pab[j]);
+        if (p.g_vb && !p.producer) atomicAdd(&p.g_vb[ch], pvb[j]);
+    }
+}
+
+/* ---- host side -------------------------------------------------------------------------------- */
+
+static unsigned blocks_for(int64_t n, int per) { return (unsigned)((n + per - 1) / per); }
+
+static graft_status launched(const char *what, graft_err *err) {
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        return graft_err_set(err, GRAFT_STATUS_DEVICE, "rwkv7: launch of %s: %s", what, cudaGetErrorString(e));
+    return GRAFT_STATUS_OK;
+}
+
+/* Prepends "rwkv7: <what>: " to a callee's message. */
+static graft_status prefixed(graft_err *err, const char *what) {
+    char tmp[sizeof err->msg];
+    memcpy(tmp, err->msg, sizeof tmp);
+    tmp[sizeof tmp - 1] = 0;
+    graft_status st = err->status;
+    graft_err_set(err, st, "rwkv7: %s: %s", what, tmp);
+    return st;
+}
+
+/* C (m x n) = op(A) op(B) + beta C; A, B bf16; C bf16 or f32 (c_f32). */
+static graft_status mm(const rwkv7_layer *L, void *stream, int ta, int tb, int64_t m, int64_t n, int64_t k,
+                       const void *A, int64_t lda, const void *Bm, int64_t ldb, void *Cm, int64_t ldc, float beta,
+                       int c_f32, graft_err *err) {
+    graft_matmul_args a;
+    memset(&a, 0, sizeof a);
+    a.struct_size = sizeof a;
+    a.device = GRAFT_DEVICE_CUDA;
+    a.stream = stream;
+    a.dtype = GRAFT_DTYPE_BF16;
+    a.trans_a = ta;
+    a.trans_b = tb;
+    a.m = m;
+    a.n = n;
+    a.k = k;
+    a.alpha = 1.0f;
+    a.beta = beta;
+    a.a = A;
+    a.lda = lda;
+    a.b = Bm;
+    a.ldb = ldb;
+    a.c = Cm;
+    a.ldc = ldc;
+    a.batch = 1;
+    a.mixed_dtypes = 1;
+    a.dtype_b = GRAFT_DTYPE_BF16;
+    a.dtype_c = c_f32 ? GRAFT_DTYPE_F32 : GRAFT_DTYPE_BF16;
+    return L->host->matmul(L->host->ctx, &a, err);
+}
+
+/* Y (N, out) = X (N, in) W^T */
+static graft_status lin(const rwkv7_layer *L, void *s, void *Y, int f32, const void *X, const void *W, int64_t N,
+                        int64_t in, int64_t out, graft_err *err) {
+    return mm(L, s, 0, 1, N, out, in, X, in, W, in, Y, out, 0.0f, f32, err);
+}
+/* dX (N, in) = dY (N, out) W (+ beta dX), f32 or bf16 */
+static graft_status lin_dx(const rwkv7_layer *L, void *s, void *dX, int f32, const void *dY, const void *W,
+                           int64_t N, int64_t in, int64_t out, float beta, graft_err *err) {
+    return mm(L, s, 0, 0, N, in, out, dY, out, W, in, dX, in, beta, f32, err);
+}
+/* dW (out, in) += dY^T X (f32; skipped without grads) */
+static graft_status lin_dw(const rwkv7_layer *L, void *s, float *dW, const void *dY, const void *X, int64_t N,
+                           int64_t in, int64_t out, graft_err *err) {
+    if (!dW) return GRAFT_STATUS_OK;
+    return mm(L, s, 1, 0, out, in, N, dY, out, X, in, dW, in, 1.0f, 1, err);
+}
+
+typedef struct cu_plan {
+    /* saved */
+    size_t hist, h0, r, k0, v0, zw, za, znu, hw, ha, hg, hv, g, o, mean, rstd, kfw, kfw_bytes, saved_bytes;
+    /* scratch (after the saved-layout copy at 0) */
+    size_t xb, w, k, a, b, v, og, hA, hB, kbw, kbw_bytes;
+    size_t dof, dO, dg, dr, dk, dv, da, db, dw, drb, dkb, dvb, dznu, dh, dhb, dxt, A, Bm, scratch_bytes;
+} cu_plan;
+
+static size_t take(size_t *c, size_t bytes) {
+    size_t o = *c;
+    *c += (bytes + 255) & ~(size_t)255;
+    return o;
+}
+
+static rwkv7_cuda_args core_args(const rwkv7_layer *L, int64_t B, int64_t T) {
+    rwkv7_cuda_args a = rwkv7_cuda_default_args();
+    a.B = B;
+    a.T = T;
+    a.H = L->H;
+    a.K = L->K;
+    a.V = L->V;
+    a.w_bf16 = 0;
+    return a;
+}
+
+static void plan_make(const rwkv7_layer *L, int64_t B, int64_t T, cu_plan *p) {
+    memset(p, 0, sizeof *p);
+    const size_t N = (size_t)(B * T), C = (size_t)L->C, H = (size_t)L->H, KV = (size_t)(L->K * L->V);
+    size_t rmax = (size_t)L->rw;
+    if ((size_t)L->ra > rmax) rmax = (size_t)L->ra;
+    if ((size_t)L->rv > rmax) rmax = (size_t)L->rv;
+    if ((size_t)L->rg > rmax) rmax = (size_t)L->rg;
+    size_t c = 0;
+    p->hist = take(&c, 4 * (size_t)B * C);
+    p->h0 = take(&c, 4 * (size_t)B * H * KV);
+    p->r = take(&c, 2 * N * C);
+    p->k0 = take(&c, 2 * N * C);
+    p->v0 = take(&c, 2 * N * C);
+    p->zw = take(&c, 4 * N * C);
+    p->za = take(&c, 4 * N * C);
+    p->znu = take(&c, L->producer ? 0 : 4 * N * C);
+    p->hw = take(&c, 2 * N * (size_t)L->rw);
+    p->ha = take(&c, 2 * N * (size_t)L->ra);
+    p->hg = take(&c, 2 * N * (size_t)L->rg);
+    p->hv = take(&c, L->producer ? 0 : 2 * N * (size_t)L->rv);
+    p->g = take(&c, 2 * N * C);
+    p->o = take(&c, 2 * N * C);
+    p->mean = take(&c, 4 * N * H);
+    p->rstd = take(&c, 4 * N * H);
+    rwkv7_cuda_args a = core_args(L, B, T);
+    p->kfw_bytes = rwkv7_cuda_work_bytes(&a, 0);
+    p->kfw = take(&c, p->kfw_bytes);
+    p->saved_bytes = c;
+    /* scratch starts with a copy of the saved layout */
+    p->xb = take(&c, 6 * 2 * N * C);
+    p->w = take(&c, 4 * N * C);
+    p->k = take(&c, 2 * N * C);
+    p->a = take(&c, 2 * N * C);
+    p->b = take(&c, 2 * N * C);
+    p->v = take(&c, 2 * N * C);
+    p->og = take(&c, 2 * N * C);
+    p->hA = take(&c, 4 * (size_t)B * H * KV);
+    p->hB = take(&c, 4 * (size_t)B * H * KV);
+    p->kbw_bytes = rwkv7_cuda_work_bytes(&a, 1) - p->kfw_bytes;
+    p->kbw = take(&c, p->kbw_bytes);
+    p->dof = take(&c, 4 * N * C);
+    p->dO = take(&c, 2 * N * C);
+    p->dg = take(&c, 2 * N * C);
+    p->dr = take(&c, 2 * N * C);
+    p->dk = take(&c, 2 * N * C);
+    p->dv = take(&c, 2 * N * C);
+    p->da = take(&c, 2 * N * C);
+    p->db = take(&c, 2 * N * C);
+    p->dw = take(&c, 4 * N * C);
+    p->drb = take(&c, 4 * N * C);
+    p->dkb = take(&c, 4 * N * C);
+    p->dvb = take(&c, 4 * N * C);
+    p->dznu = take(&c, L->producer ? 0 : 2 * N * C);
+    p->dh = take(&c, 4 * N * rmax);
+    p->dhb = take(&c, 2 * N * rmax);
+    p->dxt = take(&c, 4 * N * C);
+    p->A = take(&c, 4 * N * C);
+    p->Bm = take(&c, 4 * N * C);
+    p->scratch_bytes = c;
+}
+
+static graft_status check_layer(const rwkv7_layer *L, int64_t B, graft_err *err) {
+    if (L->K != 128 || L->V != 128)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                             "rwkv7: CUDA: head_dim %lld; the CUDA path serves head_dim = 128 only (run this layer "
+                             "on the CPU)", (long long)L->K);
+    if (B * L->H > 65535)
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "rwkv7: CUDA: B * heads = %lld, at most 65535",
+                             (long long)(B * L->H));
+    return GRAFT_STATUS_OK;
+}
+
+extern "C" graft_status rwkv7_cuda_workspace(const rwkv7_layer *L, int64_t B, int64_t T, size_t *saved_bytes,
+                                             size_t *scratch_bytes, graft_err *err) {
+    if (check_layer(L, B, err)) return err->status;
+    cu_plan p;
+    plan_make(L, B, T, &p);
+    if (saved_bytes) *saved_bytes = p.saved_bytes;
+    if (scratch_bytes) *scratch_bytes = p.scratch_bytes;
+    return GRAFT_STATUS_OK;
+}
+
+static graft_status check_io(const rwkv7_layer *L, const graft_mixer_io *io, int backward, graft_err *err) {
+    if (check_layer(L, io->B, err)) return err->status;
+    if (io->B < 1 || io->T < 1)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "rwkv7: B=%lld T=%lld, expected B>=1 T>=1",
+                             (long long)io->B, (long long)io->T);
+    if (!io->x || !io->carry || (!backward && !io->y) || (backward && (!io->dy || !io->dx)) || !io->scratch)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "rwkv7: CUDA: x, carry, %s or scratch is NULL",
+                             backward ? "dy, dx" : "y");
+    if (backward && !io->saved)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "rwkv7: backward: saved is NULL, expected the buffer a training forward wrote");
+    if (backward && !L->producer && !io->dcarry)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "rwkv7: backward: consumer without dcarry");
+    for (int64_t i = 0; i < L->n_params; i++) {
+        const graft_tensor *t = &io->params[i];
+        const graft_param_spec *s = &L->spec[i];
+        int ok = t->dtype == GRAFT_DTYPE_BF16 && t->device == GRAFT_DEVICE_CUDA && t->data && t->ndim == s->ndim &&
+                 graft_tensor_is_contiguous(t);
+        for (int32_t d = 0; ok && d < s->ndim; d++) ok = t->shape[d] == s->shape[d];
+        if (ok && backward && io->grads) {
+            const graft_tensor *g = &io->grads[i];
+            ok = g->dtype == GRAFT_DTYPE_F32 && g->device == GRAFT_DEVICE_CUDA && g->data &&
+                 graft_tensor_is_contiguous(g);
+        }
+        if (!ok)
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                                 "rwkv7: CUDA: %s: expected a contiguous BF16 CUDA tensor of the declared shape "
+                                 "(and an F32 CUDA gradient), got %s", s->name, graft_dtype_name(t->dtype));
+    }
+    return GRAFT_STATUS_OK;
+}
+
+/* Views of one call's buffers. */
+typedef struct cu_bufs {
+    float *hist, *h0, *zw, *za, *znu, *mean, *rstd, *w, *hA, *hB;
+    bf16 *r, *k0, *v0, *hw, *ha, *hg, *hv, *g, *o, *xb, *k, *a, *b, *v, *og;
+    void *kfw, *kbw;
+    float *dof, *dw, *drb, *dkb, *dvb, *dh, *dxt, *A, *Bm;
+    bf16 *dO, *dg, *dr, *dk, *dv, *da, *db, *dznu, *dhb;
+} cu_bufs;
+
+static void carve(const cu_plan *p, char *act, char *scr, cu_bufs *c) {
+    c->hist = (float *)(act + p->hist);
+    c->h0 = (float *)(act + p->h0);
+    c->r = (bf16 *)(act + p->r);
+    c->k0 = (bf16 *)(act + p->k0);
+    c->v0 = (bf16 *)(act + p->v0);
+    c->zw = (float *)(act + p->zw);
+    c->za = (float *)(act + p->za);
+    c->znu = (float *)(act + p->znu);
+    c->hw = (bf16 *)(act + p->hw);
+    c->ha = (bf16 *)(act + p->ha);
+    c->hg = (bf16 *)(act + p->hg);
+    c->hv = (bf16 *)(act + p->hv);
+    c->g = (bf16 *)(act + p->g);
+    c->o = (bf16 *)(act + p->o);
+    c->mean = (float *)(act + p->mean);
+    c->rstd = (float *)(act + p->rstd);
+    c->kfw = act + p->kfw;
+    c->xb = (bf16 *)(scr + p->xb);
+    c->w = (float *)(scr + p->w);
+    c->k = (bf16 *)(scr + p->k);
+    c->a = (bf16 *)(scr + p->a);
+    c->b = (bf16 *)(scr + p->b);
+    c->v = (bf16 *)(scr + p->v);
+    c->og = (bf16 *)(scr + p->og);
+    c->hA = (float *)(scr + p->hA);
+    c->hB = (float *)(scr + p->hB);
+    c->kbw = scr + p->kbw;
+    c->dof = (float *)(scr + p->dof);
+    c->dO = (bf16 *)(scr + p->dO);
+    c->dg = (bf16 *)(scr + p->dg);
+    c->dr = (bf16 *)(scr + p->dr);
+    c->dk = (bf16 *)(scr + p->dk);
+    c->dv = (bf16 *)(scr + p->dv);
+    c->da = (bf16 *)(scr + p->da);
+    c->db = (bf16 *)(scr + p->db);
+    c->dw = (float *)(scr + p->dw);
+    c->drb = (float *)(scr + p->drb);
+    c->dkb = (float *)(scr + p->dkb);
+    c->dvb = (float *)(scr + p->dvb);
+    c->dznu = (bf16 *)(scr + p->dznu);
+    c->dh = (float *)(scr + p->dh);
+    c->dhb = (bf16 *)(scr + p->dhb);
+    c->dxt = (float *)(scr + p->dxt);
+    c->A = (float *)(scr + p->A);
+    c->Bm = (float *)(scr + p->Bm);
+}
+
+static const bf16 *PB(const graft_mixer_io *io, int i) { return (const bf16 *)io->params[i].data; }
+static float *GF(const graft_mixer_io *io, int i) { return io->grads ? (float *)io->grads[i].data : NULL; }
+
+/* Copies the S part of B slots between the slot layout (stride slot floats) and a packed
+ * (B, H, K, V) buffer; src NULL: zeros. */
+static graft_status copy_s(float *dst, size_t dst_bs, const float *src, size_t src_bs, size_t s_floats, int64_t B,
+                           cudaStream_t s, graft_err *err) {
+    if (dst == src) return GRAFT_STATUS_OK;
+    if (src)
+        TRY(cudaMemcpy2DAsync(dst, dst_bs * 4, src, src_bs * 4, s_floats * 4, (size_t)B, cudaMemcpyDeviceToDevice, s));
+    else
+        TRY(cudaMemset2DAsync(dst, dst_bs * 4, 0, s_floats * 4, (size_t)B, s));
+    return GRAFT_STATUS_OK;
+}
+
+/* The token shift, projections, LoRAs and key/value preparation shared by forward and the
+ * backward's recomputation (which passes write_all = 0: the saved tensors are not rewritten). */
+static graft_status front(const rwkv7_layer *L, const graft_mixer_io *io, cu_bufs *c, int write_all, graft_err *err) {
+    const int64_t B = io->B, T = io->T, N = B * T, C = L->C;
+    void *s = io->stream;
+    graft_status st;
+    shift_kernel<<<blocks_for(N * C, 256), 256, 0, (cudaStream_t)s>>>(
+        c->xb, N * C, (const bf16 *)io->x, c->hist, PB(io, P_X_R), PB(io, P_X_W), PB(io, P_X_K), PB(io, P_X_V),
+        PB(io, P_X_A), PB(io, P_X_G), N, T, C);
+    if ((st = launched("shift", err))) return st;
+    bf16 *xb[6];
+    for (int i = 0; i < 6; i++) xb[i] = c->xb + (size_t)i * N * C;
+    if (write_all) {
+        if ((st = lin(L, s, c->r, 0, xb[0], PB(io, P_R_PROJ), N, C, C, err)) ||
+            (st = lin(L, s, c->k0, 0, xb[2], PB(io, P_K_PROJ), N, C, C, err)) ||
+            (st = lin(L, s, c->v0, 0, xb[3], PB(io, P_V_PROJ), N, C, C, err)) ||
+            (st = lin(L, s, c->hw, 0, xb[1], PB(io, P_W_L0), N, C, L->rw, err)))
+            return prefixed(err, "forward");
+        act_kernel<<<blocks_for(N * L->rw, 256), 256, 0, (cudaStream_t)s>>>(c->hw, N * L->rw, 0);
+        if ((st = launched("tanh", err))) return st;
+        if ((st = lin(L, s, c->zw, 1, c->hw, PB(io, P_W_L2), N, L->rw, C, err)) ||
+            (st = lin(L, s, c->ha, 0, xb[4], PB(io, P_A_L0), N, C, L->ra, err)) ||
+            (st = lin(L, s, c->za, 1, c->ha, PB(io, P_A_L2), N, L->ra, C, err)) ||
+            (st = lin(L, s, c->hg, 0, xb[5], PB(io, P_G_L0), N, C, L->rg, err)))
+            return prefixed(err, "forward");
+        act_kernel<<<blocks_for(N * L->rg, 256), 256, 0, (cudaStream_t)s>>>(c->hg, N * L->rg, 1);
+        if ((st = launched("sigmoid", err))) return st;
+        if ((st = lin(L, s, c->g, 0, c->hg, PB(io, P_G_L2), N, L->rg, C, err))) return prefixed(err, "forward");
+        if (!L->producer && ((st = lin(L, s, c->hv, 0, xb[3], PB(io, P_V_L0), N, C, L->rv, err)) ||
+                             (st = lin(L, s, c->znu, 1, c->hv, PB(io, P_V_L2), N, L->rv, C, err))))
+            return prefixed(err, "forward");
+    }
+    prep_p pp;
+    memset(&pp, 0, sizeof pp);
+    pp.k0 = c->k0;
+    pp.v0 = c->v0;
+    pp.bw = PB(io, P_W_B);
+    pp.ba = PB(io, P_A_B);
+    pp.ka = PB(io, P_K_A);
+    pp.kk = PB(io, P_K_K);
+    pp.bv = L->producer ? NULL : PB(io, P_V_B);
+    pp.zw = c->zw;
+    pp.za = c->za;
+    pp.znu = c->znu;
+    pp.carry = (bf16 *)io->carry;
+    pp.write_carry = write_all;
+    pp.producer = L->producer;
+    pp.w = c->w;
+    pp.k = c->k;
+    pp.a = c->a;
+    pp.b = c->b;
+    pp.v = c->v;
+    pp.rows = N * L->H;
+    pp.H = L->H;
+    prep_kernel<<<blocks_for(N * L->H * 32, 256), 256, 0, (cudaStream_t)s>>>(pp);
+    return launched("prep", err);
+}
+
+extern "C" graft_status rwkv7_cuda_layer_forward(const rwkv7_layer *L, const graft_mixer_io *io, graft_err *err) {
+    if (check_io(L, io, 0, err)) return err->status;
+    const int64_t B = io->B, T = io->T, N = B * T, C = L->C, H = L->H, KV = L->K * L->V;
+    const size_t slot = rwkv7_state_bytes(L) / 4, sfl = (size_t)(H * KV);
+    cudaStream_t s = (cudaStream_t)io->stream;
+    const float *sin = (const float *)io->state_in;
+    float *sout = (float *)io->state_out;
+    cu_plan p;
+    plan_make(L, B, T, &p);
+    cu_bufs c;
+    char *scr = (char *)io->scratch;
+    carve(&p, io->saved ? (char *)io->saved : scr, scr, &c);
+    graft_status st;
+
+    /* the shift tail this call starts from (copied first: state_in may be state_out) */
+    if (sin)
+        TRY(cudaMemcpy2DAsync(c.hist, (size_t)C * 4, sin + sfl, slot * 4, (size_t)C * 4, (size_t)B,
+                              cudaMemcpyDeviceToDevice, s));
+    else
+        TRY(cudaMemsetAsync(c.hist, 0, (size_t)(B * C) * 4, s));
+    if ((st = front(L, io, &c, 1, err))) return st;
+
+    /* the recurrence: a one-token step in place in the slots, else the core on packed states */
+    const int decode = T == 1 && sout && !io->saved;
+    if (decode) {
+        if ((st = copy_s(sout, slot, sin, slot, sfl, B, s, err))) return st;
+        if ((st = rwkv7_cuda_decode_strided(B, H, L->K, L->V, c.r, c.w, 0, c.k, c.v, c.a, c.b, sout,
+                                            (int64_t)slot, c.o, s, err)))
+            return prefixed(err, "decode");
+    } else {
+        rwkv7_cuda_args a = core_args(L, B, T);
+        a.r = c.r;
+        a.w = c.w;
+        a.k = c.k;
+        a.v = c.v;
+        a.a = c.a;
+        a.b = c.b;
+        a.o = c.o;
+        if (sin || io->saved) { /* the backward reads h0 from saved: zeros when there is no state_in */
+            if ((st = copy_s(c.h0, sfl, sin, slot, sfl, B, s, err))) return st;
+            a.h0 = c.h0;
+        }
+        a.ht = sout ? c.hA : NULL;
+        if (io->saved) {
+            a.work = c.kfw;
+            a.work_bytes = p.kfw_bytes;
+        }
+        if ((st = rwkv7_cuda_forward(&a, s, err))) return prefixed(err, "forward");
+        if (sout && (st = copy_s(sout, slot, c.hA, sfl, sfl, B, s, err))) return st;
+    }
+
+    out_kernel<<<blocks_for(N * H * 32, 256), 256, 0, s>>>(c.og, c.mean, c.rstd, 1, c.o, c.r, c.k, c.v, c.g,
+                                                           PB(io, P_R_K), PB(io, P_GN_W), PB(io, P_GN_B), N * H, H,
+                                                           (float)L->gn_eps);
+    if ((st = launched("out", err))) return st;
+    if ((st = lin(L, io->stream, io->y, 0, c.og, PB(io, P_O_PROJ), N, C, C, err))) return prefixed(err, "forward");
+    if (sout) {
+        tail_kernel<<<blocks_for(B * C, 256), 256, 0, s>>>(sout, (int64_t)slot, (int64_t)sfl, (const bf16 *)io->x, B,
+                                                           T, C);
+        if ((st = launched("tail", err))) return st;
+    }
+    return GRAFT_STATUS_OK;
+}
+
+extern "C" graft_status rwkv7_cuda_layer_backward(const rwkv7_layer *L, const graft_mixer_io *io, graft_err *err) {
+    if (check_io(L, io, 1, err)) return err->status;
+    const int64_t B = io->B, T = io->T, N = B * T, C = L->C, H = L->H, KV = L->K * L->V;
+    const size_t slot = rwkv7_state_bytes(L) / 4, sfl = (size_t)(H * KV);
+    cudaStream_t s = (cudaStream_t)io->stream;
+    void *sv = io->stream;
+    const float *dso = (const float *)io->dstate_out;
+    float *dsi = (float *)io->dstate_in;
+    cu_plan p;
+    plan_make(L, B, T, &p);
+    cu_bufs c;
+    carve(&p, (char *)io->saved, (char *)io->scratch, &c);
+    graft_status st;
+    const void *dy = io->dy;
+    bf16 *xb[6];
+    for (int i = 0; i < 6; i++) xb[i] = c.xb + (size_t)i * N * C;
+
+    /* recompute the mixes, w, k, a, b, v and og (the forward saved what these need) */
+    if ((st = front(L, io, &c, 0, err))) return st;
+    out_kernel<<<blocks_for(N * H * 32, 256), 256, 0, s>>>(c.og, c.mean, c.rstd, 0, c.o, c.r, c.k, c.v, c.g,
+                                                           PB(io, P_R_K), PB(io, P_GN_W), PB(io, P_GN_B), N * H, H,
+                                                           (float)L->gn_eps);
+    if ((st = launched("out", err))) return st;
+
+    /* o_proj: dWo += dy^T og; dof = dy Wo (f32) */
+    if ((st = lin_dw(L, sv, GF(io, P_O_PROJ), dy, c.og, N, C, C, err)) ||
+        (st = lin_dx(L, sv, c.dof, 1, dy, PB(io, P_O_PROJ), N, C, C, 0.0f, err)))
+        return prefixed(err, "backward");
+    outb_p ob;
+    memset(&ob, 0, sizeof ob);
+    ob.dof = c.dof;
+    ob.mean = c.mean;
+    ob.rstd = c.rstd;
+    ob.o = c.o;
+    ob.r = c.r;
+    ob.k = c.k;
+    ob.v = c.v;
+    ob.g = c.g;
+    ob.rk = PB(io, P_R_K);
+    ob.gw = PB(io, P_GN_W);
+    ob.gb = PB(io, P_GN_B);
+    ob.dg = c.dg;
+    ob.dO = c.dO;
+    ob.dvb = c.dvb;
+    ob.drb = c.drb;
+    ob.dkb = c.dkb;
+    ob.g_rk = GF(io, P_R_K);
+    ob.g_gw = GF(io, P_GN_W);
+    ob.g_gb = GF(io, P_GN_B);
+    ob.rows = N * H;
+    ob.H = H;
+    ob.nwarp = fixed_warps(N * H, H);
+    out_bwd_kernel<<<blocks_for(ob.nwarp * 32, 256), 256, 0, s>>>(ob);
+    if ((st = launched("out_bwd", err))) return st;
+
+    /* the recurrence (K-first state gradients in hA, hB) */
+    if (dso && (st = copy_s(c.hA, sfl, dso, slot, sfl, B, s, err))) return st;
+    rwkv7_cuda_args a = core_args(L, B, T);
+    a.r = c.r;
+    a.w = c.w;
+    a.k = c.k;
+    a.v = c.v;
+    a.a = c.a;
+    a.b = c.b;
+    a.h0 = c.h0;
+    a.dout = c.dO;
+    a.dht = dso ? c.hA : NULL;
+    a.dr = c.dr;
+    a.dw = c.dw;
+    a.dk = c.dk;
+    a.dv = c.dv;
+    a.da = c.da;
+    a.db = c.db;
+    a.dh0 = dsi ? c.hB : NULL;
+    a.saved = 1;
+    a.fwd_work = c.kfw;
+    a.work = c.kbw;
+    a.work_bytes = p.kbw_bytes;
+    if ((st = rwkv7_cuda_backward(&a, s, err))) return prefixed(err, "backward");
+    if (dsi && (st = copy_s(dsi, slot, c.hB, sfl, sfl, B, s, err))) return st;
+
+    prepb_p pb;
+    memset(&pb, 0, sizeof pb);
+    pb.k0 = c.k0;
+    pb.v0 = c.v0;
+    pb.bw = PB(io, P_W_B);
+    pb.ba = PB(io, P_A_B);
+    pb.ka = PB(io, P_K_A);
+    pb.kk = PB(io, P_K_K);
+    pb.bv = L->producer ? NULL : PB(io, P_V_B);
+    pb.carry = (const bf16 *)io->carry;
+    pb.zw = c.zw;
+    pb.za = c.za;
+    pb.znu = c.znu;
+    pb.dw = c.dw;
+    pb.drb = c.drb;
+    pb.dkb = c.dkb;
+    pb.dvb = c.dvb;
+    pb.dcarry = (float *)io->dcarry;
+    pb.dr = c.dr;
+    pb.dk = c.dk;
+    pb.dv = c.dv;
+    pb.da = c.da;
+    pb.db = c.db;
+    pb.dznu = c.dznu;
+    pb.g_ka = GF(io, P_K_A);
+    pb.g_kk = GF(io, P_K_K);
+    pb.g_wb = GF(io, P_W_B);
+    pb.g_ab = GF(io, P_A_B);
+    pb.g_vb = L->producer ? NULL : GF(io, P_V_B);
+    pb.producer = L->producer;
+    pb.rows = N * H;
+    pb.H = H;
+    pb.nwarp = fixed_warps(N * H, H);
+    prep_bwd_kernel<<<blocks_for(pb.nwarp * 32, 256), 256, 0, s>>>(pb);
+    if ((st = launched("prep_bwd", err))) return st;
+
+    /* the products, box by box; each box's input gradient goes through the shift backward */
+    TRY(cudaMemsetAsync(c.A, 0, (size_t)(N * C) * 4, s));
+    TRY(cudaMemsetAsync(c.Bm, 0, (size_t)(N * C) * 4, s));
+    dim3 gsb(blocks_for(C, 256), blocks_for(N, 64));
+#define SHIFT_BWD(box)                                                                                          \
+    do {                                                                                                        \
+        shift_bwd_kernel<<<gsb, 256, 0, s>>>(c.A, c.Bm, GF(io, P_X_R + (box)), c.dxt, (const bf16 *)io->x,     \
+                                             c.hist, PB(io, P_X_R + (box)), N, T, C);                           \
+        if ((st = launched("shift_bwd", err))) return st;                                                       \
+    } while (0)
+    /* r (box 0) */
+    if ((st = lin_dw(L, sv, GF(io, P_R_PROJ), c.dr, xb[0], N, C, C, err)) ||
+        (st = lin_dx(L, sv, c.dxt, 1, c.dr, PB(io, P_R_PROJ), N, C, C, 0.0f, err)))
+        return prefixed(err, "backward");
+    SHIFT_BWD(0);
+    /* k (box 2) */
+    if ((st = lin_dw(L, sv, GF(io, P_K_PROJ), c.dk, xb[2], N, C, C, err)) ||
+        (st = lin_dx(L, sv, c.dxt, 1, c.dk, PB(io, P_K_PROJ), N, C, C, 0.0f, err)))
+        return prefixed(err, "backward");
+    SHIFT_BWD(2);
+    /* v (box 3): v_proj, and the value-residual LoRA of a consumer */
+    if ((st = lin_dw(L, sv, GF(io, P_V_PROJ), c.dv, xb[3], N, C, C, err)) ||
+        (st = lin_dx(L, sv, c.dxt, 1, c.dv, PB(io, P_V_PROJ), N, C, C, 0.0f, err)))
+        return prefixed(err, "backward");
+    if (!L->producer && ((st = lin_dw(L, sv, GF(io, P_V_L2), c.dznu, c.hv, N, L->rv, C, err)) ||
+                         (st = lin_dx(L, sv, c.dhb, 0, c.dznu, PB(io, P_V_L2), N, L->rv, C, 0.0f, err)) ||
+                         (st = lin_dw(L, sv, GF(io, P_V_L0), c.dhb, xb[3], N, C, L->rv, err)) ||
+                         (st = lin_dx(L, sv, c.dxt, 1, c.dhb, PB(io, P_V_L0), N, C, L->rv, 1.0f, err))))
+        return prefixed(err, "backward");
+    SHIFT_BWD(3);
+    /* w (box 1): decay LoRA, tanh middle; da holds d(zw) */
+    if ((st = lin_dw(L, sv, GF(io, P_W_L2), c.da, c.hw, N, L->rw, C, err)) ||
+        (st = lin_dx(L, sv, c.dh, 1, c.da, PB(io, P_W_L2), N, L->rw, C, 0.0f, err)))
+        return prefixed(err, "backward");
+    act_bwd_kernel<<<blocks_for(N * L->rw, 256), 256, 0, s>>>(c.dhb, c.dh, c.hw, N * L->rw, 0);
+    if ((st = launched("tanh_bwd", err))) return st;
+    if ((st = lin_dw(L, sv, GF(io, P_W_L0), c.dhb, xb[1], N, C, L->rw, err)) ||
+        (st = lin_dx(L, sv, c.dxt, 1, c.dhb, PB(io, P_W_L0), N, C, L->rw, 0.0f, err)))
+        return prefixed(err, "backward");
+    SHIFT_BWD(1);
+    /* a (box 4): in-context rate LoRA, identity middle; db holds d(za) */
+    if ((st = lin_dw(L, sv, GF(io, P_A_L2), c.db, c.ha, N, L->ra, C, err)) ||
+        (st = lin_dx(L, sv, c.dhb, 0, c.db, PB(io, P_A_L2), N, L->ra, C, 0.0f, err)) ||
+        (st = lin_dw(L, sv, GF(io, P_A_L0), c.dhb, xb[4], N, C, L->ra, err)) ||
+        (st = lin_dx(L, sv, c.dxt, 1, c.dhb, PB(io, P_A_L0), N, C, L->ra, 0.0f, err)))
+        return prefixed(err, "backward");
+    SHIFT_BWD(4);
+    /* g (box 5): gate LoRA, sigmoid middle */
+    if ((st = lin_dw(L, sv, GF(io, P_G_L2), c.dg, c.hg, N, L->rg, C, err)) ||
+        (st = lin_dx(L, sv, c.dh, 1, c.dg, PB(io, P_G_L2), N, L->rg, C, 0.0f, err)))
+        return prefixed(err, "backward");
+    act_bwd_kernel<<<blocks_for(N * L->rg, 256), 256, 0, s>>>(c.dhb, c.dh, c.hg, N * L->rg, 1);
+    if ((st = launched("sigmoid_bwd", err))) return st;
+    if ((st = lin_dw(L, sv, GF(io, P_G_L0), c.dhb, xb[5], N, C, L->rg, err)) ||
+        (st = lin_dx(L, sv, c.dxt, 1, c.dhb, PB(io, P_G_L0), N, C, L->rg, 0.0f, err)))
+        return prefixed(err, "backward");
+    SHIFT_BWD(5);
+#undef SHIFT_BWD
+
+    /* dx (reads dstate_out's tail), then dstate_in's tail (dstate_in may alias dstate_out) */
+    dx_kernel<<<blocks_for(N * C, 256), 256, 0, s>>>((bf16 *)io->dx, c.A, c.Bm, dso, (int64_t)slot, (int64_t)sfl, N,
+                                                     T, C);
+    if ((st = launched("dx", err))) return st;
+    if (dsi) {
+        dtail_kernel<<<blocks_for(B * C, 256), 256, 0, s>>>(dsi, (int64_t)slot, (int64_t)sfl, c.Bm, B, T, C);
+        if ((st = launched("dtail", err))) return st;
+    }
+    return GRAFT_STATUS_OK;
+}
