@@ -65,10 +65,14 @@ graft_status graft_bench_measure(graft_model_t *m, int64_t context, int64_t batc
                            (long long)batch, (long long)context);
         goto done;
     }
+    /* warm-up length: 16 tokens on the CPU (thread pool, first allocations); the whole context on
+     * a device, where the first product of a new shape builds its cuBLASLt plan and the first
+     * decode step of a state is captured into a CUDA graph */
+    const int full_warmup = graft_model_backend(m)->device != GRAFT_DEVICE_CPU;
     for (int64_t b = 0; b < batch; b++) {
         graft_bench_prompt(V, b, context, ids + b * context);
         prompts[b] = ids + b * context;
-        n_prompt[b] = context < 16 ? context : 16;
+        n_prompt[b] = full_warmup || context < 16 ? context : 16;
     }
     graft_generate_opts o = graft_generate_default_opts();
     o.greedy = 1;

@@ -6,8 +6,9 @@
  * One measurement (graft_bench_measure) of model m at (context, batch, gen_tokens):
  *   prompts   synthetic ids, so no tokenizer is needed: sequence b, position t holds
  *             1 + (7919 t + 104729 b) mod (V - 1)   (graft_bench_prompt)
- *   warm-up   an untimed generation of min(context, 16) tokens and 2 new ones at the same batch
- *             (thread pool, first allocations)
+ *   warm-up   an untimed generation of min(context, 16) tokens (CPU: thread pool, first
+ *             allocations; on a device the whole context: cuBLASLt plans of the new shapes) and 2
+ *             new ones at the same batch
  *   timed     `repeat` times: greedy, fixed length (no early stop): prefill of `context` tokens
  *             for the batch, then gen_tokens - 1 single-token steps (generate.h)
  *   ttft_ms        prefill of the batch up to its first token, milliseconds (median of repeats)
