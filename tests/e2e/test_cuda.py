@@ -16,10 +16,13 @@ import numpy as np
 from e2e_util import Checks, graft_env, start, write_recipe
 
 graft, src, work = sys.argv[1:4]
+# GRAFT_E2E_DEVICE=cpu runs the "gpu" side on the CPU: a dry run of this script itself on a machine
+# without a GPU (every comparison then holds trivially).
+device = os.environ.get("GRAFT_E2E_DEVICE", "cuda")
 
-# skip (77) before any work when this graft cannot open a GPU: --check opens the recipe's device
-os.makedirs(work, exist_ok=True)
-probe = write_recipe(src, work, "probe", "  - {kind: select, policy: count, count: 1, out: @OUT@/x.yaml}", device="cuda")
+graft, src, work = start(sys.argv)
+# skip (77) before the runs when this graft cannot open a GPU: --check opens the recipe's device
+probe = write_recipe(src, work, "probe", "  - {kind: select, policy: count, count: 1, out: @OUT@/x.yaml}", device=device)
 r = subprocess.run([graft, "run", probe, "--check"], capture_output=True, text=True, env=graft_env())
 if r.returncode != 0:
     msg = (r.stdout + r.stderr).strip()
@@ -28,8 +31,6 @@ if r.returncode != 0:
         sys.exit(77)
     print(f"FAIL probe: {msg}")
     sys.exit(1)
-
-graft, src, work = start(sys.argv)
 check = Checks()
 
 prelude = """  - kind: pretrain
@@ -109,7 +110,7 @@ def run(name, device):
     return os.path.join(work, name, "run.h5")
 
 
-cpu, gpu = run("cpu", "cpu"), run("gpu", "cuda")
+cpu, gpu = run("cpu", "cpu"), run("gpu", device)
 groups = (("0_pretrain", 120), ("1_stage1", 24), ("2_stage1", 12))
 
 
@@ -183,14 +184,15 @@ def kill_at(proc, log, group, at_least):
     return -1
 
 
-rk = write_recipe(src, work, "gpuk", stages, device="cuda")
+rk = write_recipe(src, work, "gpuk", stages, device=device)
 logk = os.path.join(work, "gpuk", "run.h5")
 kills = 0
 for group, at in (("0_pretrain", 15), ("1_stage1", 8)):
-    p = subprocess.Popen([graft, "run", rk] + (["--resume"] if kills else []), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, env=graft_env())
+    p = subprocess.Popen([graft, "run", rk] + (["--resume"] if kills else []), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, env=graft_env())
     n = kill_at(p, logk, group, at)
-    print(f"    killed during {group} after {n} rows" if n > 0 else f"    {group}: finished before the kill")
+    print(f"    killed during {group} after {n} rows" if n > 0 else
+          f"    {group}: finished before the kill (exit {p.returncode}): {p.stdout.read()[-500:]}")
     kills += n > 0
 r = subprocess.run([graft, "run", rk, "--resume"], capture_output=True, text=True, env=graft_env())
 check(r.returncode == 0 or kills == 0, f"gpu resume finishes: {r.stderr.strip()[-400:]}")
