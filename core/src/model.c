@@ -1005,6 +1005,40 @@ graft_status graft_model_download(graft_model_t *m, graft_err *err) {
     return be->copy(be->ctx, m->weights, m->opt_master, m->weights_floats * sizeof(float), GRAFT_COPY_D2H, err);
 }
 
+/* Moments between the backend's padded layout (param_off) and the checkpoint's packed one. */
+static graft_status opt_moments_copy(graft_model_t *m, float *host, int to_host, graft_err *err) {
+    const graft_backend *be = m->be;
+    size_t total = (size_t)graft_model_numel(m), packed = 0;
+    for (int64_t i = 0; i < m->n_params; i++) {
+        size_t n = (size_t)m->params[i].numel, off = param_off(m, i);
+        for (int half = 0; half < 2; half++) {
+            float *dev = m->opt_moments + (half ? m->weights_floats : 0) + off, *h = host + (half ? total : 0) + packed;
+            graft_status st = to_host ? be->copy(be->ctx, h, dev, n * sizeof(float), GRAFT_COPY_D2H, err)
+                                      : be->copy(be->ctx, dev, h, n * sizeof(float), GRAFT_COPY_H2D, err);
+            if (st) return st;
+        }
+        packed += n;
+    }
+    return be->sync(be->ctx, err);
+}
+
+graft_status graft_model_opt_moments_get(graft_model_t *m, float *mom, graft_err *err) {
+    if (!m->opt_moments) {
+        memset(mom, 0, 2 * (size_t)graft_model_numel(m) * sizeof(float));
+        return GRAFT_STATUS_OK;
+    }
+    return opt_moments_copy(m, mom, 1, err);
+}
+
+graft_status graft_model_opt_moments_set(graft_model_t *m, const float *mom, graft_err *err) {
+    graft_status st;
+    if (!m->opt_moments && (st = opt_init(m, err))) {
+        free_training(m);
+        return graft_err_prefix(err, "model");
+    }
+    return opt_moments_copy(m, (float *)(uintptr_t)mom, 0, err);
+}
+
 /* ---- decoding ------------------------------------------------------------------------------ */
 
 /* One sequence's decode state of layer L on device dev (plugin.h state_bytes_on when present). */

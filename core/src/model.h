@@ -121,6 +121,16 @@ graft_status graft_model_backward_loss(graft_model_t *m, const graft_model_loss 
  * this state (and the gradients). */
 graft_status graft_model_opt_step(graft_model_t *m, const graft_adamw_params *p, int64_t t, double lr,
                                   double max_norm, double *grad_norm, graft_err *err);
+/* The AdamW moments in the layout of a training checkpoint (train.c): parameter i's first moment
+ * at float offset sum_{j<i} numel_j of `mom`, its second moment at graft_model_numel(m) plus that
+ * offset (mom holds 2 * graft_model_numel(m) floats, host memory, the caller's).
+ * get: copies them out (zeros before the first graft_model_opt_step).
+ * set: creates the optimizer state first if there is none (needs the gradients of a training
+ * forward; on a device the F32 masters are taken from the HOST weights then, so load those and
+ * graft_model_upload before), then copies the moments in. This is how a device run checkpoints
+ * and resumes. */
+graft_status graft_model_opt_moments_get(graft_model_t *m, float *mom, graft_err *err);
+graft_status graft_model_opt_moments_set(graft_model_t *m, const float *mom, graft_err *err);
 /* Copies the device F32 masters back into the host weights (checkpoints, evaluation on the CPU);
  * nothing to do on the CPU or before the first device step. */
 graft_status graft_model_download(graft_model_t *m, graft_err *err);

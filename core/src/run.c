@@ -83,6 +83,11 @@ graft_status graft_run_load_model(graft_run_ctx *c, const char *dir, const graft
     return st;
 }
 
+graft_status graft_run_place(graft_run_ctx *c, graft_model_t *m, graft_err *err) {
+    if (!c->be || c->be->device == GRAFT_DEVICE_CPU) return GRAFT_STATUS_OK;
+    return graft_model_set_backend(m, c->be, err);
+}
+
 graft_status graft_run_open_data(graft_run_ctx *c, int64_t B, int64_t T, graft_data_t **out, graft_err *err) {
     graft_data_params dp = graft_data_default_params();
     dp.B = B;
@@ -338,15 +343,15 @@ graft_status graft_run(const graft_run_opts *o, graft_err *err) {
     }
     if ((st = graft_recipe_check_layers(r, c->cfg.n_layer, err))) goto done;
     if (r->device_cuda) {
-        /* Stages run on CUDA only where their whole path exists there. So far that is `select`
-         * (no device work) and `bench` (generation on CUDA); pretrain/stage0/stage1 need the CUDA
-         * backward and eval its training-forward pieces (issue #7). The first such stage is named. */
+        /* Stages run on CUDA only where their whole path exists there: pretrain, stage1 and eval
+         * (training through the fused loss and device AdamW, train.c), select (no device work)
+         * and bench. Stage 0 trains its students through the CPU's fp32 ops so far (issue #8). */
         for (int64_t i = 0; i < r->n_stages; i++) {
             const graft_stage *sg = &r->stages[i];
-            if (sg->kind == GRAFT_STAGE_SELECT || sg->kind == GRAFT_STAGE_BENCH) continue;
+            if (sg->kind != GRAFT_STAGE_STAGE0) continue;
             st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
-                               "%s: %s (kind %s): not implemented on device \"%s\" yet (the CUDA backend runs model "
-                               "forwards only: `graft forward --device cuda`); use device: cpu",
+                               "%s: %s (kind %s): not implemented on device \"%s\" yet (pretrain, stage1, eval, "
+                               "select and bench run there); run Stage 0 in a recipe with device: cpu",
                                sg->pos.where ? sg->pos.where : r->path, sg->pos.field ? sg->pos.field : "stage",
                                graft_stage_kind_name(sg->kind), r->device);
             goto done;

@@ -44,6 +44,9 @@ void graft_run_note(graft_run_ctx *c, const char *fmt, ...) __attribute__((forma
 graft_status graft_run_load_model(graft_run_ctx *c, const char *dir, const graft_model_ref *ref,
                                   graft_model_t **out, graft_err *err);
 
+/* Moves a loaded model to the recipe's device (nothing on the CPU); on failure it stays on the CPU. */
+graft_status graft_run_place(graft_run_ctx *c, graft_model_t *m, graft_err *err);
+
 /* A model choice of eval / bench (teacher, control, hybrid or a path): its display name, and
  * the model loaded from where that role's weights are now (run_eval.c). */
 const char *graft_run_choice_name(const graft_model_choice *m);

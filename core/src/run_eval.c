@@ -127,6 +127,10 @@ graft_status graft_run_eval(graft_run_ctx *c, const graft_stage *s, graft_err *e
         graft_model_t *m = NULL;
         const char *name = graft_run_choice_name(&models[i]);
         if ((st = graft_run_load_choice(c, &models[i], &m, err))) goto done;
+        if ((st = graft_run_place(c, m, err))) {
+            graft_model_free(m);
+            goto done;
+        }
         double ce = NAN, tokens = 0, tok_s = NAN;
         st = graft_eval_heldout_ce(m, data, ep->batch, ep->seq_len, ep->heldout_batches, &ce, &tokens, err);
         if (!st) {

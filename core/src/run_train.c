@@ -124,6 +124,7 @@ graft_status graft_run_pretrain(graft_run_ctx *c, const graft_stage *s, graft_er
     p.alpha = 1.0;
     graft_status st = graft_run_load_model(c, c->model_dir, &c->r->model, &m, err);
     if (st) return st;
+    if ((st = graft_run_place(c, m, err))) goto done;
     fprintf(c->out, "  model: %s (%lld parameters); %lld steps of %lld x %lld tokens\n",
             c->model_dir[0] ? c->model_dir : "random init", (long long)graft_model_numel(m), (long long)s->train.steps,
             (long long)s->train.batch, (long long)s->train.seq_len);
@@ -187,11 +188,13 @@ graft_status graft_run_stage1(graft_run_ctx *c, const graft_stage *s, graft_err 
     if ((st = graft_hybrid_assemble(base, layers, (uint64_t)c->r->seed, &hybrid, &note, err))) goto done;
     graft_model_free(base);
     base = NULL;
+    if ((st = graft_run_place(c, hybrid, err))) goto done;
     /* with a complete teacher cache the teacher is not needed (DESIGN: the cache replaces it) */
     int cached = sp->teacher_cache && graft_fs_exists(sp->teacher_cache);
     if (!cached && (st = graft_run_load_model(c, c->teacher_dir, c->r->teacher_is_model ? &c->r->model : &c->r->teacher,
                                               &teacher, err)))
         goto done;
+    if (teacher && (st = graft_run_place(c, teacher, err))) goto done; /* on the student's device */
     if (sp->teacher_cache)
         fprintf(c->out, "  teacher top-k %s %s\n", cached ? "read from" : "precomputed first into", sp->teacher_cache);
     {

@@ -5,6 +5,15 @@
  *   KL part:  the teacher's logits of the same windows -> per row its top-k ids, log-probs and
  *             top-k mass (temperature 1) -> "topk_kl" loss plugin, gradient scaled by (1-alpha)/N;
  * then backward, global-norm clipping, AdamW at the schedule's learning rate.
+ *
+ * On a device backend (CUDA) the same step goes through the model's fused path instead of the
+ * loss plugins: graft_model_backward_loss (lm_head + CE + decoupled top-k KL on the GPU, no logits
+ * on the host) and graft_model_opt_step (AdamW on fp32 masters on the GPU). The teacher's top-k
+ * reaches it as on the CPU: the teacher (on the same device) runs an inference forward, its logits
+ * come to the host and teacher_topk() picks the rows' top-k there (or the teacher cache supplies
+ * them). That is the simplest correct route and shares the cache's code; its cost is one (N, V)
+ * F32 copy per micro-batch (a device top-k would remove it: TODO(#8)). Checkpoints download the
+ * masters and moments; resume uploads them. The CPU path is untouched (bit-identical).
  */
 #include "train.h"
 
@@ -296,6 +305,42 @@ done:
     return st;
 }
 
+/* One micro-batch on a device backend: the teacher's top-k (cache row `row0`, or the live teacher),
+ * the student's training forward and graft_model_backward_loss; sums added to the step's. */
+static graft_status device_micro(graft_model_t *student, graft_model_t *teacher, graft_tkcache_t *tkc,
+                                 const graft_train_opts *p, const int32_t *ids, const int32_t *labels, int64_t B,
+                                 int64_t T, int64_t row0, double ce_scale, double kl_scale, float *tlogits,
+                                 int32_t *tk_ids, float *tk_logp, float *tk_mass, double *ce_sum, double *ce_n,
+                                 double *kl_sum, double *kl_n, graft_err *err) {
+    int64_t N = B * T;
+    graft_status st;
+    graft_model_loss L = {.labels = labels, .ignore_index = -100, .ce_scale = (float)ce_scale};
+    if (tlogits) { /* distilling */
+        if (tkc) {
+            if ((st = graft_tkcache_read(tkc, row0, N, ids, tk_ids, tk_logp, tk_mass, err))) return st;
+        } else {
+            if ((st = graft_model_forward(teacher, ids, B, T, tlogits, NULL, 0, err))) return st;
+            teacher_topk(tlogits, N, graft_model_config(teacher)->vocab_size, p->k, tk_ids, tk_logp, tk_mass);
+        }
+        L.topk_ids = tk_ids;
+        L.topk_logp = tk_logp;
+        L.topk_mass = tk_mass;
+        L.k = p->k;
+        L.temperature = (float)p->temperature;
+        L.kl_scale = (float)kl_scale;
+    }
+    if ((st = graft_model_forward(student, ids, B, T, NULL, NULL, 1, err))) return st;
+    double sums[4] = {0, 0, 0, 0};
+    if ((st = graft_model_backward_loss(student, &L, sums, err))) return st;
+    *ce_sum += sums[0];
+    *ce_n += sums[1];
+    if (tlogits) { /* the KL's rows are the CE's counted rows (losses/topk_kl.c with labels) */
+        *kl_sum += sums[2] + sums[3];
+        *kl_n += sums[1];
+    }
+    return GRAFT_STATUS_OK;
+}
+
 graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, const char *const *paths,
                              int64_t n_paths, const graft_train_opts *p, const graft_train_hooks *hooks,
                              graft_err *err) {
@@ -323,19 +368,23 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
     graft_data_t *data = NULL;
     loss_handle ce = {0}, kl = {0};
     graft_tkcache_t *tkc = NULL;
+    /* device: loss and optimizer run in the model (no host logits, no loss plugins) */
+    const int dev = graft_model_backend(student)->device != GRAFT_DEVICE_CPU;
     win = malloc(sizeof(uint32_t) * (size_t)maxW);
     ids = malloc(sizeof(int32_t) * (size_t)maxN);
     labels = malloc(sizeof(int32_t) * (size_t)maxN);
-    logits = malloc(sizeof(float) * (size_t)(maxN * V));
-    dce = malloc(sizeof(float) * (size_t)(maxN * V));
-    if (!win || !ids || !labels || !logits || !dce) goto oom;
+    if (!dev) {
+        logits = malloc(sizeof(float) * (size_t)(maxN * V));
+        dce = malloc(sizeof(float) * (size_t)(maxN * V));
+    }
+    if (!win || !ids || !labels || (!dev && (!logits || !dce))) goto oom;
     if (distill) {
-        dkl = malloc(sizeof(float) * (size_t)(maxN * V));
+        if (!dev) dkl = malloc(sizeof(float) * (size_t)(maxN * V));
         tlogits = p->teacher_cache ? malloc(sizeof(float)) : malloc(sizeof(float) * (size_t)(maxN * V));
         tk_ids = malloc(sizeof(int32_t) * (size_t)(maxN * p->k));
         tk_logp = malloc(sizeof(float) * (size_t)(maxN * p->k));
         tk_mass = malloc(sizeof(float) * (size_t)maxN);
-        if (!dkl || !tlogits || !tk_ids || !tk_logp || !tk_mass) goto oom;
+        if ((!dev && !dkl) || !tlogits || !tk_ids || !tk_logp || !tk_mass) goto oom;
     }
     if (distill && p->teacher_cache) { /* the teacher's top-k from the cache, made first if absent */
         if (!graft_fs_exists(p->teacher_cache)) {
@@ -348,8 +397,8 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
         }
         if ((st = graft_tkcache_open(p->teacher_cache, p->k, V, cache_fingerprint(p), &tkc, err))) goto done;
     }
-    if ((st = loss_open(&ce, "ce", NULL, 0, err))) goto done;
-    if (distill) {
+    if (!dev && (st = loss_open(&ce, "ce", NULL, 0, err))) goto done;
+    if (distill && !dev) {
         char ks[32], ts[64];
         snprintf(ks, sizeof ks, "%lld", (long long)p->k);
         snprintf(ts, sizeof ts, "%.17g", p->temperature);
@@ -393,6 +442,10 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
         int found = 0;
         if ((st = train_resume(p->state_dir, student, moments, total, &step0, &phase0, &cursor0, &found, err))) goto done;
         have_cursor = found;
+        /* device: the working copy from the restored host weights, then the optimizer state (its
+         * F32 masters from those host weights) with the restored moments */
+        if (found && dev && ((st = graft_model_upload(student, err)) || (st = graft_model_opt_moments_set(student, moments, err))))
+            goto done;
     }
     /* tokens seen before the resumed step (the row's `tokens` is cumulative over the stage) */
     int64_t tokens_seen = 0;
@@ -431,8 +484,15 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
             for (int64_t micro = 0; micro < accum; micro++) {
                 if ((st = graft_data_next(data, win, err))) goto done;
                 graft_data_window_ids(win, B, T, ids, labels);
-                if ((st = graft_model_forward(student, ids, B, T, logits, NULL, 1, err))) goto done;
                 double denom = (double)N * (double)accum;
+                if (dev) {
+                    if ((st = device_micro(student, teacher, tkc, p, ids, labels, B, T, tokens_seen + micro * N, a / denom,
+                                           (1.0 - a) / denom, tlogits, tk_ids, tk_logp, tk_mass, &ce_sum, &ce_n, &kl_sum,
+                                           &kl_n, err)))
+                        goto done;
+                    continue;
+                }
+                if ((st = graft_model_forward(student, ids, B, T, logits, NULL, 1, err))) goto done;
                 graft_loss_io io = {.struct_size = sizeof io, .loss = ce.obj, .device = GRAFT_DEVICE_CPU, .N = N, .W = V,
                                     .student = logits, .labels = labels, .grad_scale = (float)(a / denom),
                                     .dstudent = dce, .loss_sum = &ce_sum, .count = &ce_n};
@@ -455,9 +515,13 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
                 if ((st = graft_model_backward(student, dce, err))) goto done;
             }
             tokens_seen += N * accum;
-            double gn = p->grad_clip > 0 ? graft_grad_clip(spans, np, p->grad_clip) : graft_grad_norm(spans, np);
-            double lr = graft_lr_schedule_at(&sched, step);
-            if ((st = graft_adamw_step(&ap, spans, np, step, lr, err))) goto done;
+            double gn = 0, lr = graft_lr_schedule_at(&sched, step);
+            if (dev) { /* clip_grad_norm_ semantics on the device: max_norm <= 0 measures only */
+                if ((st = graft_model_opt_step(student, &ap, step, lr, p->grad_clip, &gn, err))) goto done;
+            } else {
+                gn = p->grad_clip > 0 ? graft_grad_clip(spans, np, p->grad_clip) : graft_grad_norm(spans, np);
+                if ((st = graft_adamw_step(&ap, spans, np, step, lr, err))) goto done;
+            }
             double dt = now_s() - t0;
             if (hooks && hooks->on_step) {
                 double cev = ce_n > 0 ? ce_sum / ce_n : NAN, klv = kl_n > 0 ? kl_sum / kl_n : 0;
@@ -474,12 +538,16 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
             int ckpt = p->state_dir && ((p->checkpoint_every > 0 && step % p->checkpoint_every == 0) || step == total_steps);
             if (ckpt) {
                 graft_data_cursor cur = graft_data_get_cursor(data);
+                if (dev && ((st = graft_model_download(student, err)) || (st = graft_model_opt_moments_get(student, moments, err))))
+                    goto done;
                 if ((st = train_checkpoint(p->state_dir, student, moments, total, step, ph, &cur, err))) goto done;
             }
         }
         graft_data_close(data);
         data = NULL;
     }
+    /* the trained weights back in the host arrays (saving, CPU-side use) */
+    if (dev) st = graft_model_download(student, err);
     goto done;
 oom:
     st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "train: out of memory (batch x seq_len x vocab too large?)");
