@@ -1,11 +1,15 @@
 /* test_host.c: the core's host table (host.c): matmul against a naive product (transposes,
  * leading dimensions, batch, beta == 0 ignoring NaN in C), refusals of other dtypes/devices,
- * aligned zeroed alloc, parallel_for covering every index exactly once, repeatedly. */
+ * aligned zeroed alloc, parallel_for covering every index exactly once, repeatedly, and the very
+ * first parallel_for of the process using the pool's worker (it used to miss that job). */
+#define _POSIX_C_SOURCE 200809L
 #include <stddef.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "graft/rng.h"
 #include "host.h"
@@ -22,6 +26,17 @@ static void naive(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, 
         }
 }
 
+/* Which thread ran each of 16 slow items (2 ms each, so a started worker cannot miss them all). */
+static pthread_t who[16];
+static void slow_item(void *arg, int64_t b, int64_t e) {
+    (void)arg;
+    for (int64_t i = b; i < e; i++) {
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+        who[i] = pthread_self();
+    }
+}
+
 static atomic_int hits[10007];
 static void mark(void *arg, int64_t b, int64_t e) {
     (void)arg;
@@ -29,6 +44,12 @@ static void mark(void *arg, int64_t b, int64_t e) {
 }
 
 int main(void) {
+    /* first: the pool starts with this job, 2 threads whatever the machine */
+    setenv("GRAFT_THREADS", "2", 1);
+    graft_host_parallel_for(16, slow_item, NULL);
+    int distinct = 0;
+    for (int i = 0; i < 16; i++) distinct |= !pthread_equal(who[i], who[0]);
+    CHECK(distinct); /* the worker created for the first job took part in it */
     const graft_host *h = graft_host_get();
     CHECK(h->struct_size == sizeof(graft_host) && h->abi_version == GRAFT_ABI_VERSION);
     CHECK(h->log && h->matmul && h->alloc && h->free && h->parallel_for);
