@@ -436,33 +436,10 @@ static graft_status prefixed(graft_err *err, const char *what) {
 }
 
 /* C (m x n) = op(A) op(B) + beta C; A, B bf16; C bf16 or f32 (c_f32). */
-static graft_status mm(const rwkv7_layer *L, void *stream, int ta, int tb, int64_t m, int64_t n, int64_t k,
-                       const void *A, int64_t lda, const void *Bm, int64_t ldb, void *Cm, int64_t ldc, float beta,
-                       int c_f32, graft_err *err) {
-    graft_matmul_args a;
-    memset(&a, 0, sizeof a);
-    a.struct_size = sizeof a;
-    a.device = GRAFT_DEVICE_CUDA;
-    a.stream = stream;
-    a.dtype = GRAFT_DTYPE_BF16;
-    a.trans_a = ta;
-    a.trans_b = tb;
-    a.m = m;
-    a.n = n;
-    a.k = k;
-    a.alpha = 1.0f;
-    a.beta = beta;
-    a.a = A;
-    a.lda = lda;
-    a.b = Bm;
-    a.ldb = ldb;
-    a.c = Cm;
-    a.ldc = ldc;
-    a.batch = 1;
-    a.mixed_dtypes = 1;
-    a.dtype_b = GRAFT_DTYPE_BF16;
-    a.dtype_c = c_f32 ? GRAFT_DTYPE_F32 : GRAFT_DTYPE_BF16;
-    return L->host->matmul(L->host->ctx, &a, err);
+static graft_status mm(const rwkv7_layer *L, void *stream, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A,
+                       int64_t lda, const void *Bm, int64_t ldb, void *Cm, int64_t ldc, float beta, int c_f32,
+                       graft_err *err) {
+    return graft_host_matmul_bf16(L->host, stream, ta, tb, m, n, k, A, lda, Bm, ldb, Cm, ldc, beta, c_f32, err);
 }
 
 /* Y (N, out) = X (N, in) W^T */

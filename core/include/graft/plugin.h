@@ -29,6 +29,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "graft/status.h"
 #include "graft/tensor.h"
@@ -122,6 +123,40 @@ typedef struct graft_host {
     void (*parallel_for)(void *ctx, int64_t n, void (*fn)(void *arg, int64_t begin, int64_t end),
                          void *arg);
 } graft_host;
+
+/* A CUDA plugin's product through the host: C (m x n) = op(A) op(B) + beta C (row-major, alpha 1,
+ * one batch) with A and B BF16 device tensors and C BF16, or F32 when c_f32 (beta = 1 then
+ * accumulates an fp32 parameter gradient from bf16 activations). The shared form of what every
+ * CUDA layer calls for its projections. */
+static inline graft_status graft_host_matmul_bf16(const graft_host *h, void *stream, int trans_a, int trans_b,
+                                                  int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
+                                                  const void *b, int64_t ldb, void *c, int64_t ldc, float beta,
+                                                  int c_f32, graft_err *err) {
+    graft_matmul_args g;
+    memset(&g, 0, sizeof g);
+    g.struct_size = sizeof g;
+    g.device = GRAFT_DEVICE_CUDA;
+    g.stream = stream;
+    g.dtype = GRAFT_DTYPE_BF16;
+    g.trans_a = trans_a;
+    g.trans_b = trans_b;
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    g.alpha = 1.0f;
+    g.beta = beta;
+    g.a = a;
+    g.lda = lda;
+    g.b = b;
+    g.ldb = ldb;
+    g.c = c;
+    g.ldc = ldc;
+    g.batch = 1;
+    g.mixed_dtypes = 1;
+    g.dtype_b = GRAFT_DTYPE_BF16;
+    g.dtype_c = c_f32 ? GRAFT_DTYPE_F32 : GRAFT_DTYPE_BF16;
+    return h->matmul(h->ctx, &g, err);
+}
 
 /* ------------------------------------------------------------------------------------------- */
 /* Mixers                                                                                       */
