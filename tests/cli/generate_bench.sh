@@ -67,6 +67,8 @@ expect 2 "not both" $GRAFT bench --contexts 8 --model $T/m --config $SRC/recipes
 expect 2 "--spec goes with --config" $GRAFT bench --contexts 8 --model $T/m --spec $SPEC
 expect 2 "--contexts \"0\": expected an integer >= 1" $GRAFT bench --contexts 8,0 --model $T/m
 expect 2 "--batch \"x\"" $GRAFT bench --contexts 8 --batch x --model $T/m
+expect 1 "--device: device \"gpu\", expected cpu, cuda or cuda:N" $GRAFT bench --contexts 8 --model $T/m --device gpu
+expect 1 "--device: device \"cuda:x\", expected cpu, cuda or cuda:N" $GRAFT generate --model $T/m --prompt hi --device cuda:x
 expect 1 "$T/nope" $GRAFT bench --contexts 8 --model $T/m --model $T/nope
 expect 1 "$T/four.yaml: n_layer 4, but" $GRAFT bench --contexts 8 --config $SRC/recipes/models/e2e-tiny.json --spec $T/four.yaml
 expect 1 "num_heads" $GRAFT bench --contexts 8 --config $SRC/recipes/models/e2e-tiny.json --spec $T/heads.yaml

@@ -139,9 +139,9 @@ int graft_cmd_generate(int argc, char **argv) {
     uint32_t *u = NULL;
     int rc = 1;
     if (!tok_path) tok_path = model_dir;
-    if (graft_tokenizer_load(tok_path, &tok, &err)) goto fail;
-    const graft_backend *be = NULL;
+    const graft_backend *be = NULL; /* the device first: a bad --device costs no tokenizer load */
     if (graft_backend_open(device, "graft generate: --device", &be, &err)) goto fail;
+    if (graft_tokenizer_load(tok_path, &tok, &err)) goto fail;
     if (graft_hybrid_load(model_dir, &m, &err)) goto fail;
     if (be->device != GRAFT_DEVICE_CPU && graft_model_set_backend(m, be, &err)) goto fail;
     int64_t V = graft_model_config(m)->vocab_size;
