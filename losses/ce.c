@@ -60,13 +60,14 @@ static void ce_rows(void *arg, int64_t begin, int64_t end) {
     const graft_loss_io *io = j->io;
     const int64_t W = io->W;
     const double g = (double)io->grad_scale;
+    const int add = loss_accumulates(io);
     for (int64_t r = begin; r < end; r++) {
         const float *z = io->student + r * W;
         float *dz = io->dstudent ? io->dstudent + r * W : NULL;
         if (!loss_row_counted(io->labels, r, j->ignore_index)) {
             j->row_loss[r] = 0.0;
             if (dz)
-                for (int64_t i = 0; i < W; i++) dz[i] = 0.0f;
+                for (int64_t i = 0; i < W; i++) loss_put(&dz[i], 0.0f, add);
             continue;
         }
         const int64_t y = io->labels[r];
@@ -76,8 +77,9 @@ static void ce_rows(void *arg, int64_t begin, int64_t end) {
         const double L = lse_value(&acc);
         j->row_loss[r] = L - (double)z[y];
         if (dz) {
-            for (int64_t i = 0; i < W; i++) dz[i] = (float)(g * exp((double)z[i] - L));
-            dz[y] = (float)(g * (exp((double)z[y] - L) - 1.0));
+            for (int64_t i = 0; i < W; i++)
+                if (i != y) loss_put(&dz[i], (float)(g * exp((double)z[i] - L)), add);
+            loss_put(&dz[y], (float)(g * (exp((double)z[y] - L) - 1.0)), add);
         }
     }
 }

@@ -64,13 +64,14 @@ static void kl_rows(void *arg, int64_t begin, int64_t end) {
     const int64_t W = io->W;
     const double T = j->l->T, invT = 1.0 / T;
     const double gT = (double)io->grad_scale * T;
+    const int acc = loss_accumulates(io);
     for (int64_t r = begin; r < end; r++) {
         const float *z = io->student + r * W, *t = io->target + r * W;
         float *dz = io->dstudent ? io->dstudent + r * W : NULL;
         if (!loss_row_counted(io->labels, r, j->l->ignore_index)) {
             j->row_loss[r] = 0.0;
             if (dz)
-                for (int64_t i = 0; i < W; i++) dz[i] = 0.0f;
+                for (int64_t i = 0; i < W; i++) loss_put(&dz[i], 0.0f, acc);
             continue;
         }
         lse_acc ta, sa;
@@ -86,7 +87,7 @@ static void kl_rows(void *arg, int64_t begin, int64_t end) {
             const double lp = (double)t[i] * invT - La, lq = (double)z[i] * invT - Lb;
             const double p = exp(lp);
             if (p > 0) kl += p * (lp - lq);
-            if (dz) dz[i] = (float)(gT * (exp(lq) - p));
+            if (dz) loss_put(&dz[i], (float)(gT * (exp(lq) - p)), acc);
         }
         j->row_loss[r] = T * T * kl;
     }

@@ -22,6 +22,11 @@
  * only if offsetof + sizeof <= struct_size). */
 #define LOSS_IO_HAS(io, m) ((io)->struct_size >= offsetof(graft_loss_io, m) + sizeof((io)->m))
 
+/* dstudent element: written (=), or added (+=) when the caller set the appended `accumulate`.
+ * The add is one float addition, as a caller summing two gradients itself would do. */
+static inline int loss_accumulates(const graft_loss_io *io) { return LOSS_IO_HAS(io, accumulate) && io->accumulate; }
+static inline void loss_put(float *d, float v, int acc) { *d = acc ? *d + v : v; }
+
 /* ---- online log-sum-exp, in double ---------------------------------------------------------- */
 
 /* log(sum_i exp(x_i)) = m + log(s) with s = sum_i exp(x_i - m), m the running maximum. One exp per

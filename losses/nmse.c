@@ -66,7 +66,8 @@ static void nmse_rows(void *arg, int64_t begin, int64_t end) {
         j->den[r] = den;
         if (io->dstudent) {
             float *ds = io->dstudent + r * W;
-            for (int64_t i = 0; i < W; i++) ds[i] = (float)(g2 * ((double)s[i] - (double)t[i]));
+            const int acc = loss_accumulates(io);
+            for (int64_t i = 0; i < W; i++) loss_put(&ds[i], (float)(g2 * ((double)s[i] - (double)t[i])), acc);
         }
     }
 }

@@ -134,13 +134,14 @@ static void topk_rows(void *arg, int64_t begin, int64_t end) {
     const graft_loss_io *io = jb->io;
     const int64_t W = io->W, k = jb->l->k;
     const double T = jb->l->T, invT = 1.0 / T, g = (double)io->grad_scale;
+    const int acc = loss_accumulates(io);
     for (int64_t r = begin; r < end; r++) {
         const float *z = io->student + r * W;
         float *dz = io->dstudent ? io->dstudent + r * W : NULL;
         if (!loss_row_counted(io->labels, r, jb->l->ignore_index)) {
             jb->bern[r] = jb->topk[r] = 0.0;
             if (dz)
-                for (int64_t i = 0; i < W; i++) dz[i] = 0.0f;
+                for (int64_t i = 0; i < W; i++) loss_put(&dz[i], 0.0f, acc);
             continue;
         }
         const int32_t *ids = io->topk_ids + r * k, *srt = jb->sorted + r * k;
@@ -191,13 +192,13 @@ static void topk_rows(void *arg, int64_t begin, int64_t end) {
         prev = 0;
         for (int64_t j = 0; j <= k; j++) {
             const int64_t stop = j < k ? (int64_t)srt[j] : W;
-            for (int64_t i = prev; i < stop; i++) dz[i] = (float)(-g * c * exp((double)z[i] - LC));
+            for (int64_t i = prev; i < stop; i++) loss_put(&dz[i], (float)(-g * c * exp((double)z[i] - LC)), acc);
             prev = stop + 1;
         }
         for (int64_t j = 0; j < k; j++) {
             const double zj = (double)z[ids[j]];
             const double p = exp((double)lp[j] * invT - Lp), q = exp(zj * invT - Lq);
-            dz[ids[j]] = (float)(g * (c * exp(zj - LS) + T * P * (q - p)));
+            loss_put(&dz[ids[j]], (float)(g * (c * exp(zj - LS) + T * P * (q - p))), acc);
         }
     }
 }

@@ -362,7 +362,7 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
     graft_status st = GRAFT_STATUS_OK;
     uint32_t *win = NULL;
     int32_t *ids = NULL, *labels = NULL, *tk_ids = NULL;
-    float *logits = NULL, *dce = NULL, *dkl = NULL, *tlogits = NULL, *tk_logp = NULL, *tk_mass = NULL;
+    float *logits = NULL, *dce = NULL, *tlogits = NULL, *tk_logp = NULL, *tk_mass = NULL;
     float *moments = NULL;
     graft_adamw_span *spans = NULL;
     graft_data_t *data = NULL;
@@ -379,12 +379,11 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
     }
     if (!win || !ids || !labels || (!dev && (!logits || !dce))) goto oom;
     if (distill) {
-        if (!dev) dkl = malloc(sizeof(float) * (size_t)(maxN * V));
         tlogits = p->teacher_cache ? malloc(sizeof(float)) : malloc(sizeof(float) * (size_t)(maxN * V));
         tk_ids = malloc(sizeof(int32_t) * (size_t)(maxN * p->k));
         tk_logp = malloc(sizeof(float) * (size_t)(maxN * p->k));
         tk_mass = malloc(sizeof(float) * (size_t)maxN);
-        if ((!dev && !dkl) || !tlogits || !tk_ids || !tk_logp || !tk_mass) goto oom;
+        if (!tlogits || !tk_ids || !tk_logp || !tk_mass) goto oom;
     }
     if (distill && p->teacher_cache) { /* the teacher's top-k from the cache, made first if absent */
         if (!graft_fs_exists(p->teacher_cache)) {
@@ -508,9 +507,9 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
                     graft_loss_io kio = {.struct_size = sizeof kio, .loss = kl.obj, .device = GRAFT_DEVICE_CPU, .N = N,
                                          .W = V, .student = logits, .k = p->k, .topk_ids = tk_ids, .topk_logp = tk_logp,
                                          .topk_mass = tk_mass, .grad_scale = (float)((1.0 - a) / denom),
-                                         .dstudent = dkl, .loss_sum = &kl_sum, .count = &kl_n};
+                                         .dstudent = dce, .loss_sum = &kl_sum, .count = &kl_n,
+                                         .accumulate = 1}; /* the KL gradient adds into the CE's */
                     if ((st = kl.L->compute(&kio, err))) goto done;
-                    for (int64_t i = 0; i < N * V; i++) dce[i] += dkl[i];
                 }
                 if ((st = graft_model_backward(student, dce, err))) goto done;
             }
@@ -557,7 +556,7 @@ done:
     loss_close(&kl);
     graft_tkcache_close(tkc);
     free(win); free(ids); free(labels); free(tk_ids);
-    free(logits); free(dce); free(dkl); free(tlogits); free(tk_logp); free(tk_mass);
+    free(logits); free(dce); free(tlogits); free(tk_logp); free(tk_mass);
     free(moments); free(spans);
     return st;
 }

@@ -28,5 +28,6 @@ AFTER(graft_mixer_io, dcarry, past_len_dev);
 AFTER(graft_mixer, forward, backward);
 AFTER(graft_mixer, backward, state_bytes_on);
 AFTER(graft_host, free, parallel_for);
+AFTER(graft_loss_io, parts, accumulate);
 
 int abi_layout_unused(void);

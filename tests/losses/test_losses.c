@@ -148,6 +148,20 @@ static void test_loss(const char *name) {
     CHECK(isfinite(s1) && s1 > 0);
     if (!strcmp(name, "topk_kl")) CHECK(fabs(p1[0] + p1[1] - s1) <= 1e-12 * s1);
 
+    /* accumulate (appended member): dstudent += the gradient, one float add per element (what a
+     * caller summing two gradients itself would get), same loss; the ignored row adds zeros. */
+    {
+        float *acc = malloc(sizeof(float) * (size_t)(N * W)), *want = malloc(sizeof(float) * (size_t)(N * W));
+        for (int64_t i = 0; i < N * W; i++) acc[i] = (float)(urand() - 0.5), want[i] = acc[i] + g1[i];
+        double s4, c4, p4[2] = {0};
+        graft_loss_io io4 = make_io(obj, &in, acc, &s4, &c4, p4);
+        io4.accumulate = 1;
+        CHECK(L->compute(&io4, &err) == GRAFT_STATUS_OK && s4 == s1 && c4 == c1);
+        CHECK(memcmp(acc, want, sizeof(float) * (size_t)(N * W)) == 0);
+        free(acc);
+        free(want);
+    }
+
     /* No gradient wanted: same loss, nothing written. */
     double s3, c3;
     graft_loss_io io3 = make_io(obj, &in, NULL, &s3, &c3, NULL);

@@ -340,6 +340,9 @@ typedef struct graft_loss_io {
     double *loss_sum;             /* out                                                       */
     double *count;                /* out: counted rows (or the denominator of a ratio loss)    */
     double *parts;                /* out, may be NULL: loss-specific components (n_parts)       */
+    /* ---- appended (read only when struct_size covers it) ---- */
+    uint32_t accumulate;          /* 1: dstudent += the gradient (a second loss on the same
+                                     logits adds into the first's gradient, no extra buffer)  */
 } graft_loss_io;
 
 /* ---- graft_loss: members are only appended; never reorder. ---- */
