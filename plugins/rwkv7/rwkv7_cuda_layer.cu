@@ -40,6 +40,7 @@
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 extern "C" {
@@ -427,12 +428,9 @@ static graft_status launched(const char *what, graft_err *err) {
 
 /* Prepends "rwkv7: <what>: " to a callee's message. */
 static graft_status prefixed(graft_err *err, const char *what) {
-    char tmp[sizeof err->msg];
-    memcpy(tmp, err->msg, sizeof tmp);
-    tmp[sizeof tmp - 1] = 0;
-    graft_status st = err->status;
-    graft_err_set(err, st, "rwkv7: %s: %s", what, tmp);
-    return st;
+    char p[64];
+    snprintf(p, sizeof p, "rwkv7: %s", what);
+    return graft_err_prefix(err, p);
 }
 
 /* C (m x n) = op(A) op(B) + beta C; A, B bf16; C bf16 or f32 (c_f32). */

@@ -33,7 +33,7 @@ static graft_status sm_create(const graft_host *host, const graft_mixer_cfg *cfg
                              cfg->struct_size);
     static const char *const known[] = {NULL};
     if (graft_kv_check_known(cfg->kv, cfg->n_kv, known, origin, err))
-        return sm_err_prefix(err, "softmax (takes no settings)");
+        return graft_err_prefix(err, "softmax (takes no settings)");
     if (cfg->n_embd <= 0 || cfg->n_head <= 0 || cfg->n_kv_head <= 0 || cfg->head_dim <= 0 ||
         cfg->n_embd > (1 << 20) || cfg->n_head > 4096 || cfg->n_kv_head > 4096 || cfg->head_dim > 4096)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,

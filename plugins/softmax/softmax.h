@@ -31,19 +31,6 @@ int64_t sm_saved_floats_per_token(const sm_layer *l);
 /* Floats of scratch for a call with B, T (forward without saved, and backward). */
 int64_t sm_scratch_floats(const sm_layer *l, int64_t B, int64_t T);
 
-/* Prepends "prefix: " to err's message (truncating its tail); returns err->status. */
-static inline graft_status sm_err_prefix(graft_err *err, const char *prefix) {
-    if (!err) return GRAFT_STATUS_INTERNAL;
-    size_t p = strlen(prefix) + 2, n = strnlen(err->msg, sizeof err->msg - 1);
-    if (p >= sizeof err->msg) return err->status;
-    if (n + p >= sizeof err->msg) n = sizeof err->msg - 1 - p;
-    memmove(err->msg + p, err->msg, n);
-    err->msg[n + p] = 0;
-    memcpy(err->msg, prefix, p - 2);
-    err->msg[p - 2] = ':';
-    err->msg[p - 1] = ' ';
-    return err->status;
-}
 
 graft_status sm_forward_cpu(const graft_mixer_io *io, graft_err *err);
 graft_status sm_backward_cpu(const graft_mixer_io *io, graft_err *err);

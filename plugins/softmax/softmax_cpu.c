@@ -230,12 +230,12 @@ graft_status sm_forward_cpu(const graft_mixer_io *io, graft_err *err) {
     if (mm(l, 0, 1, BT, qd, C, io->x, C, io->params[P_Q].data, C, c.q_raw, qd, 0.0f, err) ||
         mm(l, 0, 1, BT, kd, C, io->x, C, io->params[P_K].data, C, c.k_raw, kd, 0.0f, err) ||
         mm(l, 0, 1, BT, kd, C, io->x, C, io->params[P_V].data, C, c.v, kd, 0.0f, err))
-        return sm_err_prefix(err, "softmax: forward");
+        return graft_err_prefix(err, "softmax: forward");
     const graft_host *h = l->host;
     h->parallel_for(h->ctx, BT, task_norm_rope, &c);
     h->parallel_for(h->ctx, B * l->nq, task_attn, &c);
     if (mm(l, 0, 1, BT, C, qd, c.o, qd, io->params[P_O].data, qd, io->y, C, 0.0f, err))
-        return sm_err_prefix(err, "softmax: forward");
+        return graft_err_prefix(err, "softmax: forward");
 
     /* the cache after this call: the old prefix (unless updated in place) and the new keys */
     if (io->state_out) {
@@ -361,7 +361,7 @@ graft_status sm_backward_cpu(const graft_mixer_io *io, graft_err *err) {
     /* y = o Wo^T:  dO = dy Wo,  dWo += dy^T o */
     if (mm(l, 0, 0, BT, qd, C, dy, C, io->params[P_O].data, qd, dO, qd, 0.0f, err) ||
         mm(l, 1, 0, C, qd, BT, dy, C, c.o, qd, go, qd, 1.0f, err))
-        return sm_err_prefix(err, "softmax: backward");
+        return graft_err_prefix(err, "softmax: backward");
     const graft_host *h = l->host;
     h->parallel_for(h->ctx, B * l->nkv, task_attn_bwd, &c);
 
@@ -391,6 +391,6 @@ graft_status sm_backward_cpu(const graft_mixer_io *io, graft_err *err) {
         mm(l, 1, 0, qd, C, BT, c.dqr, qd, x, C, gq, C, 1.0f, err) ||
         mm(l, 1, 0, kd, C, BT, c.dkr, kd, x, C, gk, C, 1.0f, err) ||
         mm(l, 1, 0, kd, C, BT, c.dv, kd, x, C, gv, C, 1.0f, err))
-        return sm_err_prefix(err, "softmax: backward");
+        return graft_err_prefix(err, "softmax: backward");
     return GRAFT_STATUS_OK;
 }

@@ -284,7 +284,7 @@ static graft_status forward_decode_graph(const graft_mixer_io *io, const sm_laye
     if ((st = mm(l, s, 0, 1, N, qd, C, io->x, C, io->params[P_Q].data, C, c.q_raw, qd, 0.0f, 0, err)) ||
         (st = mm(l, s, 0, 1, N, kd, C, io->x, C, io->params[P_K].data, C, c.k_raw, kd, 0.0f, 0, err)) ||
         (st = mm(l, s, 0, 1, N, kd, C, io->x, C, io->params[P_V].data, C, c.v, kd, 0.0f, 0, err)))
-        return sm_err_prefix(err, "softmax: decode");
+        return graft_err_prefix(err, "softmax: decode");
     norm_rope_fwd_kernel<<<blocks_for(N * nq, 8), 256, 0, s>>>(c.qr, c.rq, c.q_raw, (const bf16 *)io->params[P_QNORM].data,
                                                                c.inv_freq, past, N, 1, (int)nq, (int)D, (float)l->eps);
     if ((st = launched("norm_rope_fwd (q)", err))) return st;
@@ -298,9 +298,9 @@ static graft_status forward_decode_graph(const graft_mixer_io *io, const sm_laye
     const char *K0 = (const char *)io->state_out;
     if ((st = sm_cuda_attn_decode_dev(c.o, c.qr, K0, (const bf16 *)K0 + kd * cap, (int64_t)(slot_bytes / 2), cap * D,
                                       past, 1, cap, B, nq, nkv, D, l->scale, c.dec, c.dec_bytes, s, err)))
-        return sm_err_prefix(err, "softmax: decode");
+        return graft_err_prefix(err, "softmax: decode");
     if ((st = mm(l, s, 0, 1, N, C, qd, c.o, qd, io->params[P_O].data, qd, io->y, C, 0.0f, 0, err)))
-        return sm_err_prefix(err, "softmax: decode");
+        return graft_err_prefix(err, "softmax: decode");
     return GRAFT_STATUS_OK;
 }
 
@@ -363,7 +363,7 @@ extern "C" graft_status sm_forward_cuda(const graft_mixer_io *io, graft_err *err
     if ((st = mm(l, s, 0, 1, N, qd, C, io->x, C, io->params[P_Q].data, C, c.q_raw, qd, 0.0f, 0, err)) ||
         (st = mm(l, s, 0, 1, N, kd, C, io->x, C, io->params[P_K].data, C, c.k_raw, kd, 0.0f, 0, err)) ||
         (st = mm(l, s, 0, 1, N, kd, C, io->x, C, io->params[P_V].data, C, c.v, kd, 0.0f, 0, err)))
-        return sm_err_prefix(err, "softmax: forward");
+        return graft_err_prefix(err, "softmax: forward");
     norm_rope_fwd_kernel<<<blocks_for(N * nq, 8), 256, 0, s>>>(c.qr, c.rq, c.q_raw, (const bf16 *)io->params[P_QNORM].data,
                                                                c.inv_freq, past_dev, N, T, (int)nq, (int)D, (float)l->eps);
     if ((st = launched("norm_rope_fwd (q)", err))) return st;
@@ -381,7 +381,7 @@ extern "C" graft_status sm_forward_cuda(const graft_mixer_io *io, graft_err *err
     }
     if (!continuing) {
         if ((st = sm_cuda_attn_fwd(c.o, io->saved ? c.lse : NULL, c.qr, c.kr, c.v, B, T, nq, nkv, D, l->scale, s, err)))
-            return sm_err_prefix(err, "softmax: forward");
+            return graft_err_prefix(err, "softmax: forward");
     } else {
         /* Continuing a cache: token t of every sequence attends its cache up to past[b] + t (the
          * new keys were written above), one split-K decode per t. */
@@ -396,14 +396,14 @@ extern "C" graft_status sm_forward_cuda(const graft_mixer_io *io, graft_err *err
                 const char *K0 = (const char *)io->state_out + (size_t)b0 * slot_bytes;
                 if ((st = sm_cuda_attn_decode(c.ot, c.qt, K0, (const bf16 *)K0 + kd * cap, (int64_t)(slot_bytes / 2),
                                               cap * D, kv_len, bn, nq, nkv, D, l->scale, c.dec, c.dec_bytes, s, err)))
-                    return sm_err_prefix(err, "softmax: decode");
+                    return graft_err_prefix(err, "softmax: decode");
                 TRY(cudaMemcpy2DAsync(c.o + ((b0 * T) + t) * qd, (size_t)(T * qd) * 2, c.ot, (size_t)qd * 2,
                                       (size_t)qd * 2, (size_t)bn, cudaMemcpyDeviceToDevice, s));
             }
         }
     }
     if ((st = mm(l, s, 0, 1, N, C, qd, c.o, qd, io->params[P_O].data, qd, io->y, C, 0.0f, 0, err)))
-        return sm_err_prefix(err, "softmax: forward");
+        return graft_err_prefix(err, "softmax: forward");
     return GRAFT_STATUS_OK;
 }
 
@@ -425,10 +425,10 @@ extern "C" graft_status sm_backward_cuda(const graft_mixer_io *io, graft_err *er
     /* y = o Wo^T: dO = dy Wo; dWo += dy^T o */
     if ((st = mm(l, s, 0, 0, N, qd, C, io->dy, C, io->params[P_O].data, qd, c.dO, qd, 0.0f, 0, err)) ||
         (G && (st = mm(l, s, 1, 0, C, qd, N, io->dy, C, c.o, qd, G[P_O].data, qd, 1.0f, 1, err))))
-        return sm_err_prefix(err, "softmax: backward");
+        return graft_err_prefix(err, "softmax: backward");
     if ((st = sm_cuda_attn_bwd(c.dq, c.dk, c.dv, c.qr, c.kr, c.v, c.o, c.lse, c.dO, B, T, nq, nkv, D, l->scale, c.rows,
                                c.rows_bytes, s, err)))
-        return sm_err_prefix(err, "softmax: backward");
+        return graft_err_prefix(err, "softmax: backward");
     norm_rope_bwd_kernel<<<blocks_for(N * nq, 8), 256, 0, s>>>(c.dqr, c.dq, c.q_raw, (const bf16 *)io->params[P_QNORM].data,
                                                                c.rq, c.inv_freq, N, T, (int)nq, (int)D);
     if ((st = launched("norm_rope_bwd (q)", err))) return st;
@@ -448,12 +448,12 @@ extern "C" graft_status sm_backward_cuda(const graft_mixer_io *io, graft_err *er
     if ((st = mm(l, s, 0, 0, N, C, qd, c.dqr, qd, io->params[P_Q].data, C, c.dx, C, 0.0f, 1, err)) ||
         (st = mm(l, s, 0, 0, N, C, kd, c.dkr, kd, io->params[P_K].data, C, c.dx, C, 1.0f, 1, err)) ||
         (st = mm(l, s, 0, 0, N, C, kd, c.dvb, kd, io->params[P_V].data, C, c.dx, C, 1.0f, 1, err)))
-        return sm_err_prefix(err, "softmax: backward");
+        return graft_err_prefix(err, "softmax: backward");
     f32_to_bf16<<<blocks_for(N * C, 256) < 4096 ? blocks_for(N * C, 256) : 4096, 256, 0, s>>>((bf16 *)io->dx, c.dx, N * C);
     if ((st = launched("f32_to_bf16 (dx)", err))) return st;
     if (G && ((st = mm(l, s, 1, 0, qd, C, N, c.dqr, qd, io->x, C, G[P_Q].data, C, 1.0f, 1, err)) ||
               (st = mm(l, s, 1, 0, kd, C, N, c.dkr, kd, io->x, C, G[P_K].data, C, 1.0f, 1, err)) ||
               (st = mm(l, s, 1, 0, kd, C, N, c.dvb, kd, io->x, C, G[P_V].data, C, 1.0f, 1, err))))
-        return sm_err_prefix(err, "softmax: backward");
+        return graft_err_prefix(err, "softmax: backward");
     return GRAFT_STATUS_OK;
 }
