@@ -125,23 +125,21 @@ extern "C" int graft_cuda_skinny_fits(const graft_matmul_args *a, graft_dtype c_
            a->lda % 8 == 0 && a->ldb % 8 == 0 && ((uintptr_t)a->a & 15u) == 0 && ((uintptr_t)a->b & 15u) == 0;
 }
 
+template <int R, int RPW, typename TC>
+static void launch_rpw(const graft_matmul_args *a, cudaStream_t s) {
+    const unsigned rows_per_block = RPW * SK_THREADS / 32;
+    const unsigned g = (unsigned)((a->n + rows_per_block - 1) / rows_per_block);
+    skinny_kernel<R, RPW, TC><<<g, SK_THREADS, 0, s>>>((TC *)a->c, a->ldc, (const bf16 *)a->a, a->lda,
+                                                        (const bf16 *)a->b, a->ldb, (int)a->m, a->n, a->k / 8,
+                                                        a->alpha);
+}
+
+/* enough warps to keep every SM's loads in flight: one row per warp up to 16K rows, then 2, 4 */
 template <int R, typename TC>
 static void launch_r(const graft_matmul_args *a, cudaStream_t s) {
-    const int64_t n = a->n, kc = a->k / 8;
-    /* enough warps to keep every SM's loads in flight: one row per warp up to 16K rows, then 2, 4 */
-    if (n <= 16384) {
-        unsigned g = (unsigned)((n + SK_THREADS / 32 - 1) / (SK_THREADS / 32));
-        skinny_kernel<R, 1, TC><<<g, SK_THREADS, 0, s>>>((TC *)a->c, a->ldc, (const bf16 *)a->a, a->lda,
-                                                          (const bf16 *)a->b, a->ldb, (int)a->m, n, kc, a->alpha);
-    } else if (n <= 65536) {
-        unsigned g = (unsigned)((n + 2 * SK_THREADS / 32 - 1) / (2 * SK_THREADS / 32));
-        skinny_kernel<R, 2, TC><<<g, SK_THREADS, 0, s>>>((TC *)a->c, a->ldc, (const bf16 *)a->a, a->lda,
-                                                          (const bf16 *)a->b, a->ldb, (int)a->m, n, kc, a->alpha);
-    } else {
-        unsigned g = (unsigned)((n + 4 * SK_THREADS / 32 - 1) / (4 * SK_THREADS / 32));
-        skinny_kernel<R, 4, TC><<<g, SK_THREADS, 0, s>>>((TC *)a->c, a->ldc, (const bf16 *)a->a, a->lda,
-                                                          (const bf16 *)a->b, a->ldb, (int)a->m, n, kc, a->alpha);
-    }
+    if (a->n <= 16384) launch_rpw<R, 1, TC>(a, s);
+    else if (a->n <= 65536) launch_rpw<R, 2, TC>(a, s);
+    else launch_rpw<R, 4, TC>(a, s);
 }
 
 template <typename TC>
