@@ -719,6 +719,28 @@ static graft_status head(graft_model_t *m, float *logits, int64_t rows, graft_er
     return st;
 }
 
+/* The residual stream h[0..L] of the last forward (N rows each) into host F32 `hidden`: a copy
+ * on the CPU; on a device, each h[l] cast to F32 in a staging buffer and copied back. */
+static graft_status hidden_to_host(graft_model_t *m, float *hidden, int64_t N, graft_err *err) {
+    const graft_backend *be = m->be;
+    int64_t C = m->cfg.hidden_size, L = m->cfg.n_layer;
+    if (be->device == GRAFT_DEVICE_CPU) {
+        memcpy(hidden, m->h, (size_t)((L + 1) * N * C) * sizeof(float));
+        return GRAFT_STATUS_OK;
+    }
+    float *stage = be->alloc(be->ctx, (size_t)(N * C) * sizeof(float));
+    if (!stage)
+        return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "forward: cannot allocate %lld x %lld floats on %s for the "
+                             "hidden states", (long long)N, (long long)C, be->name);
+    graft_status st = GRAFT_STATUS_OK;
+    for (int64_t l = 0; l <= L && !st; l++) {
+        st = be->op.cast(be->ctx, stage, GRAFT_DTYPE_F32, act_at(m, m->h, l * N * C), be->act_dtype, N * C, err);
+        if (!st) st = be->copy(be->ctx, hidden + l * N * C, stage, (size_t)(N * C) * sizeof(float), GRAFT_COPY_D2H, err);
+    }
+    be->free(be->ctx, stage);
+    return st;
+}
+
 graft_status graft_model_forward(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
                                  float *logits, float *hidden, int train, graft_err *err) {
     const graft_qwen3_config *c = &m->cfg;
@@ -731,10 +753,6 @@ graft_status graft_model_forward(graft_model_t *m, const int32_t *ids, int64_t B
             return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "forward: token id %d at position %lld, expected 0..%lld",
                                  ids[i], (long long)i, (long long)(V - 1));
     const graft_backend *be = m->be;
-    if (be->device != GRAFT_DEVICE_CPU && hidden)
-        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
-                             "forward: returning hidden states on the %s backend is not implemented yet (issue #7)",
-                             be->name);
     graft_status st = ensure_activations(m, B, T, train, err);
     if (st) return st;
     if (train && !m->grads) {
@@ -759,7 +777,7 @@ graft_status graft_model_forward(graft_model_t *m, const int32_t *ids, int64_t B
             return graft_err_prefix(err, where);
         }
     }
-    if (hidden) memcpy(hidden, m->h, (size_t)((c->n_layer + 1) * N * C) * sizeof(float));
+    if (hidden && (st = hidden_to_host(m, hidden, N, err))) return st;
     const void *hL = act_at(m, m->h, c->n_layer * N * C);
     if ((st = be->op.rmsnorm_fwd(be->ctx, m->hf, m->rstdf, hL, m->params[m->p_norm].work, N, C, eps, err))) return st;
     if (logits && (st = head(m, logits, N, err))) return st;
@@ -1168,14 +1186,14 @@ graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int
     }
     /* The single-token step through a CUDA graph: lengths go to the device first (the graph reads
      * them there), the key's first call runs eagerly, its second is captured, later ones replay. */
-    int32_t pl[256];
-    for (int64_t b0 = 0; b0 < B; b0 += 256) {
-        int64_t bn = B - b0 < 256 ? B - b0 : 256;
-        for (int64_t i = 0; i < bn; i++) pl[i] = (int32_t)past_len[b0 + i];
-        if ((st = be->copy(be->ctx, m->past_dev + b0, pl, (size_t)bn * sizeof(int32_t), GRAFT_COPY_H2D, err)) ||
-            (st = be->sync(be->ctx, err))) /* pl is reused */
-            return st;
-    }
+    /* one copy, no stream sync: a copy from pageable host memory returns once the source has been
+     * staged, so pl may be freed right after */
+    int32_t *pl = malloc(sizeof(int32_t) * (size_t)B);
+    if (!pl) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "decode: out of memory");
+    for (int64_t b = 0; b < B; b++) pl[b] = (int32_t)past_len[b];
+    st = be->copy(be->ctx, m->past_dev, pl, sizeof(int32_t) * (size_t)B, GRAFT_COPY_H2D, err);
+    free(pl);
+    if (st) return st;
     int same = m->graph_B == B && m->graph_cap == capacity && m->graph_state == state && m->graph_act == m->act &&
                m->graph_logits == m->logits_dev;
     if (!same || !m->graph_warm) {
