@@ -158,8 +158,9 @@ graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int
  * (be->weight_dtype) and uploads it from the host F32 weights. The host weights stay the master.
  * Every mixer must have GRAFT_MIXER_CAP_CUDA for CUDA (else UNSUPPORTED naming the layer). On
  * failure the model is back on the CPU. After a device move, forward (inference and training),
- * forward_state, graft_model_backward_loss and graft_model_opt_step run there; hidden-state
- * output, forward_layers and graft_model_backward (host dlogits) are refused with UNSUPPORTED.
+ * forward_state, graft_model_backward_loss and graft_model_opt_step run there (hidden-state
+ * output comes back cast to F32); forward_layers and graft_model_backward (host dlogits) are
+ * refused with UNSUPPORTED.
  * forward_state's `state` must then be memory of the backend (be->alloc: zero-filled). Gradients
  * and optimizer state are dropped by a move (download first to keep trained weights). */
 graft_status graft_model_set_backend(graft_model_t *m, const graft_backend *be, graft_err *err);

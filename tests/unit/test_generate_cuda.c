@@ -26,26 +26,17 @@
 
 #include "backend.h"
 #include "config.h"
+#include "cuda_small_model.h"
 #include "cuda/cuda_types.h"
 #include "generate.h"
 #include "hybrid.h"
 #include "model.h"
 #include "test_util.h"
 
+/* peaked logits: greedy choices are clear, not near ties */
 static graft_qwen3_config small_config(void) {
-    graft_qwen3_config c = graft_qwen3_config_default();
-    c.hidden_size = 256;
-    c.intermediate_size = 512;
-    c.n_layer = 2;
-    c.n_head = 4;
-    c.n_kv_head = 2;
-    c.head_dim = 128;
-    c.vocab_size = 1000;
-    c.max_position_embeddings = 4096;
-    c.rms_norm_eps = 1e-6;
-    c.rope_theta = 1000000.0;
-    c.initializer_range = 0.1; /* peaked logits: greedy choices are clear, not near ties */
-    c.tie_word_embeddings = 1;
+    graft_qwen3_config c = cuda_small_config();
+    c.initializer_range = 0.1;
     return c;
 }
 
@@ -75,7 +66,7 @@ static graft_model_t *make_model_of(int hybrid) {
     }
     for (int64_t i = 0; i < graft_model_n_params(m); i++) {
         graft_model_param *p = graft_model_param_at(m, i);
-        for (int64_t j = 0; j < p->numel; j++) p->data[j] = graft_bf16_to_f32(graft_bf16_from_f32(p->data[j]));
+        round_bf16(p->data, p->numel);
     }
     return m;
 }

@@ -17,35 +17,15 @@
 
 #include "backend.h"
 #include "config.h"
+#include "cuda_small_model.h"
 #include "cuda/cuda_types.h"
 #include "graft/rng.h"
 #include "model.h"
 #include "plugin_loader.h"
 #include "test_util.h"
 
-static graft_qwen3_config small_config(void) {
-    graft_qwen3_config c = graft_qwen3_config_default();
-    c.hidden_size = 256;
-    c.intermediate_size = 512;
-    c.n_layer = 2;
-    c.n_head = 4;
-    c.n_kv_head = 2;
-    c.head_dim = 128;
-    c.vocab_size = 1000;
-    c.max_position_embeddings = 4096;
-    c.rms_norm_eps = 1e-6;
-    c.rope_theta = 1000000.0;
-    c.initializer_range = 0.02;
-    c.tie_word_embeddings = 1;
-    return c;
-}
-
-static void round_bf16(float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] = graft_bf16_to_f32(graft_bf16_from_f32(x[i]));
-}
-
 static void test_model(const graft_backend *cuda) {
-    graft_qwen3_config cfg = small_config();
+    graft_qwen3_config cfg = cuda_small_config();
     graft_err err = {0};
     graft_model_t *m = NULL;
     CHECK(graft_model_create(&cfg, NULL, &m, &err) == GRAFT_STATUS_OK);
@@ -60,15 +40,18 @@ static void test_model(const graft_backend *cuda) {
     int32_t ids[2 * 28];
     for (int64_t i = 0; i < B * T; i++) ids[i] = (int32_t)((i * 7919 + 13) % V);
     float *ref = malloc((size_t)(B * T * V) * sizeof *ref), *got = malloc((size_t)(B * T * V) * sizeof *got);
-    CHECK(graft_model_forward(m, ids, B, T, ref, NULL, 0, &err) == GRAFT_STATUS_OK);
+    const int64_t HN = (cfg.n_layer + 1) * B * T * cfg.hidden_size;
+    float *hid_ref = malloc((size_t)HN * sizeof *hid_ref), *hid = malloc((size_t)HN * sizeof *hid);
+    CHECK(graft_model_forward(m, ids, B, T, ref, hid_ref, 0, &err) == GRAFT_STATUS_OK);
     CHECK(graft_model_set_backend(m, cuda, &err) == GRAFT_STATUS_OK);
     CHECK(graft_model_forward(m, ids, B, T, got, NULL, 0, &err) == GRAFT_STATUS_OK);
     check_close_f32("model logits cuda vs cpu", got, ref, B * T * V, 2e-4);
-    /* refusals on CUDA: hidden states, backward from host dlogits (the fused loss serves it) */
-    float *hid = malloc((size_t)((cfg.n_layer + 1) * B * T * cfg.hidden_size) * sizeof *hid);
-    CHECK(graft_model_forward(m, ids, B, T, got, hid, 0, &err) == GRAFT_STATUS_UNSUPPORTED);
-    CHECK_CONTAINS(err.msg, "hidden states");
+    /* the residual stream h[0..L] (Stage 0's teacher output) comes back as F32 */
+    CHECK(graft_model_forward(m, ids, B, T, got, hid, 0, &err) == GRAFT_STATUS_OK);
+    check_close_f32("model hidden states cuda vs cpu", hid, hid_ref, HN, 2e-4);
     free(hid);
+    free(hid_ref);
+    /* refusal on CUDA: backward from host dlogits (the fused loss serves it) */
     CHECK(graft_model_forward(m, ids, B, T, got, NULL, 1, &err) == GRAFT_STATUS_OK);
     check_close_f32("model logits (training forward) cuda vs cpu", got, ref, B * T * V, 2e-4);
     CHECK(graft_model_backward(m, got, &err) == GRAFT_STATUS_UNSUPPORTED);
@@ -162,7 +145,7 @@ static float *grads_to_host(graft_model_t *m) {
  * 1e-3 at step 5, 7e-3 at step 6 with lr 2e-3 on one batch): relative 2e-2 per step over 6 steps,
  * and both must fall. A wrong gradient or optimizer term separates them at step 2 already. */
 static void test_train(const graft_backend *cuda) {
-    graft_qwen3_config cfg = small_config();
+    graft_qwen3_config cfg = cuda_small_config();
     graft_err err = {0};
     graft_model_t *m = NULL;
     CHECK(graft_model_create(&cfg, NULL, &m, &err) == GRAFT_STATUS_OK);

@@ -62,8 +62,9 @@ int graft_cmd_forward(int argc, char **argv) {
     const graft_backend *be = NULL;
     if (graft_backend_open(device, "--device", &be, &err)) goto fail;
     if (grads && be->device != GRAFT_DEVICE_CPU) {
-        graft_err_set(&err, GRAFT_STATUS_UNSUPPORTED, "--grads with --device %s: backward on CUDA is not implemented yet "
-                      "(issue #7); use --device cpu", device);
+        graft_err_set(&err, GRAFT_STATUS_UNSUPPORTED, "--grads with --device %s: the gradients here start from a host "
+                      "(B, T, V) dlogits tensor, which the CUDA backward does not take (it trains through the fused "
+                      "lm_head loss, graft run); use --device cpu", device);
         goto fail;
     }
     if (graft_model_load(model_dir, &m, &err)) goto fail;
