@@ -126,7 +126,14 @@ static inline graft_status loss_buf_reserve(const graft_host *host, void **buf, 
 /* The checks every compute() shares: io long enough, CPU, sizes, the outputs present, the student
  * present, grad_scale finite. Tensors named in `need` ("target", "input", "labels", "topk") must
  * be non-NULL when N > 0. */
-enum { LOSS_NEED_TARGET = 1, LOSS_NEED_INPUT = 2, LOSS_NEED_LABELS = 4, LOSS_NEED_TOPK = 8 };
+/* What compute() needs (LOSS_NEED_*) and serves beyond F32 on the CPU (LOSS_SERVES_*). */
+enum {
+    LOSS_NEED_TARGET = 1, LOSS_NEED_INPUT = 2, LOSS_NEED_LABELS = 4, LOSS_NEED_TOPK = 8,
+    LOSS_SERVES_CUDA = 16, LOSS_SERVES_BF16 = 32, LOSS_SERVES_NORMALIZE = 64
+};
+/* The appended members, with what an older caller (shorter struct) means. */
+static inline graft_dtype loss_dtype(const graft_loss_io *io) { return LOSS_IO_HAS(io, dtype) ? io->dtype : GRAFT_DTYPE_F32; }
+static inline int loss_normalizes(const graft_loss_io *io) { return LOSS_IO_HAS(io, normalize) && io->normalize; }
 
 static inline graft_status loss_check_io(const graft_loss_io *io, const char *name, unsigned need,
                                          graft_err *err) {
@@ -136,9 +143,17 @@ static inline graft_status loss_check_io(const graft_loss_io *io, const char *na
                              "loss %s: graft_loss_io struct_size %u, expected at least %zu (up to count)", name,
                              io->struct_size, offsetof(graft_loss_io, count) + sizeof io->count);
     if (!io->loss) return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "loss %s: io->loss is NULL (use create())", name);
-    if (io->device != GRAFT_DEVICE_CPU)
-        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "loss %s: device %d: only the CPU (0) is implemented",
-                             name, (int)io->device);
+    if (io->device != GRAFT_DEVICE_CPU && !(io->device == GRAFT_DEVICE_CUDA && (need & LOSS_SERVES_CUDA)))
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "loss %s: device %d: only the CPU (0)%s is implemented",
+                             name, (int)io->device, (need & LOSS_SERVES_CUDA) ? " and CUDA (1)" : "");
+    if (loss_dtype(io) != GRAFT_DTYPE_F32 && !(loss_dtype(io) == GRAFT_DTYPE_BF16 && io->device != GRAFT_DEVICE_CPU &&
+                                               (need & LOSS_SERVES_BF16)))
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "loss %s: dtype %d on device %d: expected F32 (0)%s", name,
+                             (int)loss_dtype(io), (int)io->device,
+                             (need & LOSS_SERVES_BF16) ? ", or BF16 (1) on a device" : "");
+    if (loss_normalizes(io) && !(need & LOSS_SERVES_NORMALIZE))
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                             "loss %s: normalize = 1, but this loss has no denominator to divide by (give 0)", name);
     if (io->N < 0) return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "loss %s: N: %lld, expected >= 0", name, (long long)io->N);
     if (io->W < 1) return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "loss %s: W: %lld, expected >= 1", name, (long long)io->W);
     if (io->N > INT64_MAX / io->W)

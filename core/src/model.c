@@ -699,6 +699,13 @@ static graft_status head_fetch(graft_model_t *m, float *logits, int64_t rows, gr
     return st;
 }
 
+graft_status graft_model_hidden_device(graft_model_t *m, const void **hidden, graft_err *err) {
+    *hidden = NULL;
+    if (!m->act || m->B * m->T < 1) return graft_err_set(err, GRAFT_STATUS_INTERNAL, "hidden states: no forward ran");
+    *hidden = m->h;
+    return GRAFT_STATUS_OK;
+}
+
 graft_status graft_model_head_device(graft_model_t *m, const float **logits, graft_err *err) {
     int64_t N = m->B * m->T;
     *logits = NULL;

@@ -75,6 +75,10 @@ graft_status graft_model_load(const char *dir, graft_model_t **out, graft_err *e
 graft_status graft_model_forward(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
                                  float *logits, float *hidden, int train, graft_err *err);
 
+/* The residual stream h[0..L] of the last forward ((L + 1, B, T, C), the backend's act_dtype, in its
+ * memory: F32 host on the CPU, BF16 device memory on CUDA), valid until the next call on m. What
+ * Stage 0 reads on every backend without a copy (the host `hidden` of graft_model_forward is F32). */
+graft_status graft_model_hidden_device(graft_model_t *m, const void **hidden, graft_err *err);
 /* The head of the last forward (run with logits == NULL) on a device backend: F32 logits (B*T, V)
  * in the backend's memory, valid until the next call (a teacher's logits that need not cross the
  * bus). UNSUPPORTED on the CPU. */

@@ -343,19 +343,9 @@ graft_status graft_run(const graft_run_opts *o, graft_err *err) {
     }
     if ((st = graft_recipe_check_layers(r, c->cfg.n_layer, err))) goto done;
     if (r->device_cuda) {
-        /* Stages run on CUDA only where their whole path exists there: pretrain, stage1 and eval
-         * (training through the fused loss and device AdamW, train.c), select (no device work)
-         * and bench. Stage 0 trains its students through the CPU's fp32 ops so far (issue #8). */
-        for (int64_t i = 0; i < r->n_stages; i++) {
-            const graft_stage *sg = &r->stages[i];
-            if (sg->kind != GRAFT_STAGE_STAGE0) continue;
-            st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
-                               "%s: %s (kind %s): not implemented on device \"%s\" yet (pretrain, stage1, eval, "
-                               "select and bench run there); run Stage 0 in a recipe with device: cpu",
-                               sg->pos.where ? sg->pos.where : r->path, sg->pos.field ? sg->pos.field : "stage",
-                               graft_stage_kind_name(sg->kind), r->device);
-            goto done;
-        }
+        /* Every stage runs on CUDA: pretrain, stage1 and eval train and evaluate through the fused
+         * loss and device AdamW (train.c), stage0 trains its students on the device (stage0.c),
+         * select has no device work, bench times the device. */
         const graft_backend *be = NULL;
         if ((st = graft_backend_open(r->device, r->path, &be, err))) goto done;
         c->be = be;

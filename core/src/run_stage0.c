@@ -20,15 +20,16 @@ typedef struct s0_log {
     double *train_nloss;      /* per pair, the latest step's */
     double sum_tok_s;
     int64_t n_steps;
+    double lr, wall_s;        /* the latest step's lr; seconds of the steps so far */
     graft_status st;
     graft_err err;
 } s0_log;
 
 static void s0_on_train(void *ctx, int64_t step, int64_t pair, double nloss, double lr, double gn) {
-    (void)lr;
     (void)gn;
     s0_log *t = ctx;
     t->train_nloss[pair] = nloss;
+    t->lr = lr;
     if (t->st || (step % t->log_every && step != t->steps)) return;
     graft_stage0_pair_row row = {step, (int32_t)t->pairs[pair].layer, t->pairs[pair].mixer, nloss, NAN};
     t->st = graft_runlog_append_stage0_pair(t->c->log, t->stage, &row, &t->err);
@@ -46,11 +47,20 @@ static void s0_on_step(void *ctx, int64_t step, double seconds, int64_t tokens) 
     double tok_s = seconds > 0 ? (double)tokens / seconds : 0;
     t->sum_tok_s += tok_s;
     t->n_steps++;
-    if (step % t->print_every && step != t->steps && step != 1) return;
+    t->wall_s += seconds;
     double mean = 0;
     for (int64_t i = 0; i < t->n_pairs; i++) mean += t->train_nloss[i];
+    mean /= (double)t->n_pairs;
+    /* the stage's train table (docs/runlog.md): the mean over the pairs; pair-tokens/s is
+     * tokens_per_s times the number of pairs (the rows of stage0_results) */
+    if (!t->st && (step % t->log_every == 0 || step == t->steps)) {
+        graft_train_row row = {.step = step, .phase = 0, .loss = mean, .ce = NAN, .kl = NAN, .lr = t->lr,
+                               .grad_norm = NAN, .tokens = step * tokens, .tokens_per_s = tok_s, .wall_s = t->wall_s};
+        t->st = graft_runlog_append_train(t->c->log, t->stage, &row, &t->err);
+    }
+    if (step % t->print_every && step != t->steps && step != 1) return;
     fprintf(t->c->out, "  step %5lld/%lld  mean normalized loss %.4f over %lld pairs  %.0f tok/s (%.0f pair-tok/s)\n",
-            (long long)step, (long long)t->steps, mean / (double)t->n_pairs, (long long)t->n_pairs, tok_s,
+            (long long)step, (long long)t->steps, mean, (long long)t->n_pairs, tok_s,
             tok_s * (double)t->n_pairs);
     fflush(t->c->out);
 }

@@ -1,9 +1,17 @@
 /* stage0.c: the Stage 0 sweep (stage0.h). One teacher forward per batch, then every student's
  * forward, loss, backward and AdamW step on the captured pair (h[l], h[l+1]).
  *
- * Memory: the teacher's hidden states (L+1, B, T, C) once per step; each student owns its mixer
- * parameters, gradients and AdamW moments (and an MLP copy when train_mlp); students run one after
- * another and share one activation workspace.
+ * Memory: the teacher's hidden states (L+1, B, T, C) once per step, read where the teacher's
+ * forward left them (graft_model_hidden_device: no copy); each student owns its mixer parameters,
+ * gradients and AdamW moments (and an MLP copy when train_mlp); students run one after another and
+ * share one activation workspace.
+ *
+ * Devices: the sweep runs on the teacher's backend. On the CPU everything is the host arena below.
+ * On CUDA each student keeps the host arena as the F32 source of truth for init, checkpoints and
+ * results, and a device copy of it (F32 masters, gradients, moments, plus the bf16 working copy its
+ * block reads); the step is the backend's fused AdamW with clipping (op.adamw_step), the loss the
+ * nmse plugin on the device (bf16 rows, normalized in the plugin). Masters come back to the host
+ * only for a checkpoint and at the end.
  */
 #include "stage0.h"
 
@@ -44,16 +52,23 @@ graft_stage0_opts graft_stage0_default_opts(void) {
 
 typedef struct student {
     int64_t layer;
+    const graft_backend *be;      /* the teacher's                                              */
     graft_loaded_plugin *plugin;
     const graft_mixer *mx;
     void *ml;
     int64_t n_mp;
-    graft_tensor *mp, *mg;
+    graft_tensor *mp;             /* host F32 views of the arena (init, checkpoints)            */
+    graft_tensor *mpw, *mg;       /* what the block reads and the gradients: the host views on the
+                                     CPU; the BF16 working copy and F32 gradients on a device   */
     char **names;                 /* HF names of the mixer params */
     float *arena;                 /* params | grads | m | v, each `floats` long */
     size_t floats;
-    graft_adamw_span *spans;
+    graft_adamw_span *spans;      /* host spans (the CPU's optimizer; offsets for a device's)   */
     int64_t n_spans;
+    size_t mlp_off;               /* float offset of the MLP copy (train_mlp)                   */
+    float *dev;                   /* device: master | grad | m | v, `floats` each (host layout) */
+    void *work;                   /* device: act_dtype working copy of the masters            */
+    void *plan;                   /* device: the backend's AdamW plan over the spans          */
     graft_block blk;
     size_t saved_bytes, scratch_bytes;
     double eval_sum, eval_count;
@@ -66,22 +81,29 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static int on_device(const student *s) { return s->be && s->be->device != GRAFT_DEVICE_CPU; }
+
 static void student_free(student *s) {
+    if (s->plan) s->be->op.adamw_free(s->be->ctx, s->plan);
+    if (s->dev) s->be->free(s->be->ctx, s->dev);
+    if (s->work) s->be->free(s->be->ctx, s->work);
     if (s->ml && s->mx) s->mx->destroy(s->ml);
     graft_plugin_unload(s->plugin);
     for (int64_t i = 0; s->names && i < s->n_mp; i++) free(s->names[i]);
     free(s->names);
     free(s->mp);
+    free(s->mpw);
     free(s->mg);
     free(s->spans);
     free(s->arena);
 }
 
-static float *teacher_weight(graft_model_t *t, int64_t l, const char *suffix) {
+/* A teacher weight at layer l: its host F32 data, or (work = 1) what the backend's ops read. */
+static void *teacher_weight(graft_model_t *t, int64_t l, const char *suffix, int work) {
     char name[160];
     snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, suffix);
     graft_model_param *p = graft_model_param_find(t, name);
-    return p ? p->data : NULL;
+    return p ? (work ? p->work : p->data) : NULL;
 }
 
 static const graft_tensor *teacher_tensor(graft_model_t *t, int64_t l, const char *suffix, graft_tensor *buf) {
@@ -93,6 +115,86 @@ static const graft_tensor *teacher_tensor(graft_model_t *t, int64_t l, const cha
     return buf;
 }
 
+/* Device storage of a student (on_device): the arena's layout again in device memory, the working
+ * copy, the block's pointers moved there, and the backend's AdamW plan. The values are uploaded by
+ * student_upload. */
+static graft_status student_place(student *s, const graft_qwen3_config *c, graft_err *err) {
+    const graft_backend *be = s->be;
+    size_t act = graft_dtype_size(be->act_dtype), n = s->floats;
+    s->dev = be->alloc(be->ctx, 4 * n * sizeof(float));
+    s->work = be->alloc(be->ctx, n * act + 64);
+    if (!s->dev || !s->work)
+        return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "cannot allocate %zu bytes for the student on %s",
+                             n * (4 * sizeof(float) + act), be->name);
+    float *dg = s->dev + n;
+    char *wk = s->work;
+    for (int64_t i = 0; i < s->n_mp; i++) {
+        size_t off = (size_t)((float *)s->mp[i].data - s->arena);
+        s->mpw[i] = graft_tensor_make(wk + off * act, be->weight_dtype, be->device, s->mp[i].ndim, s->mp[i].shape);
+        s->mpw[i].device_index = be->device_index;
+        s->mg[i] = graft_tensor_make(dg + off, GRAFT_DTYPE_F32, be->device, s->mp[i].ndim, s->mp[i].shape);
+        s->mg[i].device_index = be->device_index;
+    }
+    if (s->blk.d_gate) { /* train_mlp: the block reads the working copy and writes device gradients */
+        size_t IC = (size_t)(c->hidden_size * c->intermediate_size), o = s->mlp_off;
+        s->blk.gate = wk + o * act; s->blk.up = wk + (o + IC) * act; s->blk.down = wk + (o + 2 * IC) * act;
+        s->blk.d_gate = dg + o; s->blk.d_up = dg + o + IC; s->blk.d_down = dg + o + 2 * IC;
+    }
+    graft_backend_adamw_span *sp = calloc((size_t)s->n_spans + 1, sizeof *sp);
+    if (!sp) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "out of memory");
+    for (int64_t j = 0; j < s->n_spans; j++) {
+        size_t off = (size_t)(s->spans[j].data - s->arena);
+        sp[j] = (graft_backend_adamw_span){.data = s->dev + off, .grad = dg + off, .m = s->dev + 2 * n + off,
+                                           .v = s->dev + 3 * n + off, .work = wk + off * act, .n = s->spans[j].n,
+                                           .no_decay = (s->spans[j].flags & GRAFT_ADAMW_NO_DECAY) != 0};
+    }
+    graft_status st = be->op.adamw_init(be->ctx, &s->plan, sp, s->n_spans, err);
+    free(sp);
+    return st;
+}
+
+/* Host arena (weights, moments) -> device masters, moments and working copy; gradients zeroed. */
+static graft_status student_upload(student *s, graft_err *err) {
+    if (!on_device(s)) return GRAFT_STATUS_OK;
+    const graft_backend *be = s->be;
+    size_t n = s->floats, bytes = n * sizeof(float);
+    graft_status st = be->copy(be->ctx, s->dev, s->arena, bytes, GRAFT_COPY_H2D, err);
+    if (!st) st = be->copy(be->ctx, s->dev + 2 * n, s->arena + 2 * n, 2 * bytes, GRAFT_COPY_H2D, err);
+    if (!st) st = be->zero(be->ctx, s->dev + n, bytes, err);
+    if (!st) st = be->op.cast(be->ctx, s->work, be->weight_dtype, s->dev, GRAFT_DTYPE_F32, (int64_t)n, err);
+    if (!st) st = be->sync(be->ctx, err);
+    return st;
+}
+
+/* Device masters and moments -> the host arena (checkpoints, results). */
+static graft_status student_download(student *s, graft_err *err) {
+    if (!on_device(s)) return GRAFT_STATUS_OK;
+    const graft_backend *be = s->be;
+    size_t n = s->floats, bytes = n * sizeof(float);
+    graft_status st = be->copy(be->ctx, s->arena, s->dev, bytes, GRAFT_COPY_D2H, err);
+    if (!st) st = be->copy(be->ctx, s->arena + 2 * n, s->dev + 2 * n, 2 * bytes, GRAFT_COPY_D2H, err);
+    if (!st) st = be->sync(be->ctx, err);
+    return st;
+}
+
+static graft_status student_zero_grads(student *s, graft_err *err) {
+    if (!on_device(s)) {
+        memset(s->arena + s->floats, 0, s->floats * sizeof(float));
+        return GRAFT_STATUS_OK;
+    }
+    return s->be->zero(s->be->ctx, s->dev + s->floats, s->floats * sizeof(float), err);
+}
+
+/* Clip (grad_clip > 0) and one AdamW step; *gn gets the gradient norm before clipping. */
+static graft_status student_opt_step(student *s, const graft_adamw_params *ap, const graft_stage0_opts *p, int64_t step,
+                                     double lr, double *gn, graft_err *err) {
+    if (on_device(s))
+        return s->be->op.adamw_step(s->be->ctx, s->plan, ap->beta1, ap->beta2, ap->eps, ap->weight_decay, step, lr,
+                                    p->grad_clip, gn, err);
+    *gn = p->grad_clip > 0 ? graft_grad_clip(s->spans, s->n_spans, p->grad_clip) : graft_grad_norm(s->spans, s->n_spans);
+    return graft_adamw_step(ap, s->spans, s->n_spans, step, lr, err);
+}
+
 static graft_status student_init(student *s, graft_model_t *teacher, const graft_stage0_pair *pair,
                                  const graft_stage0_opts *p, uint64_t seed, graft_err *err) {
     const graft_qwen3_config *c = graft_model_config(teacher);
@@ -102,6 +204,7 @@ static graft_status student_init(student *s, graft_model_t *teacher, const graft
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: layer %lld, expected 0..%lld (0-based)", where,
                              (long long)pair->layer, (long long)(c->n_layer - 1));
     s->layer = pair->layer;
+    s->be = graft_model_backend(teacher);
     graft_status st = graft_plugin_load(pair->mixer, GRAFT_PLUGIN_MIXER, &s->plugin, err);
     if (st) return graft_err_prefix(err, where);
     s->mx = graft_plugin_mixer(s->plugin);
@@ -125,10 +228,11 @@ static graft_status student_init(student *s, graft_model_t *teacher, const graft
     s->n_mp = s->mx->n_params(s->ml);
     s->mp = calloc((size_t)s->n_mp + 1, sizeof *s->mp);
     s->mg = calloc((size_t)s->n_mp + 1, sizeof *s->mg);
+    s->mpw = calloc((size_t)s->n_mp + 1, sizeof *s->mpw);
     s->names = calloc((size_t)s->n_mp + 1, sizeof *s->names);
     int64_t mlp_floats = p->train_mlp ? 3 * c->hidden_size * c->intermediate_size : 0;
     graft_param_spec *specs = calloc((size_t)s->n_mp + 1, sizeof *specs);
-    if (!s->mp || !s->mg || !s->names || !specs) {
+    if (!s->mp || !s->mg || !s->mpw || !s->names || !specs) {
         free(specs);
         return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "%s: out of memory", where);
     }
@@ -171,27 +275,28 @@ static graft_status student_init(student *s, graft_model_t *teacher, const graft
     free(specs);
     /* the block: teacher's norms and MLP (frozen, or a trainable copy) around the student mixer */
     graft_block *b = &s->blk;
-    b->be = graft_backend_cpu();
+    b->be = s->be;
     b->mx = s->mx;
     b->ml = s->ml;
     b->C = c->hidden_size;
     b->I = c->intermediate_size;
     b->eps = (float)c->rms_norm_eps;
-    b->mp = s->mp;
+    b->mp = s->mpw;
     b->mg = s->mg;
-    b->ln1 = teacher_weight(teacher, pair->layer, "input_layernorm.weight");
-    b->ln2 = teacher_weight(teacher, pair->layer, "post_attention_layernorm.weight");
-    b->gate = teacher_weight(teacher, pair->layer, "mlp.gate_proj.weight");
-    b->up = teacher_weight(teacher, pair->layer, "mlp.up_proj.weight");
-    b->down = teacher_weight(teacher, pair->layer, "mlp.down_proj.weight");
+    b->ln1 = teacher_weight(teacher, pair->layer, "input_layernorm.weight", 1);
+    b->ln2 = teacher_weight(teacher, pair->layer, "post_attention_layernorm.weight", 1);
+    b->gate = teacher_weight(teacher, pair->layer, "mlp.gate_proj.weight", 1);
+    b->up = teacher_weight(teacher, pair->layer, "mlp.up_proj.weight", 1);
+    b->down = teacher_weight(teacher, pair->layer, "mlp.down_proj.weight", 1);
     if (!b->ln1 || !b->ln2 || !b->gate || !b->up || !b->down)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "%s: the teacher has no norms/MLP at this layer", where);
     if (p->train_mlp) {
         int64_t IC = c->hidden_size * c->intermediate_size;
         float *mw = w + off, *mg = g + off;
-        memcpy(mw, b->gate, (size_t)IC * sizeof(float));
-        memcpy(mw + IC, b->up, (size_t)IC * sizeof(float));
-        memcpy(mw + 2 * IC, b->down, (size_t)IC * sizeof(float));
+        s->mlp_off = off;
+        memcpy(mw, teacher_weight(teacher, pair->layer, "mlp.gate_proj.weight", 0), (size_t)IC * sizeof(float));
+        memcpy(mw + IC, teacher_weight(teacher, pair->layer, "mlp.up_proj.weight", 0), (size_t)IC * sizeof(float));
+        memcpy(mw + 2 * IC, teacher_weight(teacher, pair->layer, "mlp.down_proj.weight", 0), (size_t)IC * sizeof(float));
         b->gate = mw; b->up = mw + IC; b->down = mw + 2 * IC;
         b->d_gate = mg; b->d_up = mg + IC; b->d_down = mg + 2 * IC;
         s->spans[s->n_spans++] = (graft_adamw_span){.data = mw, .grad = mg, .m = m1 + off, .v = m2 + off, .n = 3 * IC};
@@ -214,13 +319,18 @@ static graft_status student_init(student *s, graft_model_t *teacher, const graft
         tw = &aw;
     }
     if ((st = s->mx->init(s->ml, s->mp, seed, tw, err))) return graft_err_prefix(err, where);
+    for (int64_t i = 0; i < s->n_mp; i++) s->mpw[i] = s->mp[i];
+    if (on_device(s) && (st = student_place(s, c, err))) return graft_err_prefix(err, where);
     return GRAFT_STATUS_OK;
 }
 
-/* A training or evaluation pass of one student on (h_l -> h_l1). Returns the loss sums. */
-static graft_status student_pass(student *s, graft_block_ws *ws, float *out, float *dout, const float *hl,
-                                 const float *hl1, int64_t B, int64_t T, int train, graft_loaded_plugin *loss,
+/* A training or evaluation pass of one student on (h_l -> h_l1), activations of the backend's
+ * dtype in its memory. Returns the loss sums; training leaves the gradient of sum / count (the
+ * step's objective) in the student's gradients. */
+static graft_status student_pass(student *s, graft_block_ws *ws, void *out, void *dout, const void *hl,
+                                 const void *hl1, int64_t B, int64_t T, int train, graft_loaded_plugin *loss,
                                  void *loss_obj, double *sum, double *count, graft_err *err) {
+    const graft_backend *be = s->be;
     graft_status st = graft_block_forward(&s->blk, ws, out, hl, B, T, train, err);
     if (st) return st;
     const graft_loss *L = graft_plugin_loss(loss);
@@ -228,22 +338,22 @@ static graft_status student_pass(student *s, graft_block_ws *ws, float *out, flo
     memset(&io, 0, sizeof io);
     io.struct_size = sizeof io;
     io.loss = loss_obj;
-    io.device = GRAFT_DEVICE_CPU;
+    io.device = be->device;
+    io.stream = be->stream;
+    io.dtype = be->act_dtype;
     io.N = B * T;
     io.W = s->blk.C;
     io.student = out;
     io.target = hl1;
     io.input = hl;
     io.grad_scale = 1.0f;
+    io.normalize = 1; /* the gradient of sum / count: the loss knows count only after its pass */
     io.dstudent = train ? dout : NULL;
     io.loss_sum = sum;
     io.count = count;
     if ((st = L->compute(&io, err))) return graft_err_prefix(err, "stage0: loss nmse");
     if (!train) return GRAFT_STATUS_OK;
-    /* the step's objective is sum / count: scale the gradient of the sum */
-    float scale = *count > 0 ? (float)(1.0 / *count) : 0.0f;
-    for (int64_t i = 0; i < B * T * s->blk.C; i++) dout[i] *= scale;
-    if (s->blk.dcarry) memset(s->blk.dcarry, 0, s->carry_bytes);
+    if (s->blk.dcarry && (st = be->zero(be->ctx, s->blk.dcarry, s->carry_bytes, err))) return st;
     return graft_block_backward(&s->blk, ws, dout, dout, hl, B, T, err);
 }
 
@@ -341,29 +451,39 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
                               int64_t n_pairs, const graft_stage0_opts *p, const graft_stage0_hooks *hooks,
                               graft_stage0_result *results, graft_err *err) {
     const graft_qwen3_config *c = graft_model_config(teacher);
-    int64_t B = p->batch, T = p->seq_len, N = B * T, C = c->hidden_size, L = c->n_layer;
+    const graft_backend *be = graft_model_backend(teacher);
+    int64_t B = p->batch, T = p->seq_len, N = B * T, C = c->hidden_size;
+    size_t act = graft_dtype_size(be->act_dtype);
     graft_status st = GRAFT_STATUS_OK;
     student *S = calloc((size_t)n_pairs + 1, sizeof *S);
-    float *hidden = malloc(sizeof(float) * (size_t)((L + 1) * N * C));
-    float *out = malloc(sizeof(float) * (size_t)(N * C));
-    float *dout = malloc(sizeof(float) * (size_t)(N * C));
+    void *out = be->alloc(be->ctx, act * (size_t)(N * C));
+    void *dout = be->alloc(be->ctx, act * (size_t)(N * C));
     uint32_t *win = malloc(sizeof(uint32_t) * (size_t)(B * (T + 1)));
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)N);
-    float *ws_mem = NULL, *carry = NULL, *dcarry = NULL;
+    const void *hidden = NULL; /* the teacher's residual stream, where its forward left it */
+    float *ws_mem = NULL;
+    void *carry = NULL, *dcarry = NULL;
     graft_loaded_plugin *loss = NULL;
     void *loss_obj = NULL;
-    if (!S || !hidden || !out || !dout || !win || !ids) {
+    if (!S || !out || !dout || !win || !ids) {
         st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "stage0: out of memory for B=%lld T=%lld", (long long)B, (long long)T);
         goto done;
     }
     if ((st = graft_plugin_load("nmse", GRAFT_PLUGIN_LOSS, &loss, err))) goto done;
     if ((st = graft_plugin_loss(loss)->create(graft_host_get(), NULL, 0, "stage0", &loss_obj, err))) goto done;
-    for (int64_t i = 0; i < n_pairs; i++)
+    if (be->device != GRAFT_DEVICE_CPU && !(graft_plugin_loss(loss)->caps & GRAFT_MIXER_CAP_CUDA)) {
+        st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "stage0: loss nmse: this build's plugin has no CUDA path "
+                           "(built without nvcc?); run Stage 0 with device: cpu");
+        goto done;
+    }
+    for (int64_t i = 0; i < n_pairs; i++) {
         if ((st = student_init(&S[i], teacher, &pairs[i], p, p->seed + 1000003ull * (uint64_t)(i + 1), err))) goto done;
+        if ((st = student_upload(&S[i], err))) goto done;
+    }
     /* one shared workspace sized for the largest student */
     size_t saved = 0, scratch = 0;
     for (int64_t i = 0; i < n_pairs; i++) {
-        if ((st = S[i].mx->workspace(S[i].ml, GRAFT_DEVICE_CPU, B, T, &S[i].saved_bytes, &S[i].scratch_bytes, err))) goto done;
+        if ((st = S[i].mx->workspace(S[i].ml, be->device, B, T, &S[i].saved_bytes, &S[i].scratch_bytes, err))) goto done;
         size_t a = graft_block_saved_floats(&S[i].blk, N, S[i].saved_bytes);
         size_t b = graft_block_scratch_floats(&S[i].blk, N, S[i].scratch_bytes);
         if (a > saved) saved = a;
@@ -375,8 +495,8 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
     for (int64_t i = 0; i < n_pairs; i++)
         if (S[i].mx->carry_name && S[i].mx->carry_width(S[i].ml) > carry_w) carry_w = S[i].mx->carry_width(S[i].ml);
     if (carry_w > 0) {
-        carry = calloc((size_t)(N * carry_w), sizeof(float));
-        dcarry = calloc((size_t)(N * carry_w), sizeof(float));
+        carry = be->alloc(be->ctx, (size_t)(N * carry_w) * sizeof(float));
+        dcarry = be->alloc(be->ctx, (size_t)(N * carry_w) * sizeof(float));
         if (!carry || !dcarry) {
             st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "stage0: cannot allocate the carried stream");
             goto done;
@@ -385,12 +505,13 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
             if (S[i].mx->carry_name) {
                 S[i].blk.carry = carry;
                 S[i].blk.dcarry = dcarry;
-                S[i].carry_bytes = (size_t)(N * S[i].mx->carry_width(S[i].ml)) * sizeof(float);
+                S[i].carry_bytes = (size_t)(N * S[i].mx->carry_width(S[i].ml)) * act;
             }
     }
-    ws_mem = calloc(saved + scratch + 16, sizeof(float));
+    ws_mem = be->alloc(be->ctx, (saved + scratch + 16) * sizeof(float));
     if (!ws_mem) {
-        st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "stage0: cannot allocate the student workspace");
+        st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "stage0: cannot allocate the student workspace (%zu bytes on %s)",
+                           (saved + scratch + 16) * sizeof(float), be->name);
         goto done;
     }
     graft_adamw_params ap = graft_adamw_default_params();
@@ -409,6 +530,8 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
         if ((st = sweep_load(S, n_pairs, p->state_dir, &step0, &cur, err))) goto done;
         if (step0 < 0) step0 = 0;
         else if ((st = graft_data_set_cursor(data, &cur, err))) goto done;
+        for (int64_t i = 0; i < n_pairs && step0 > 0; i++)
+            if ((st = student_upload(&S[i], err))) goto done;
     }
     for (int64_t step = step0 + 1; step <= p->steps + 1; step++) {
         int last = step == p->steps + 1, resumed_here = step == step0 + 1 && step0 > 0;
@@ -421,13 +544,14 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
                 if ((st = graft_data_eval_batch(data, (uint64_t)e, win, &rows, err))) goto done;
                 if (rows < 1) break;
                 graft_data_window_ids(win, rows, T, ids, NULL);
-                if ((st = graft_model_forward(teacher, ids, rows, T, NULL, hidden, 0, err))) goto done;
+                if ((st = graft_model_forward(teacher, ids, rows, T, NULL, NULL, 0, err))) goto done;
+                if ((st = graft_model_hidden_device(teacher, &hidden, err))) goto done;
                 int64_t Ne = rows * T;
                 for (int64_t i = 0; i < n_pairs; i++) {
                     graft_block_ws ws;
                     graft_block_ws_bind(&ws, &S[i].blk, Ne, ws_mem, S[i].saved_bytes, ws_mem + saved);
                     double sum = 0, cnt = 0;
-                    const float *hl = hidden + S[i].layer * Ne * C, *hl1 = hidden + (S[i].layer + 1) * Ne * C;
+                    const char *hl = (const char *)hidden + act * (size_t)(S[i].layer * Ne * C), *hl1 = hl + act * (size_t)(Ne * C);
                     if ((st = student_pass(&S[i], &ws, out, dout, hl, hl1, rows, T, 0, loss, loss_obj, &sum, &cnt, err))) goto done;
                     S[i].eval_sum += sum;
                     S[i].eval_count += cnt;
@@ -442,6 +566,8 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
         if (p->state_dir && p->checkpoint_every > 0 && step > 1 && !last && !resumed_here &&
             (step - 1) % p->checkpoint_every == 0) {
             graft_data_cursor cur = graft_data_get_cursor(data);
+            for (int64_t i = 0; i < n_pairs; i++)
+                if ((st = student_download(&S[i], err))) goto done;
             if ((st = sweep_save(S, n_pairs, p->state_dir, step - 1, &cur, err))) goto done;
         }
         if (last) break;
@@ -449,23 +575,26 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
         if ((st = graft_data_next(data, win, err))) goto done;
         graft_data_window_ids(win, B, T, ids, NULL);
         /* ONE teacher forward for every student */
-        if ((st = graft_model_forward(teacher, ids, B, T, NULL, hidden, 0, err))) goto done;
+        if ((st = graft_model_forward(teacher, ids, B, T, NULL, NULL, 0, err))) goto done;
+        if ((st = graft_model_hidden_device(teacher, &hidden, err))) goto done;
         double lr = graft_lr_schedule_at(&sched, step);
         for (int64_t i = 0; i < n_pairs; i++) {
             student *s = &S[i];
-            memset(s->arena + s->floats, 0, s->floats * sizeof(float)); /* zero grads */
+            if ((st = student_zero_grads(s, err))) goto done;
             graft_block_ws ws;
             graft_block_ws_bind(&ws, &s->blk, N, ws_mem, s->saved_bytes, ws_mem + saved);
             double sum = 0, cnt = 0;
-            const float *hl = hidden + s->layer * N * C, *hl1 = hidden + (s->layer + 1) * N * C;
+            const char *hl = (const char *)hidden + act * (size_t)(s->layer * N * C), *hl1 = hl + act * (size_t)(N * C);
             if ((st = student_pass(s, &ws, out, dout, hl, hl1, B, T, 1, loss, loss_obj, &sum, &cnt, err))) goto done;
-            double gn = p->grad_clip > 0 ? graft_grad_clip(s->spans, s->n_spans, p->grad_clip)
-                                         : graft_grad_norm(s->spans, s->n_spans);
-            if ((st = graft_adamw_step(&ap, s->spans, s->n_spans, step, lr, err))) goto done;
+            double gn = 0;
+            if ((st = student_opt_step(s, &ap, p, step, lr, &gn, err))) goto done;
             if (hooks && hooks->on_train) hooks->on_train(hooks->ctx, step, i, cnt > 0 ? sum / cnt : NAN, lr, gn);
         }
+        if ((st = be->sync(be->ctx, err))) goto done; /* the step's time includes its device work */
         if (hooks && hooks->on_step) hooks->on_step(hooks->ctx, step, now_s() - t0, N);
     }
+    for (int64_t i = 0; i < n_pairs; i++)
+        if ((st = student_download(&S[i], err))) goto done;
     /* results and one checkpoint per student */
     for (int64_t i = 0; i < n_pairs; i++) {
         graft_stage0_result *r = &results[i];
@@ -535,12 +664,11 @@ done:
     free(S);
     if (loss_obj) graft_plugin_loss(loss)->destroy(loss_obj);
     graft_plugin_unload(loss);
-    free(ws_mem);
-    free(carry);
-    free(dcarry);
-    free(hidden);
-    free(out);
-    free(dout);
+    if (ws_mem) be->free(be->ctx, ws_mem);
+    if (carry) be->free(be->ctx, carry);
+    if (dcarry) be->free(be->ctx, dcarry);
+    if (out) be->free(be->ctx, out);
+    if (dout) be->free(be->ctx, dout);
     free(win);
     free(ids);
     return st;

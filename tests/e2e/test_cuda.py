@@ -155,18 +155,51 @@ for g, n in groups:
     tps = b["tokens_per_s"][m // 2:].astype(np.float64).mean() if "tokens_per_s" in b.dtype.names else float("nan")
     print(f"    {g}: gpu mean {tps:.0f} tok/s over the second half")
 
-# held-out evaluation (during and after training, and the eval stage) against the CPU's
+# held-out evaluation (during and after training, and the eval stage) against the CPU's. The two runs
+# train their own teachers (fp32 on the CPU, bf16 on the GPU), so from stage 1 on they compare two
+# different models: a grafted hybrid's ppl at assembly is not a smooth function of its teacher (on
+# the CPU, teacher lr 1.99e-3 / 2.0e-3 / 2.01e-3 gave teacher ppl 3.782 / 3.813 / 3.870 and hybrid ppl
+# at assembly 4.045 / 3.960 / 4.091), so hybrid rows across runs are printed, not asserted. What the
+# GPU must reproduce is the CPU's number on the SAME weights: the eval below, on the CPU run's files.
 for g in ("0_pretrain", "1_stage1", "2_stage1", "3_eval"):
     a, b = table(cpu, f"stages/{g}/eval"), table(gpu, f"stages/{g}/eval")
     if a is None or b is None or len(a) != len(b) or len(a) == 0:
         check(False, f"{g}: eval rows in both logs ({None if a is None else len(a)} vs {None if b is None else len(b)})")
         continue
+    name = lambda x: x.decode() if isinstance(x, bytes) else x
     va, vb = a["value"].astype(np.float64), b["value"].astype(np.float64)
     rel = np.abs(va - vb) / np.abs(va)
-    desc = ", ".join(f"{x['model'].decode() if isinstance(x['model'], bytes) else x['model']}/"
-                     f"{x['metric'].decode() if isinstance(x['metric'], bytes) else x['metric']} {y:.4f}/{z:.4f}"
-                     for x, y, z in zip(a, va, vb))
-    check(np.all(np.isfinite(vb)) and rel.max() < 3e-2, f"{g}: held-out cpu/gpu {desc} (max rel {rel.max():.2e} < 3e-2)")
+    desc = ", ".join(f"{name(x['model'])}/{name(x['metric'])} {y:.4f}/{z:.4f}" for x, y, z in zip(a, va, vb))
+    same_model = np.array([name(x["model"]) in ("teacher", "control") for x in a])
+    print(f"    {g}: held-out cpu/gpu (separately trained) {desc}")
+    check(np.all(np.isfinite(vb)) and (rel[same_model].max() if same_model.any() else 0) < 3e-2,
+          f"{g}: teacher/control held-out cpu vs gpu within 3e-2 (max rel "
+          f"{rel[same_model].max() if same_model.any() else float('nan'):.2e})")
+
+# the same files evaluated on both devices: the CPU run's teacher and both its hybrids
+same = f"""  - kind: eval
+    models: [{work}/cpu/teacher, {work}/cpu/hybrid, {work}/cpu/hybrid_cached]
+    heldout_batches: 2
+    batch: 2
+    seq_len: 32
+"""
+logs = {}
+for dev in ("cpu", device):
+    name = f"same-{dev.replace(':', '')}"
+    r = subprocess.run([graft, "run", write_recipe(src, work, name, same, device=dev, config=config)], capture_output=True,
+                       text=True, env=graft_env())
+    check(r.returncode == 0, f"eval of the cpu run's files on {dev}: {r.stderr.strip()[-400:]}")
+    logs[dev] = os.path.join(work, name, "run.h5")
+a, b = table(logs["cpu"], "stages/0_eval/eval"), table(logs[device], "stages/0_eval/eval")
+if a is None or b is None or len(a) != len(b) or len(a) == 0:
+    check(False, "same-weights eval rows in both logs")
+else:
+    va, vb = a["value"].astype(np.float64), b["value"].astype(np.float64)
+    rel = np.abs(va - vb) / np.abs(va)
+    name = lambda x: x.decode() if isinstance(x, bytes) else x
+    desc = ", ".join(f"{os.path.basename(name(x['model']))}/{name(x['metric'])} {y:.4f}/{z:.4f}" for x, y, z in zip(a, va, vb))
+    check(np.all(np.isfinite(vb)) and rel.max() < 1e-2,
+          f"same weights, cpu vs {device}: {desc} (max rel {rel.max():.2e} < 1e-2)")
 gens = table(gpu, "stages/3_eval/generations")
 check(gens is not None and len(gens) == 6, f"3_eval: {0 if gens is None else len(gens)} generations on the gpu, expected 6")
 for d in ("teacher", "hybrid", "hybrid_cached"):

@@ -162,6 +162,27 @@ static void test_loss(const char *name) {
         free(want);
     }
 
+    /* normalize (appended member): nmse divides its gradient by the count it computed, the same
+     * floats as the caller scaling afterwards (stage0.c's old way); the others have no denominator
+     * to divide by and refuse. */
+    {
+        float *gn = malloc(sizeof(float) * (size_t)(N * W));
+        double s5, c5, p5[2] = {0};
+        graft_loss_io io5 = make_io(obj, &in, gn, &s5, &c5, p5);
+        io5.normalize = 1;
+        if (!strcmp(name, "nmse")) {
+            CHECK(L->compute(&io5, &err) == GRAFT_STATUS_OK && s5 == s1 && c5 == c1);
+            float scale = (float)(1.0 / c1);
+            int64_t bad = 0;
+            for (int64_t i = 0; i < N * W; i++) bad += gn[i] != g1[i] * scale;
+            CHECK(bad == 0);
+        } else {
+            CHECK(L->compute(&io5, &err) == GRAFT_STATUS_UNSUPPORTED);
+            CHECK_CONTAINS(err.msg, "no denominator");
+        }
+        free(gn);
+    }
+
     /* No gradient wanted: same loss, nothing written. */
     double s3, c3;
     graft_loss_io io3 = make_io(obj, &in, NULL, &s3, &c3, NULL);
@@ -201,9 +222,19 @@ static void test_loss(const char *name) {
 
     /* io refusals shared by every loss. */
     graft_loss_io bad = io;
-    bad.device = GRAFT_DEVICE_CUDA;
+    if (!(L->caps & GRAFT_MIXER_CAP_CUDA)) { /* a loss with a CUDA path (nmse in a CUDA build) serves it */
+        bad.device = GRAFT_DEVICE_CUDA;
+        CHECK(L->compute(&bad, &err) == GRAFT_STATUS_UNSUPPORTED);
+        CHECK_CONTAINS(err.msg, "only the CPU");
+    }
+    bad = io;
+    bad.device = (graft_device)7;
     CHECK(L->compute(&bad, &err) == GRAFT_STATUS_UNSUPPORTED);
-    CHECK_CONTAINS(err.msg, "only the CPU");
+    CHECK_CONTAINS(err.msg, "device 7");
+    bad = io;
+    bad.dtype = GRAFT_DTYPE_BF16; /* bf16 rows only on a device */
+    CHECK(L->compute(&bad, &err) == GRAFT_STATUS_UNSUPPORTED);
+    CHECK_CONTAINS(err.msg, "dtype 1 on device 0");
     bad = io;
     bad.struct_size = (uint32_t)offsetof(graft_loss_io, count);
     CHECK(L->compute(&bad, &err) == GRAFT_STATUS_BAD_INPUT);

@@ -343,6 +343,15 @@ typedef struct graft_loss_io {
     /* ---- appended (read only when struct_size covers it) ---- */
     uint32_t accumulate;          /* 1: dstudent += the gradient (a second loss on the same
                                      logits adds into the first's gradient, no extra buffer)  */
+    /* ---- appended ---- */
+    graft_dtype dtype;            /* of student, target, input and dstudent: F32 (0, what an
+                                     older caller means) or BF16 (a device backend's
+                                     activations); a loss refuses what it does not serve      */
+    uint32_t normalize;           /* 1: dstudent is the gradient of loss_sum / count, not of
+                                     loss_sum: grad_scale * d(loss_sum)/ds * (1 / count), for a
+                                     ratio loss (nmse) whose denominator is known only after
+                                     the pass, without a second pass over dstudent by the
+                                     caller; a loss without a denominator refuses it          */
 } graft_loss_io;
 
 /* ---- graft_loss: members are only appended; never reorder. ---- */

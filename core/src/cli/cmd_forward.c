@@ -5,7 +5,8 @@
  *   graft forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--grads all|PAT,...]
  *                 [--device cpu|cuda|cuda:N]
  *
- * --device cuda runs the forward on the GPU (bf16 weights and activations, logits in fp32);
+ * DIR may be a hybrid directory (config.json with layer_types). --device cuda runs the forward on
+ * the GPU (bf16 weights and activations, logits in fp32);
  * --grads is CPU-only so far and is refused there with a message.
  *
  * IN holds "ids" (I32 or I64, (B, T)) and, for --grads, "dlogits" (F32, (B, T, V)): the gradient
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "hybrid.h"
 #include "model.h"
 #include "safetensors.h"
 
@@ -67,7 +69,7 @@ int graft_cmd_forward(int argc, char **argv) {
                       "lm_head loss, graft run); use --device cpu", device);
         goto fail;
     }
-    if (graft_model_load(model_dir, &m, &err)) goto fail;
+    if (graft_hybrid_load(model_dir, &m, &err)) goto fail; /* a hybrid directory or plain Qwen3 */
     if (graft_model_set_backend(m, be, &err)) goto fail;
     const graft_qwen3_config *cfg = graft_model_config(m);
     if (graft_st_open(in, &f, &err)) goto fail;

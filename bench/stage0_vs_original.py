@@ -1,0 +1,179 @@
+"""stage0_vs_original.py: Stage 0 pair-tokens/s of graft's all-pairs sweep against the original
+experiment's way, in one invocation on one GPU (issue #8).
+
+  python3 bench/stage0_vs_original.py --graft BIN/graft [--config bench/configs/qwen3-1.7b.json]
+          [--batch 32] [--seq 1024] [--steps 4] [--layers all] [--mixers gla,rwkv7] [--out stage0.md]
+  (PYTHONPATH must reach FLA's fla/ package for the original way; without it only graft runs)
+
+graft: `graft run` of a stage0 recipe on `device: cuda`, a random-weight teacher of the config's
+shape, every chosen layer x {gla, rwkv7} student trained in the same step behind ONE bf16 teacher
+forward. Its run log's train table gives tokens/s per step (teacher tokens); pair-tokens/s = that x
+the number of pairs. Steps after the first are averaged (the first holds one-time setup).
+
+The original way (shared/reference/README.md): the HF teacher in fp32 (transformers, sdpa) runs a
+forward with output_hidden_states for every pair, and a fresh FLA GLA block (mixer and its own MLP,
+bf16, AdamW) learns h[l] -> h[l+1] with the MSE: one pair per teacher pass. Its pair-tokens/s is its
+tokens/s. We run its base model only (no lm_head: the original computed full fp32 logits too, which
+only slows it), so the ratio is, if anything, in the original's favour.
+
+Floor (1.7B, 32 x 1024 tokens): the teacher forward is ~2 x 1.5 GFLOP/token non-embedding = 100
+TFLOP -> ~0.15 s at ~700 TFLOP/s bf16; each student is one layer forward + backward through its
+mixer and the frozen MLP (~3 x 1/28 of the teacher, ~16 ms), so 56 students ~0.9 s: ~1.1 s for
+56 x 32768 pair-tokens = ~1.7M pair-tokens/s. The original: an fp32 forward (~100 TFLOP at ~50
+TFLOP/s without TF32: ~2 s) per pair, ~13-16k pair-tokens/s. Prediction: ~100x.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+here = os.path.dirname(os.path.abspath(__file__))
+root = os.path.dirname(here)
+sys.path.insert(0, os.path.join(root, "tests", "e2e"))
+from e2e_util import make_corpus  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--graft", required=True)
+ap.add_argument("--config", default=os.path.join(root, "bench", "configs", "qwen3-1.7b.json"))
+ap.add_argument("--batch", type=int, default=32)
+ap.add_argument("--seq", type=int, default=1024)
+ap.add_argument("--steps", type=int, default=4)
+ap.add_argument("--layers", default="all")
+ap.add_argument("--mixers", default="gla,rwkv7")
+ap.add_argument("--original-steps", type=int, default=3)
+ap.add_argument("--original-layer", type=int, default=13)
+ap.add_argument("--skip-original", action="store_true")
+ap.add_argument("--out", default="stage0_vs_original.md")
+a = ap.parse_args()
+
+MIXERS = {"gla": '{num_heads: 16, expand_k: 1, expand_v: 1, conv_size: 4}', "rwkv7": "{}"}
+with open(a.config) as f:
+    cfg = json.load(f)
+L = cfg["num_hidden_layers"]
+layers = list(range(L)) if a.layers == "all" else [int(x) for x in a.layers.split(",")]
+mixers = a.mixers.split(",")
+n_pairs = len(layers) * len(mixers)
+lines = []
+
+
+def say(s=""):
+    print(s, flush=True)
+    lines.append(s)
+
+
+gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+say(f"# Stage 0 sweep vs the original experiment's way ({time.strftime('%Y-%m-%d')}, commit {commit or '?'})")
+say()
+say(f"Device: {gpu}. Shape: {os.path.basename(a.config)} (random weights), batch {a.batch} x {a.seq} tokens per step.")
+say()
+
+# ---- graft -------------------------------------------------------------------------------------
+work = tempfile.mkdtemp(prefix="graft-s0bench-")
+need = a.batch * (a.seq + 1) * (a.steps + 2) * 21 // 20 + (a.seq + 1) * a.batch * 2
+manifest = make_corpus(a.graft, root, work, sentences=max(12000, need // 9))
+recipe = os.path.join(work, "s0.yaml")
+mix = ", ".join(f"{m}: {MIXERS[m]}" for m in mixers)
+with open(recipe, "w") as f:
+    f.write(f"""model: {{config: {a.config}, seed: 1}}
+tokenizer: {root}/data/demo-tokenizer/tokenizer.json
+data: {{train: {manifest}, heldout: 0.05, seed: 5}}
+device: cuda
+run_log: {work}/run.h5
+seed: 11
+stages:
+  - kind: stage0
+    layers: [{", ".join(str(x) for x in layers)}]
+    mixers: {{{mix}}}
+    steps: {a.steps}
+    batch: {a.batch}
+    seq_len: {a.seq}
+    lr: 1.0e-3
+    warmup: 1
+    eval_batches: 1
+    out: {work}/stage0
+""")
+t0 = time.time()
+r = subprocess.run([a.graft, "run", recipe], capture_output=True, text=True)
+wall = time.time() - t0
+print(r.stdout[-3000:], r.stderr[-3000:], flush=True)
+g_tok = float("nan")
+if r.returncode == 0:
+    import h5py
+    import numpy as np
+    with h5py.File(os.path.join(work, "run.h5"), "r") as f:
+        t = f["stages/0_stage0/train"][:]
+        res = f["stages/0_stage0/stage0_results"][:]
+    tps = t["tokens_per_s"][1:] if len(t) > 1 else t["tokens_per_s"]
+    g_tok = float(np.mean(tps))
+    finite = bool(np.all(np.isfinite(res["heldout_nloss"])))
+    say(f"graft: {n_pairs} pairs ({len(layers)} layers x {'/'.join(mixers)}), {a.steps} steps in {wall:.0f} s "
+        f"(process wall, with setup); step times {', '.join(f'{a.batch * a.seq / x:.3f}' for x in t['tokens_per_s'])} s; "
+        f"held-out nloss finite for every pair: {finite}")
+else:
+    say(f"graft: FAILED (exit {r.returncode}): {r.stderr.strip()[-500:]}")
+g_pair = g_tok * n_pairs
+
+# ---- the original way --------------------------------------------------------------------------
+o_tok = float("nan")
+if not a.skip_original:
+    try:
+        import torch
+        from transformers import Qwen3Config, Qwen3Model
+        from fla.models.gla import GLAConfig
+        from fla.models.gla.modeling_gla import GLABlock
+        qc = Qwen3Config(**{k: v for k, v in cfg.items() if k not in ("architectures", "transformers_version")})
+        qc._attn_implementation = "sdpa"
+        torch.manual_seed(0)
+        teacher = Qwen3Model(qc).cuda().float().eval()
+        gc = GLAConfig(hidden_size=cfg["hidden_size"], num_heads=16, expand_k=1.0, expand_v=1.0,
+                       intermediate_size=cfg["intermediate_size"], hidden_act="swish", use_short_conv=True, conv_size=4,
+                       norm_eps=cfg["rms_norm_eps"], fuse_norm=True, attn_mode="chunk")
+        block = GLABlock(gc, layer_idx=0).cuda().to(torch.bfloat16)
+        opt = torch.optim.AdamW(block.parameters(), lr=1e-3)
+        ids = torch.randint(0, 50000, (a.batch, a.seq), device="cuda")
+        lay = a.original_layer
+
+        def step():
+            with torch.no_grad():
+                hs = teacher(input_ids=ids, output_hidden_states=True).hidden_states
+                x, y = hs[lay].to(torch.bfloat16), hs[lay + 1].to(torch.bfloat16)
+                del hs
+            out = block(x)[0]
+            loss = torch.nn.functional.mse_loss(out.float(), y.float())
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            return loss
+
+        step()  # Triton compiles, allocator warm-up
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(a.original_steps):
+            t1 = time.time()
+            step()
+            torch.cuda.synchronize()
+            times.append(time.time() - t1)
+        o_tok = a.batch * a.seq / (sum(times) / len(times))
+        say(f"original way: HF Qwen3 base model fp32 (sdpa, TF32 {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}) "
+            f"+ FLA GLABlock bf16 at layer {lay}, one pair per teacher pass: step times "
+            f"{', '.join(f'{x:.3f}' for x in times)} s")
+        del teacher, block, opt
+        torch.cuda.empty_cache()
+    except Exception as e:  # report, never hide
+        say(f"original way: not measured ({type(e).__name__}: {str(e)[:300]})")
+
+say()
+say("| way | pairs per teacher pass | tokens/s | pair-tokens/s | vs original |")
+say("|---|---|---|---|---|")
+say(f"| graft stage0 (bf16, all pairs in one step) | {n_pairs} | {g_tok:.0f} | {g_pair:.0f} | "
+    f"{g_pair / o_tok:.1f}x |" if o_tok == o_tok else f"| graft stage0 | {n_pairs} | {g_tok:.0f} | {g_pair:.0f} | n/a |")
+say(f"| original (fp32 HF teacher + FLA GLA block) | 1 | {o_tok:.0f} | {o_tok:.0f} | 1.0x |")
+say()
+say("For scale (issue #8): the original way measured 13.3k tokens/s per pair on an H100 on 2026-11-23 "
+    "(batch 32 x 1024). Goal: graft at least 20x its pair-tokens/s for the full 28 x 2 sweep.")
+with open(a.out, "w") as f:
+    f.write("\n".join(lines) + "\n")
