@@ -46,6 +46,7 @@ ap.add_argument("--mixers", default="gla,rwkv7")
 ap.add_argument("--original-steps", type=int, default=3)
 ap.add_argument("--original-layer", type=int, default=13)
 ap.add_argument("--skip-original", action="store_true")
+ap.add_argument("--device", default="cuda", help="cpu: a dry run of this script")
 ap.add_argument("--out", default="stage0_vs_original.md")
 a = ap.parse_args()
 
@@ -64,8 +65,11 @@ def say(s=""):
     lines.append(s)
 
 
-gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
-commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+try:
+    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+except FileNotFoundError:
+    gpu = "no GPU (nvidia-smi not found)"
+commit = os.environ.get("GRAFT_COMMIT") or subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 say(f"# Stage 0 sweep vs the original experiment's way ({time.strftime('%Y-%m-%d')}, commit {commit or '?'})")
 say()
 say(f"Device: {gpu}. Shape: {os.path.basename(a.config)} (random weights), batch {a.batch} x {a.seq} tokens per step.")
@@ -81,7 +85,7 @@ with open(recipe, "w") as f:
     f.write(f"""model: {{config: {a.config}, seed: 1}}
 tokenizer: {root}/data/demo-tokenizer/tokenizer.json
 data: {{train: {manifest}, heldout: 0.05, seed: 5}}
-device: cuda
+device: {a.device}
 run_log: {work}/run.h5
 seed: 11
 stages:

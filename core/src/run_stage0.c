@@ -110,6 +110,7 @@ graft_status graft_run_stage0(graft_run_ctx *c, const graft_stage *s, graft_err 
             pairs[k] = (graft_stage0_pair){.layer = layers[i], .mixer = sp->mixers[m].name, .kv = sp->mixers[m].kv,
                                            .n_kv = sp->mixers[m].n_kv, .origin = c->r->path};
     if ((st = graft_run_load_model(c, c->model_dir, &c->r->model, &model, err))) goto done;
+    if ((st = graft_run_place(c, model, err))) goto done; /* the sweep runs on the teacher's device */
     if ((st = graft_run_open_data(c, tp->batch, tp->seq_len, &data, err))) goto done;
     graft_stage0_opts o = graft_stage0_default_opts();
     o.init_teacher = sp->init == GRAFT_STAGE0_INIT_TEACHER;
@@ -134,8 +135,9 @@ graft_status graft_run_stage0(graft_run_ctx *c, const graft_stage *s, graft_err 
     o.state_dir = state_dir;
     o.checkpoint_every = tp->checkpoint_every;
     o.resume = c->resuming;
-    fprintf(c->out, "  %lld pairs (%lld layers x %lld mixers) on %s, one teacher forward per step; %lld steps of %lld x %lld tokens\n",
+    fprintf(c->out, "  %lld pairs (%lld layers x %lld mixers) on %s (%s), one teacher forward per step; %lld steps of %lld x %lld tokens\n",
             (long long)n, (long long)nl, (long long)sp->n_mixers, c->model_dir[0] ? c->model_dir : "the random-init model",
+            graft_model_backend(model)->name,
             (long long)tp->steps, (long long)tp->batch, (long long)tp->seq_len);
     s0_log t = {.c = c, .stage = (int32_t)s->index, .pairs = pairs, .n_pairs = n, .steps = tp->steps,
                 .print_every = tp->steps >= 10 ? tp->steps / 10 : 1, .log_every = tp->log_every > 0 ? tp->log_every : 1,

@@ -82,6 +82,9 @@ def run(name, dev):
     t0 = time.time()
     r = subprocess.run([graft, "run", recipe(name, dev)], capture_output=True, text=True, env=graft_env())
     check(r.returncode == 0, f"stage0 on {dev}: exit {r.returncode} in {time.time() - t0:.1f} s {r.stderr.strip()[-600:]}")
+    where = dev.split(":")[0]
+    check(f"pairs (2 layers x 2 mixers) on {teacher} ({where})" in r.stdout, f"the sweep ran on {where}: "
+          f"{[x for x in r.stdout.splitlines() if 'pairs (' in x]}")
     print("\n".join("    " + x for x in r.stdout.splitlines() if "step" in x and "/" in x))
     return os.path.join(work, name, "run.h5")
 
@@ -101,6 +104,10 @@ for row in pa[(pa["step"] == 1) & np.isfinite(pa["train_nloss"])]:
     a = float(row["train_nloss"])
     b = float(other["train_nloss"][0]) if len(other) else float("nan")
     check(np.isfinite(b) and abs(a - b) / a < 2e-2, f"step 1 train nloss {key(row)}: cpu {a:.5f} gpu {b:.5f}")
+if device != "cpu":
+    same = [x for x in pa if x["step"] == 1 and np.isfinite(x["train_nloss"])]
+    check(not all(float(x["train_nloss"]) in [float(y) for y in pb["train_nloss"]] for x in same),
+          "the gpu numbers are not the cpu's bit for bit (bf16 vs fp32: a gpu sweep that ran on the cpu would be)")
 # final held-out normalized loss per pair
 fa = {key(x): float(x["heldout_nloss"]) for x in ra}
 fb = {key(x): float(x["heldout_nloss"]) for x in rb}

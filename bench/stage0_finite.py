@@ -1,0 +1,106 @@
+"""stage0_finite.py: a long RWKV-7 Stage 0 run in bf16 on the GPU stays finite (issue #8; the original
+experiment's RWKV-7 hybrids failed from mixed-precision errors).
+
+  python3 bench/stage0_finite.py --graft BIN/graft [--config bench/configs/qwen3-1.7b.json]
+          [--steps 2000] [--batch 4] [--seq 1024] [--layers 0,13,27] [--mixers rwkv7] [--out finite.md]
+
+`graft run` of a stage0 recipe on device: cuda (a random-weight teacher of the config's shape, the
+synthetic e2e corpus), then reads the run log: every pair's training normalized loss at every step
+must be finite, and the held-out one too. Prints the loss at a few steps per pair and the verdict;
+exit status 1 when anything is not finite.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import h5py
+import numpy as np
+
+here = os.path.dirname(os.path.abspath(__file__))
+root = os.path.dirname(here)
+sys.path.insert(0, os.path.join(root, "tests", "e2e"))
+from e2e_util import make_corpus  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--graft", required=True)
+ap.add_argument("--config", default=os.path.join(root, "bench", "configs", "qwen3-1.7b.json"))
+ap.add_argument("--steps", type=int, default=2000)
+ap.add_argument("--batch", type=int, default=4)
+ap.add_argument("--seq", type=int, default=1024)
+ap.add_argument("--layers", default="0,13,27")
+ap.add_argument("--mixers", default="rwkv7")
+ap.add_argument("--lr", default="1.0e-3")
+ap.add_argument("--device", default="cuda", help="cpu: a dry run of this script")
+ap.add_argument("--out", default="stage0_finite.md")
+a = ap.parse_args()
+
+work = tempfile.mkdtemp(prefix="graft-s0finite-")
+manifest = make_corpus(a.graft, root, work, sentences=60000)
+recipe = os.path.join(work, "s0.yaml")
+with open(recipe, "w") as f:
+    f.write(f"""model: {{config: {a.config}, seed: 1}}
+tokenizer: {root}/data/demo-tokenizer/tokenizer.json
+data: {{train: {manifest}, heldout: 0.05, seed: 5}}
+device: {a.device}
+run_log: {work}/run.h5
+seed: 11
+stages:
+  - kind: stage0
+    layers: [{a.layers}]
+    mixers: {{{", ".join(f"{m}: {{}}" for m in a.mixers.split(","))}}}
+    steps: {a.steps}
+    batch: {a.batch}
+    seq_len: {a.seq}
+    lr: {a.lr}
+    warmup: {max(1, a.steps // 50)}
+    eval_every: {max(1, a.steps // 4)}
+    eval_batches: 2
+    out: {work}/stage0
+""")
+t0 = time.time()
+r = subprocess.run([a.graft, "run", recipe], capture_output=True, text=True)
+wall = time.time() - t0
+print(r.stdout[-2500:], r.stderr[-2000:], flush=True)
+lines = []
+try:
+    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+except FileNotFoundError:
+    gpu = "no GPU (nvidia-smi not found)"
+lines.append(f"# Stage 0 {a.mixers} in bf16 for {a.steps} steps ({time.strftime('%Y-%m-%d')}, commit "
+             f"{os.environ.get('GRAFT_COMMIT', '?')})")
+lines.append("")
+lines.append(f"Device: {gpu}. Teacher: {os.path.basename(a.config)} random weights; layers {a.layers}; batch "
+             f"{a.batch} x {a.seq}; lr {a.lr}; {wall:.0f} s wall (exit {r.returncode}).")
+lines.append("")
+ok = r.returncode == 0
+if ok:
+    with h5py.File(os.path.join(work, "run.h5"), "r") as f:
+        p = f["stages/0_stage0/stage0_pairs"][:]
+        res = f["stages/0_stage0/stage0_results"][:]
+        t = f["stages/0_stage0/train"][:]
+    name = lambda x: x.decode() if isinstance(x, bytes) else x
+    tr = p[np.isfinite(p["train_nloss"]) | np.isnan(p["heldout_nloss"])]
+    marks = sorted({1, a.steps // 10, a.steps // 4, a.steps // 2, a.steps})
+    lines.append("| layer | mixer | " + " | ".join(f"train nloss @{m}" for m in marks) + " | held-out nloss (end) | all steps finite |")
+    lines.append("|---|---|" + "---|" * len(marks) + "---|---|")
+    for x in res:
+        sel = tr[(tr["layer"] == x["layer"]) & (tr["mixer"] == x["mixer"])]
+        fin = bool(np.all(np.isfinite(sel["train_nloss"]))) and len(sel) == a.steps
+        ok = ok and fin and bool(np.isfinite(x["heldout_nloss"]))
+        vals = []
+        for m in marks:
+            v = sel["train_nloss"][sel["step"] == m]
+            vals.append(f"{float(v[0]):.4f}" if len(v) else "-")
+        lines.append(f"| {int(x['layer'])} | {name(x['mixer'])} | " + " | ".join(vals) +
+                     f" | {float(x['heldout_nloss']):.4f} | {fin} ({len(sel)} steps) |")
+    lines.append("")
+    lines.append(f"Mean {np.mean(t['tokens_per_s'][1:]):.0f} tokens/s (teacher tokens) over the steps.")
+lines.append("")
+lines.append(f"Verdict: {'finite' if ok else 'NOT finite or failed'}")
+print("\n".join(lines))
+with open(a.out, "w") as f:
+    f.write("\n".join(lines) + "\n")
+sys.exit(0 if ok else 1)
