@@ -101,11 +101,15 @@ stages:
     out: {work}/stage0
 """)
 t0 = time.time()
-r = subprocess.run([a.graft, "run", recipe], capture_output=True, text=True)
+proc = subprocess.Popen([a.graft, "run", recipe], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+out = []
+for line in proc.stdout:  # live, with the time since start: where a slow sweep spends it shows
+    print(f"[{time.time() - t0:6.1f} s] {line}", end="", flush=True)
+    out.append(line)
+proc.wait()
 wall = time.time() - t0
-print(r.stdout[-3000:], r.stderr[-3000:], flush=True)
 g_tok = float("nan")
-if r.returncode == 0:
+if proc.returncode == 0:
     import h5py
     import numpy as np
     with h5py.File(os.path.join(work, "run.h5"), "r") as f:
@@ -118,7 +122,7 @@ if r.returncode == 0:
         f"(process wall, with setup); step times {', '.join(f'{a.batch * a.seq / x:.3f}' for x in t['tokens_per_s'])} s; "
         f"held-out nloss finite for every pair: {finite}")
 else:
-    say(f"graft: FAILED (exit {r.returncode}): {r.stderr.strip()[-500:]}")
+    say(f"graft: FAILED (exit {proc.returncode}): {''.join(out)[-500:]}")
 g_pair = g_tok * n_pairs
 
 # ---- the original way --------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def run(name, dev):
     r = subprocess.run([graft, "run", recipe(name, dev)], capture_output=True, text=True, env=graft_env())
     check(r.returncode == 0, f"stage0 on {dev}: exit {r.returncode} in {time.time() - t0:.1f} s {r.stderr.strip()[-600:]}")
     where = dev.split(":")[0]
-    check(f"pairs (2 layers x 2 mixers) on {teacher} ({where})" in r.stdout, f"the sweep ran on {where}: "
+    check(f"pairs (2 layers x 2 mixers) on {teacher} ({where}" in r.stdout, f"the sweep ran on {where}: "
           f"{[x for x in r.stdout.splitlines() if 'pairs (' in x]}")
     print("\n".join("    " + x for x in r.stdout.splitlines() if "step" in x and "/" in x))
     return os.path.join(work, name, "run.h5")

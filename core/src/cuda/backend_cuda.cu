@@ -93,7 +93,13 @@ static void *cu_alloc(void *ctx, size_t bytes) {
         cudaGetLastError(); /* clear the sticky-free allocation error */
         return NULL;
     }
-    if (cudaMemset(p, 0, bytes ? bytes : 64) != cudaSuccess) {
+    /* Zeroed BEFORE returning: a plain cudaMemset is queued on the legacy stream, which does not
+     * order with our non-blocking stream, so a kernel or upload queued next on that stream could
+     * run first and then be wiped (seen: Stage 0's first hidden states, flaky conformance
+     * gradients). The legacy stream, not ours, so that an allocation during a graph capture of
+     * our stream stays legal. */
+    if (cudaMemsetAsync(p, 0, bytes ? bytes : 64, cudaStreamLegacy) != cudaSuccess ||
+        cudaStreamSynchronize(cudaStreamLegacy) != cudaSuccess) {
         cudaFree(p);
         return NULL;
     }
