@@ -76,6 +76,56 @@ say()
 say(f"Device: {gpu}. Shape: {os.path.basename(a.config)} (random weights), batch {a.batch} x {a.seq} tokens per step.")
 say()
 
+# ---- graft -------------------------------------------------------------------------------------
+work = tempfile.mkdtemp(prefix="graft-s0bench-")
+need = a.batch * (a.seq + 1) * (a.steps + 2) * 21 // 20 + (a.seq + 1) * a.batch * 2
+manifest = make_corpus(a.graft, root, work, sentences=max(12000, need // 9))
+recipe = os.path.join(work, "s0.yaml")
+mix = ", ".join(f"{m}: {MIXERS[m]}" for m in mixers)
+with open(recipe, "w") as f:
+    f.write(f"""model: {{config: {a.config}, seed: 1}}
+tokenizer: {root}/data/demo-tokenizer/tokenizer.json
+data: {{train: {manifest}, heldout: 0.05, seed: 5}}
+device: {a.device}
+run_log: {work}/run.h5
+seed: 11
+stages:
+  - kind: stage0
+    layers: [{", ".join(str(x) for x in layers)}]
+    mixers: {{{mix}}}
+    steps: {a.steps}
+    batch: {a.batch}
+    seq_len: {a.seq}
+    lr: 1.0e-3
+    warmup: 1
+    eval_batches: 1
+    out: {work}/stage0
+""")
+t0 = time.time()
+proc = subprocess.Popen([a.graft, "run", recipe], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+out = []
+for line in proc.stdout:  # live, with the time since start: where a slow sweep spends it shows
+    print(f"[{time.time() - t0:6.1f} s] {line}", end="", flush=True)
+    out.append(line)
+proc.wait()
+wall = time.time() - t0
+g_tok = float("nan")
+if proc.returncode == 0:
+    import h5py
+    import numpy as np
+    with h5py.File(os.path.join(work, "run.h5"), "r") as f:
+        t = f["stages/0_stage0/train"][:]
+        res = f["stages/0_stage0/stage0_results"][:]
+    tps = t["tokens_per_s"][1:] if len(t) > 1 else t["tokens_per_s"]
+    g_tok = float(np.mean(tps))
+    finite = bool(np.all(np.isfinite(res["heldout_nloss"])))
+    say(f"graft: {n_pairs} pairs ({len(layers)} layers x {'/'.join(mixers)}), {a.steps} steps in {wall:.0f} s "
+        f"(process wall, with setup); step times {', '.join(f'{a.batch * a.seq / x:.3f}' for x in t['tokens_per_s'])} s; "
+        f"held-out nloss finite for every pair: {finite}")
+else:
+    say(f"graft: FAILED (exit {proc.returncode}): {''.join(out)[-500:]}")
+g_pair = g_tok * n_pairs
+
 # ---- the original way --------------------------------------------------------------------------
 # Measured in two parts: its fp32 teacher forward alone (always: that alone bounds the original's
 # pair-tokens/s from above, since each of its steps runs one), then the whole step with a fresh FLA
@@ -155,56 +205,6 @@ if not a.skip_original:
         torch.cuda.empty_cache()
     except Exception as e:  # report, never hide
         say(f"original way: not (fully) measured ({type(e).__name__}: {str(e)[:300]})")
-
-# ---- graft -------------------------------------------------------------------------------------
-work = tempfile.mkdtemp(prefix="graft-s0bench-")
-need = a.batch * (a.seq + 1) * (a.steps + 2) * 21 // 20 + (a.seq + 1) * a.batch * 2
-manifest = make_corpus(a.graft, root, work, sentences=max(12000, need // 9))
-recipe = os.path.join(work, "s0.yaml")
-mix = ", ".join(f"{m}: {MIXERS[m]}" for m in mixers)
-with open(recipe, "w") as f:
-    f.write(f"""model: {{config: {a.config}, seed: 1}}
-tokenizer: {root}/data/demo-tokenizer/tokenizer.json
-data: {{train: {manifest}, heldout: 0.05, seed: 5}}
-device: {a.device}
-run_log: {work}/run.h5
-seed: 11
-stages:
-  - kind: stage0
-    layers: [{", ".join(str(x) for x in layers)}]
-    mixers: {{{mix}}}
-    steps: {a.steps}
-    batch: {a.batch}
-    seq_len: {a.seq}
-    lr: 1.0e-3
-    warmup: 1
-    eval_batches: 1
-    out: {work}/stage0
-""")
-t0 = time.time()
-proc = subprocess.Popen([a.graft, "run", recipe], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-out = []
-for line in proc.stdout:  # live, with the time since start: where a slow sweep spends it shows
-    print(f"[{time.time() - t0:6.1f} s] {line}", end="", flush=True)
-    out.append(line)
-proc.wait()
-wall = time.time() - t0
-g_tok = float("nan")
-if proc.returncode == 0:
-    import h5py
-    import numpy as np
-    with h5py.File(os.path.join(work, "run.h5"), "r") as f:
-        t = f["stages/0_stage0/train"][:]
-        res = f["stages/0_stage0/stage0_results"][:]
-    tps = t["tokens_per_s"][1:] if len(t) > 1 else t["tokens_per_s"]
-    g_tok = float(np.mean(tps))
-    finite = bool(np.all(np.isfinite(res["heldout_nloss"])))
-    say(f"graft: {n_pairs} pairs ({len(layers)} layers x {'/'.join(mixers)}), {a.steps} steps in {wall:.0f} s "
-        f"(process wall, with setup); step times {', '.join(f'{a.batch * a.seq / x:.3f}' for x in t['tokens_per_s'])} s; "
-        f"held-out nloss finite for every pair: {finite}")
-else:
-    say(f"graft: FAILED (exit {proc.returncode}): {''.join(out)[-500:]}")
-g_pair = g_tok * n_pairs
 
 say()
 ref = o_tok if o_tok == o_tok else o_bound
