@@ -103,6 +103,10 @@ stages:
 """)
 t0 = time.time()
 proc = subprocess.Popen([a.graft, "run", recipe], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+import atexit  # noqa: E402
+import signal  # noqa: E402
+atexit.register(lambda: proc.poll() is None and proc.kill())  # no graft left running on the GPU
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))      # `timeout` -> exit -> atexit kills it
 out = []
 for line in proc.stdout:  # live, with the time since start: where a slow sweep spends it shows
     print(f"[{time.time() - t0:6.1f} s] {line}", end="", flush=True)

@@ -1,8 +1,8 @@
 """tests/e2e/test_cuda.py GRAFT SRC WORK: `graft run` recipes on `device: cuda` (issue #7): pretrain,
 stage1 (live teacher and teacher cache) and eval on the GPU, their losses against the same recipe on
 the CPU at bf16 tolerance, and SIGKILL + --resume on the GPU giving the losses of an uninterrupted
-GPU run. Stage 0 runs on the CPU first (a prelude recipe) since it is not on CUDA yet; its students
-and spec are the stage1s' input in both recipes. Without a GPU (or a CUDA build) it exits 77
+GPU run. Stage 0 runs on the CPU first (a prelude recipe) so that both recipes' stage1s graft the
+same students and spec (Stage 0 on CUDA has its own test: test_stage0_cuda.py). Without a GPU (or a CUDA build) it exits 77
 (skipped). The numbers it prints are the ones to quote."""
 import os
 import signal

@@ -4,7 +4,8 @@ of 2 layers x {gla, rwkv7} with held-out evaluations during training, run on the
 the GPU (bf16 activations and working weights, fp32 masters): the first step's training normalized
 loss per pair agrees to bf16 level, the held-out losses track each other, and the pairs rank the
 same where the CPU's gaps are wide. Then SIGKILL + --resume on the GPU gives the uninterrupted GPU
-sweep's numbers (checkpoints carry device masters and moments through the host). Without a GPU (or
+sweep's numbers (checkpoints carry device masters and moments through the host): bitwise for GLA,
+to 1e-3 for RWKV-7 (its CUDA backward sums with atomics). Without a GPU (or
 a CUDA build) it exits 77 (skipped). GRAFT_E2E_DEVICE=cpu runs the "gpu" side on the CPU: a dry run
 of this script on a machine without a GPU."""
 import json
@@ -149,7 +150,13 @@ r = subprocess.run([graft, "run", rk, "--resume"], capture_output=True, text=Tru
 check(r.returncode == 0 and "resuming from" in r.stdout, f"--resume continues from a checkpoint: {r.stdout[-300:]} {r.stderr[-300:]}")
 _, rk_res = pairs(os.path.join(work, "gpuk", "run.h5"))
 fk = {key(x): float(x["heldout_nloss"]) for x in rk_res}
+# GLA's CUDA path sums in a fixed order: a resumed sweep is bitwise the uninterrupted one. RWKV-7's
+# layer backward sums its per-channel gradients with atomicAdd (rwkv7_cuda_layer.cu), so two GPU
+# runs differ in the last bits and drift apart a little over steps (measured on the H100: 7e-5
+# relative after 40 steps); it is held to 1e-3.
 for k in ks:
     a, b = fb[k], fk.get(k, float("nan"))
-    check(a == b or abs(a - b) <= 1e-6 * abs(a), f"resumed gpu held-out nloss {k}: {b:.9f} vs uninterrupted {a:.9f}")
+    tol = 1e-3 if k[1] == "rwkv7" and device != "cpu" else 1e-9
+    check(a == b or abs(a - b) <= tol * abs(a), f"resumed gpu held-out nloss {k}: {b:.9f} vs uninterrupted {a:.9f} "
+          f"(rel {abs(a - b) / abs(a):.1e} <= {tol:g})")
 check.finish()
