@@ -40,15 +40,18 @@ def plot_losses(g, name, out):
         return None
     fig, axes = plt.subplots(1, 2 if len(p) else 1, figsize=(12 if len(p) else 7, 4.5), squeeze=False)
     ax = axes[0][0]
-    if len(t):
+    if len(p):  # Stage 0: one curve per pair (its train table holds their mean, drawn dashed)
+        for (layer, mixer) in sorted(set((int(r["layer"]), text(r["mixer"])) for r in p)):
+            sel = p[(p["layer"] == layer) & (p["mixer"] == mixer.encode())]
+            ok = np.isfinite(sel["train_nloss"])
+            ax.plot(sel["step"][ok], sel["train_nloss"][ok], label=f"L{layer} {mixer}")
+        if len(t):
+            ax.plot(t["step"], t["loss"], "k--", label="mean")
+    elif len(t):
         ax.plot(t["step"], t["loss"], label="loss")
         for f in ("ce", "kl"):
             if np.isfinite(t[f]).any():
                 ax.plot(t["step"], t[f], label=f, alpha=0.7)
-    elif len(p):
-        for (layer, mixer) in sorted(set((int(r["layer"]), text(r["mixer"])) for r in p)):
-            sel = p[(p["layer"] == layer) & (p["mixer"] == mixer.encode())]
-            ax.plot(sel["step"], sel["train_nloss"], label=f"L{layer} {mixer}")
     ax.set_xlabel("step")
     ax.set_ylabel("train loss")
     ax.set_title(f"{name}: training")
