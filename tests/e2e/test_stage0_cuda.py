@@ -149,6 +149,10 @@ check(killed, "the gpu sweep was killed during training")
 r = subprocess.run([graft, "run", rk, "--resume"], capture_output=True, text=True, env=graft_env())
 check(r.returncode == 0 and "resuming from" in r.stdout, f"--resume continues from a checkpoint: {r.stdout[-300:]} {r.stderr[-300:]}")
 _, rk_res = pairs(os.path.join(work, "gpuk", "run.h5"))
+with h5py.File(os.path.join(work, "gpuk", "run.h5"), "r") as f:
+    tk = f["stages/0_stage0/train"][:]
+check(list(tk["step"]) == list(range(1, STEPS + 1)), f"resumed train table: steps 1..{STEPS} once each "
+      f"({len(tk)} rows)")
 fk = {key(x): float(x["heldout_nloss"]) for x in rk_res}
 # GLA's CUDA path sums in a fixed order: a resumed sweep is bitwise the uninterrupted one. RWKV-7's
 # layer backward sums its per-channel gradients with atomicAdd (rwkv7_cuda_layer.cu), so two GPU
