@@ -9,66 +9,26 @@ synthetic e2e corpus), then reads the run log: every pair's training normalized 
 must be finite, and the held-out one too. Prints the loss at a few steps per pair and the verdict;
 exit status 1 when anything is not finite.
 """
-import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 import h5py
 import numpy as np
 
-here = os.path.dirname(os.path.abspath(__file__))
-root = os.path.dirname(here)
-sys.path.insert(0, os.path.join(root, "tests", "e2e"))
-from e2e_util import make_corpus  # noqa: E402
+from stage0_common import gpu_name, parser, stage0_recipe
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--graft", required=True)
-ap.add_argument("--config", default=os.path.join(root, "bench", "configs", "qwen3-1.7b.json"))
-ap.add_argument("--steps", type=int, default=2000)
-ap.add_argument("--batch", type=int, default=4)
-ap.add_argument("--seq", type=int, default=1024)
-ap.add_argument("--layers", default="0,13,27")
-ap.add_argument("--mixers", default="rwkv7")
-ap.add_argument("--lr", default="1.0e-3")
-ap.add_argument("--device", default="cuda", help="cpu: a dry run of this script")
-ap.add_argument("--out", default="stage0_finite.md")
-a = ap.parse_args()
-
-work = tempfile.mkdtemp(prefix="graft-s0finite-")
-manifest = make_corpus(a.graft, root, work, sentences=60000)
-recipe = os.path.join(work, "s0.yaml")
-with open(recipe, "w") as f:
-    f.write(f"""model: {{config: {a.config}, seed: 1}}
-tokenizer: {root}/data/demo-tokenizer/tokenizer.json
-data: {{train: {manifest}, heldout: 0.05, seed: 5}}
-device: {a.device}
-run_log: {work}/run.h5
-seed: 11
-stages:
-  - kind: stage0
-    layers: [{a.layers}]
-    mixers: {{{", ".join(f"{m}: {{}}" for m in a.mixers.split(","))}}}
-    steps: {a.steps}
-    batch: {a.batch}
-    seq_len: {a.seq}
-    lr: {a.lr}
-    warmup: {max(1, a.steps // 50)}
-    eval_every: {max(1, a.steps // 4)}
-    eval_batches: 2
-    out: {work}/stage0
-""")
+a = parser(steps=2000, batch=4, seq=1024, layers="0,13,27", mixers="rwkv7", out="stage0_finite.md").parse_args()
+recipe, work = stage0_recipe(a, ", ".join(f"{m}: {{}}" for m in a.mixers.split(",")), sentences=60000,
+                             warmup=max(1, a.steps // 50), eval_every=max(1, a.steps // 4), eval_batches=2,
+                             prefix="graft-s0finite-")
 t0 = time.time()
 r = subprocess.run([a.graft, "run", recipe], capture_output=True, text=True)
 wall = time.time() - t0
 print(r.stdout[-2500:], r.stderr[-2000:], flush=True)
 lines = []
-try:
-    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
-except FileNotFoundError:
-    gpu = "no GPU (nvidia-smi not found)"
+gpu = gpu_name()
 lines.append(f"# Stage 0 {a.mixers} in bf16 for {a.steps} steps ({time.strftime('%Y-%m-%d')}, commit "
              f"{os.environ.get('GRAFT_COMMIT', '?')})")
 lines.append("")

@@ -22,33 +22,21 @@ mixer and the frozen MLP (~3 x 1/28 of the teacher, ~16 ms), so 56 students ~0.9
 56 x 32768 pair-tokens = ~1.7M pair-tokens/s. The original: an fp32 forward (~100 TFLOP at ~50
 TFLOP/s without TF32: ~2 s) per pair, ~13-16k pair-tokens/s. Prediction: ~100x.
 """
-import argparse
+import atexit
 import json
 import os
+import signal
 import subprocess
 import sys
-import tempfile
 import time
 
-here = os.path.dirname(os.path.abspath(__file__))
-root = os.path.dirname(here)
-sys.path.insert(0, os.path.join(root, "tests", "e2e"))
-from e2e_util import make_corpus  # noqa: E402
+from stage0_common import ROOT as root, gpu_name, parser, stage0_recipe
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--graft", required=True)
-ap.add_argument("--config", default=os.path.join(root, "bench", "configs", "qwen3-1.7b.json"))
-ap.add_argument("--batch", type=int, default=32)
-ap.add_argument("--seq", type=int, default=1024)
-ap.add_argument("--steps", type=int, default=4)
-ap.add_argument("--layers", default="all")
-ap.add_argument("--mixers", default="gla,rwkv7")
+ap = parser(steps=4, batch=32, seq=1024, layers="all", mixers="gla,rwkv7", out="stage0_vs_original.md")
 ap.add_argument("--original-steps", type=int, default=2)
 ap.add_argument("--original-layer", type=int, default=13)
 ap.add_argument("--skip-original", action="store_true")
 ap.add_argument("--fla-deadline", type=int, default=240, help="seconds for FLA's first step; 0: teacher alone")
-ap.add_argument("--device", default="cuda", help="cpu: a dry run of this script")
-ap.add_argument("--out", default="stage0_vs_original.md")
 a = ap.parse_args()
 
 MIXERS = {"gla": '{num_heads: 16, expand_k: 1, expand_v: 1, conv_size: 4}', "rwkv7": "{}"}
@@ -66,45 +54,20 @@ def say(s=""):
     lines.append(s)
 
 
-try:
-    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
-except FileNotFoundError:
-    gpu = "no GPU (nvidia-smi not found)"
-commit = os.environ.get("GRAFT_COMMIT") or subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+gpu = gpu_name()
+commit = os.environ.get("GRAFT_COMMIT") or subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                                                          capture_output=True, text=True).stdout.strip()
 say(f"# Stage 0 sweep vs the original experiment's way ({time.strftime('%Y-%m-%d')}, commit {commit or '?'})")
 say()
 say(f"Device: {gpu}. Shape: {os.path.basename(a.config)} (random weights), batch {a.batch} x {a.seq} tokens per step.")
 say()
 
 # ---- graft -------------------------------------------------------------------------------------
-work = tempfile.mkdtemp(prefix="graft-s0bench-")
 need = a.batch * (a.seq + 1) * (a.steps + 2) * 21 // 20 + (a.seq + 1) * a.batch * 2
-manifest = make_corpus(a.graft, root, work, sentences=max(12000, need // 9))
-recipe = os.path.join(work, "s0.yaml")
-mix = ", ".join(f"{m}: {MIXERS[m]}" for m in mixers)
-with open(recipe, "w") as f:
-    f.write(f"""model: {{config: {a.config}, seed: 1}}
-tokenizer: {root}/data/demo-tokenizer/tokenizer.json
-data: {{train: {manifest}, heldout: 0.05, seed: 5}}
-device: {a.device}
-run_log: {work}/run.h5
-seed: 11
-stages:
-  - kind: stage0
-    layers: [{", ".join(str(x) for x in layers)}]
-    mixers: {{{mix}}}
-    steps: {a.steps}
-    batch: {a.batch}
-    seq_len: {a.seq}
-    lr: 1.0e-3
-    warmup: 1
-    eval_batches: 1
-    out: {work}/stage0
-""")
+recipe, work = stage0_recipe(a, ", ".join(f"{m}: {MIXERS[m]}" for m in mixers), sentences=max(12000, need // 9),
+                             warmup=1, prefix="graft-s0bench-")
 t0 = time.time()
 proc = subprocess.Popen([a.graft, "run", recipe], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-import atexit  # noqa: E402
-import signal  # noqa: E402
 atexit.register(lambda: proc.poll() is None and proc.kill())  # no graft left running on the GPU
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))      # `timeout` -> exit -> atexit kills it
 out = []

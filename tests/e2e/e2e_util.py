@@ -80,3 +80,33 @@ class Checks:
         import sys
         print(f"{len(self.failures)} failure(s)")
         sys.exit(1 if self.failures else 0)
+
+
+def cuda_setup(argv, hidden_size, intermediate_size):
+    """What the CUDA e2e tests share: GRAFT SRC WORK from argv (WORK given the corpus), the device
+    (GRAFT_E2E_DEVICE=cpu runs the "gpu" side on the CPU: a dry run of a test on a machine without a
+    GPU), and an e2e-tiny config with 128-wide heads (the CUDA mixer kernels serve those only)
+    written to WORK. Exits 77 (skipped) when this graft cannot open the device (--check opens the
+    recipe's device), 1 when the probe fails otherwise. Returns graft, src, work, device, config."""
+    import json
+    import sys
+    device = os.environ.get("GRAFT_E2E_DEVICE", "cuda")
+    graft, src, work = start(argv)
+    with open(os.path.join(src, "recipes", "models", "e2e-tiny.json")) as f:
+        cfg = json.load(f)
+    cfg.update(hidden_size=hidden_size, intermediate_size=intermediate_size, num_attention_heads=2,
+               num_key_value_heads=1, head_dim=128)
+    config = os.path.join(work, f"e2e-tiny-d{hidden_size}.json")
+    with open(config, "w") as f:
+        json.dump(cfg, f, indent=1)
+    probe = write_recipe(src, work, "probe", "  - {kind: select, policy: count, count: 1, out: @OUT@/x.yaml}",
+                         device=device, config=config)
+    r = subprocess.run([graft, "run", probe, "--check"], capture_output=True, text=True, env=graft_env())
+    if r.returncode != 0:
+        msg = (r.stdout + r.stderr).strip()
+        if "no CUDA device is available" in msg or "built without CUDA" in msg:
+            print(f"skipped: {msg[-300:]}")
+            sys.exit(77)
+        print(f"FAIL probe: {msg}")
+        sys.exit(1)
+    return graft, src, work, device, config

@@ -13,32 +13,9 @@ import time
 import h5py
 import numpy as np
 
-from e2e_util import Checks, graft_env, start, write_recipe
+from e2e_util import Checks, cuda_setup, graft_env, write_recipe
 
-graft, src, work = sys.argv[1:4]
-# GRAFT_E2E_DEVICE=cpu runs the "gpu" side on the CPU: a dry run of this script itself on a machine
-# without a GPU (every comparison then holds trivially).
-device = os.environ.get("GRAFT_E2E_DEVICE", "cuda")
-
-graft, src, work = start(sys.argv)
-# e2e-tiny with head_dim 128: the CUDA attention and GLA kernels serve head dims of 128 only
-import json
-with open(os.path.join(src, "recipes", "models", "e2e-tiny.json")) as f:
-    cfg = json.load(f)
-cfg.update(hidden_size=128, intermediate_size=384, num_attention_heads=2, num_key_value_heads=1, head_dim=128)
-config = os.path.join(work, "e2e-tiny-d128.json")
-with open(config, "w") as f:
-    json.dump(cfg, f, indent=1)
-# skip (77) before the runs when this graft cannot open a GPU: --check opens the recipe's device
-probe = write_recipe(src, work, "probe", "  - {kind: select, policy: count, count: 1, out: @OUT@/x.yaml}", device=device, config=config)
-r = subprocess.run([graft, "run", probe, "--check"], capture_output=True, text=True, env=graft_env())
-if r.returncode != 0:
-    msg = (r.stdout + r.stderr).strip()
-    if "no CUDA device is available" in msg or "built without CUDA" in msg:
-        print(f"skipped: {msg[-300:]}")
-        sys.exit(77)
-    print(f"FAIL probe: {msg}")
-    sys.exit(1)
+graft, src, work, device, config = cuda_setup(sys.argv, hidden_size=128, intermediate_size=384)
 check = Checks()
 
 prelude = """  - kind: pretrain

@@ -18,28 +18,9 @@ import time
 import h5py
 import numpy as np
 
-from e2e_util import Checks, graft_env, start, write_recipe
+from e2e_util import Checks, cuda_setup, graft_env, write_recipe
 
-device = os.environ.get("GRAFT_E2E_DEVICE", "cuda")
-graft, src, work = start(sys.argv)
-# head_dim 128: the CUDA GLA and RWKV-7 kernels serve 128-wide heads only
-with open(os.path.join(src, "recipes", "models", "e2e-tiny.json")) as f:
-    cfg = json.load(f)
-cfg.update(hidden_size=256, intermediate_size=512, num_attention_heads=2, num_key_value_heads=1, head_dim=128)
-config = os.path.join(work, "e2e-tiny-d256.json")
-with open(config, "w") as f:
-    json.dump(cfg, f, indent=1)
-
-probe = write_recipe(src, work, "probe", "  - {kind: select, policy: count, count: 1, out: @OUT@/x.yaml}", device=device,
-                     config=config)
-r = subprocess.run([graft, "run", probe, "--check"], capture_output=True, text=True, env=graft_env())
-if r.returncode != 0:
-    msg = (r.stdout + r.stderr).strip()
-    if "no CUDA device is available" in msg or "built without CUDA" in msg:
-        print(f"skipped: {msg[-300:]}")
-        sys.exit(77)
-    print(f"FAIL probe: {msg}")
-    sys.exit(1)
+graft, src, work, device, config = cuda_setup(sys.argv, hidden_size=256, intermediate_size=512)
 check = Checks()
 
 teacher = os.path.join(work, "pre", "teacher")
@@ -134,6 +115,29 @@ check(t is not None and len(t) == STEPS and np.all(t["tokens_per_s"] > 0),
       f"gpu train table: {0 if t is None else len(t)} rows with tokens/s, expected {STEPS}")
 if t is not None and len(t):
     print(f"    gpu sweep: {t['tokens_per_s'][len(t) // 2:].mean():.0f} tok/s x 4 pairs over the second half")
+
+# a student that trains its own MLP copy too (train: [mixer, mlp]): the MLP's master, moments and
+# working copy live on the device beside the mixer's
+mlp_sweep = sweep.replace("layers: [0, 1]", "layers: [1]").replace("rwkv7: {}}", "}").replace(
+    "checkpoint_every: 10", "train: [mixer, mlp]").replace(", }", "}")
+mlp_runs = {}
+for dev in ("cpu", device):
+    name = f"mlp-{dev.replace(':', '')}"
+    path = write_recipe(src, work, name, mlp_sweep, device=dev, config=config)
+    text = open(path).read().replace(f"model: {{config: {config}, seed: 1}}", f"model: {teacher}")
+    open(path, "w").write(text)
+    r = subprocess.run([graft, "run", path], capture_output=True, text=True, env=graft_env())
+    check(r.returncode == 0, f"stage0 train: [mixer, mlp] on {dev}: {r.stderr.strip()[-400:]}")
+    mlp_runs[dev] = os.path.join(work, name, "run.h5")
+(ma, mra), (mb, mrb) = pairs(mlp_runs["cpu"]), pairs(mlp_runs[device])
+a1 = float(ma["train_nloss"][(ma["step"] == 1) & np.isfinite(ma["train_nloss"])][0])
+b1 = float(mb["train_nloss"][(mb["step"] == 1) & np.isfinite(mb["train_nloss"])][0])
+ah, bh = float(mra["heldout_nloss"][0]), float(mrb["heldout_nloss"][0])
+check(abs(a1 - b1) / a1 < 2e-2 and np.isfinite(bh) and abs(ah - bh) / ah < 0.1,
+      f"train: [mixer, mlp], layer 1 gla: step-1 nloss cpu {a1:.5f} gpu {b1:.5f}, held-out cpu {ah:.4f} gpu {bh:.4f}")
+with open(os.path.join(work, f"mlp-{device.replace(':', '')}", "stage0", "layer1-gla.safetensors"), "rb") as f:
+    header = json.loads(f.read(int.from_bytes(f.read(8), "little")))  # safetensors: u64 length, JSON
+check("model.layers.1.mlp.up_proj.weight" in header, "the gpu student file carries its trained MLP")
 
 # SIGKILL after step 25 (checkpoint at 20), --resume: the uninterrupted GPU sweep's numbers
 rk = recipe("gpuk", device)
