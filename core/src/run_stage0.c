@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fsutil.h"
 #include "hybrid_spec.h"
@@ -65,6 +66,13 @@ static void s0_on_step(void *ctx, int64_t step, double seconds, int64_t tokens) 
     fflush(t->c->out);
 }
 
+static void s0_on_ready(void *ctx, double seconds, double student_bytes) {
+    s0_log *t = ctx;
+    fprintf(t->c->out, "  %lld students ready in %.1f s (%.2f GB of weights, gradients and moments)\n",
+            (long long)t->n_pairs, seconds, student_bytes / 1e9);
+    fflush(t->c->out);
+}
+
 static graft_status write_csv(const char *path, const graft_stage0_result *res, int64_t n, graft_err *err) {
     size_t cap = 128 + (size_t)n * 96, len = 0;
     char *buf = malloc(cap);
@@ -109,8 +117,14 @@ graft_status graft_run_stage0(graft_run_ctx *c, const graft_stage *s, graft_err 
         for (int64_t i = 0; i < nl; i++, k++)
             pairs[k] = (graft_stage0_pair){.layer = layers[i], .mixer = sp->mixers[m].name, .kv = sp->mixers[m].kv,
                                            .n_kv = sp->mixers[m].n_kv, .origin = c->r->path};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if ((st = graft_run_load_model(c, c->model_dir, &c->r->model, &model, err))) goto done;
     if ((st = graft_run_place(c, model, err))) goto done; /* the sweep runs on the teacher's device */
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    fprintf(c->out, "  teacher ready on %s in %.1f s\n", graft_model_backend(model)->name,
+            (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+    fflush(c->out);
     if ((st = graft_run_open_data(c, tp->batch, tp->seq_len, &data, err))) goto done;
     graft_stage0_opts o = graft_stage0_default_opts();
     o.init_teacher = sp->init == GRAFT_STAGE0_INIT_TEACHER;
@@ -142,7 +156,8 @@ graft_status graft_run_stage0(graft_run_ctx *c, const graft_stage *s, graft_err 
     s0_log t = {.c = c, .stage = (int32_t)s->index, .pairs = pairs, .n_pairs = n, .steps = tp->steps,
                 .print_every = tp->steps >= 10 ? tp->steps / 10 : 1, .log_every = tp->log_every > 0 ? tp->log_every : 1,
                 .train_nloss = tn};
-    graft_stage0_hooks hooks = {.ctx = &t, .on_train = s0_on_train, .on_eval = s0_on_eval, .on_step = s0_on_step};
+    graft_stage0_hooks hooks = {.ctx = &t, .on_train = s0_on_train, .on_eval = s0_on_eval, .on_step = s0_on_step,
+                               .on_ready = s0_on_ready};
     /* no stale students or checkpoint from an older run */
     if ((st = graft_fs_remove_tree(tp->out, err))) goto done;
     if (!o.resume && (st = graft_fs_remove_tree(state_dir, err))) goto done;

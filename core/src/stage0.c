@@ -479,9 +479,11 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
                            "(built without nvcc?); run Stage 0 with device: cpu");
         goto done;
     }
+    double t_setup = now_s(), student_bytes = 0;
     for (int64_t i = 0; i < n_pairs; i++) {
         if ((st = student_init(&S[i], teacher, &pairs[i], p, p->seed + 1000003ull * (uint64_t)(i + 1), err))) goto done;
         if ((st = student_upload(&S[i], err))) goto done;
+        student_bytes += 4.0 * (double)S[i].floats * sizeof(float);
     }
     /* one shared workspace sized for the largest student */
     size_t saved = 0, scratch = 0;
@@ -527,6 +529,7 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
     if ((st = graft_lr_schedule_check(&sched, err))) goto done;
     int64_t n_eval_batches = (int64_t)((graft_data_n_eval(data) + (uint64_t)B - 1) / (uint64_t)B);
     if (p->eval_batches < n_eval_batches) n_eval_batches = p->eval_batches;
+    if (hooks && hooks->on_ready) hooks->on_ready(hooks->ctx, now_s() - t_setup, student_bytes);
     int64_t step0 = 0;
     if (p->resume && p->state_dir) {
         graft_data_cursor cur;

@@ -58,6 +58,8 @@ typedef struct graft_stage0_hooks {
     void (*on_eval)(void *ctx, int64_t step, int64_t pair, double heldout_nloss);
     /* after each step: tokens/s of the whole step (teacher + every student) */
     void (*on_step)(void *ctx, int64_t step, double seconds, int64_t tokens);
+    /* once, when every student is built, initialized and on the device, before the first step */
+    void (*on_ready)(void *ctx, double seconds, double student_bytes);
 } graft_stage0_hooks;
 
 typedef struct graft_stage0_result {
