@@ -61,36 +61,41 @@ def rows(log, group):
         return f[f"stages/{group}/train"][:]
 
 
-def kill_at(proc, log, group, at_least, table="train"):
-    """SIGKILLs proc once the run log shows `at_least` rows in `group`'s `table`."""
-    while proc.poll() is None:
-        try:
-            with h5py.File(log, "r", libver="latest", swmr=True) as f:
-                g = f.get(f"stages/{group}/{table}")
-                if g is not None:
-                    g.refresh()
-                    if g.shape[0] >= at_least:
-                        proc.send_signal(signal.SIGKILL)
-                        proc.wait()
-                        return g.shape[0]
-        except (OSError, KeyError, RuntimeError):
-            pass
-        time.sleep(0.005)
-    return -1
+def kill_at(proc, log, group, stage_line, step_line, table="train"):
+    """SIGKILLs proc at graft's first progress line starting with step_line after the line starting
+    with stage_line (graft flushes each), then returns the rows of `group`'s `table` in the run log.
+    graft's own output, not a poll of the run log: a poll under a loaded machine could see the
+    stage's rows only after the stage had ended."""
+    in_stage = False
+    for line in proc.stdout:
+        in_stage = in_stage or line.startswith(stage_line)
+        if in_stage and line.strip().startswith(step_line):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    if proc.returncode != -signal.SIGKILL:
+        return -1
+    with h5py.File(log, "r", libver="latest", swmr=True) as f:  # a killed SWMR writer leaves it marked open
+        g = f.get(f"stages/{group}/{table}")
+        return -1 if g is None else g.shape[0]
+
+
+def start_run(*extra):
+    return subprocess.Popen([graft, "run", run, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=graft_env())
 
 
 run = write_recipe(src, work, "run", stages)
 log = os.path.join(work, "run", "run.h5")
-p = subprocess.Popen([graft, "run", run], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=graft_env())
-n = kill_at(p, log, "0_pretrain", 17)
+# the kills: pretrain prints every 6th step, stage0 every 4th, stage1 every 2nd
+p = start_run()
+n = kill_at(p, log, "0_pretrain", "== stage 0: pretrain", "step    18/60")
 check(n >= 17 and p.returncode == -signal.SIGKILL, f"killed during pretrain after {n} rows")
-p = subprocess.Popen([graft, "run", run, "--resume"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                     env=graft_env())
-n1 = kill_at(p, log, "1_stage0", 15, table="stage0_pairs")
+p = start_run("--resume")
+n1 = kill_at(p, log, "1_stage0", "== stage 1: stage0", "step    16/40", table="stage0_pairs")
 check(n1 >= 15 and p.returncode == -signal.SIGKILL, f"resumed, then killed during stage0 after {n1} pair rows")
-p = subprocess.Popen([graft, "run", run, "--resume"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                     env=graft_env())
-n2 = kill_at(p, log, "3_stage1", 16)
+p = start_run("--resume")
+n2 = kill_at(p, log, "3_stage1", "== stage 3: stage1", "step    16/24")
 check(n2 >= 16 and p.returncode == -signal.SIGKILL, f"resumed, then killed during stage1 after {n2} rows")
 r = subprocess.run([graft, "run", run, "--resume"], capture_output=True, text=True, env=graft_env())
 check(r.returncode == 0, f"second resume finishes: {r.stderr.strip()[-400:]}")
