@@ -2,15 +2,13 @@
  * pointers plus a context; the model calls ops only through it, so no caller #ifdefs on the
  * device. An op a backend lacks is NULL and the caller refuses with a message naming it.
  *
- * Two layers (docs/cuda.md "The typed backend"):
- *  - the fp32 reference ops (embedding_fwd ... add): the CPU backend's plain functions, used by
- *    code that is CPU-only by design (backward and Stage 0 until their CUDA paths exist);
- *  - `op`, the TYPED table the model's forward uses on every device. Tensors are void * whose
- *    dtype is fixed by role: activations have `act_dtype` (F32 on the CPU, BF16 on CUDA), weights
- *    the ops read have `weight_dtype` (F32 / BF16), statistics (rstd), parameter gradients and
- *    master weights are always F32. Every typed op returns graft_status and fills graft_err
- *    (CUDA launch errors), and runs asynchronously on the backend's stream. The CPU backend's typed
- *    ops call the fp32 functions above with the same arguments, so the CPU numbers are unchanged.
+ * The ops are the TYPED table `op` (docs/cuda.md "The typed backend"), which the model, its
+ * blocks and Stage 0 use on every device. Tensors are void * whose dtype is fixed by role:
+ * activations have `act_dtype` (F32 on the CPU, BF16 on CUDA), weights the ops read have
+ * `weight_dtype` (F32 / BF16), statistics (rstd), parameter gradients and master weights are
+ * always F32. Every typed op returns graft_status and fills graft_err (CUDA launch errors), and
+ * runs asynchronously on the backend's stream. The CPU backend's typed ops call the fp32 kernels
+ * of cpu/cpu_ops.h, so the CPU numbers are those of the plain fp32 code.
  *
  * Op convention (STYLE.md): outputs first, then inputs, then sizes. N = rows (B*T tokens),
  * C = width, I = MLP width, V = vocabulary. Gradients of parameters are ACCUMULATED (+=), gradients
@@ -39,22 +37,6 @@ typedef struct graft_backend {
     void *(*alloc)(void *ctx, size_t bytes);  /* zero-filled, 64-byte aligned; NULL on failure */
     void (*free)(void *ctx, void *ptr);
 
-    /* out[n, :] = table[ids[n], :] */
-    void (*embedding_fwd)(float *out, const float *table, const int32_t *ids, int64_t N, int64_t C);
-    /* dtable[ids[n], :] += dout[n, :] */
-    void (*embedding_bwd)(float *dtable, const float *dout, const int32_t *ids, int64_t N, int64_t C);
-    /* y = w * x * rstd, rstd[n] = 1/sqrt(mean(x[n]^2) + eps); rstd may be NULL (inference) */
-    void (*rmsnorm_fwd)(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t C,
-                        float eps);
-    /* dx (+= when accumulate, else =), dw += (dw may be NULL: frozen) */
-    void (*rmsnorm_bwd)(float *dx, float *dw, const float *dy, const float *x, const float *w,
-                        const float *rstd, int64_t N, int64_t C, int accumulate);
-    /* h = silu(g) * u over n elements */
-    void (*swiglu_fwd)(float *h, const float *g, const float *u, int64_t n);
-    /* dg = dh * u * silu'(g), du = dh * silu(g) */
-    void (*swiglu_bwd)(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n);
-    /* y = a + b (y may alias a or b) */
-    void (*add)(float *y, const float *a, const float *b, int64_t n);
     /* Row-major product (graft_matmul_args semantics, mixed dtypes included: the CPU serves
      * F32 only, CUDA BF16 x BF16 -> BF16 or F32 and F32). */
     graft_status (*matmul)(void *ctx, const graft_matmul_args *args, graft_err *err);
