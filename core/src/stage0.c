@@ -72,7 +72,8 @@ typedef struct student {
     graft_block blk;
     size_t saved_bytes, scratch_bytes;
     double eval_sum, eval_count;
-    size_t carry_bytes;           /* of the carried stream at the training (B, T); 0: none */
+    size_t dcarry_bytes;          /* of the carried stream's gradient (F32 on every backend, as the
+                                     model's) at the training (B, T); 0: none */
 } student;
 
 static double now_s(void) {
@@ -356,7 +357,7 @@ static graft_status student_pass(student *s, graft_block_ws *ws, void *out, void
     io.count = count;
     if ((st = L->compute(&io, err))) return graft_err_prefix(err, "stage0: loss nmse");
     if (!train) return GRAFT_STATUS_OK;
-    if (s->blk.dcarry && (st = be->zero(be->ctx, s->blk.dcarry, s->carry_bytes, err))) return st;
+    if (s->blk.dcarry && (st = be->zero(be->ctx, s->blk.dcarry, s->dcarry_bytes, err))) return st;
     return graft_block_backward(&s->blk, ws, dout, dout, hl, B, T, err);
 }
 
@@ -510,7 +511,7 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
             if (S[i].mx->carry_name) {
                 S[i].blk.carry = carry;
                 S[i].blk.dcarry = dcarry;
-                S[i].carry_bytes = (size_t)(N * S[i].mx->carry_width(S[i].ml)) * act;
+                S[i].dcarry_bytes = (size_t)(N * S[i].mx->carry_width(S[i].ml)) * sizeof(float);
             }
     }
     ws_mem = be->alloc(be->ctx, (saved + scratch + 16) * sizeof(float));
