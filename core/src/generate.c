@@ -5,18 +5,13 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "host.h"
 
 graft_generate_opts graft_generate_default_opts(void) {
     graft_generate_opts o = {.max_new_tokens = 32, .greedy = 1, .temperature = 1.0, .top_k = 0, .top_p = 1.0,
                              .seed = 0, .stop_id = -1, .fixed_length = 0};
     return o;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 typedef struct scored {
@@ -136,7 +131,7 @@ graft_status graft_generate_batch(graft_model_t *m, const int32_t *const *prompt
         rng[b] = graft_rng_make(o->seed, GRAFT_GENERATE_STREAM + (uint64_t)b);
         memcpy(ids + b * P, prompts[b], sizeof(int32_t) * (size_t)P);
     }
-    double t0 = now_s(), t_first;
+    double t0 = graft_host_now_s(), t_first;
     if (P == Lmax) { /* equal lengths: one prefill call for all */
         if ((st = graft_model_forward_state(m, ids, B, P, state, cap, NULL, logits, err))) goto fail;
         stats->steps = 1;
@@ -156,7 +151,7 @@ graft_status graft_generate_batch(graft_model_t *m, const int32_t *const *prompt
         be->free(be->ctx, tmp);
         if (st) goto fail;
     }
-    t_first = now_s();
+    t_first = graft_host_now_s();
     stats->prefill_s = t_first - t0;
     /* every sequence now has the logits of its first new token; decode step k feeds each its
      * latest token at position n_prompt[b] + k */
@@ -177,7 +172,7 @@ graft_status graft_generate_batch(graft_model_t *m, const int32_t *const *prompt
         if ((st = graft_model_forward_state(m, ids, B, 1, state, cap, past, logits, err))) goto fail;
         stats->steps++;
     }
-    stats->decode_s = now_s() - t_first;
+    stats->decode_s = graft_host_now_s() - t_first;
     for (int64_t b = 0; b < B; b++) stats->n_new += n_out[b];
 fail:
     if (state) be->free(be->ctx, state);

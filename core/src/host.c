@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int graft_host_has_cuda(void) {
@@ -370,4 +371,10 @@ static void host_init(void) {
 const graft_host *graft_host_get(void) {
     pthread_once(&host_once, host_init);
     return &host_table;
+}
+
+double graft_host_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -30,6 +30,9 @@ int graft_host_log_level(void);
 /* Threads parallel_for uses (the caller counts as one). */
 int64_t graft_host_n_threads(void);
 
+/* Seconds on the monotonic clock (for durations: tokens/s, step times). */
+double graft_host_now_s(void);
+
 /* The services themselves, for core code (same semantics as the table members). */
 void graft_host_log(int level, const char *fmt, ...)
 #if defined(__GNUC__)

@@ -4,9 +4,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "fsutil.h"
+#include "host.h"
 #include "hybrid_spec.h"
 #include "run_ctx.h"
 #include "select.h"
@@ -117,13 +117,10 @@ graft_status graft_run_stage0(graft_run_ctx *c, const graft_stage *s, graft_err 
         for (int64_t i = 0; i < nl; i++, k++)
             pairs[k] = (graft_stage0_pair){.layer = layers[i], .mixer = sp->mixers[m].name, .kv = sp->mixers[m].kv,
                                            .n_kv = sp->mixers[m].n_kv, .origin = c->r->path};
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t_load = graft_host_now_s();
     if ((st = graft_run_load_model(c, c->model_dir, &c->r->model, &model, err))) goto done;
     if ((st = graft_run_place(c, model, err))) goto done; /* the sweep runs on the teacher's device */
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    fprintf(c->out, "  teacher ready on %s in %.1f s\n", graft_model_backend(model)->name,
-            (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+    fprintf(c->out, "  teacher ready on %s in %.1f s\n", graft_model_backend(model)->name, graft_host_now_s() - t_load);
     fflush(c->out);
     if ((st = graft_run_open_data(c, tp->batch, tp->seq_len, &data, err))) goto done;
     graft_stage0_opts o = graft_stage0_default_opts();

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "adamw.h"
 #include "block.h"
@@ -75,12 +74,6 @@ typedef struct student {
     size_t dcarry_bytes;          /* of the carried stream's gradient (F32 on every backend, as the
                                      model's) at the training (B, T); 0: none */
 } student;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int on_device(const student *s) { return s->be && s->be->device != GRAFT_DEVICE_CPU; }
 
@@ -480,7 +473,7 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
                            "(built without nvcc?); run Stage 0 with device: cpu");
         goto done;
     }
-    double t_setup = now_s(), student_bytes = 0;
+    double t_setup = graft_host_now_s(), student_bytes = 0;
     for (int64_t i = 0; i < n_pairs; i++) {
         if ((st = student_init(&S[i], teacher, &pairs[i], p, p->seed + 1000003ull * (uint64_t)(i + 1), err))) goto done;
         if ((st = student_upload(&S[i], err))) goto done;
@@ -530,7 +523,7 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
     if ((st = graft_lr_schedule_check(&sched, err))) goto done;
     int64_t n_eval_batches = (int64_t)((graft_data_n_eval(data) + (uint64_t)B - 1) / (uint64_t)B);
     if (p->eval_batches < n_eval_batches) n_eval_batches = p->eval_batches;
-    if (hooks && hooks->on_ready) hooks->on_ready(hooks->ctx, now_s() - t_setup, student_bytes);
+    if (hooks && hooks->on_ready) hooks->on_ready(hooks->ctx, graft_host_now_s() - t_setup, student_bytes);
     int64_t step0 = 0;
     if (p->resume && p->state_dir) {
         graft_data_cursor cur;
@@ -578,7 +571,7 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
             if ((st = sweep_save(S, n_pairs, p->state_dir, step - 1, &cur, err))) goto done;
         }
         if (last) break;
-        double t0 = now_s();
+        double t0 = graft_host_now_s();
         if ((st = graft_data_next(data, win, err))) goto done;
         graft_data_window_ids(win, B, T, ids, NULL);
         /* ONE teacher forward for every student */
@@ -598,7 +591,7 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
             if (hooks && hooks->on_train) hooks->on_train(hooks->ctx, step, i, cnt > 0 ? sum / cnt : NAN, lr, gn);
         }
         if ((st = be->sync(be->ctx, err))) goto done; /* the step's time includes its device work */
-        if (hooks && hooks->on_step) hooks->on_step(hooks->ctx, step, now_s() - t0, N);
+        if (hooks && hooks->on_step) hooks->on_step(hooks->ctx, step, graft_host_now_s() - t0, N);
     }
     for (int64_t i = 0; i < n_pairs; i++)
         if ((st = student_download(&S[i], err))) goto done;

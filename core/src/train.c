@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "adamw.h"
 #include "fsutil.h"
@@ -51,12 +50,6 @@ graft_train_opts graft_train_default_opts(void) {
     p.eval_batches = 8;
     p.holdout_fraction = 0.05;
     return p;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* A loss plugin and one object of it. */
@@ -456,7 +449,7 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
             left -= n;
         }
     }
-    double t_start = now_s();
+    double t_start = graft_host_now_s();
     int64_t step = 0;
     for (int ph = 0; ph < p->n_phases; ph++) {
         const graft_train_phase *P = &p->phases[ph];
@@ -474,7 +467,7 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
         for (int i = 0; i <= ph; i++) end += p->phases[i].steps;
         while (step < end) {
             step++;
-            double t0 = now_s();
+            double t0 = graft_host_now_s();
             double ce_sum = 0, ce_n = 0, kl_sum = 0, kl_n = 0;
             double a = distill ? p->alpha : 1.0;
             int64_t accum = p->accum > 0 ? p->accum : 1;
@@ -521,12 +514,12 @@ graft_status graft_train_run(graft_model_t *student, graft_model_t *teacher, con
                 gn = p->grad_clip > 0 ? graft_grad_clip(spans, np, p->grad_clip) : graft_grad_norm(spans, np);
                 if ((st = graft_adamw_step(&ap, spans, np, step, lr, err))) goto done;
             }
-            double dt = now_s() - t0;
+            double dt = graft_host_now_s() - t0;
             if (hooks && hooks->on_step) {
                 double cev = ce_n > 0 ? ce_sum / ce_n : NAN, klv = kl_n > 0 ? kl_sum / kl_n : 0;
                 graft_train_row row = {.step = step, .phase = ph, .loss = a * cev + (1 - a) * klv, .ce = cev,
                                        .kl = distill ? klv : NAN, .lr = lr, .grad_norm = gn, .tokens = tokens_seen,
-                                       .tokens_per_s = (double)(N * accum) / dt, .wall_s = now_s() - t_start};
+                                       .tokens_per_s = (double)(N * accum) / dt, .wall_s = graft_host_now_s() - t_start};
                 hooks->on_step(hooks->ctx, &row);
             }
             if (p->eval_every > 0 && step % p->eval_every == 0 && hooks && hooks->on_eval) {

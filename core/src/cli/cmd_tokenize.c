@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "commands.h"
 #include "data.h"
+#include "host.h"
 #include "shard.h"
 #include "tokenizer.h"
 
@@ -199,12 +199,6 @@ typedef struct shard_state {
     double t0;
 } shard_state;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int shard_finish(shard_state *s) {
     if (!s->w) return 0;
     graft_err e;
@@ -261,7 +255,7 @@ static int flush_shards(shard_state *s, docs *d, graft_ids *outs) {
         outs[i].n = 0;
     }
     s->total_bytes += d->bytes;
-    double dt = now_s() - s->t0;
+    double dt = graft_host_now_s() - s->t0;
     fprintf(stderr, "\rgraft tokenize: %llu documents, %.1f MB, %llu tokens, %.2f M tokens/s   ",
             (unsigned long long)s->total_docs, (double)s->total_bytes / 1e6,
             (unsigned long long)s->total_tokens, dt > 0 ? (double)s->total_tokens / dt / 1e6 : 0.0);
@@ -309,7 +303,7 @@ static int run_out(const graft_tokenizer_t *tok, const opts *o, const char *tok_
         fprintf(stderr, "graft tokenize: %s: cannot create: %s\n", o->out_dir, strerror(errno));
         return 1;
     }
-    shard_state s = {.o = o, .tok = tok, .t0 = now_s()};
+    shard_state s = {.o = o, .tok = tok, .t0 = graft_host_now_s()};
     graft_err e;
     docs d = {0};
     graft_ids *outs = calloc(CHUNK_DOCS, sizeof *outs);
