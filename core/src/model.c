@@ -552,11 +552,11 @@ graft_status graft_model_set_backend(graft_model_t *m, const graft_backend *be, 
     if (be == m->be) return graft_model_upload(m, err);
     if (be->device != GRAFT_DEVICE_CPU) {
         for (int64_t l = 0; l < m->cfg.n_layer; l++) {
-            const graft_mixer *mx = m->layers[l].mx;
-            if (!(mx->caps & GRAFT_MIXER_CAP_CUDA))
-                return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
-                                     "model: layer %lld: mixer \"%s\" has no CUDA implementation (caps 0x%x); "
-                                     "run this model on the CPU", (long long)l, mx->name, mx->caps);
+            if (graft_mixer_check_device(m->layers[l].mx, be->device, err)) {
+                char where[48];
+                snprintf(where, sizeof where, "model: layer %lld", (long long)l);
+                return graft_err_prefix(err, where);
+            }
         }
         if (be->act_dtype != be->weight_dtype)
             return graft_err_set(err, GRAFT_STATUS_INTERNAL, "model: backend %s: activation and weight dtypes differ",

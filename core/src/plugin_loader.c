@@ -60,6 +60,13 @@ const graft_mixer *graft_plugin_mixer(const graft_loaded_plugin *p) {
 const graft_loss *graft_plugin_loss(const graft_loaded_plugin *p) {
     return p && p->info.kind == GRAFT_PLUGIN_LOSS ? p->info.loss : NULL;
 }
+
+graft_status graft_mixer_check_device(const graft_mixer *mx, graft_device device, graft_err *err) {
+    uint32_t need = device == GRAFT_DEVICE_CUDA ? GRAFT_MIXER_CAP_CUDA : GRAFT_MIXER_CAP_CPU;
+    if (mx->caps & need) return GRAFT_STATUS_OK;
+    return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "mixer \"%s\" has no %s implementation (caps 0x%x): run it on "
+                         "the CPU (device: cpu)", mx->name, device == GRAFT_DEVICE_CUDA ? "CUDA" : "CPU", mx->caps);
+}
 const char *graft_plugin_path(const graft_loaded_plugin *p) { return p ? p->path : NULL; }
 const graft_host *graft_plugin_host(const graft_loaded_plugin *p) { return p ? p->host : NULL; }
 

@@ -39,6 +39,9 @@ const graft_plugin *graft_plugin_info(const graft_loaded_plugin *p);
 /* The mixer / loss descriptor, or NULL when the plugin is of the other kind. */
 const graft_mixer *graft_plugin_mixer(const graft_loaded_plugin *p);
 const graft_loss *graft_plugin_loss(const graft_loaded_plugin *p);
+/* OK when mixer mx has an implementation on `device` (its caps); else UNSUPPORTED with a message
+ * naming the mixer, its caps and the way out (the CPU). Callers prefix where it was asked for. */
+graft_status graft_mixer_check_device(const graft_mixer *mx, graft_device device, graft_err *err);
 /* The file it was loaded from (owned by p). */
 const char *graft_plugin_path(const graft_loaded_plugin *p);
 /* The host table passed to the plugin (pass it to create()). */

@@ -207,11 +207,9 @@ static graft_status check_mixers(graft_run_ctx *c, const graft_stage0_params *s0
         graft_status st = graft_plugin_load(rm->name, GRAFT_PLUGIN_MIXER, &lp, err);
         if (st) return graft_err_prefix(err, rm->pos.where);
         const graft_mixer *mx = graft_plugin_mixer(lp);
-        if (c->be && c->be->device != GRAFT_DEVICE_CPU && !(mx->caps & GRAFT_MIXER_CAP_CUDA)) {
-            st = graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "%s: mixer \"%s\" has no CUDA implementation (caps 0x%x): "
-                               "run this stage0 in a recipe with device: cpu", rm->pos.where, rm->name, mx->caps);
+        if (c->be && (st = graft_mixer_check_device(mx, c->be->device, err))) {
             graft_plugin_unload(lp);
-            return st;
+            return graft_err_prefix(err, rm->pos.where);
         }
         graft_mixer_cfg mc = {.struct_size = sizeof mc, .n_embd = c->cfg.hidden_size, .layer_index = 0,
                               .n_layer = c->cfg.n_layer, .n_head = c->cfg.n_head, .n_kv_head = c->cfg.n_kv_head,

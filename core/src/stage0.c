@@ -202,9 +202,7 @@ static graft_status student_init(student *s, graft_model_t *teacher, const graft
     graft_status st = graft_plugin_load(pair->mixer, GRAFT_PLUGIN_MIXER, &s->plugin, err);
     if (st) return graft_err_prefix(err, where);
     s->mx = graft_plugin_mixer(s->plugin);
-    if (on_device(s) && !(s->mx->caps & GRAFT_MIXER_CAP_CUDA))
-        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "%s: no CUDA implementation (caps 0x%x): run Stage 0 on "
-                             "the CPU", where, s->mx->caps);
+    if ((st = graft_mixer_check_device(s->mx, s->be->device, err))) return graft_err_prefix(err, where);
     graft_mixer_cfg mc;
     memset(&mc, 0, sizeof mc);
     mc.struct_size = sizeof mc;

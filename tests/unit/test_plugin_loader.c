@@ -38,6 +38,17 @@ int main(void) {
     graft_err err;
     memset(&err, 0, sizeof err);
 
+    /* ---- a mixer on a device its caps do not name is refused by name (model, stage0, graft run) ---- */
+    {
+        graft_mixer cpu_only = {.struct_size = sizeof cpu_only, .name = "cpu_only", .caps = GRAFT_MIXER_CAP_CPU};
+        CHECK(graft_mixer_check_device(&cpu_only, GRAFT_DEVICE_CPU, &err) == GRAFT_STATUS_OK);
+        CHECK(graft_mixer_check_device(&cpu_only, GRAFT_DEVICE_CUDA, &err) == GRAFT_STATUS_UNSUPPORTED);
+        CHECK_CONTAINS(err.msg, "mixer \"cpu_only\" has no CUDA implementation (caps 0x1): run it on the CPU");
+        graft_mixer both = cpu_only;
+        both.caps |= GRAFT_MIXER_CAP_CUDA;
+        CHECK(graft_mixer_check_device(&both, GRAFT_DEVICE_CUDA, &err) == GRAFT_STATUS_OK);
+    }
+
     /* ---- refusals ---- */
     refused(FIXTURES "libgraft_fx_noentry.so", GRAFT_PLUGIN_MIXER, "no exported symbol graft_plugin_init",
             "libgraft_fx_noentry.so");
