@@ -147,15 +147,26 @@ static graft_status student_place(student *s, const graft_qwen3_config *c, graft
     return st;
 }
 
-/* Host arena (weights, moments) -> device masters, moments and working copy; gradients zeroed. */
+/* The arena's weights and moments (not its gradients) between the host and the device, kind
+ * GRAFT_COPY_H2D or GRAFT_COPY_D2H: the same layout on both sides. */
+static graft_status arena_copy(student *s, int kind, graft_err *err) {
+    const graft_backend *be = s->be;
+    size_t n = s->floats;
+    float *host = s->arena, *dev = s->dev;
+    float *dst = kind == GRAFT_COPY_H2D ? dev : host;
+    const float *src = kind == GRAFT_COPY_H2D ? host : dev;
+    graft_status st = be->copy(be->ctx, dst, src, n * sizeof(float), kind, err);                /* weights */
+    if (!st) st = be->copy(be->ctx, dst + 2 * n, src + 2 * n, 2 * n * sizeof(float), kind, err); /* m, v   */
+    return st;
+}
+
+/* Host arena -> device masters, moments and working copy; gradients zeroed. */
 static graft_status student_upload(student *s, graft_err *err) {
     if (!on_device(s)) return GRAFT_STATUS_OK;
     const graft_backend *be = s->be;
-    size_t n = s->floats, bytes = n * sizeof(float);
-    graft_status st = be->copy(be->ctx, s->dev, s->arena, bytes, GRAFT_COPY_H2D, err);
-    if (!st) st = be->copy(be->ctx, s->dev + 2 * n, s->arena + 2 * n, 2 * bytes, GRAFT_COPY_H2D, err);
-    if (!st) st = be->zero(be->ctx, s->dev + n, bytes, err);
-    if (!st) st = be->op.cast(be->ctx, s->work, be->weight_dtype, s->dev, GRAFT_DTYPE_F32, (int64_t)n, err);
+    graft_status st = arena_copy(s, GRAFT_COPY_H2D, err);
+    if (!st) st = be->zero(be->ctx, s->dev + s->floats, s->floats * sizeof(float), err);
+    if (!st) st = be->op.cast(be->ctx, s->work, be->weight_dtype, s->dev, GRAFT_DTYPE_F32, (int64_t)s->floats, err);
     if (!st) st = be->sync(be->ctx, err);
     return st;
 }
@@ -163,11 +174,8 @@ static graft_status student_upload(student *s, graft_err *err) {
 /* Device masters and moments -> the host arena (checkpoints, results). */
 static graft_status student_download(student *s, graft_err *err) {
     if (!on_device(s)) return GRAFT_STATUS_OK;
-    const graft_backend *be = s->be;
-    size_t n = s->floats, bytes = n * sizeof(float);
-    graft_status st = be->copy(be->ctx, s->arena, s->dev, bytes, GRAFT_COPY_D2H, err);
-    if (!st) st = be->copy(be->ctx, s->arena + 2 * n, s->dev + 2 * n, 2 * bytes, GRAFT_COPY_D2H, err);
-    if (!st) st = be->sync(be->ctx, err);
+    graft_status st = arena_copy(s, GRAFT_COPY_D2H, err);
+    if (!st) st = s->be->sync(s->be->ctx, err);
     return st;
 }
 
@@ -179,12 +187,15 @@ static graft_status student_zero_grads(student *s, graft_err *err) {
     return s->be->zero(s->be->ctx, s->dev + s->floats, s->floats * sizeof(float), err);
 }
 
-/* Clip (grad_clip > 0) and one AdamW step; *gn gets the gradient norm before clipping. */
+/* Clip (grad_clip > 0) and one AdamW step; *gn gets the gradient norm before clipping on the CPU,
+ * NaN on a device (the clip happens there; reading the norm back would wait on every pair's step). */
 static graft_status student_opt_step(student *s, const graft_adamw_params *ap, const graft_stage0_opts *p, int64_t step,
                                      double lr, double *gn, graft_err *err) {
-    if (on_device(s))
+    if (on_device(s)) {
+        *gn = NAN;
         return s->be->op.adamw_step(s->be->ctx, s->plan, ap->beta1, ap->beta2, ap->eps, ap->weight_decay, step, lr,
-                                    p->grad_clip, gn, err);
+                                    p->grad_clip, NULL, err);
+    }
     *gn = p->grad_clip > 0 ? graft_grad_clip(s->spans, s->n_spans, p->grad_clip) : graft_grad_norm(s->spans, s->n_spans);
     return graft_adamw_step(ap, s->spans, s->n_spans, step, lr, err);
 }

@@ -52,7 +52,7 @@ graft_stage0_opts graft_stage0_default_opts(void);
 /* What the sweep reports as it goes (any member may be NULL). */
 typedef struct graft_stage0_hooks {
     void *ctx;
-    /* after each step, per pair: the step's training normalized loss */
+    /* after each step, per pair: the step's training normalized loss (grad_norm: NaN on a device) */
     void (*on_train)(void *ctx, int64_t step, int64_t pair, double nloss, double lr, double grad_norm);
     /* after each held-out evaluation, per pair */
     void (*on_eval)(void *ctx, int64_t step, int64_t pair, double heldout_nloss);
