@@ -217,26 +217,7 @@ static float dphi(float z) { return z > 0 ? 1.0f : expf(z); }
 /* C = A·B (+ beta·C) with row-major fp32 operands, through the host (OpenBLAS on the CPU). */
 static graft_status mm(const layer *L, int ta, int tb, int64_t m, int64_t n, int64_t k,
                        const float *a, const float *b, float beta, float *c, graft_err *err) {
-    graft_matmul_args g;
-    memset(&g, 0, sizeof g);
-    g.struct_size = sizeof g;
-    g.device = GRAFT_DEVICE_CPU;
-    g.dtype = GRAFT_DTYPE_F32;
-    g.trans_a = ta;
-    g.trans_b = tb;
-    g.m = m;
-    g.n = n;
-    g.k = k;
-    g.alpha = 1.0f;
-    g.beta = beta;
-    g.a = a;
-    g.lda = ta ? m : k;
-    g.b = b;
-    g.ldb = tb ? k : n;
-    g.c = c;
-    g.ldc = n;
-    g.batch = 1;
-    return L->host->matmul(L->host->ctx, &g, err);
+    return graft_host_matmul_f32(L->host, ta, tb, m, n, k, a, ta ? m : k, b, tb ? k : n, c, n, beta, err);
 }
 
 /* What one parallel_for task needs: the layer, the sizes and the buffers. */

@@ -99,26 +99,7 @@ size_t gla_state_floats(const gla_layer *L) {
 static graft_status mm(const gla_layer *L, int ta, int tb, int64_t m, int64_t n, int64_t k,
                        const float *A, int64_t lda, const float *Bm, int64_t ldb, float beta,
                        float *Cm, int64_t ldc, graft_err *err) {
-    graft_matmul_args a;
-    memset(&a, 0, sizeof a);
-    a.struct_size = sizeof a;
-    a.device = GRAFT_DEVICE_CPU;
-    a.dtype = GRAFT_DTYPE_F32;
-    a.trans_a = ta;
-    a.trans_b = tb;
-    a.m = m;
-    a.n = n;
-    a.k = k;
-    a.alpha = 1.0f;
-    a.beta = beta;
-    a.a = A;
-    a.lda = lda;
-    a.b = Bm;
-    a.ldb = ldb;
-    a.c = Cm;
-    a.ldc = ldc;
-    a.batch = 1;
-    return L->host->matmul(L->host->ctx, &a, err);
+    return graft_host_matmul_f32(L->host, ta, tb, m, n, k, A, lda, Bm, ldb, Cm, ldc, beta, err);
 }
 
 static const float *P(const gla_layer *L, const graft_mixer_io *io, int slot) {

@@ -131,26 +131,7 @@ size_t rwkv7_state_bytes(const rwkv7_layer *L) {
 static graft_status mm(const rwkv7_layer *L, int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
                        int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc, float beta,
                        graft_err *err) {
-    graft_matmul_args g;
-    memset(&g, 0, sizeof g);
-    g.struct_size = sizeof g;
-    g.device = GRAFT_DEVICE_CPU;
-    g.dtype = GRAFT_DTYPE_F32;
-    g.trans_a = ta;
-    g.trans_b = tb;
-    g.m = m;
-    g.n = n;
-    g.k = k;
-    g.alpha = 1.0f;
-    g.beta = beta;
-    g.a = a;
-    g.lda = lda;
-    g.b = b;
-    g.ldb = ldb;
-    g.c = c;
-    g.ldc = ldc;
-    g.batch = 1;
-    return L->host->matmul(L->host->ctx, &g, err);
+    return graft_host_matmul_f32(L->host, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, beta, err);
 }
 
 /* Y (N, out) = X (N, in) W^T (+ beta Y) */

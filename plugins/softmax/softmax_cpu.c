@@ -60,21 +60,7 @@ static void carve(ctx *c, float *base) {
 
 static graft_status mm(const sm_layer *l, int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                        const float *b, int64_t ldb, float *cc, int64_t ldc, float beta, graft_err *err) {
-    graft_matmul_args g;
-    memset(&g, 0, sizeof g);
-    g.struct_size = sizeof g;
-    g.device = GRAFT_DEVICE_CPU;
-    g.dtype = GRAFT_DTYPE_F32;
-    g.trans_a = ta;
-    g.trans_b = tb;
-    g.m = m; g.n = n; g.k = k;
-    g.alpha = 1.0f;
-    g.beta = beta;
-    g.a = a; g.lda = lda;
-    g.b = b; g.ldb = ldb;
-    g.c = cc; g.ldc = ldc;
-    g.batch = 1;
-    return l->host->matmul(l->host->ctx, &g, err);
+    return graft_host_matmul_f32(l->host, ta, tb, m, n, k, a, lda, b, ldb, cc, ldc, beta, err);
 }
 
 /* RMSNorm over D (weight w), then RoPE with rotate-half pairs (d, d + D/2). Returns rstd. */

@@ -124,20 +124,17 @@ typedef struct graft_host {
                          void *arg);
 } graft_host;
 
-/* A CUDA plugin's product through the host: C (m x n) = op(A) op(B) + beta C (row-major, alpha 1,
- * one batch) with A and B BF16 device tensors and C BF16, or F32 when c_f32 (beta = 1 then
- * accumulates an fp32 parameter gradient from bf16 activations). The shared form of what every
- * CUDA layer calls for its projections. */
-static inline graft_status graft_host_matmul_bf16(const graft_host *h, void *stream, int trans_a, int trans_b,
-                                                  int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
-                                                  const void *b, int64_t ldb, void *c, int64_t ldc, float beta,
-                                                  int c_f32, graft_err *err) {
+/* A plugin's row-major product through the host: C (m x n) = op(A) op(B) + beta C, alpha 1, one
+ * batch. The shared form of what every layer calls for its projections; the two wrappers below
+ * fill in the device and dtypes. */
+static inline graft_matmul_args graft_matmul_args_make(graft_device device, void *stream, int trans_a, int trans_b,
+                                                       int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
+                                                       const void *b, int64_t ldb, void *c, int64_t ldc, float beta) {
     graft_matmul_args g;
     memset(&g, 0, sizeof g);
     g.struct_size = sizeof g;
-    g.device = GRAFT_DEVICE_CUDA;
+    g.device = device;
     g.stream = stream;
-    g.dtype = GRAFT_DTYPE_BF16;
     g.trans_a = trans_a;
     g.trans_b = trans_b;
     g.m = m;
@@ -152,6 +149,28 @@ static inline graft_status graft_host_matmul_bf16(const graft_host *h, void *str
     g.c = c;
     g.ldc = ldc;
     g.batch = 1;
+    return g;
+}
+
+/* On the CPU, everything F32 (OpenBLAS behind the host). */
+static inline graft_status graft_host_matmul_f32(const graft_host *h, int trans_a, int trans_b, int64_t m, int64_t n,
+                                                 int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,
+                                                 float *c, int64_t ldc, float beta, graft_err *err) {
+    graft_matmul_args g = graft_matmul_args_make(GRAFT_DEVICE_CPU, NULL, trans_a, trans_b, m, n, k, a, lda, b, ldb, c,
+                                                 ldc, beta);
+    g.dtype = GRAFT_DTYPE_F32;
+    return h->matmul(h->ctx, &g, err);
+}
+
+/* On CUDA: A and B BF16 device tensors, C BF16, or F32 when c_f32 (beta = 1 then accumulates an
+ * fp32 parameter gradient from bf16 activations). */
+static inline graft_status graft_host_matmul_bf16(const graft_host *h, void *stream, int trans_a, int trans_b,
+                                                  int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
+                                                  const void *b, int64_t ldb, void *c, int64_t ldc, float beta,
+                                                  int c_f32, graft_err *err) {
+    graft_matmul_args g = graft_matmul_args_make(GRAFT_DEVICE_CUDA, stream, trans_a, trans_b, m, n, k, a, lda, b, ldb, c,
+                                                 ldc, beta);
+    g.dtype = GRAFT_DTYPE_BF16;
     g.mixed_dtypes = 1;
     g.dtype_b = GRAFT_DTYPE_BF16;
     g.dtype_c = c_f32 ? GRAFT_DTYPE_F32 : GRAFT_DTYPE_BF16;
