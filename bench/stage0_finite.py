@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 
 from stage0_common import gpu_name, parser, stage0_recipe
+from e2e_util import text  # noqa: E402 (stage0_common puts tests/e2e on the path)
 
 a = parser(steps=2000, batch=4, seq=1024, layers="0,13,27", mixers="rwkv7", out="stage0_finite.md").parse_args()
 recipe, work = stage0_recipe(a, ", ".join(f"{m}: {{}}" for m in a.mixers.split(",")), sentences=60000,
@@ -41,7 +42,6 @@ if ok:
         p = f["stages/0_stage0/stage0_pairs"][:]
         res = f["stages/0_stage0/stage0_results"][:]
         t = f["stages/0_stage0/train"][:]
-    name = lambda x: x.decode() if isinstance(x, bytes) else x
     tr = p[np.isfinite(p["train_nloss"]) | np.isnan(p["heldout_nloss"])]
     marks = sorted({1, a.steps // 10, a.steps // 4, a.steps // 2, a.steps})
     lines.append("| layer | mixer | " + " | ".join(f"train nloss @{m}" for m in marks) + " | held-out nloss (end) | all steps finite |")
@@ -54,7 +54,7 @@ if ok:
         for m in marks:
             v = sel["train_nloss"][sel["step"] == m]
             vals.append(f"{float(v[0]):.4f}" if len(v) else "-")
-        lines.append(f"| {int(x['layer'])} | {name(x['mixer'])} | " + " | ".join(vals) +
+        lines.append(f"| {int(x['layer'])} | {text(x['mixer'])} | " + " | ".join(vals) +
                      f" | {float(x['heldout_nloss']):.4f} | {fin} ({len(sel)} steps) |")
     lines.append("")
     lines.append(f"Mean {np.mean(t['tokens_per_s'][1:]):.0f} tokens/s (teacher tokens) over the steps.")

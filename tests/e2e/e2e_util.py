@@ -49,6 +49,11 @@ stages:
     return path
 
 
+def text(x):
+    """An HDF5 string field as str (h5py hands fixed-length strings back as bytes)."""
+    return x.decode() if isinstance(x, bytes) else x
+
+
 def graft_env():
     env = dict(os.environ)
     env.setdefault("GRAFT_THREADS", "1")

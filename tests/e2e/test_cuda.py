@@ -13,7 +13,7 @@ import time
 import h5py
 import numpy as np
 
-from e2e_util import Checks, cuda_setup, graft_env, write_recipe
+from e2e_util import Checks, cuda_setup, graft_env, text, write_recipe
 
 graft, src, work, device, config = cuda_setup(sys.argv, hidden_size=128, intermediate_size=384)
 check = Checks()
@@ -143,11 +143,10 @@ for g in ("0_pretrain", "1_stage1", "2_stage1", "3_eval"):
     if a is None or b is None or len(a) != len(b) or len(a) == 0:
         check(False, f"{g}: eval rows in both logs ({None if a is None else len(a)} vs {None if b is None else len(b)})")
         continue
-    name = lambda x: x.decode() if isinstance(x, bytes) else x
     va, vb = a["value"].astype(np.float64), b["value"].astype(np.float64)
     rel = np.abs(va - vb) / np.abs(va)
-    desc = ", ".join(f"{name(x['model'])}/{name(x['metric'])} {y:.4f}/{z:.4f}" for x, y, z in zip(a, va, vb))
-    same_model = np.array([name(x["model"]) in ("teacher", "control") for x in a])
+    desc = ", ".join(f"{text(x['model'])}/{text(x['metric'])} {y:.4f}/{z:.4f}" for x, y, z in zip(a, va, vb))
+    same_model = np.array([text(x["model"]) in ("teacher", "control") for x in a])
     print(f"    {g}: held-out cpu/gpu (separately trained) {desc}")
     check(np.all(np.isfinite(vb)) and (rel[same_model].max() if same_model.any() else 0) < 3e-2,
           f"{g}: teacher/control held-out cpu vs gpu within 3e-2 (max rel "
@@ -173,8 +172,7 @@ if a is None or b is None or len(a) != len(b) or len(a) == 0:
 else:
     va, vb = a["value"].astype(np.float64), b["value"].astype(np.float64)
     rel = np.abs(va - vb) / np.abs(va)
-    name = lambda x: x.decode() if isinstance(x, bytes) else x
-    desc = ", ".join(f"{os.path.basename(name(x['model']))}/{name(x['metric'])} {y:.4f}/{z:.4f}" for x, y, z in zip(a, va, vb))
+    desc = ", ".join(f"{os.path.basename(text(x['model']))}/{text(x['metric'])} {y:.4f}/{z:.4f}" for x, y, z in zip(a, va, vb))
     check(np.all(np.isfinite(vb)) and rel.max() < 1e-2,
           f"same weights, cpu vs {device}: {desc} (max rel {rel.max():.2e} < 1e-2)")
 gens = table(gpu, "stages/3_eval/generations")

@@ -9,7 +9,7 @@ import time
 import h5py
 import numpy as np
 
-from e2e_util import Checks, graft_env, start, write_recipe
+from e2e_util import Checks, graft_env, start, text, write_recipe
 
 graft, src, work = start(sys.argv)
 check = Checks()
@@ -92,7 +92,7 @@ with h5py.File(log, "r", swmr=True) as f:
     check(names == ["0_pretrain", "1_stage0", "2_select", "3_stage1", "4_eval", "5_bench"], f"stage groups {names}")
     for n in names:
         st = f["stages"][n].attrs["status"]
-        st = st.decode() if isinstance(st, bytes) else st
+        st = text(st)
         check(st == "done", f"{n} status {st}")
     tr = f["stages/0_pretrain/train"][:]
     check(len(tr) == 150 and list(tr["step"]) == list(range(1, 151)), "pretrain: 150 train rows, steps 1..150")
@@ -105,7 +105,7 @@ with h5py.File(log, "r", swmr=True) as f:
     ev = pairs[np.isfinite(pairs["heldout_nloss"])]
     check(len(ev) == 6 * 3, f"stage0: held-out evaluations at steps 10, 20, 30 for each pair ({len(ev)})")
     spec = f["stages/2_select/hybrid_spec"][()]
-    spec = spec.decode() if isinstance(spec, bytes) else spec
+    spec = text(spec)
     check("graft-hybrid-spec/1" in spec, "select: hybrid spec stored in the log")
     e1 = f["stages/3_stage1/eval"][:]
     hyb = e1[(e1["model"] == b"hybrid") & (e1["metric"] == b"ppl")]

@@ -18,7 +18,7 @@ import time
 import h5py
 import numpy as np
 
-from e2e_util import Checks, cuda_setup, graft_env, write_recipe
+from e2e_util import Checks, cuda_setup, graft_env, text, write_recipe
 
 graft, src, work, device, config = cuda_setup(sys.argv, hidden_size=256, intermediate_size=512)
 check = Checks()
@@ -53,10 +53,11 @@ sweep = f"""  - kind: stage0
 """
 
 
-def recipe(name, dev):
-    path = write_recipe(src, work, name, sweep, device=dev, config=config)
-    text = open(path).read().replace(f"model: {{config: {config}, seed: 1}}", f"model: {teacher}")
-    open(path, "w").write(text)
+def recipe(name, dev, stages=sweep):
+    """The stages on the CPU-pretrained teacher (write_recipe's model is a random init)."""
+    path = write_recipe(src, work, name, stages, device=dev, config=config)
+    body = open(path).read().replace(f"model: {{config: {config}, seed: 1}}", f"model: {teacher}")
+    open(path, "w").write(body)
     return path
 
 
@@ -78,8 +79,7 @@ def pairs(log):
 
 cpu, gpu = run("cpu", "cpu"), run("gpu", device)
 (pa, ra), (pb, rb) = pairs(cpu), pairs(gpu)
-name = lambda x: x.decode() if isinstance(x, bytes) else x
-key = lambda row: (int(row["layer"]), name(row["mixer"]))
+key = lambda row: (int(row["layer"]), text(row["mixer"]))
 # step 1: same teacher, same student init (host init, uploaded): only bf16 separates them
 for row in pa[(pa["step"] == 1) & np.isfinite(pa["train_nloss"])]:
     other = pb[(pb["step"] == 1) & (pb["layer"] == row["layer"]) & (pb["mixer"] == row["mixer"]) & np.isfinite(pb["train_nloss"])]
@@ -123,10 +123,7 @@ mlp_sweep = sweep.replace("layers: [0, 1]", "layers: [1]").replace("rwkv7: {}}",
 mlp_runs = {}
 for dev in ("cpu", device):
     name = f"mlp-{dev.replace(':', '')}"
-    path = write_recipe(src, work, name, mlp_sweep, device=dev, config=config)
-    text = open(path).read().replace(f"model: {{config: {config}, seed: 1}}", f"model: {teacher}")
-    open(path, "w").write(text)
-    r = subprocess.run([graft, "run", path], capture_output=True, text=True, env=graft_env())
+    r = subprocess.run([graft, "run", recipe(name, dev, mlp_sweep)], capture_output=True, text=True, env=graft_env())
     check(r.returncode == 0, f"stage0 train: [mixer, mlp] on {dev}: {r.stderr.strip()[-400:]}")
     mlp_runs[dev] = os.path.join(work, name, "run.h5")
 (ma, mra), (mb, mrb) = pairs(mlp_runs["cpu"]), pairs(mlp_runs[device])
