@@ -98,6 +98,33 @@ static int compare(const char *name, const float *got, const float *ref, int64_t
     return ok ? 0 : 1;
 }
 
+/* For a failed token-major tensor (rows of width w): the three rows holding the largest shares of
+ * the squared error, with each row's own RMS against the reference's, so a failure says whether
+ * it is spread (a kernel bug) or sits on a few ill-conditioned tokens (bf16 rounding amplified). */
+static void worst_rows(const char *name, const float *got, const float *ref, int64_t rows, int64_t w, int64_t T) {
+    double total = 0, top[3] = {0, 0, 0}, top_ref[3] = {0, 0, 0};
+    int64_t at[3] = {-1, -1, -1};
+    for (int64_t r = 0; r < rows; r++) {
+        double e = 0, q = 0;
+        for (int64_t j = 0; j < w; j++) {
+            double d = (double)got[r * w + j] - ref[r * w + j];
+            e += d * d;
+            q += (double)ref[r * w + j] * ref[r * w + j];
+        }
+        total += e;
+        for (int k = 0; k < 3; k++)
+            if (e > top[k]) {
+                for (int m = 2; m > k; m--) top[m] = top[m - 1], top_ref[m] = top_ref[m - 1], at[m] = at[m - 1];
+                top[k] = e, top_ref[k] = q, at[k] = r;
+                break;
+            }
+    }
+    for (int k = 0; k < 3 && at[k] >= 0; k++)
+        fprintf(stderr, "  %s: row b=%lld t=%lld holds %.0f%% of the squared error (row rms diff %.3e, ref %.3e)\n",
+                name, (long long)(at[k] / T), (long long)(at[k] % T), total > 0 ? 100.0 * top[k] / total : 0.0,
+                sqrt(top[k] / (double)w), sqrt(top_ref[k] / (double)w));
+}
+
 static void fill_normal(float *p, int64_t n, graft_rng *r, double scale) {
     for (int64_t i = 0; i < n; i++) p[i] = (float)(scale * graft_rng_normal(r));
 }
@@ -309,7 +336,10 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const graft_mixer_cfg *cfg
     printf(" forward / backward, B=%lld T=%lld:\n", (long long)B, (long long)T);
     env->d2h(hb, d_y, (size_t)N * C * 2);
     bf16_to_f32(tmp, hb, N * C);
-    failures += compare("y", tmp, y, N * C, TOL_FWD);
+    if (compare("y", tmp, y, N * C, TOL_FWD)) {
+        failures++;
+        worst_rows("y", tmp, y, N, C, T);
+    }
     if (state_grad) {
         env->d2h(tmp, d_st, slot * (size_t)B);
         failures += compare("state_out", tmp, st_c, (int64_t)(slot / 4) * B, TOL_FWD);
@@ -318,7 +348,10 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const graft_mixer_cfg *cfg
     }
     env->d2h(hb, d_dx, (size_t)N * C * 2);
     bf16_to_f32(tmp, hb, N * C);
-    failures += compare("dx", tmp, dx, N * C, TOL_BWD);
+    if (compare("dx", tmp, dx, N * C, TOL_BWD)) {
+        failures++;
+        worst_rows("dx", tmp, dx, N, C, T);
+    }
     if (cw && producer) {
         uint16_t *cb = malloc((size_t)(N * cw) * 2);
         env->d2h(cb, d_carry, (size_t)(N * cw) * 2);
