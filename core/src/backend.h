@@ -79,6 +79,17 @@ typedef struct graft_backend {
          * mid-layer residual step in one pass (sum may alias a, not b). Equals add then rmsnorm_fwd. */
         graft_status (*add_rmsnorm_fwd)(void *ctx, void *sum, void *y, float *rstd, const void *a, const void *b,
                                         const void *w, int64_t N, int64_t C, float eps, graft_err *err);
+        /* The MLP of a step with few rows (a decode step), nothing saved: act (N, I) act scratch =
+         * silu(m gate^T) * (m up^T), then out (N, C) = hmid + act down^T; bit-identical to linear,
+         * linear, swiglu_fwd, linear, add on this backend. NULL where a backend has none; returns
+         * GRAFT_STATUS_UNSUPPORTED, queueing nothing, where N or the shapes do not fit it (CUDA:
+         * N <= 8), and the caller takes the general path. */
+        graft_status (*mlp_small)(void *ctx, void *out, void *act, const void *hmid, const void *m, const void *gate,
+                                  const void *up, const void *down, int64_t N, int64_t C, int64_t I, graft_err *err);
+        /* ids (rows) int32 = the first index of each row's largest value in x (rows, V) F32, both
+         * this backend's memory; NaN never chosen unless it leads the row (then 0), as the host's
+         * greedy scan in generate.c. NULL on the CPU (the host scans its own logits). */
+        graft_status (*argmax_rows)(void *ctx, int32_t *ids, const float *x, int64_t rows, int64_t V, graft_err *err);
         /* dst (n) of dst_dtype = src (n) of src_dtype, both this backend's memory (F32 <-> act). */
         graft_status (*cast)(void *ctx, void *dst, graft_dtype dst_dtype, const void *src, graft_dtype src_dtype,
                              int64_t n, graft_err *err);

@@ -109,6 +109,10 @@ static graft_status block_forward(const graft_block *b, graft_block_ws *ws, void
     if ((st = b->mx->forward(&io, err))) return mixer_failed(b, "forward", err);
     if ((st = be->op.add_rmsnorm_fwd(be->ctx, ws->hmid, ws->m, ws->rstd2, h, ws->mo, b->ln2, N, C, b->eps, err)))
         return st;
+    if (!train && be->op.mlp_small) { /* a decode step: the MLP in two launches (nothing to save) */
+        st = be->op.mlp_small(be->ctx, out, ws->act, ws->hmid, ws->m, b->gate, b->up, b->down, N, C, I, err);
+        if (st != GRAFT_STATUS_UNSUPPORTED) return st;
+    }
     if ((st = linear(b, ws->g, ws->m, b->gate, N, C, I, err))) return st;
     if ((st = linear(b, ws->u, ws->m, b->up, N, C, I, err))) return st;
     if ((st = be->op.swiglu_fwd(be->ctx, ws->act, ws->g, ws->u, N, I, err))) return st;

@@ -117,10 +117,11 @@ graft_status graft_generate_batch(graft_model_t *m, const int32_t *const *prompt
     void *work = o->greedy ? NULL : malloc(graft_generate_pick_work_bytes(V));
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * P));
     int64_t *past = malloc(sizeof(int64_t) * (size_t)B);
+    int32_t *next = malloc(sizeof(int32_t) * (size_t)B);
     graft_rng *rng = malloc(sizeof(graft_rng) * (size_t)B);
     unsigned char *done = calloc((size_t)B, 1);
     graft_status st = GRAFT_STATUS_OK;
-    if (!state || !logits || (!o->greedy && !work) || !ids || !past || !rng || !done) {
+    if (!state || !logits || (!o->greedy && !work) || !ids || !past || !next || !rng || !done) {
         st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "generate: cannot allocate %zu bytes of decode state for %lld "
                            "sequences of %lld tokens", bytes, (long long)B, (long long)cap);
         goto fail;
@@ -159,7 +160,8 @@ graft_status graft_generate_batch(graft_model_t *m, const int32_t *const *prompt
         int64_t n_done = 0;
         for (int64_t b = 0; b < B; b++) {
             if (!done[b]) {
-                int32_t id = graft_generate_pick(logits + b * V, V, o, &rng[b], work);
+                /* greedy decode steps bring their ids back in next[] (picked on the device) */
+                int32_t id = o->greedy && k > 0 ? next[b] : graft_generate_pick(logits + b * V, V, o, &rng[b], work);
                 out[b * N + n_out[b]++] = id;
                 if (k > 0) stats->n_decoded++;
                 if (n_out[b] == N || (!o->fixed_length && id == o->stop_id)) done[b] = 1;
@@ -169,7 +171,9 @@ graft_status graft_generate_batch(graft_model_t *m, const int32_t *const *prompt
             n_done += done[b];
         }
         if (n_done == B) break;
-        if ((st = graft_model_forward_state(m, ids, B, 1, state, cap, past, logits, err))) goto fail;
+        if (o->greedy) st = graft_model_forward_state_greedy(m, ids, B, 1, state, cap, past, next, err);
+        else st = graft_model_forward_state(m, ids, B, 1, state, cap, past, logits, err);
+        if (st) goto fail;
         stats->steps++;
     }
     stats->decode_s = graft_host_now_s() - t_first;
@@ -180,6 +184,7 @@ fail:
     free(work);
     free(ids);
     free(past);
+    free(next);
     free(rng);
     free(done);
     return st;

@@ -64,6 +64,7 @@ struct graft_model {
                                      NULL on the CPU, where params[i].work == params[i].data    */
     void *logits_dev;             /* F32 logits on a device backend, logits_cap floats          */
     size_t logits_cap;
+    int32_t *next_dev;            /* greedy ids (logits_cap / V rows), after the logits         */
     int n_carry;
     int64_t carry_width[MAX_CARRY];
     /* activations, for capacity N = B*T */
@@ -569,6 +570,7 @@ graft_status graft_model_set_backend(graft_model_t *m, const graft_backend *be, 
     m->graph_launches = 0;
     m->work = NULL;
     m->logits_dev = NULL;
+    m->next_dev = NULL;
     m->logits_cap = 0;
     m->be = be;
     if (be->device != GRAFT_DEVICE_CPU) {
@@ -673,11 +675,13 @@ static graft_status ensure_logits(graft_model_t *m, int64_t rows, graft_err *err
     if (be->device == GRAFT_DEVICE_CPU || need <= m->logits_cap) return GRAFT_STATUS_OK;
     if (m->logits_dev) be->free(be->ctx, m->logits_dev);
     m->logits_cap = 0;
-    m->logits_dev = be->alloc(be->ctx, need * sizeof(float));
+    m->next_dev = NULL;
+    m->logits_dev = be->alloc(be->ctx, need * sizeof(float) + (size_t)rows * sizeof(int32_t));
     if (!m->logits_dev)
         return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: cannot allocate %zu bytes of logits on %s",
                              need * sizeof(float), be->name);
     m->logits_cap = need;
+    m->next_dev = (int32_t *)(void *)((float *)m->logits_dev + need);
     return GRAFT_STATUS_OK;
 }
 
@@ -689,14 +693,39 @@ static graft_status head_compute(graft_model_t *m, float *logits, int64_t rows, 
     return linear(m, m->logits_dev, m->hf, W, rows, C, V, err);
 }
 
-/* Device logits back to the host (waits for the stream). */
-static graft_status head_fetch(graft_model_t *m, float *logits, int64_t rows, graft_err *err) {
+/* next[r] = the first index of row r's largest logit: the same scan as generate.c's greedy pick. */
+static void pick_rows_host(int32_t *next, const float *logits, int64_t rows, int64_t V) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = logits + r * V;
+        int64_t best = 0;
+        for (int64_t v = 1; v < V; v++)
+            if (x[v] > x[best]) best = v;
+        next[r] = (int32_t)best;
+    }
+}
+
+/* Device logits back to the host (waits for the stream); with `next` (and a device backend) only
+ * each row's greedy id: the argmax runs on the device and rows int32 come back instead. */
+static graft_status head_fetch_or_pick(graft_model_t *m, float *logits, int32_t *next, int64_t rows, graft_err *err) {
     const graft_backend *be = m->be;
-    if (be->device == GRAFT_DEVICE_CPU) return GRAFT_STATUS_OK;
-    graft_status st = be->copy(be->ctx, logits, m->logits_dev, (size_t)(rows * m->cfg.vocab_size) * sizeof(float),
-                               GRAFT_COPY_D2H, err);
+    int64_t V = m->cfg.vocab_size;
+    graft_status st;
+    if (be->device == GRAFT_DEVICE_CPU) {
+        if (next) pick_rows_host(next, logits, rows, V);
+        return GRAFT_STATUS_OK;
+    }
+    if (next) {
+        st = be->op.argmax_rows(be->ctx, m->next_dev, m->logits_dev, rows, V, err);
+        if (!st) st = be->copy(be->ctx, next, m->next_dev, (size_t)rows * sizeof(int32_t), GRAFT_COPY_D2H, err);
+    } else {
+        st = be->copy(be->ctx, logits, m->logits_dev, (size_t)(rows * V) * sizeof(float), GRAFT_COPY_D2H, err);
+    }
     if (!st) st = be->sync(be->ctx, err);
     return st;
+}
+
+static graft_status head_fetch(graft_model_t *m, float *logits, int64_t rows, graft_err *err) {
+    return head_fetch_or_pick(m, logits, NULL, rows, err);
 }
 
 graft_status graft_model_hidden_device(graft_model_t *m, const void **hidden, graft_err *err) {
@@ -1163,9 +1192,33 @@ static graft_status forward_state_body(graft_model_t *m, int64_t B, int64_t T, v
     return head_compute(m, last_logits, B, err);
 }
 
+static graft_status forward_state(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T, void *state,
+                                  int64_t capacity, const int64_t *past_len, float *last_logits, int32_t *next,
+                                  graft_err *err);
+
 graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
                                        void *state, int64_t capacity, const int64_t *past_len,
                                        float *last_logits, graft_err *err) {
+    return forward_state(m, ids, B, T, state, capacity, past_len, last_logits, NULL, err);
+}
+
+graft_status graft_model_forward_state_greedy(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
+                                              void *state, int64_t capacity, const int64_t *past_len, int32_t *next,
+                                              graft_err *err) {
+    if (m->be->device == GRAFT_DEVICE_CPU || !m->be->op.argmax_rows) {
+        float *logits = malloc(sizeof(float) * (size_t)(B * m->cfg.vocab_size));
+        if (!logits) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "decode: out of memory for logits");
+        graft_status st = forward_state(m, ids, B, T, state, capacity, past_len, logits, NULL, err);
+        if (!st) pick_rows_host(next, logits, B, m->cfg.vocab_size);
+        free(logits);
+        return st;
+    }
+    return forward_state(m, ids, B, T, state, capacity, past_len, NULL, next, err);
+}
+
+static graft_status forward_state(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T, void *state,
+                                  int64_t capacity, const int64_t *past_len, float *last_logits, int32_t *next,
+                                  graft_err *err) {
     const graft_qwen3_config *c = &m->cfg;
     int64_t V = c->vocab_size, N = B * T;
     if (B < 1 || T < 1)
@@ -1189,7 +1242,7 @@ graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int
     if ((st = be->copy(be->ctx, m->ids, ids, (size_t)N * sizeof(int32_t), GRAFT_COPY_H2D, err))) return st;
     if (!decode_graph_eligible(m, T, past_len)) {
         if ((st = forward_state_body(m, B, T, state, capacity, past_len, NULL, last_logits, err))) return st;
-        return head_fetch(m, last_logits, B, err);
+        return head_fetch_or_pick(m, last_logits, next, B, err);
     }
     /* The single-token step through a CUDA graph: lengths go to the device first (the graph reads
      * them there), the key's first call runs eagerly, its second is captured, later ones replay. */
@@ -1212,7 +1265,7 @@ graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int
         m->graph_logits = m->logits_dev;
         m->graph_warm = 1;
         if ((st = forward_state_body(m, B, 1, state, capacity, past_len, m->past_dev, last_logits, err))) return st;
-        return head_fetch(m, last_logits, B, err);
+        return head_fetch_or_pick(m, last_logits, next, B, err);
     }
     if (!m->graph) {
         if ((st = be->graph_begin(be->ctx, err))) return st;
@@ -1231,5 +1284,5 @@ graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int
     }
     if ((st = be->graph_launch(be->ctx, m->graph, err))) return st;
     m->graph_launches++;
-    return head_fetch(m, last_logits, B, err);
+    return head_fetch_or_pick(m, last_logits, next, B, err);
 }

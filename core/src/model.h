@@ -157,6 +157,14 @@ graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int
                                        void *state, int64_t capacity, const int64_t *past_len,
                                        float *last_logits, graft_err *err);
 
+/* graft_model_forward_state for greedy decoding: next (B) gets each sequence's argmax id (the
+ * first index of the largest logit, as generate.c's greedy pick) instead of its logits. On CUDA
+ * the argmax runs on the device and B int32 come back instead of B x V fp32 (600 KB per sequence
+ * at Qwen3's vocabulary, copied and scanned on the host while the GPU idles). */
+graft_status graft_model_forward_state_greedy(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
+                                              void *state, int64_t capacity, const int64_t *past_len, int32_t *next,
+                                              graft_err *err);
+
 /* Moves the model's compute to `be` (the CPU backend, or one from graft_backend_open): frees the
  * activations, and on a device backend allocates the working copy of the weights there
  * (be->weight_dtype) and uploads it from the host F32 weights. The host weights stay the master.

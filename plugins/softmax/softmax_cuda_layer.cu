@@ -13,7 +13,7 @@
  *   saved: q_raw NQ | qr NQ | o NQ | k_raw NK | kr NK | v NK | lse (N, nq) f32 | rq (N, nq) f32
  *          | rk (N, nkv) f32            (q_raw/k_raw before the norm, qr/kr after norm + RoPE)
  *   scratch: [saved layout when io->saved is NULL] | inv_freq (D/2) f32 | past (B) i32
- *          | decode: qt, ot (B, nq, D) and the split-K partials
+ *          | decode: qt, ot (B, nq, D), (T = 1) qkv (B, (nq + 2 nkv) D) and the split-K partials
  *          | backward: dO NQ | dq NQ f32 | dk NK f32 | dv NK f32 | attn-bwd rows (N, nq) f32
  *            | dqr NQ | dkr NK | dvb NK | dx (N, C) f32
  *   decode state, one slot of state_bytes_on(CUDA, cap): K (nkv, cap, D) bf16 then V (nkv, cap, D)
@@ -50,6 +50,7 @@ typedef struct cu_bufs {
     float *inv_freq;
     int32_t *past;
     bf16 *qt, *ot;
+    bf16 *qkv; /* T = 1 only: a decode step's q | k | v rows (B, nq D + 2 nkv D) */
     void *dec;
     size_t dec_bytes;
     bf16 *dO;
@@ -97,6 +98,7 @@ static size_t carve_scratch(cu_bufs *c, const sm_layer *l, int64_t B, int64_t T,
     TAKE(past, int32_t *, (size_t)B * 4);
     TAKE(qt, bf16 *, (size_t)(B * l->nq * l->D) * 2);
     TAKE(ot, bf16 *, (size_t)(B * l->nq * l->D) * 2);
+    if (T == 1) TAKE(qkv, bf16 *, (size_t)(B * (l->nq + 2 * l->nkv) * l->D) * 2);
     TAKE(dec, void *, dec);
     TAKE(dO, bf16 *, (size_t)NQ * 2);
     TAKE(dq, float *, (size_t)NQ * 4);
@@ -127,14 +129,10 @@ extern "C" graft_status sm_workspace_cuda(const sm_layer *l, int64_t B, int64_t 
 
 /* One warp per (token n, head h). x, y (N, H*D) bf16; rstd (N, H) f32; position = past[b] + t
  * (past NULL: t). Pairs (j, j + D/2) rotate together; the norm is over the head's D values. */
-static __global__ void norm_rope_fwd_kernel(bf16 *y, float *rstd, const bf16 *x, const bf16 *w, const float *inv_freq,
-                                            const int32_t *past, int64_t N, int64_t T, int H, int D, float eps) {
-    int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    int lane = threadIdx.x & 31;
-    if (row >= N * H) return;
-    int64_t n = row / H;
-    int64_t t = n % T, b = n / T;
-    const bf16 *xr = x + row * D;
+/* One warp: the D values of one head row xr normalized (rstd over D, eps) and scaled by w, then
+ * rotated at position pos, written to yr; returns the row's rstd. */
+static __device__ __forceinline__ float norm_rope_row(bf16 *yr, const bf16 *xr, const bf16 *w, const float *inv_freq,
+                                                      float pos, int D, float eps, int lane) {
     float ss = 0.0f;
     for (int d = lane; d < D; d += 32) {
         float v = __bfloat162float(xr[d]);
@@ -142,10 +140,7 @@ static __global__ void norm_rope_fwd_kernel(bf16 *y, float *rstd, const bf16 *x,
     }
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     float r = 1.0f / sqrtf(ss / (float)D + eps);
-    if (lane == 0 && rstd) rstd[row] = r;
-    float pos = (float)((past ? past[b] : 0) + t);
     int half = D / 2;
-    bf16 *yr = y + row * D;
     for (int j = lane; j < half; j += 32) {
         float a = __bfloat162float(w[j]) * (__bfloat162float(xr[j]) * r);
         float c2 = __bfloat162float(w[j + half]) * (__bfloat162float(xr[j + half]) * r);
@@ -153,6 +148,46 @@ static __global__ void norm_rope_fwd_kernel(bf16 *y, float *rstd, const bf16 *x,
         yr[j] = __float2bfloat16(a * cs - c2 * sn);
         yr[j + half] = __float2bfloat16(c2 * cs + a * sn);
     }
+    return r;
+}
+
+static __global__ void norm_rope_fwd_kernel(bf16 *y, float *rstd, const bf16 *x, const bf16 *w, const float *inv_freq,
+                                            const int32_t *past, int64_t N, int64_t T, int H, int D, float eps) {
+    int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (row >= N * H) return;
+    int64_t n = row / H;
+    int64_t t = n % T, b = n / T;
+    float pos = (float)((past ? past[b] : 0) + t);
+    float r = norm_rope_row(y + row * D, x + row * D, w, inv_freq, pos, D, eps, lane);
+    if (lane == 0 && rstd) rstd[row] = r;
+}
+
+/* A decode step's q/k/v rows after the fused q|k|v product, in one launch (one warp per
+ * (b, head) of nq + 2 nkv): q heads normalized + rotated into qr (B, nq, D); k heads normalized
+ * + rotated straight into the cache slot at past[b]; v heads copied there. The same arithmetic as
+ * norm_rope_fwd_kernel + cache_write_kernel. qkv row b: q (nq D) | k (nkv D) | v (nkv D). */
+static __global__ void decode_qkv_kernel(bf16 *qr, bf16 *state, const bf16 *qkv, const bf16 *wq, const bf16 *wk,
+                                         const float *inv_freq, const int32_t *past, int64_t B, int nq, int nkv, int D,
+                                         int64_t cap, int64_t slot_elems, float eps) {
+    int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31, H = nq + 2 * nkv;
+    if (row >= B * H) return;
+    int64_t b = row / H;
+    int h = (int)(row % H);
+    const bf16 *xr = qkv + row * D;
+    int64_t u = past[b];
+    if (h < nq) {
+        norm_rope_row(qr + (b * nq + h) * D, xr, wq, inv_freq, (float)u, D, eps, lane);
+        return;
+    }
+    bf16 *K = state + b * slot_elems;
+    if (h < nq + nkv) {
+        norm_rope_row(K + ((int64_t)(h - nq) * cap + u) * D, xr, wk, inv_freq, (float)u, D, eps, lane);
+        return;
+    }
+    bf16 *V = K + (int64_t)nkv * cap * D + ((int64_t)(h - nq - nkv) * cap + u) * D;
+    for (int d = lane; d < D; d += 32) V[d] = xr[d];
 }
 
 /* Backward, one warp per (n, h): g = dy (f32, (N, H*D)); t = rope^T(g); dx = r (t w) - x r^3
@@ -270,9 +305,9 @@ extern "C" void sm_cuda_release(sm_layer *l) {
 }
 
 /* One new token per sequence continuing its cache, everything on the stream and every length read
- * from io->past_len_dev (plugin.h): q/k/v projections, norm + RoPE at position past[b], the new
- * key and value written at past[b], split-K attention over past[b] + 1 keys (split fixed by the
- * capacity), the output projection. With T = 1 the (B, 1, nq, D) rows are already the decode
+ * from io->past_len_dev (plugin.h): q/k/v projections (one product when the weights are adjacent),
+ * norm + RoPE at position past[b], the new key and value written at past[b] (one launch), split-K
+ * attention over past[b] + 1 keys (split fixed by the capacity), the output projection. With T = 1 the (B, 1, nq, D) rows are already the decode
  * kernel's (B, nq, D) layout: no copies. */
 static graft_status forward_decode_graph(const graft_mixer_io *io, const sm_layer *l, cu_bufs *cb, graft_err *err) {
     const cu_bufs &c = *cb;
@@ -281,20 +316,38 @@ static graft_status forward_decode_graph(const graft_mixer_io *io, const sm_laye
     cudaStream_t s = (cudaStream_t)io->stream;
     const int32_t *past = io->past_len_dev;
     graft_status st;
-    if ((st = mm(l, s, 0, 1, N, qd, C, io->x, C, io->params[P_Q].data, C, c.q_raw, qd, 0.0f, 0, err)) ||
-        (st = mm(l, s, 0, 1, N, kd, C, io->x, C, io->params[P_K].data, C, c.k_raw, kd, 0.0f, 0, err)) ||
-        (st = mm(l, s, 0, 1, N, kd, C, io->x, C, io->params[P_V].data, C, c.v, kd, 0.0f, 0, err)))
-        return graft_err_prefix(err, "softmax: decode");
-    norm_rope_fwd_kernel<<<blocks_for(N * nq, 8), 256, 0, s>>>(c.qr, c.rq, c.q_raw, (const bf16 *)io->params[P_QNORM].data,
-                                                               c.inv_freq, past, N, 1, (int)nq, (int)D, (float)l->eps);
-    if ((st = launched("norm_rope_fwd (q)", err))) return st;
-    norm_rope_fwd_kernel<<<blocks_for(N * nkv, 8), 256, 0, s>>>(c.kr, c.rk, c.k_raw, (const bf16 *)io->params[P_KNORM].data,
-                                                                c.inv_freq, past, N, 1, (int)nkv, (int)D, (float)l->eps);
-    if ((st = launched("norm_rope_fwd (k)", err))) return st;
     size_t slot_bytes = (size_t)(2 * kd * cap) * sizeof(bf16); /* sm_state_bytes_on */
-    cache_write_kernel<<<dim3((unsigned)N, (unsigned)nkv), 128, 0, s>>>((bf16 *)io->state_out, c.kr, c.v, past, 1,
-                                                                        (int)nkv, (int)D, cap, (int64_t)(slot_bytes / 2));
-    if ((st = launched("cache_write", err))) return st;
+    /* q, k and v in one weight stream when the core placed the three matrices back to back (it
+     * lays parameters out in order, 64-byte aligned: adjacent whenever a row is a multiple of 64
+     * bytes), then their norms, RoPE and the cache writes in one launch. */
+    const char *wq = (const char *)io->params[P_Q].data, *wk = (const char *)io->params[P_K].data,
+               *wv = (const char *)io->params[P_V].data;
+    if (c.qkv && wk == wq + (size_t)(qd * C) * 2 && wv == wk + (size_t)(kd * C) * 2) {
+        if ((st = mm(l, s, 0, 1, N, qd + 2 * kd, C, io->x, C, wq, C, c.qkv, qd + 2 * kd, 0.0f, 0, err)))
+            return graft_err_prefix(err, "softmax: decode");
+        decode_qkv_kernel<<<blocks_for(N * (nq + 2 * nkv), 8), 256, 0, s>>>(
+            c.qr, (bf16 *)io->state_out, c.qkv, (const bf16 *)io->params[P_QNORM].data,
+            (const bf16 *)io->params[P_KNORM].data, c.inv_freq, past, N, (int)nq, (int)nkv, (int)D, cap,
+            (int64_t)(slot_bytes / 2), (float)l->eps);
+        if ((st = launched("decode_qkv", err))) return st;
+    } else {
+        if ((st = mm(l, s, 0, 1, N, qd, C, io->x, C, wq, C, c.q_raw, qd, 0.0f, 0, err)) ||
+            (st = mm(l, s, 0, 1, N, kd, C, io->x, C, wk, C, c.k_raw, kd, 0.0f, 0, err)) ||
+            (st = mm(l, s, 0, 1, N, kd, C, io->x, C, wv, C, c.v, kd, 0.0f, 0, err)))
+            return graft_err_prefix(err, "softmax: decode");
+        norm_rope_fwd_kernel<<<blocks_for(N * nq, 8), 256, 0, s>>>(c.qr, c.rq, c.q_raw,
+                                                                   (const bf16 *)io->params[P_QNORM].data, c.inv_freq,
+                                                                   past, N, 1, (int)nq, (int)D, (float)l->eps);
+        if ((st = launched("norm_rope_fwd (q)", err))) return st;
+        norm_rope_fwd_kernel<<<blocks_for(N * nkv, 8), 256, 0, s>>>(c.kr, c.rk, c.k_raw,
+                                                                    (const bf16 *)io->params[P_KNORM].data, c.inv_freq,
+                                                                    past, N, 1, (int)nkv, (int)D, (float)l->eps);
+        if ((st = launched("norm_rope_fwd (k)", err))) return st;
+        cache_write_kernel<<<dim3((unsigned)N, (unsigned)nkv), 128, 0, s>>>((bf16 *)io->state_out, c.kr, c.v, past, 1,
+                                                                            (int)nkv, (int)D, cap,
+                                                                            (int64_t)(slot_bytes / 2));
+        if ((st = launched("cache_write", err))) return st;
+    }
     const char *K0 = (const char *)io->state_out;
     if ((st = sm_cuda_attn_decode_dev(c.o, c.qr, K0, (const bf16 *)K0 + kd * cap, (int64_t)(slot_bytes / 2), cap * D,
                                       past, 1, cap, B, nq, nkv, D, l->scale, c.dec, c.dec_bytes, s, err)))

@@ -9,6 +9,8 @@
  *     split, fixed by the capacity in the graph and by the length eagerly, so the logits agree to
  *     fp32 reassociation (NMSE < 1e-6), and each step's logits match the CPU fp32 model on
  *     bf16-rounded weights to bf16 level (NMSE < 2e-3: 2 layers of bf16 activations).
+ *     A third CUDA copy replays its graph on a backend table without op.mlp_small (the MLP as
+ *     five ops instead of two fused launches): its logits must equal the fused ones bit for bit.
  *  2. Cached generation == full recompute: graft_generate_batch on CUDA with three prompts of
  *     different lengths (prefilled apart, moved into their slots, decoded together through the
  *     graph); every generated token is then recomputed by a full forward on CUDA over prompt +
@@ -18,6 +20,10 @@
  *     bf16 resolution); such ties are counted and printed with their margins.
  *  3. The same for a hybrid (GLA at layer 0, softmax at layer 1): its decode step is captured too
  *     (both mixers declare GRAFT_MIXER_CAP_CUDA_GRAPH), and cached == recompute.
+ *  4. The device greedy pick (backend op argmax_rows, used by graft_model_forward_state_greedy)
+ *     against the host scan of generate.c on rows built to trip it: ties (first index wins), a
+ *     NaN in the middle (never chosen), a leading NaN (0), all -inf, the maximum last, and random
+ *     rows of Qwen3's vocabulary size.
  */
 #include <math.h>
 #include <stdio.h>
@@ -29,6 +35,7 @@
 #include "cuda_small_model.h"
 #include "cuda/cuda_types.h"
 #include "generate.h"
+#include "graft/rng.h"
 #include "hybrid.h"
 #include "model.h"
 #include "test_util.h"
@@ -92,23 +99,29 @@ static int32_t argmax(const float *x, int64_t n) {
 
 static void test_graph_vs_eager(const graft_backend *cuda) {
     graft_err err = {0};
-    graft_model_t *g = make_model(), *e = make_model(), *c = make_model();
-    CHECK(g && e && c);
-    if (!g || !e || !c) return;
+    graft_model_t *g = make_model(), *e = make_model(), *c = make_model(), *u = make_model();
+    CHECK(g && e && c && u);
+    if (!g || !e || !c || !u) return;
+    static graft_backend unfused; /* the same backend, the decode MLP unfused (outlives the model) */
+    unfused = *cuda;
+    unfused.op.mlp_small = NULL;
+    CHECK(cuda->op.mlp_small != NULL);
     CHECK(graft_model_set_backend(g, cuda, &err) == GRAFT_STATUS_OK);
     CHECK(graft_model_set_backend(e, cuda, &err) == GRAFT_STATUS_OK);
+    CHECK(graft_model_set_backend(u, &unfused, &err) == GRAFT_STATUS_OK);
     const int64_t B = 2, P = 17, STEPS = 24, cap = 64, V = small_config().vocab_size;
     size_t sb = graft_model_state_bytes(g, B, cap);
-    void *sg = cuda->alloc(cuda->ctx, sb), *se = cuda->alloc(cuda->ctx, sb);
+    void *sg = cuda->alloc(cuda->ctx, sb), *se = cuda->alloc(cuda->ctx, sb), *su = cuda->alloc(cuda->ctx, sb);
     void *sc = calloc(1, graft_model_state_bytes(c, B, cap));
     float *lg = malloc(sizeof(float) * (size_t)(B * V)), *le = malloc(sizeof(float) * (size_t)(B * V)),
-          *lc = malloc(sizeof(float) * (size_t)(B * V));
+          *lc = malloc(sizeof(float) * (size_t)(B * V)), *lu = malloc(sizeof(float) * (size_t)(B * V));
     int32_t ids[2 * 17];
     for (int64_t i = 0; i < B * P; i++) ids[i] = (int32_t)((i * 7919 + 5) % V);
     CHECK(graft_model_forward_state(g, ids, B, P, sg, cap, NULL, lg, &err) == GRAFT_STATUS_OK);
     CHECK(graft_model_forward_state(e, ids, B, P, se, cap, NULL, le, &err) == GRAFT_STATUS_OK);
     CHECK(graft_model_forward_state(c, ids, B, P, sc, cap, NULL, lc, &err) == GRAFT_STATUS_OK);
-    double worst_ge = 0, worst_gc = 0;
+    CHECK(graft_model_forward_state(u, ids, B, P, su, cap, NULL, lu, &err) == GRAFT_STATUS_OK);
+    double worst_ge = 0, worst_gc = 0, worst_gu = 0;
     int same_tokens = 1;
     for (int64_t s = 0; s < STEPS; s++) {
         int32_t next[2];
@@ -125,12 +138,16 @@ static void test_graph_vs_eager(const graft_backend *cuda) {
         CHECK(graft_model_forward_state(e, next, B, 1, se, cap, past, le, &err) == GRAFT_STATUS_OK);
         unsetenv("GRAFT_CUDA_GRAPHS");
         CHECK(graft_model_forward_state(c, next, B, 1, sc, cap, past, lc, &err) == GRAFT_STATUS_OK);
-        double a = nmse(lg, le, B * V), b2 = nmse(lg, lc, B * V);
+        CHECK(graft_model_forward_state(u, next, B, 1, su, cap, past, lu, &err) == GRAFT_STATUS_OK);
+        double a = nmse(lg, le, B * V), b2 = nmse(lg, lc, B * V), d = nmse(lg, lu, B * V);
+        if (d > worst_gu) worst_gu = d;
         if (a > worst_ge) worst_ge = a;
         if (b2 > worst_gc) worst_gc = b2;
     }
-    printf("decode graph vs eager (CUDA): worst NMSE %.3e over %lld steps; vs CPU fp32: %.3e; replays %lld\n",
-           worst_ge, (long long)STEPS, worst_gc, (long long)graft_model_graph_launches(g));
+    printf("decode graph vs eager (CUDA): worst NMSE %.3e over %lld steps; vs CPU fp32: %.3e; replays %lld; "
+           "fused vs unfused MLP: %.3e\n",
+           worst_ge, (long long)STEPS, worst_gc, (long long)graft_model_graph_launches(g), worst_gu);
+    CHECK(worst_gu == 0.0);
     CHECK(worst_ge < 1e-6);
     CHECK(worst_gc < 2e-3);
     CHECK(same_tokens);
@@ -138,7 +155,9 @@ static void test_graph_vs_eager(const graft_backend *cuda) {
     CHECK(graft_model_graph_launches(e) == 0);
     cuda->free(cuda->ctx, sg);
     cuda->free(cuda->ctx, se);
-    free(sc); free(lg); free(le); free(lc);
+    cuda->free(cuda->ctx, su);
+    free(sc); free(lg); free(le); free(lc); free(lu);
+    graft_model_free(u);
     graft_model_free(g);
     graft_model_free(e);
     graft_model_free(c);
@@ -199,6 +218,53 @@ static void test_generate_vs_recompute(const graft_backend *cuda, int hybrid) {
     graft_model_free(m);
 }
 
+static int32_t host_scan(const float *x, int64_t V) { /* generate.c's greedy pick */
+    int64_t best = 0;
+    for (int64_t v = 1; v < V; v++)
+        if (x[v] > x[best]) best = v;
+    return (int32_t)best;
+}
+
+static void test_argmax_rows(const graft_backend *cuda) {
+    graft_err err = {0};
+    enum { R = 7 };
+    const int64_t V = 151936;
+    float *x = malloc(sizeof(float) * (size_t)(R * V));
+    int32_t got[R];
+    graft_rng rng = graft_rng_make(7, 0);
+    for (int64_t i = 0; i < R * V; i++) x[i] = (float)graft_rng_normal(&rng);
+    float *r1 = x + V, *r2 = x + 2 * V, *r3 = x + 3 * V, *r4 = x + 4 * V, *r5 = x + 5 * V;
+    r1[1000] = r1[77777] = r1[150000] = 50.0f;       /* a three-way tie: 1000 */
+    r2[5] = NAN;                                     /* NaN in the middle: ignored */
+    r2[90000] = 40.0f;
+    r3[0] = NAN;                                     /* leading NaN: 0 */
+    r3[12] = 60.0f;
+    for (int64_t v = 0; v < V; v++) r4[v] = -INFINITY; /* all -inf: 0 */
+    r5[V - 1] = 70.0f;                               /* the last index */
+    float *d = cuda->alloc(cuda->ctx, sizeof(float) * (size_t)(R * V) + 64);
+    int32_t *ids = (int32_t *)(void *)(d + R * V);
+    CHECK(d != NULL);
+    if (!d) { free(x); return; }
+    CHECK(cuda->copy(cuda->ctx, d, x, sizeof(float) * (size_t)(R * V), GRAFT_COPY_H2D, &err) == GRAFT_STATUS_OK);
+    CHECK(cuda->op.argmax_rows(cuda->ctx, ids, d, R, V, &err) == GRAFT_STATUS_OK);
+    CHECK(cuda->copy(cuda->ctx, got, ids, sizeof got, GRAFT_COPY_D2H, &err) == GRAFT_STATUS_OK);
+    CHECK(cuda->sync(cuda->ctx, &err) == GRAFT_STATUS_OK);
+    int same = 1;
+    for (int r = 0; r < R; r++) {
+        int32_t want = host_scan(x + r * V, V);
+        if (got[r] != want) {
+            fprintf(stderr, "argmax_rows row %d: device %d, host scan %d\n", r, got[r], want);
+            same = 0;
+        }
+    }
+    CHECK(got[1] == 1000 && got[2] == 90000 && got[3] == 0 && got[4] == 0 && got[5] == V - 1);
+    CHECK(same);
+    printf("argmax_rows (device greedy pick) vs the host scan, %d rows of %lld: %s\n", R, (long long)V,
+           same ? "identical" : "DIFFERENT");
+    cuda->free(cuda->ctx, d);
+    free(x);
+}
+
 int main(void) {
     graft_err err = {0};
     const graft_backend *cuda = NULL;
@@ -209,6 +275,7 @@ int main(void) {
         printf("test_generate_cuda: skipped (%s)\n", err.msg);
         return 77;
     }
+    test_argmax_rows(cuda);
     test_graph_vs_eager(cuda);
     test_generate_vs_recompute(cuda, 0);
     test_generate_vs_recompute(cuda, 1);

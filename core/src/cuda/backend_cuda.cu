@@ -19,9 +19,11 @@
 #include <string.h>
 
 #include "adamw.cuh"
+#include "argmax.cuh"
 #include "cuda_util.cuh"
 #include "embedding.cuh"
 #include "lmhead_loss.cuh"
+#include "skinny.cuh"
 #include "matmul.cuh"
 #include "rmsnorm.cuh"
 #include "swiglu.cuh"
@@ -190,6 +192,15 @@ static graft_status t_swiglu_fwd(void *ctx, void *h, const void *g, const void *
                                  graft_err *err) {
     return graft_cuda_swiglu_fwd((graft_bf16 *)h, (const graft_bf16 *)g, (const graft_bf16 *)u, N, I, I, I,
                                  cb(ctx)->stream, err);
+}
+
+static graft_status t_mlp_small(void *ctx, void *out, void *act, const void *hmid, const void *m, const void *gate,
+                                const void *up, const void *down, int64_t N, int64_t C, int64_t I, graft_err *err) {
+    return graft_cuda_mlp_small(out, act, hmid, m, gate, up, down, N, C, I, cb(ctx)->stream, err);
+}
+
+static graft_status t_argmax_rows(void *ctx, int32_t *ids, const float *x, int64_t rows, int64_t V, graft_err *err) {
+    return graft_cuda_argmax_rows(ids, x, rows, V, cb(ctx)->stream, err);
 }
 
 /* y = bf16(fp32(a) + fp32(b)): one rounding, as the CPU's fp32 add followed by storage in bf16. */
@@ -467,6 +478,8 @@ extern "C" graft_status graft_backend_cuda_open(int index, const graft_backend *
     b->op.swiglu_fwd = t_swiglu_fwd;
     b->op.add = t_add;
     b->op.add_rmsnorm_fwd = t_add_rmsnorm_fwd;
+    b->op.mlp_small = t_mlp_small;
+    b->op.argmax_rows = t_argmax_rows;
     b->op.cast = t_cast;
     b->op.embedding_bwd = t_embedding_bwd;
     b->op.rmsnorm_bwd = t_rmsnorm_bwd;

@@ -38,19 +38,35 @@ static __device__ __forceinline__ void fma8(float &acc, const uint4 &w, const ui
 static __device__ __forceinline__ void store(float *p, float v) { *p = v; }
 static __device__ __forceinline__ void store(bf16 *p, float v) { *p = __float2bfloat16(v); }
 
-/* grid: ceil(n / (RPW * warps per block)); R >= m rows of A are computed (rows >= m repeat row
- * m - 1 and are not written). kc = k / 8 chunks of 16 bytes per row. */
-template <int R, int RPW, typename TC>
+/* What a warp does with its finished dot products (lane 0, per row r < m):
+ *   EPI_STORE:  c[r, j] = alpha * acc                       (RPW output rows j per warp)
+ *   EPI_RESID:  c[r, j] = resid[r, j] + bf16(alpha * acc)   (the block's residual add, fused)
+ *   EPI_SWIGLU: RPW = 2 weight rows, row j of w (gate) and row j of w2 (up), one output row j:
+ *               c[r, j] = silu(g) * u with g, u the bf16-rounded products
+ * Each rounds exactly where the unfused ops (a product stored in bf16, then swiglu_fwd or add)
+ * round, so a fused decode step is bit-identical to the unfused one. */
+enum { EPI_STORE, EPI_RESID, EPI_SWIGLU };
+
+static __device__ __forceinline__ float sigm(float z) { return 1.0f / (1.0f + expf(-z)); } /* as swiglu.cu */
+static __device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(__float2bfloat16(v)); }
+
+/* grid: ceil(n / (rows per warp * warps per block)); R >= m rows of A are computed (rows >= m
+ * repeat row m - 1 and are not written). kc = k / 8 chunks of 16 bytes per row. */
+template <int R, int RPW, typename TC, int EPI>
 __global__ void __launch_bounds__(SK_THREADS) skinny_kernel(TC *__restrict__ c, int64_t ldc, const bf16 *__restrict__ a,
-                                                            int64_t lda, const bf16 *__restrict__ w, int64_t ldw, int m,
-                                                            int64_t n, int64_t kc, float alpha) {
+                                                            int64_t lda, const bf16 *__restrict__ w,
+                                                            const bf16 *__restrict__ w2, int64_t ldw, int m, int64_t n,
+                                                            int64_t kc, float alpha, const bf16 *__restrict__ resid,
+                                                            int64_t ldr) {
     const int lane = threadIdx.x & 31;
     const int64_t warp = (int64_t)blockIdx.x * (SK_THREADS / 32) + (threadIdx.x >> 5);
-    const int64_t n0 = warp * RPW;
+    const int64_t n0 = EPI == EPI_SWIGLU ? warp : warp * RPW;
     if (n0 >= n) return;
     const uint4 *wr[RPW];
 #pragma unroll
-    for (int j = 0; j < RPW; j++) wr[j] = reinterpret_cast<const uint4 *>(w + min(n0 + j, n - 1) * ldw);
+    for (int j = 0; j < RPW; j++)
+        wr[j] = EPI == EPI_SWIGLU ? reinterpret_cast<const uint4 *>((j ? w2 : w) + n0 * ldw)
+                                  : reinterpret_cast<const uint4 *>(w + min(n0 + j, n - 1) * ldw);
     const uint4 *ar[R];
 #pragma unroll
     for (int r = 0; r < R; r++) ar[r] = reinterpret_cast<const uint4 *>(a + (int64_t)min(r, m - 1) * lda);
@@ -92,12 +108,24 @@ __global__ void __launch_bounds__(SK_THREADS) skinny_kernel(TC *__restrict__ c, 
             for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
             acc[j][r] = v;
         }
-    if (lane == 0) {
+    if (lane != 0) return;
+    if constexpr (EPI == EPI_SWIGLU) {
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            float g = round_bf16(alpha * acc[0][r]), u = round_bf16(alpha * acc[1][r]);
+            if (r < m) store(c + (int64_t)r * ldc + n0, g * sigm(g) * u);
+        }
+    } else {
 #pragma unroll
         for (int j = 0; j < RPW; j++)
 #pragma unroll
-            for (int r = 0; r < R; r++)
-                if (n0 + j < n && r < m) store(c + (int64_t)r * ldc + n0 + j, alpha * acc[j][r]);
+            for (int r = 0; r < R; r++) {
+                if (n0 + j >= n || r >= m) continue;
+                if (EPI == EPI_RESID)
+                    store(c + (int64_t)r * ldc + n0 + j,
+                          __bfloat162float(resid[(int64_t)r * ldr + n0 + j]) + round_bf16(alpha * acc[j][r]));
+                else store(c + (int64_t)r * ldc + n0 + j, alpha * acc[j][r]);
+            }
     }
 }
 
@@ -125,35 +153,66 @@ extern "C" int graft_cuda_skinny_fits(const graft_matmul_args *a, graft_dtype c_
            a->lda % 8 == 0 && a->ldb % 8 == 0 && ((uintptr_t)a->a & 15u) == 0 && ((uintptr_t)a->b & 15u) == 0;
 }
 
-template <int R, int RPW, typename TC>
-static void launch_rpw(const graft_matmul_args *a, cudaStream_t s) {
-    const unsigned rows_per_block = RPW * SK_THREADS / 32;
-    const unsigned g = (unsigned)((a->n + rows_per_block - 1) / rows_per_block);
-    skinny_kernel<R, RPW, TC><<<g, SK_THREADS, 0, s>>>((TC *)a->c, a->ldc, (const bf16 *)a->a, a->lda,
-                                                        (const bf16 *)a->b, a->ldb, (int)a->m, a->n, a->k / 8,
-                                                        a->alpha);
+/* One product's launch: the weight rows (w, and w2 for EPI_SWIGLU), the epilogue's residual. */
+typedef struct sk_call {
+    void *c;
+    int64_t ldc;
+    const bf16 *a, *w, *w2, *resid;
+    int64_t lda, ldw, ldr, n, k;
+    int m;
+    float alpha;
+} sk_call;
+
+template <int R, int RPW, typename TC, int EPI>
+static void launch_rpw(const sk_call *k, cudaStream_t s) {
+    const unsigned rows_per_block = (EPI == EPI_SWIGLU ? 1 : RPW) * SK_THREADS / 32;
+    const unsigned g = (unsigned)((k->n + rows_per_block - 1) / rows_per_block);
+    skinny_kernel<R, RPW, TC, EPI><<<g, SK_THREADS, 0, s>>>((TC *)k->c, k->ldc, k->a, k->lda, k->w, k->w2, k->ldw, k->m,
+                                                             k->n, k->k / 8, k->alpha, k->resid, k->ldr);
 }
 
-/* enough warps to keep every SM's loads in flight: one row per warp up to 16K rows, then 2, 4 */
-template <int R, typename TC>
-static void launch_r(const graft_matmul_args *a, cudaStream_t s) {
-    if (a->n <= 16384) launch_rpw<R, 1, TC>(a, s);
-    else if (a->n <= 65536) launch_rpw<R, 2, TC>(a, s);
-    else launch_rpw<R, 4, TC>(a, s);
+/* enough warps to keep every SM's loads in flight: one row per warp up to 16K rows, then 2, 4
+ * (EPI_SWIGLU: always the gate row and the up row) */
+template <int R, typename TC, int EPI>
+static void launch_r(const sk_call *k, cudaStream_t s) {
+    if constexpr (EPI == EPI_SWIGLU) launch_rpw<R, 2, TC, EPI>(k, s);
+    else if (k->n <= 16384) launch_rpw<R, 1, TC, EPI>(k, s);
+    else if (k->n <= 65536) launch_rpw<R, 2, TC, EPI>(k, s);
+    else launch_rpw<R, 4, TC, EPI>(k, s);
 }
 
-template <typename TC>
-static void launch(const graft_matmul_args *a, cudaStream_t s) {
-    if (a->m == 1) launch_r<1, TC>(a, s);
-    else if (a->m == 2) launch_r<2, TC>(a, s);
-    else if (a->m <= 4) launch_r<4, TC>(a, s);
-    else launch_r<8, TC>(a, s);
+template <typename TC, int EPI>
+static void launch(const sk_call *k, cudaStream_t s) {
+    if (k->m == 1) launch_r<1, TC, EPI>(k, s);
+    else if (k->m == 2) launch_r<2, TC, EPI>(k, s);
+    else if (k->m <= 4) launch_r<4, TC, EPI>(k, s);
+    else launch_r<8, TC, EPI>(k, s);
 }
 
 extern "C" graft_status graft_cuda_skinny_matmul(const graft_matmul_args *a, graft_dtype c_dtype, graft_err *err) {
     cudaStream_t s = graft_stream(a->stream);
-    if (c_dtype == GRAFT_DTYPE_F32) launch<float>(a, s);
-    else launch<bf16>(a, s);
+    sk_call k = {a->c, a->ldc, (const bf16 *)a->a, (const bf16 *)a->b, NULL, NULL, a->lda, a->ldb, 0, a->n, a->k,
+                 (int)a->m, a->alpha};
+    if (c_dtype == GRAFT_DTYPE_F32) launch<float, EPI_STORE>(&k, s);
+    else launch<bf16, EPI_STORE>(&k, s);
     GRAFT_CUDA_LAUNCHED("matmul skinny (m <= 8)");
+    return GRAFT_STATUS_OK;
+}
+
+
+extern "C" graft_status graft_cuda_mlp_small(void *out, void *act, const void *hmid, const void *m, const void *gate,
+                                             const void *up, const void *down, int64_t N, int64_t C, int64_t I,
+                                             void *stream, graft_err *err) {
+    if (!skinny_enabled() || N < 1 || N > 8 || C % 8 || I % 8 || !aligned16(m) || !aligned16(act) ||
+        !aligned16(gate) || !aligned16(up) || !aligned16(down))
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "mlp_small: N=%lld C=%lld I=%lld: not served",
+                             (long long)N, (long long)C, (long long)I);
+    cudaStream_t s = graft_stream(stream);
+    sk_call in = {act, I, (const bf16 *)m, (const bf16 *)gate, (const bf16 *)up, NULL, C, C, 0, I, C, (int)N, 1.0f};
+    launch<bf16, EPI_SWIGLU>(&in, s);
+    GRAFT_CUDA_LAUNCHED("mlp_small: gate/up + swiglu");
+    sk_call o = {out, C, (const bf16 *)act, (const bf16 *)down, NULL, (const bf16 *)hmid, I, I, C, C, I, (int)N, 1.0f};
+    launch<bf16, EPI_RESID>(&o, s);
+    GRAFT_CUDA_LAUNCHED("mlp_small: down + residual");
     return GRAFT_STATUS_OK;
 }

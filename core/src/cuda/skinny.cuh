@@ -21,6 +21,14 @@ void graft_cuda_skinny_enable(int on);
 /* The product on a->stream (asynchronous). Call only when graft_cuda_skinny_fits says so. */
 graft_status graft_cuda_skinny_matmul(const graft_matmul_args *a, graft_dtype c_dtype, graft_err *err);
 
+/* The MLP of a step with N <= 8 rows (backend op mlp_small, backend.h), two launches:
+ * act (N, I) = silu(m gate^T) * (m up^T) with the gate and up rows streamed by the same warp, then
+ * out (N, C) = hmid + act down^T. All bf16, (N, C) / (N, I) contiguous. UNSUPPORTED (nothing
+ * queued) when N, C, I or the alignment do not fit, or GRAFT_CUDA_SKINNY=0. */
+graft_status graft_cuda_mlp_small(void *out, void *act, const void *hmid, const void *m, const void *gate,
+                                  const void *up, const void *down, int64_t N, int64_t C, int64_t I, void *stream,
+                                  graft_err *err);
+
 #ifdef __cplusplus
 }
 #endif
