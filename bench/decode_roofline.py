@@ -8,7 +8,8 @@ roofline and against HF transformers, all measured in one invocation on one GPU 
              write bytes / time), so roofline tokens/s = bandwidth / bytes per token.
   graft      `graft bench --device cuda` on a random model from the config (the control, all
              softmax), fixed generation length, CUDA graphs on; again with GRAFT_CUDA_GRAPHS=0, and
-             with GRAFT_CUDA_SKINNY=0 (every product through cuBLASLt instead of cuda/skinny.cu).
+             with GRAFT_CUDA_SKINNY=0 (every product through cuBLASLt instead of cuda/skinny.cu), and
+             with GRAFT_CUDA_PDL=0 (the decode products launched without programmatic dependent launch).
   HF         transformers (bf16, sdpa, random weights from the same config built on the GPU,
              model.generate greedy with min_new_tokens = max_new_tokens, static cache off), the
              same context and number of new tokens; decode tokens/s = (new - 1) / (total - TTFT).
@@ -19,16 +20,18 @@ Usage (GPU machine): python3 bench/decode_roofline.py --graft BIN/graft --config
 import argparse, json, os, re, subprocess, sys, time
 
 
-def graft_decode(graft, config, contexts, gen, graphs, skinny=True):
+def graft_decode(graft, config, contexts, gen, graphs, skinny=True, pdl=True):
     env = dict(os.environ)
     if not graphs:
         env["GRAFT_CUDA_GRAPHS"] = "0"
     if not skinny:
         env["GRAFT_CUDA_SKINNY"] = "0"
+    if not pdl:
+        env["GRAFT_CUDA_PDL"] = "0"
     cmd = [graft, "bench", "--device", "cuda", "--config", config, "--contexts", ",".join(map(str, contexts)),
            "--batch", "1", "--gen-tokens", str(gen), "--repeat", "3"]
     print("+", " ".join(cmd), "(graphs off)" if not graphs else "", "(cuBLASLt products)" if not skinny else "",
-          flush=True)
+          "(PDL off)" if not pdl else "", flush=True)
     t0 = time.time()
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
     print(out, f"[graft bench: {time.time() - t0:.1f} s wall]", flush=True)
@@ -81,6 +84,7 @@ def main():
     g_on = graft_decode(a.graft, a.config, contexts, a.gen, True)
     g_off = graft_decode(a.graft, a.config, contexts, a.gen, False)
     g_lt = graft_decode(a.graft, a.config, contexts, a.gen, True, skinny=False)
+    g_np = graft_decode(a.graft, a.config, contexts, a.gen, True, pdl=False)
 
     hf = {}
     if not a.no_hf:
@@ -122,14 +126,15 @@ def main():
              f"of 3; HF: {a.hf_gen} new tokens, best of 2 (model.generate, greedy).",
              f"Weight bytes read per token: {weights / 1e9:.3f} GB (bf16 projections, MLPs, lm_head).", "",
              "| context | roofline tok/s | graft tok/s | % of roofline | graft, no graphs | graft, cuBLASLt "
-             "products | HF tok/s | graft/HF |", "|---|---|---|---|---|---|---|---|"]
+             "products | graft, PDL off | HF tok/s | graft/HF |", "|---|---|---|---|---|---|---|---|---|"]
     for ctx in contexts:
         roof = bw / bytes_per_token(ctx)
         on, off, h = g_on.get(ctx, {}), g_off.get(ctx, {}), hf.get(ctx, {})
         t_on, t_off, t_h = on.get("tok_s", float("nan")), off.get("tok_s", float("nan")), h.get("tok_s", float("nan"))
         t_lt = g_lt.get(ctx, {}).get("tok_s", float("nan"))
+        t_np = g_np.get(ctx, {}).get("tok_s", float("nan"))
         lines.append(f"| {ctx} | {roof:.0f} | {t_on:.1f} | {100 * t_on / roof:.1f}% | {t_off:.1f} | {t_lt:.1f} | "
-                     f"{t_h:.1f} | {t_on / t_h:.2f}x |")
+                     f"{t_np:.1f} | {t_h:.1f} | {t_on / t_h:.2f}x |")
     rep = "\n".join(lines) + "\n"
     print(rep)
     if a.out:

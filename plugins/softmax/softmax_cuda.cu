@@ -741,6 +741,12 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_kernel(const __grid_constant_
 
 /* grid (Hq, B), HD threads: merges the chunks of one (sequence, head) by their logsumexp */
 __global__ void __launch_bounds__(HD) dec_combine_kernel(const __grid_constant__ DecArgs a) {
+#if __CUDA_ARCH__ >= 900
+    /* lets the output projection that follows (the core's decode products, launched with
+     * programmatic dependent launch) become resident and prefetch its weights while this runs;
+     * it waits for this grid's completion before reading o */
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
     const int hq = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
     const int ns = (dec_len(a, b) + a.chunk - 1) / a.chunk;
     const int64_t row = (int64_t)b * a.Hq + hq;

@@ -112,7 +112,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     cvc_env env = {graft_plugin_host(lp), d_alloc, d_free, h2d, d2h, d_zero, d_sync, g_be->stream};
-    int fails = cvc_run(m, &env, cfg, B, T, seed);
+    int fails = cvc_run(m, &env, cfg, B, T, seed, cvc_case_random_state_in(c));
     cvc_case_free(c);
     graft_plugin_unload(lp);
     printf("%s: %d failure(s)\n", fails ? "FAIL" : "OK", fails);

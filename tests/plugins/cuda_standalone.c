@@ -67,7 +67,7 @@ int main(int argc, char **argv) {
             continue;
         }
         printf("%s case '%s' seed %llu\n", m->name, line, (unsigned long long)seed);
-        int fl = cvc_run(m, &env, cfg, B, T, seed + (uint64_t)cases);
+        int fl = cvc_run(m, &env, cfg, B, T, seed + (uint64_t)cases, cvc_case_random_state_in(c));
         printf("  -> %s\n", fl ? "FAIL" : "ok");
         fails += fl;
         cases++;

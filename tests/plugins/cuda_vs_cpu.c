@@ -176,7 +176,7 @@ static graft_status call(const graft_mixer *m, void *layer, const cvc_env *env, 
     } while (0)
 
 int cvc_run(const graft_mixer *m, const cvc_env *env, const graft_mixer_cfg *cfg, int64_t B, int64_t T,
-            uint64_t seed) {
+            uint64_t seed, int random_state_in) {
     int failures = 0;
     graft_err err;
     memset(&err, 0, sizeof err);
@@ -201,6 +201,8 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const graft_mixer_cfg *cfg
     void *d_x = NULL, *d_y = NULL, *d_dy = NULL, *d_dx = NULL, *d_saved = NULL, *d_scr = NULL, *d_st = NULL;
     void *d_dso = NULL, *d_dsi = NULL, *d_xt = NULL, *d_yt = NULL, *d_scr1 = NULL;
     void *c_saved = NULL, *c_scr = NULL;
+    float *sin = NULL;   /* random_state_in: the initial state (fp32 on both sides), else NULL */
+    void *d_sin = NULL;
     uint16_t *hb = NULL, *carry_b = NULL;
     /* the carried stream: host fp32 carry / dcarry (CPU side), the device copies, a reference */
     const int64_t cw = m->carry_name && m->carry_width ? m->carry_width(layer) : 0;
@@ -268,15 +270,27 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const graft_mixer_cfg *cfg
         round_bf16(dso, (int64_t)(slot / 4) * B);
     }
 
+    if (random_state_in && state_grad) {
+        sin = malloc(slot * (size_t)B);
+        d_sin = env->dalloc(slot * (size_t)B);
+        if (!sin || !d_sin) {
+            fprintf(stderr, "alloc (state_in) failed\n");
+            failures++;
+            goto done;
+        }
+        fill_normal(sin, (int64_t)(slot / 4) * B, &rng, 0.1);
+        if (env->h2d(d_sin, sin, slot * (size_t)B)) { failures++; goto done; }
+    }
+
     /* ---- CPU reference ---- */
     size_t sv = 0, sc = 0;
     if ((st = m->workspace(layer, GRAFT_DEVICE_CPU, B, T, &sv, &sc, &err))) FAIL_CALL("cpu workspace");
     c_saved = calloc(sv + 64, 1);
     c_scr = calloc(sc + 64, 1);
-    if ((st = call(m, layer, env, &cpu, 0, B, T, x, y, NULL, NULL, c_saved, c_scr, cap, NULL, st_c, NULL, NULL, NULL,
+    if ((st = call(m, layer, env, &cpu, 0, B, T, x, y, NULL, NULL, c_saved, c_scr, cap, sin, st_c, NULL, NULL, NULL,
                    carry, dcarry, &err)))
         FAIL_CALL("cpu forward");
-    if ((st = call(m, layer, env, &cpu, 1, B, T, x, NULL, dy, dx, c_saved, c_scr, cap, NULL, NULL, NULL, dso, dsi,
+    if ((st = call(m, layer, env, &cpu, 1, B, T, x, NULL, dy, dx, c_saved, c_scr, cap, sin, NULL, NULL, dso, dsi,
                    carry, dcarry, &err)))
         FAIL_CALL("cpu backward");
 
@@ -314,7 +328,7 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const graft_mixer_cfg *cfg
     env->h2d(d_dy, hb, (size_t)N * C * 2);
     free(hb);
     hb = malloc((size_t)N * C * 2);
-    if ((st = call(m, layer, env, &gpu, 0, B, T, d_x, d_y, NULL, NULL, d_saved, d_scr, cap, NULL,
+    if ((st = call(m, layer, env, &gpu, 0, B, T, d_x, d_y, NULL, NULL, d_saved, d_scr, cap, d_sin,
                    state_grad ? d_st : NULL, NULL, NULL, NULL, d_carry, d_dcarry, &err)))
         FAIL_CALL("cuda forward");
     if (state_grad) {
@@ -322,7 +336,7 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const graft_mixer_cfg *cfg
         d_dsi = env->dalloc(slot * (size_t)B);
         env->h2d(d_dso, dso, slot * (size_t)B);
     }
-    if ((st = call(m, layer, env, &gpu, 1, B, T, d_x, NULL, d_dy, d_dx, d_saved, d_scr, cap, NULL, NULL, NULL, d_dso,
+    if ((st = call(m, layer, env, &gpu, 1, B, T, d_x, NULL, d_dy, d_dx, d_saved, d_scr, cap, d_sin, NULL, NULL, d_dso,
                    d_dsi, d_carry, d_dcarry, &err)))
         FAIL_CALL("cuda backward");
     {
@@ -465,6 +479,8 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const graft_mixer_cfg *cfg
 
 done:
     free(hb);
+    free(sin);
+    if (d_sin) env->dfree(d_sin);
     for (int64_t i = 0; i < np; i++) {
         free(pbuf[i]);
         free(gbuf[i]);
@@ -505,7 +521,10 @@ struct cvc_case {
     graft_kv kv[64];
     char *store[64][2];
     int n;
+    int random_state_in;
 };
+
+int cvc_case_random_state_in(const cvc_case *c) { return c->random_state_in; }
 
 cvc_case *cvc_case_parse(const char *text, graft_mixer_cfg **cfg, int64_t *B, int64_t *T) {
     cvc_case *c = calloc(1, sizeof *c);
@@ -534,6 +553,10 @@ cvc_case *cvc_case_parse(const char *text, graft_mixer_cfg **cfg, int64_t *B, in
             end = c->cfg.carry_role == GRAFT_CARRY_NONE && strcmp(v, "none") ? (char *)v : (char *)v + strlen(v);
         }
         else if (!strcmp(k, "norm_eps")) c->cfg.norm_eps = strtod(v, &end);
+        else if (!strcmp(k, "state_in")) { /* zero (the default) | random */
+            c->random_state_in = !strcmp(v, "random");
+            end = c->random_state_in || !strcmp(v, "zero") ? (char *)v + strlen(v) : (char *)v;
+        }
         else {
             int64_t *dst = !strcmp(k, "n_embd") ? &c->cfg.n_embd : !strcmp(k, "n_head") ? &c->cfg.n_head
                          : !strcmp(k, "n_kv_head") ? &c->cfg.n_kv_head : !strcmp(k, "head_dim") ? &c->cfg.head_dim

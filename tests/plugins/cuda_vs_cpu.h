@@ -23,14 +23,19 @@ typedef struct cvc_env {
 
 /* Runs the CUDA-vs-CPU checks for one case (cfg, B, T) with inputs drawn from seed. Prints one line
  * per comparison (name, NMSE, tolerance) and returns the number of failures (a refusal of the case
- * by the CUDA path, UNSUPPORTED, counts as a failure: cases are chosen to be served). */
+ * by the CUDA path, UNSUPPORTED, counts as a failure: cases are chosen to be served).
+ * random_state_in (case key state_in=random; mixers with GRAFT_MIXER_CAP_STATE_GRAD): the
+ * forward/backward comparison starts every sequence from a random fp32 state instead of the empty
+ * one (the decode check always starts empty). */
 int cvc_run(const graft_mixer *m, const cvc_env *env, const graft_mixer_cfg *cfg, int64_t B, int64_t T,
-            uint64_t seed);
+            uint64_t seed, int random_state_in);
 
 /* Parses a conformance case line (tests/plugins/configs) into cfg/B/T; kv storage lives in the
  * returned opaque object, freed with cvc_case_free. NULL on a bad line (message printed). */
 typedef struct cvc_case cvc_case;
 cvc_case *cvc_case_parse(const char *text, graft_mixer_cfg **cfg, int64_t *B, int64_t *T);
 void cvc_case_free(cvc_case *c);
+/* Whether the case line asked for state_in=random. */
+int cvc_case_random_state_in(const cvc_case *c);
 
 #endif

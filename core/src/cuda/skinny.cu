@@ -76,6 +76,16 @@ __global__ void __launch_bounds__(SK_THREADS) skinny_kernel(TC *__restrict__ c, 
 #pragma unroll
         for (int r = 0; r < R; r++) acc[j][r] = 0.f;
     int64_t i = lane;
+    pdl_trigger();
+    /* Before waiting for the kernel this one may overlap (PDL, cuda_util.cuh): pull the first
+     * chunks of this warp's weight rows into L2. A prefetch cannot return stale data (L2 is where
+     * the earlier kernel's writes land), so this is safe even where W is an activation. */
+#pragma unroll
+    for (int u = 0; u < SK_UNROLL; u++)
+#pragma unroll
+        for (int j = 0; j < RPW; j++)
+            if (i + 32 * u < kc) asm volatile("prefetch.global.L2 [%0];" ::"l"(wr[j] + i + 32 * u));
+    pdl_wait();
     for (; i + 32 * (SK_UNROLL - 1) < kc; i += 32 * SK_UNROLL) {
         uint4 wv[SK_UNROLL][RPW];
 #pragma unroll
@@ -163,39 +173,65 @@ typedef struct sk_call {
     float alpha;
 } sk_call;
 
+static int pdl_state = -1; /* decided once per process: GRAFT_CUDA_PDL != "0" and sm_90+ */
+
+static int pdl_enabled(void) {
+    if (pdl_state < 0) {
+        const char *e = getenv("GRAFT_CUDA_PDL");
+        int dev = 0, major = 0;
+        pdl_state = !(e && !strcmp(e, "0")) && cudaGetDevice(&dev) == cudaSuccess &&
+                    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+                    major >= 9;
+    }
+    return pdl_state;
+}
+
+/* Launched with programmatic stream serialization (PDL) where the device has it: the blocks may
+ * become resident while the kernel before them finishes (it triggers early: rmsnorm.cu, this
+ * kernel), prefetch their weights and wait in pdl_wait. Decode is a chain of ~250 small kernels
+ * per token, so the launch gap each one hides adds up. */
 template <int R, int RPW, typename TC, int EPI>
-static void launch_rpw(const sk_call *k, cudaStream_t s) {
+static cudaError_t launch_rpw(const sk_call *k, cudaStream_t s) {
     const unsigned rows_per_block = (EPI == EPI_SWIGLU ? 1 : RPW) * SK_THREADS / 32;
     const unsigned g = (unsigned)((k->n + rows_per_block - 1) / rows_per_block);
-    skinny_kernel<R, RPW, TC, EPI><<<g, SK_THREADS, 0, s>>>((TC *)k->c, k->ldc, k->a, k->lda, k->w, k->w2, k->ldw, k->m,
-                                                             k->n, k->k / 8, k->alpha, k->resid, k->ldr);
+    cudaLaunchConfig_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDim = dim3(g);
+    cfg.blockDim = dim3(SK_THREADS);
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl_enabled() ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, skinny_kernel<R, RPW, TC, EPI>, (TC *)k->c, k->ldc, k->a, k->lda, k->w, k->w2, k->ldw,
+                       k->m, k->n, k->k / 8, k->alpha, k->resid, k->ldr);
 }
 
 /* enough warps to keep every SM's loads in flight: one row per warp up to 16K rows, then 2, 4
  * (EPI_SWIGLU: always the gate row and the up row) */
 template <int R, typename TC, int EPI>
-static void launch_r(const sk_call *k, cudaStream_t s) {
-    if constexpr (EPI == EPI_SWIGLU) launch_rpw<R, 2, TC, EPI>(k, s);
-    else if (k->n <= 16384) launch_rpw<R, 1, TC, EPI>(k, s);
-    else if (k->n <= 65536) launch_rpw<R, 2, TC, EPI>(k, s);
-    else launch_rpw<R, 4, TC, EPI>(k, s);
+static cudaError_t launch_r(const sk_call *k, cudaStream_t s) {
+    if constexpr (EPI == EPI_SWIGLU) return launch_rpw<R, 2, TC, EPI>(k, s);
+    else if (k->n <= 16384) return launch_rpw<R, 1, TC, EPI>(k, s);
+    else if (k->n <= 65536) return launch_rpw<R, 2, TC, EPI>(k, s);
+    else return launch_rpw<R, 4, TC, EPI>(k, s);
 }
 
 template <typename TC, int EPI>
-static void launch(const sk_call *k, cudaStream_t s) {
-    if (k->m == 1) launch_r<1, TC, EPI>(k, s);
-    else if (k->m == 2) launch_r<2, TC, EPI>(k, s);
-    else if (k->m <= 4) launch_r<4, TC, EPI>(k, s);
-    else launch_r<8, TC, EPI>(k, s);
+static cudaError_t launch(const sk_call *k, cudaStream_t s) {
+    if (k->m == 1) return launch_r<1, TC, EPI>(k, s);
+    if (k->m == 2) return launch_r<2, TC, EPI>(k, s);
+    if (k->m <= 4) return launch_r<4, TC, EPI>(k, s);
+    return launch_r<8, TC, EPI>(k, s);
 }
 
 extern "C" graft_status graft_cuda_skinny_matmul(const graft_matmul_args *a, graft_dtype c_dtype, graft_err *err) {
     cudaStream_t s = graft_stream(a->stream);
     sk_call k = {a->c, a->ldc, (const bf16 *)a->a, (const bf16 *)a->b, NULL, NULL, a->lda, a->ldb, 0, a->n, a->k,
                  (int)a->m, a->alpha};
-    if (c_dtype == GRAFT_DTYPE_F32) launch<float, EPI_STORE>(&k, s);
-    else launch<bf16, EPI_STORE>(&k, s);
-    GRAFT_CUDA_LAUNCHED("matmul skinny (m <= 8)");
+    cudaError_t e = c_dtype == GRAFT_DTYPE_F32 ? launch<float, EPI_STORE>(&k, s) : launch<bf16, EPI_STORE>(&k, s);
+    GRAFT_CUDA_TRY_NAMED(e, "matmul skinny (m <= 8)");
     return GRAFT_STATUS_OK;
 }
 
@@ -209,10 +245,10 @@ extern "C" graft_status graft_cuda_mlp_small(void *out, void *act, const void *h
                              (long long)N, (long long)C, (long long)I);
     cudaStream_t s = graft_stream(stream);
     sk_call in = {act, I, (const bf16 *)m, (const bf16 *)gate, (const bf16 *)up, NULL, C, C, 0, I, C, (int)N, 1.0f};
-    launch<bf16, EPI_SWIGLU>(&in, s);
-    GRAFT_CUDA_LAUNCHED("mlp_small: gate/up + swiglu");
+    cudaError_t e = launch<bf16, EPI_SWIGLU>(&in, s);
+    GRAFT_CUDA_TRY_NAMED(e, "mlp_small: gate/up + swiglu");
     sk_call o = {out, C, (const bf16 *)act, (const bf16 *)down, NULL, (const bf16 *)hmid, I, I, C, C, I, (int)N, 1.0f};
-    launch<bf16, EPI_RESID>(&o, s);
-    GRAFT_CUDA_LAUNCHED("mlp_small: down + residual");
+    e = launch<bf16, EPI_RESID>(&o, s);
+    GRAFT_CUDA_TRY_NAMED(e, "mlp_small: down + residual");
     return GRAFT_STATUS_OK;
 }
