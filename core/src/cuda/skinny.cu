@@ -3,11 +3,11 @@
  *
  * Why not cuBLASLt: at m = 1 the product is a stream of W through the SMs (2 bytes per 2 FLOPs), so
  * its speed is the memory bandwidth; cuBLASLt's heuristics pick GEMM tiles for it that reach about
- * 60% of the copy bandwidth on an H100 (bench/results/decode-2026-11-23.md), and decode is ~90% such
+ * 60% of the copy bandwidth on an H100 (bench/results/cudamodel-2026-11-23.md), and decode is ~90% such
  * products. Here one warp owns RPW consecutive rows of W, each lane streams 16-byte chunks of them
- * with four chunks per row in flight before the first use, the m rows of A (a few KiB) come from
- * L1/L2, every product accumulates in fp32, and a warp shuffle sums the lanes. Rows of W are read
- * exactly once whatever m is, so m = 8 costs about what m = 1 does.
+ * with four or eight chunks per row in flight before the first use, the m rows of A (a few KiB)
+ * come from L1/L2, every product accumulates in fp32, and a warp shuffle sums the lanes. Rows of
+ * W are read exactly once whatever m is, so m = 8 costs about what m = 1 does.
  *
  * Called by graft_cuda_matmul (matmul.cu) when the arguments fit (graft_cuda_skinny_fits);
  * GRAFT_CUDA_SKINNY=0 sends everything to cuBLASLt (for comparisons).
@@ -22,7 +22,12 @@
 typedef __nv_bfloat16 bf16;
 
 #define SK_THREADS 256
-#define SK_UNROLL 4
+/* 16-byte chunks per lane and weight row in flight before the first use: 8 where registers
+ * allow (RPW * R <= 2: then a 2048-wide row is one round trip, 32 lanes x 8 x 16 B), 4 otherwise.
+ * ncu on an H100 (2026-11-24) timed the decode products at 4: 1.1-1.7 TB/s for the 2048-wide
+ * ones, round trips in series. Either way a lane visits its chunks lane, lane + 32, ... in
+ * increasing order, so the sums (and the bits) do not depend on the unroll. */
+#define SK_UNROLL (RPW * R <= 2 ? 8 : 4)
 
 static __device__ __forceinline__ void fma8(float &acc, const uint4 &w, const uint4 &x) {
     const __nv_bfloat162 *wp = reinterpret_cast<const __nv_bfloat162 *>(&w);
