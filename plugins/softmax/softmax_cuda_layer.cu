@@ -25,7 +25,6 @@
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 extern "C" {
@@ -306,17 +305,6 @@ extern "C" void sm_cuda_release(sm_layer *l) {
     if (l) l->inv_freq_dev = NULL, l->dec_done_dev = NULL;
 }
 
-/* Whether the decode attention merges its splits in its last block (default) or in a separate
- * kernel (GRAFT_SOFTMAX_MERGE_KERNEL=1, for comparisons; the two give the same bits). */
-static int merge_in_place(void) {
-    static int state = -1;
-    if (state < 0) {
-        const char *e = getenv("GRAFT_SOFTMAX_MERGE_KERNEL");
-        state = !(e && !strcmp(e, "1"));
-    }
-    return state;
-}
-
 /* One new token per sequence continuing its cache, everything on the stream and every length read
  * from io->past_len_dev (plugin.h): q/k/v projections (one product when the weights are adjacent),
  * norm + RoPE at position past[b], the new key and value written at past[b] (one launch), split-K
@@ -363,8 +351,8 @@ static graft_status forward_decode_graph(const graft_mixer_io *io, const sm_laye
     }
     const char *K0 = (const char *)io->state_out;
     if ((st = sm_cuda_attn_decode_dev(c.o, c.qr, K0, (const bf16 *)K0 + kd * cap, (int64_t)(slot_bytes / 2), cap * D,
-                                      past, 1, cap, B, nq, nkv, D, l->scale, c.dec, c.dec_bytes,
-                                      merge_in_place() ? l->dec_done_dev : NULL, s, err)))
+                                      past, 1, cap, B, nq, nkv, D, l->scale, c.dec, c.dec_bytes, l->dec_done_dev, s,
+                                      err)))
         return graft_err_prefix(err, "softmax: decode");
     if ((st = mm(l, s, 0, 1, N, C, qd, c.o, qd, io->params[P_O].data, qd, io->y, C, 0.0f, 0, err)))
         return graft_err_prefix(err, "softmax: decode");
