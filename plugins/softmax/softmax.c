@@ -58,7 +58,6 @@ static graft_status sm_create(const graft_host *host, const graft_mixer_cfg *cfg
     if (!l) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "softmax: out of memory");
     l->host = host;
     l->inv_freq_dev = NULL;
-    l->dec_done_dev = NULL;
     l->C = cfg->n_embd;
     l->nq = cfg->n_head;
     l->nkv = cfg->n_kv_head;

@@ -18,7 +18,6 @@ typedef struct sm_layer {
     float scale;       /* fp32(D^-0.5) */
     float *inv_freq;   /* (D/2) built in fp32 as transformers does (spec/qwen3.md §3.4) */
     void *inv_freq_dev; /* its CUDA copy, made by the first CUDA forward (graph replays read it) */
-    int32_t *dec_done_dev; /* the decode attention's arrival counters (softmax_cuda.cuh), made then too */
 } sm_layer;
 
 #ifdef GRAFT_PLUGIN_CUDA

@@ -590,7 +590,7 @@ __global__ void __launch_bounds__(BWD_THREADS, 1) bwd_dkdv_kernel(const BwdArgs 
 /* Decode                                                                                          */
 /* ---------------------------------------------------------------------------------------------- */
 
-#define DEC_MAX_B SM_DEC_MAX_B /* sequences per launch: their lengths travel in the kernel parameters */
+#define DEC_MAX_B 256      /* sequences per launch: their lengths travel in the kernel parameters */
 #define DEC_MAX_SPLIT 64
 #define DEC_THREADS 128    /* 4 warps x 2 half-warps = 8 key streams; a half-warp reads one row */
 
@@ -606,8 +606,6 @@ struct DecArgs {
     const int32_t *len_dev; /* non-NULL: sequence b's length is len_dev[b] + len_add (device memory,
                                read at run time, so a captured graph serves any length)      */
     int len_add;
-    int32_t *done;          /* non-NULL: (B, Hq / NR) arrival counters, zero between launches: the
-                               last block of a (sequence, head group) merges the splits itself */
     int len[DEC_MAX_B];
 };
 
@@ -623,21 +621,6 @@ static __device__ __forceinline__ void bf8_to_f(uint4 u, float *f) {
         f[2 * i] = x.x;
         f[2 * i + 1] = x.y;
     }
-}
-
-/* o[row, d] = the splits of (sequence b, head row) merged by their logsumexp (ns splits). part_o
- * and part_lse are read through L2 (__ldcg): other blocks of this launch may have written them. */
-static __device__ __forceinline__ void dec_merge(const DecArgs &a, int64_t row, int ns, int d) {
-    const float *pl = a.part_lse + row * a.nsplit;
-    float M = -INFINITY;
-    for (int s = 0; s < ns; s++) M = fmaxf(M, __ldcg(pl + s));
-    float L = 0.f, A = 0.f;
-    for (int s = 0; s < ns; s++) {
-        float w = ex2(__ldcg(pl + s) - M);
-        L += w;
-        A = fmaf(w, __ldcg(a.part_o + (row * a.nsplit + s) * HD + d), A);
-    }
-    a.o[row * HD + d] = __float2bfloat16(A / L);
 }
 
 /* grid (nsplit, Hq / NR, B): one block per (chunk, NR query heads sharing one kv head, sequence).
@@ -754,21 +737,6 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_kernel(const __grid_constant_
             if (d == 0) a.part_lse[row * a.nsplit + s] = M + log2f(L);
         }
     }
-    if (a.nsplit == 1 || !a.done) return;
-    /* The last of this (sequence, head group)'s splits to arrive merges them (one launch fewer per
-     * decode step; dec_combine_kernel does the same merge when there are no counters). */
-    __shared__ int s_last;
-    __threadfence(); /* this block's partials are visible before it is counted */
-    __syncthreads();
-    const int ns = (len + a.chunk - 1) / a.chunk; /* the splits that run: the rest returned early */
-    int32_t *cnt = a.done + (int64_t)b * gridDim.y + blockIdx.y;
-    if (tid == 0) s_last = atomicAdd(cnt, 1) == ns - 1;
-    __syncthreads();
-    if (!s_last) return;
-    __threadfence();
-    for (int idx = tid; idx < NR * HD; idx += DEC_THREADS)
-        dec_merge(a, (int64_t)b * a.Hq + hq0 + idx / HD, ns, idx % HD);
-    if (tid == 0) *cnt = 0; /* ready for the next launch (graph replays reuse the counters) */
 }
 
 /* grid (Hq, B), HD threads: merges the chunks of one (sequence, head) by their logsumexp */
@@ -779,8 +747,19 @@ __global__ void __launch_bounds__(HD) dec_combine_kernel(const __grid_constant__
      * it waits for this grid's completion before reading o */
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
-    const int hq = blockIdx.x, b = blockIdx.y;
-    dec_merge(a, (int64_t)b * a.Hq + hq, (dec_len(a, b) + a.chunk - 1) / a.chunk, threadIdx.x);
+    const int hq = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
+    const int ns = (dec_len(a, b) + a.chunk - 1) / a.chunk;
+    const int64_t row = (int64_t)b * a.Hq + hq;
+    const float *pl = a.part_lse + row * a.nsplit;
+    float M = -INFINITY;
+    for (int s = 0; s < ns; s++) M = fmaxf(M, pl[s]);
+    float L = 0.f, A = 0.f;
+    for (int s = 0; s < ns; s++) {
+        float w = ex2(pl[s] - M);
+        L += w;
+        A = fmaf(w, a.part_o[(row * a.nsplit + s) * HD + d], A);
+    }
+    a.o[row * HD + d] = __float2bfloat16(A / L);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -922,7 +901,7 @@ static cudaError_t dec_launch(const DecArgs &a, int B, int groups, cudaStream_t 
 static graft_status dec_run(void *o, const void *q, const void *kcache, const void *vcache, int64_t slot_stride,
                             int64_t head_stride, const int64_t *kv_len, const int32_t *len_dev, int len_add,
                             int64_t max_len, int64_t B, int64_t Hq, int64_t Hkv, int64_t D, float scale,
-                            void *scratch, size_t scratch_bytes, int32_t *done, void *stream, graft_err *err) {
+                            void *scratch, size_t scratch_bytes, void *stream, graft_err *err) {
     if (check_common("decode", B, 1, Hq, Hkv, D, scale, err)) return err ? err->status : GRAFT_STATUS_BAD_INPUT;
     if (!o || !q || !kcache || !vcache || (!kv_len && !len_dev) || !aligned16(q) || !aligned16(kcache) ||
         !aligned16(vcache) || ((uintptr_t)o & 1u) || slot_stride % 8 || head_stride % 8 || slot_stride < 0 ||
@@ -973,7 +952,6 @@ static graft_status dec_run(void *o, const void *q, const void *kcache, const vo
         for (int i = bn; i < DEC_MAX_B; i++) a.len[i] = 0;
         a.len_dev = len_dev ? len_dev + b0 : NULL;
         a.len_add = len_add;
-        a.done = done && B <= DEC_MAX_B ? done : NULL;
         a.part_o = NULL;
         a.part_lse = NULL;
         if (ns > 1) {
@@ -993,7 +971,7 @@ static graft_status dec_run(void *o, const void *q, const void *kcache, const vo
         default: e = dec_launch<1>(a, bn, groups, st); break;
         }
         CU_CHECK(e);
-        if (ns > 1 && !a.done) {
+        if (ns > 1) {
             dec_combine_kernel<<<dim3((unsigned)Hq, (unsigned)bn), HD, 0, st>>>(a);
             CU_CHECK(cudaGetLastError());
         }
@@ -1008,16 +986,16 @@ extern "C" graft_status sm_cuda_attn_decode(void *o, const void *q, const void *
     if (!kv_len)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "softmax_cuda: decode: kv_len must be non-NULL");
     return dec_run(o, q, kcache, vcache, slot_stride, head_stride, kv_len, NULL, 0, 0, B, Hq, Hkv, D, scale, scratch,
-                   scratch_bytes, NULL, stream, err);
+                   scratch_bytes, stream, err);
 }
 
 extern "C" graft_status sm_cuda_attn_decode_dev(void *o, const void *q, const void *kcache, const void *vcache,
                                                 int64_t slot_stride, int64_t head_stride, const int32_t *past_dev,
                                                 int len_add, int64_t max_len, int64_t B, int64_t Hq, int64_t Hkv,
                                                 int64_t D, float scale, void *scratch, size_t scratch_bytes,
-                                                int32_t *done, void *stream, graft_err *err) {
+                                                void *stream, graft_err *err) {
     if (!past_dev)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "softmax_cuda: decode_dev: past_dev must be non-NULL");
     return dec_run(o, q, kcache, vcache, slot_stride, head_stride, NULL, past_dev, len_add, max_len, B, Hq, Hkv, D,
-                   scale, scratch, scratch_bytes, done, stream, err);
+                   scale, scratch, scratch_bytes, stream, err);
 }

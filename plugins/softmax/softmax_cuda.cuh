@@ -61,13 +61,7 @@ graft_status sm_cuda_attn_decode(void *o, const void *q, const void *kcache, con
 graft_status sm_cuda_attn_decode_dev(void *o, const void *q, const void *kcache, const void *vcache,
                                      int64_t slot_stride, int64_t head_stride, const int32_t *past_dev, int len_add,
                                      int64_t max_len, int64_t B, int64_t Hq, int64_t Hkv, int64_t D, float scale,
-                                     void *scratch, size_t scratch_bytes, int32_t *done, void *stream,
-                                     graft_err *err);
-/* done: NULL, or SM_DEC_COUNTERS device int32 that are zero (and are left zero): then the last
- * block of each (sequence, head group) merges the splits and no merge kernel is launched (B <=
- * SM_DEC_MAX_B; larger batches take the merge kernel). */
-#define SM_DEC_MAX_B 256
-#define SM_DEC_COUNTERS(Hq) ((int64_t)SM_DEC_MAX_B * (Hq))
+                                     void *scratch, size_t scratch_bytes, void *stream, graft_err *err);
 
 #ifdef __cplusplus
 }

@@ -301,8 +301,7 @@ static graft_status check_cuda_io(const graft_mixer_io *io, int backward, graft_
 
 extern "C" void sm_cuda_release(sm_layer *l) {
     if (l && l->inv_freq_dev) cudaFree(l->inv_freq_dev);
-    if (l && l->dec_done_dev) cudaFree(l->dec_done_dev);
-    if (l) l->inv_freq_dev = NULL, l->dec_done_dev = NULL;
+    if (l) l->inv_freq_dev = NULL;
 }
 
 /* One new token per sequence continuing its cache, everything on the stream and every length read
@@ -351,8 +350,7 @@ static graft_status forward_decode_graph(const graft_mixer_io *io, const sm_laye
     }
     const char *K0 = (const char *)io->state_out;
     if ((st = sm_cuda_attn_decode_dev(c.o, c.qr, K0, (const bf16 *)K0 + kd * cap, (int64_t)(slot_bytes / 2), cap * D,
-                                      past, 1, cap, B, nq, nkv, D, l->scale, c.dec, c.dec_bytes, l->dec_done_dev, s,
-                                      err)))
+                                      past, 1, cap, B, nq, nkv, D, l->scale, c.dec, c.dec_bytes, s, err)))
         return graft_err_prefix(err, "softmax: decode");
     if ((st = mm(l, s, 0, 1, N, C, qd, c.o, qd, io->params[P_O].data, qd, io->y, C, 0.0f, 0, err)))
         return graft_err_prefix(err, "softmax: decode");
@@ -400,13 +398,6 @@ extern "C" graft_status sm_forward_cuda(const graft_mixer_io *io, graft_err *err
             return graft_err_set(err, GRAFT_STATUS_DEVICE, "softmax: CUDA: uploading inv_freq failed");
         }
         ((sm_layer *)l)->inv_freq_dev = p;
-        void *d = NULL;
-        TRY(cudaMalloc(&d, (size_t)SM_DEC_COUNTERS(nq) * 4));
-        if (cudaMemset(d, 0, (size_t)SM_DEC_COUNTERS(nq) * 4) != cudaSuccess) {
-            cudaFree(d);
-            return graft_err_set(err, GRAFT_STATUS_DEVICE, "softmax: CUDA: zeroing the decode counters failed");
-        }
-        ((sm_layer *)l)->dec_done_dev = (int32_t *)d;
     }
     c.inv_freq = (float *)l->inv_freq_dev;
     if (graph) return forward_decode_graph(io, l, &c, err);
