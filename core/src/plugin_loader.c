@@ -159,7 +159,13 @@ static graft_status load_file(const char *path, graft_plugin_kind want, graft_lo
     if (strchr(path, '/')) snprintf(open_path, sizeof open_path, "%s", path);
     else snprintf(open_path, sizeof open_path, "./%s", path);
     dlerror();
-    void *h = dlopen(open_path, RTLD_NOW | RTLD_LOCAL);
+    /* RTLD_NODELETE: a plugin stays mapped after its last dlclose. A plugin with CUDA kernels
+     * registers its fatbinary with the CUDA runtime when loaded and unregisters it when unmapped;
+     * unloading and loading one again in a process that keeps its CUDA context (graft bench frees
+     * one model's plugins, then loads the next model's) broke on an H100 (2026-11-24): "named
+     * symbol not found" from the softmax plugin's next launch, or a segfault. dlopen of a
+     * resident library returns it again, so nothing is registered twice. */
+    void *h = dlopen(open_path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!h) {
         const char *why = dlerror();
         return REFUSE("%s: refused: dlopen failed: %s", path, why ? why : "(no dlerror text)");
