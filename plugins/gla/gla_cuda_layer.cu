@@ -76,8 +76,8 @@ __device__ __forceinline__ float conv_e(const float *hist, const bf16 *in, int64
  * 32768; here one division per thread per row. Same sums in the same order as before. */
 struct ConvSeg {
     bf16 *out;
-    const bf16 *in, *w; /* in (N, width); w (width, W) */
-    int64_t width, hist_off;
+    const bf16 *in, *w; /* in (N, width), rows ld_in apart; w (width, W) */
+    int64_t width, hist_off, ld_in;
 };
 struct ConvArgs {
     ConvSeg seg[3];
@@ -96,7 +96,7 @@ static __global__ void __launch_bounds__(256) conv_fwd_kernel(const __grid_const
             float acc = 0.0f;
             for (int j = 0; j < W; j++) {
                 const int64_t i = t + 1 + j; /* E index: the history below W, else input row n+1+j-W */
-                const float e = i < W ? h[c * W + i] : __bfloat162float(g.in[(n + 1 + j - W) * g.width + c]);
+                const float e = i < W ? h[c * W + i] : __bfloat162float(g.in[(n + 1 + j - W) * g.ld_in + c]);
                 acc += __bfloat162float(g.w[c * W + j]) * e;
             }
             g.out[n * g.width + c] = __float2bfloat16(silu_d(acc));
@@ -171,15 +171,23 @@ static __global__ void conv_dhist_kernel(float *dhist, const bf16 *g, int64_t wi
     }
 }
 
-/* The state's conv tail after the call: E[T .. T+W−1] per (b, c), fp32. */
-static __global__ void conv_tail_kernel(float *tail, int64_t tail_bs, const bf16 *in, int64_t width,
-                                        const float *hist, int64_t hist_bs, int W, int64_t B,
-                                        int64_t T) {
-    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= B * width) return;
-    int64_t b = idx / width, c = idx % width;
-    const float *h = hist + b * hist_bs;
-    for (int j = 0; j < W; j++) tail[b * tail_bs + c * W + j] = conv_e(h, in, width, W, b, T, c, T + j);
+/* The state's conv tails after the call: E[T .. T+W−1] per (b, c), fp32, for the three convs in
+ * one launch (blockIdx.y: the conv; blocks over sequences, threads over channels). The tail of
+ * sequence b, conv g, channel c is at tail + b * tail_bs + g.hist_off + c * W, like the history. */
+static __global__ void __launch_bounds__(256) conv_tail_kernel(float *tail, int64_t tail_bs,
+                                                               const __grid_constant__ ConvArgs a) {
+    const ConvSeg &g = a.seg[blockIdx.y];
+    const int W = a.W;
+    const int64_t B = a.N / a.T;
+    for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
+        const float *h = a.hist + b * a.hist_bs + g.hist_off;
+        for (int64_t c = threadIdx.x; c < g.width; c += blockDim.x)
+            for (int j = 0; j < W; j++) {
+                const int64_t i = a.T + j; /* E index */
+                tail[b * tail_bs + g.hist_off + c * W + j] =
+                    i < W ? h[c * W + i] : __bfloat162float(g.in[(b * a.T + i - W) * g.ld_in + c]);
+            }
+    }
 }
 
 /* gk = logsigmoid(z + bias) / γ (fp32, spec §6: α in fp32); with bias, z += bias is stored back so
@@ -221,12 +229,13 @@ __device__ __forceinline__ float warp_sum(float v) {
 
 /* u = o / sqrt(mean_e o² + ε) ⊙ w_n ⊙ SiLU(ĝ), per (n, head) over dv (spec §2 step 6); one warp
  * per row, rows = N*H. rstd written when non-NULL. */
-static __global__ void norm_gate_kernel(bf16 *u, float *rstd, const bf16 *o, const bf16 *gh,
-                                        const bf16 *wn, int64_t rows, int dv, float eps) {
+static __global__ void norm_gate_kernel(bf16 *u, float *rstd, const bf16 *o, const bf16 *gh, int64_t ldg,
+                                        const bf16 *wn, int64_t rows, int H, int dv, float eps) {
     int64_t row = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (row >= rows) return;
-    const bf16 *orow = o + row * dv, *grow = gh + row * dv;
+    /* gh rows (tokens) are ldg apart: H * dv, or the fused decode product's width */
+    const bf16 *orow = o + row * dv, *grow = gh + (row / H) * ldg + (row % H) * dv;
     float ms = 0.0f;
     for (int e = lane; e < dv; e += 32) {
         float v = __bfloat162float(orow[e]);
@@ -505,21 +514,28 @@ static graft_status transpose(const gla_layer *L, float *dst, int64_t dst_bs, co
     return launched("transpose", err);
 }
 
-/* q, k, v = SiLU(short conv of qt, kt, vt) from the history in c->hist: one launch for the three */
-static graft_status conv_forward(const gla_layer *L, const graft_mixer_io *io, const cu_bufs *c, int64_t N, int64_t T,
-                                 cudaStream_t s, graft_err *err) {
+/* The three short convs' arguments: outputs q, k, v; inputs qt, kt, vt with rows ld apart (their
+ * widths, or the fused decode product's); the history in c->hist. */
+static ConvArgs conv_args(const gla_layer *L, const graft_mixer_io *io, const cu_bufs *c, int64_t N, int64_t T,
+                          const int64_t ld[3]) {
     const int64_t W = L->W;
     ConvArgs a;
     memset(&a, 0, sizeof a);
-    a.seg[0] = ConvSeg{c->q, c->qt, PB(L, io, GLA_P_QCONV), L->Kq, 0};
-    a.seg[1] = ConvSeg{c->k, c->kt, PB(L, io, GLA_P_KCONV), L->Kkv, L->Kq * W};
-    a.seg[2] = ConvSeg{c->v, c->vt, PB(L, io, GLA_P_VCONV), L->Vkv, (L->Kq + L->Kkv) * W};
+    a.seg[0] = ConvSeg{c->q, c->qt, PB(L, io, GLA_P_QCONV), L->Kq, 0, ld[0]};
+    a.seg[1] = ConvSeg{c->k, c->kt, PB(L, io, GLA_P_KCONV), L->Kkv, L->Kq * W, ld[1]};
+    a.seg[2] = ConvSeg{c->v, c->vt, PB(L, io, GLA_P_VCONV), L->Vkv, (L->Kq + L->Kkv) * W, ld[2]};
     a.hist = c->hist;
     a.hist_bs = (L->Kq + L->Kkv + L->Vkv) * W;
     a.N = N;
     a.T = T;
     a.W = (int)W;
-    conv_fwd_kernel<<<dim3(row_blocks(N), 3), 256, 0, s>>>(a);
+    return a;
+}
+
+/* q, k, v = SiLU(short conv of qt, kt, vt): one launch for the three */
+static graft_status conv_forward(const gla_layer *L, const graft_mixer_io *io, const cu_bufs *c, int64_t N, int64_t T,
+                                 const int64_t ld[3], cudaStream_t s, graft_err *err) {
+    conv_fwd_kernel<<<dim3(row_blocks(N), 3), 256, 0, s>>>(conv_args(L, io, c, N, T, ld));
     return launched("conv", err);
 }
 
@@ -546,12 +562,38 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
     graft_status st;
     const void *x = io->x;
 
-    /* 1. projections */
-    if ((st = mm(L, s, 0, 1, N, L->Kq, C, x, C, PB(L, io, GLA_P_Q), C, c.qt, L->Kq, 0, 0, err)) ||
-        (st = mm(L, s, 0, 1, N, L->Kkv, C, x, C, PB(L, io, GLA_P_K), C, c.kt, L->Kkv, 0, 0, err)) ||
-        (st = mm(L, s, 0, 1, N, L->Vkv, C, x, C, PB(L, io, GLA_P_V), C, c.vt, L->Vkv, 0, 0, err)) ||
-        (st = mm(L, s, 0, 1, N, L->Vq, C, x, C, PB(L, io, GLA_P_G), C, c.gh, L->Vq, 0, 0, err)) ||
-        (st = mm(L, s, 0, 1, N, L->r, C, x, C, PB(L, io, GLA_P_GK0), C, c.lr, L->r, 0, 0, err)) ||
+    /* a decode step reads the V-first slot in place: the K-first copy is for the chunked core
+     * (and a training forward's saved h0) only, 2 x 1 MiB per sequence and layer saved per token */
+    const int decode = T == 1 && sout && !io->saved;
+
+    /* 1. projections. A decode step with the short conv streams q, k, v and g as ONE product when
+     * their weights are adjacent (the core lays parameters out in declared order) and so are the
+     * four output buffers: rows of qt | kt | vt | gh, wsum apart, which only the conv, its tail
+     * and the gated norm read (with that stride; without the conv the recurrence would read them
+     * as (N, width)). Otherwise four products into (N, width) buffers. */
+    const int64_t wsum = L->Kq + L->Kkv + L->Vkv + L->Vq;
+    const char *wq = (const char *)PB(L, io, GLA_P_Q);
+    const int fused = decode && L->use_conv &&
+                      (const char *)PB(L, io, GLA_P_K) == wq + 2 * (size_t)(L->Kq * C) &&
+                      (const char *)PB(L, io, GLA_P_V) == wq + 2 * (size_t)((L->Kq + L->Kkv) * C) &&
+                      (const char *)PB(L, io, GLA_P_G) == wq + 2 * (size_t)((L->Kq + L->Kkv + L->Vkv) * C) &&
+                      (char *)c.kt == (char *)c.qt + 2 * (size_t)(N * L->Kq) &&
+                      (char *)c.vt == (char *)c.kt + 2 * (size_t)(N * L->Kkv) &&
+                      (char *)c.gh == (char *)c.vt + 2 * (size_t)(N * L->Vkv);
+    int64_t ld[3] = {L->Kq, L->Kkv, L->Vkv}, ldg = L->Vq;
+    if (fused) {
+        if ((st = mm(L, s, 0, 1, N, wsum, C, x, C, wq, C, c.qt, wsum, 0, 0, err))) return prefixed(err, "forward");
+        c.kt = c.qt + L->Kq;
+        c.vt = c.kt + L->Kkv;
+        c.gh = c.vt + L->Vkv;
+        ld[0] = ld[1] = ld[2] = ldg = wsum;
+    } else if ((st = mm(L, s, 0, 1, N, L->Kq, C, x, C, PB(L, io, GLA_P_Q), C, c.qt, L->Kq, 0, 0, err)) ||
+               (st = mm(L, s, 0, 1, N, L->Kkv, C, x, C, PB(L, io, GLA_P_K), C, c.kt, L->Kkv, 0, 0, err)) ||
+               (st = mm(L, s, 0, 1, N, L->Vkv, C, x, C, PB(L, io, GLA_P_V), C, c.vt, L->Vkv, 0, 0, err)) ||
+               (st = mm(L, s, 0, 1, N, L->Vq, C, x, C, PB(L, io, GLA_P_G), C, c.gh, L->Vq, 0, 0, err))) {
+        return prefixed(err, "forward");
+    }
+    if ((st = mm(L, s, 0, 1, N, L->r, C, x, C, PB(L, io, GLA_P_GK0), C, c.lr, L->r, 0, 0, err)) ||
         (st = mm(L, s, 0, 1, N, L->Kkv, L->r, c.lr, L->r, PB(L, io, GLA_P_GK1), L->r, c.z, L->Kkv, 0, 1, err)))
         return prefixed(err, "forward");
     /* 3. gate (fp32) */
@@ -566,9 +608,6 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
         else
             TRY(cudaMemsetAsync(c.hist, 0, (size_t)(B * Kch * W) * 4, s));
     }
-    /* a decode step reads the V-first slot in place: the K-first copy is for the chunked core
-     * (and a training forward's saved h0) only, 2 x 1 MiB per sequence and layer saved per token */
-    const int decode = T == 1 && sout && !io->saved;
     if (decode) {
     } else if (sin) {
         if ((st = transpose(L, c.h0, H * DD, sin, (int64_t)slot, B, s, err))) return st;
@@ -577,7 +616,7 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
     }
 
     /* 2. short conv + SiLU */
-    if (L->use_conv && (st = conv_forward(L, io, &c, N, T, s, err))) return st;
+    if (L->use_conv && (st = conv_forward(L, io, &c, N, T, ld, s, err))) return st;
 
     /* 5. the recurrence: a one-token step in place on the V-first slot, else the chunked core */
     if (decode) {
@@ -605,21 +644,17 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
     }
 
     /* 6. gated norm, 7. output projection */
-    norm_gate_kernel<<<blocks_for(N * H * 32, 256), 256, 0, s>>>(c.u, c.rstd, c.o, c.gh, PB(L, io, GLA_P_NORM),
-                                                                 N * H, (int)L->dv, (float)L->eps);
+    norm_gate_kernel<<<blocks_for(N * H * 32, 256), 256, 0, s>>>(c.u, c.rstd, c.o, c.gh, ldg, PB(L, io, GLA_P_NORM),
+                                                                 N * H, (int)H, (int)L->dv, (float)L->eps);
     if ((st = launched("norm_gate", err))) return st;
     if ((st = mm(L, s, 0, 1, N, C, L->Vq, c.u, L->Vq, PB(L, io, GLA_P_O), L->Vq, io->y, C, 0, 0, err)))
         return prefixed(err, "forward");
 
-    /* conv tails of the state (from the history copied above) */
+    /* conv tails of the state (from the history copied above), the three in one launch */
     if (sout && L->use_conv) {
-        const int64_t off[3] = {0, L->Kq * W, (L->Kq + L->Kkv) * W}, wid[3] = {L->Kq, L->Kkv, L->Vkv};
-        const bf16 *in[3] = {c.qt, c.kt, c.vt};
-        for (int i = 0; i < 3; i++) {
-            conv_tail_kernel<<<blocks_for(B * wid[i], 256), 256, 0, s>>>(sout + sfl + off[i], (int64_t)slot, in[i],
-                                                                         wid[i], c.hist + off[i], Kch * W, (int)W, B, T);
-            if ((st = launched("conv_tail", err))) return st;
-        }
+        conv_tail_kernel<<<dim3(row_blocks(B), 3), 256, 0, s>>>(sout + sfl, (int64_t)slot,
+                                                                conv_args(L, io, &c, N, T, ld));
+        if ((st = launched("conv_tail", err))) return st;
     }
     return GRAFT_STATUS_OK;
 }
@@ -650,11 +685,12 @@ extern "C" graft_status gla_cuda_layer_backward(const gla_layer *L, const graft_
     const bf16 *pre[3] = {c.qt, c.kt, c.vt};
 
     /* recompute q, k, v, the gate and u (the forward saved what these need) */
-    if (L->use_conv && (st = conv_forward(L, io, &c, N, T, s, err))) return st;
+    const int64_t ld[3] = {L->Kq, L->Kkv, L->Vkv};
+    if (L->use_conv && (st = conv_forward(L, io, &c, N, T, ld, s, err))) return st;
     gate_kernel<<<row_blocks(N), 256, 0, s>>>(c.gk, c.z, NULL, N, L->Kkv, (float)(1.0 / L->gamma));
     if ((st = launched("gate", err))) return st;
-    norm_gate_kernel<<<blocks_for(N * H * 32, 256), 256, 0, s>>>(c.u, NULL, c.o, c.gh, PB(L, io, GLA_P_NORM), N * H,
-                                                                 (int)L->dv, (float)L->eps);
+    norm_gate_kernel<<<blocks_for(N * H * 32, 256), 256, 0, s>>>(c.u, NULL, c.o, c.gh, L->Vq, PB(L, io, GLA_P_NORM),
+                                                                 N * H, (int)H, (int)L->dv, (float)L->eps);
     if ((st = launched("norm_gate", err))) return st;
 
     /* o_proj: dWo += dyᵀ u; du = dy Wo (fp32) */
