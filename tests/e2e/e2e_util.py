@@ -30,11 +30,13 @@ def make_corpus(graft, src, work, sentences=12000):
     return os.path.join(out, "manifest.json")
 
 
-def write_recipe(src, work, name, stages, threads=1, device="cpu", config=None):
-    """A recipe for the e2e-tiny model (or the model config file `config`) on the corpus in work/,
-    with the given stages (YAML text), on `device` (cpu, cuda, cuda:N)."""
+def write_recipe(src, work, name, stages, threads=1, device="cpu", config=None, model=None):
+    """A recipe for the e2e-tiny model (or the model config file `config`; or the checkpoint
+    directory `model`) on the corpus in work/, with the given stages (YAML text), on `device`
+    (cpu, cuda, cuda:N)."""
     config = config or f"{src}/recipes/models/e2e-tiny.json"
-    text = f"""model: {{config: {config}, seed: 1}}
+    model_line = f"{{config: {config}, seed: 1}}" if model is None else model
+    text = f"""model: {model_line}
 tokenizer: {src}/data/demo-tokenizer/tokenizer.json
 data: {{train: {work}/shards/manifest.json, heldout: 0.05, seed: 5}}
 device: {device}

@@ -3,7 +3,13 @@ stage1 (live teacher and teacher cache) and eval on the GPU, their losses agains
 the CPU at bf16 tolerance, and SIGKILL + --resume on the GPU giving the losses of an uninterrupted
 GPU run. Stage 0 runs on the CPU first (a prelude recipe) so that both recipes' stage1s graft the
 same students and spec (Stage 0 on CUDA has its own test: test_stage0_cuda.py). Without a GPU (or a CUDA build) it exits 77
-(skipped). The numbers it prints are the ones to quote."""
+(skipped). The numbers it prints are the ones to quote.
+
+Which losses are compared step by step: pretrain's (both devices start from the same host init),
+and stage1's from a second pair of runs whose model and teacher are the prelude's CPU-trained
+teacher, so both devices distil the same hybrid from the same teacher. The main recipe's stage1s
+start from each device's own pretrained teacher (fp32 vs bf16: two different models), so their rows
+are printed, not asserted (an H100 run on 2026-11-24 had their step-1 losses 6% apart)."""
 import os
 import signal
 import subprocess
@@ -96,7 +102,20 @@ def run(name, device):
 
 
 cpu, gpu = run("cpu", "cpu"), run("gpu", device)
-groups = (("0_pretrain", 120), ("1_stage1", 24), ("2_stage1", 12))
+
+# stage1 from one base: the prelude's teacher as model and teacher, on both devices
+s1_stages = stages[stages.index("  - kind: stage1"):stages.index("  - kind: eval")]
+s1 = {}
+for dev in ("cpu", device):
+    name = f"s1-{dev.replace(':', '')}"
+    r = subprocess.run([graft, "run", write_recipe(src, work, name, s1_stages, device=dev, config=config,
+                                                   model=os.path.join(work, "pre", "teacher"))],
+                       capture_output=True, text=True, env=graft_env())
+    check(r.returncode == 0, f"stage1 from the prelude's teacher on {dev}: {r.stderr.strip()[-400:]}")
+    s1[dev] = os.path.join(work, name, "run.h5")
+runs = {"0_pretrain": (cpu, gpu), "0_stage1": (s1["cpu"], s1[device]), "1_stage1": (s1["cpu"], s1[device])}
+groups = (("0_pretrain", 120), ("0_stage1", 24), ("1_stage1", 12))
+main_groups = (("0_pretrain", 120), ("1_stage1", 24), ("2_stage1", 12))  # the main recipe's training stages
 
 
 def table(log, path):
@@ -105,9 +124,10 @@ def table(log, path):
 
 
 # losses of the same recipe: bf16 storage on the GPU against fp32 on the CPU. The first step
-# starts from identical weights (the same host init); later steps drift as any two precisions do.
+# starts from identical weights (pretrain: the same host init; stage1: the same base and teacher);
+# later steps drift as any two precisions do.
 for g, n in groups:
-    a, b = table(cpu, f"stages/{g}/train"), table(gpu, f"stages/{g}/train")
+    a, b = table(runs[g][0], f"stages/{g}/train"), table(runs[g][1], f"stages/{g}/train")
     if a is None or b is None:
         check(False, f"{g}: train rows in both logs")
         continue
@@ -212,7 +232,7 @@ for k, (stage_line, at) in enumerate((("== stage 0: pretrain", "step    18/120")
 r = subprocess.run([graft, "run", rk, "--resume"], capture_output=True, text=True, env=graft_env())
 check(r.returncode == 0 or kills == 0, f"gpu resume finishes: {r.stderr.strip()[-400:]}")
 check(kills == 2, f"{kills} of 2 kills landed during training")
-for g, n in groups:
+for g, n in main_groups:
     a, b = table(gpu, f"stages/{g}/train"), table(logk, f"stages/{g}/train")
     if a is None or b is None:
         check(False, f"resume {g}: rows in both logs")
