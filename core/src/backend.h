@@ -81,14 +81,11 @@ typedef struct graft_backend {
                                         const void *w, int64_t N, int64_t C, float eps, graft_err *err);
         /* The MLP of a step with few rows (a decode step), nothing saved: act (N, I) act scratch =
          * silu(m gate^T) * (m up^T), then out (N, C) = hmid + act down^T; bit-identical to linear,
-         * linear, swiglu_fwd, linear, add on this backend. With h non-NULL it first does the
-         * block's mid-layer step itself, hmid = h + mo (written) and m = rmsnorm(hmid) * ln (m
-         * not read), bit-identical to add_rmsnorm_fwd. NULL where a backend has none; returns
+         * linear, swiglu_fwd, linear, add on this backend. NULL where a backend has none; returns
          * GRAFT_STATUS_UNSUPPORTED, queueing nothing, where N or the shapes do not fit it (CUDA:
-         * N <= 8; the h form has tighter limits) and the caller takes the longer path. */
-        graft_status (*mlp_small)(void *ctx, void *out, void *act, void *hmid, const void *m, const void *h,
-                                  const void *mo, const void *ln, float eps, const void *gate, const void *up,
-                                  const void *down, int64_t N, int64_t C, int64_t I, graft_err *err);
+         * N <= 8), and the caller takes the general path. */
+        graft_status (*mlp_small)(void *ctx, void *out, void *act, const void *hmid, const void *m, const void *gate,
+                                  const void *up, const void *down, int64_t N, int64_t C, int64_t I, graft_err *err);
         /* ids (rows) int32 = the first index of each row's largest value in x (rows, V) F32, both
          * this backend's memory; NaN never chosen unless it leads the row (then 0), as the host's
          * greedy scan in generate.c. NULL on the CPU (the host scans its own logits). */

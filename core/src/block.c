@@ -107,17 +107,10 @@ static graft_status block_forward(const graft_block *b, graft_block_ws *ws, void
         io.past_len_dev = past_len ? past_len_dev : NULL;
     }
     if ((st = b->mx->forward(&io, err))) return mixer_failed(b, "forward", err);
-    /* a decode step: the residual add, the norm and the MLP in two launches (nothing to save) */
-    if (!train && be->op.mlp_small) {
-        st = be->op.mlp_small(be->ctx, out, ws->act, ws->hmid, NULL, h, ws->mo, b->ln2, b->eps, b->gate, b->up,
-                              b->down, N, C, I, err);
-        if (st != GRAFT_STATUS_UNSUPPORTED) return st;
-    }
     if ((st = be->op.add_rmsnorm_fwd(be->ctx, ws->hmid, ws->m, ws->rstd2, h, ws->mo, b->ln2, N, C, b->eps, err)))
         return st;
-    if (!train && be->op.mlp_small) { /* the same without the norm (a shape the fused norm does not serve) */
-        st = be->op.mlp_small(be->ctx, out, ws->act, ws->hmid, ws->m, NULL, NULL, NULL, 0.0f, b->gate, b->up,
-                              b->down, N, C, I, err);
+    if (!train && be->op.mlp_small) { /* a decode step: the MLP in two launches (nothing to save) */
+        st = be->op.mlp_small(be->ctx, out, ws->act, ws->hmid, ws->m, b->gate, b->up, b->down, N, C, I, err);
         if (st != GRAFT_STATUS_UNSUPPORTED) return st;
     }
     if ((st = linear(b, ws->g, ws->m, b->gate, N, C, I, err))) return st;

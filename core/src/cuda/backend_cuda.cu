@@ -194,10 +194,9 @@ static graft_status t_swiglu_fwd(void *ctx, void *h, const void *g, const void *
                                  cb(ctx)->stream, err);
 }
 
-static graft_status t_mlp_small(void *ctx, void *out, void *act, void *hmid, const void *m, const void *h,
-                                const void *mo, const void *ln, float eps, const void *gate, const void *up,
-                                const void *down, int64_t N, int64_t C, int64_t I, graft_err *err) {
-    return graft_cuda_mlp_small(out, act, hmid, m, h, mo, ln, eps, gate, up, down, N, C, I, cb(ctx)->stream, err);
+static graft_status t_mlp_small(void *ctx, void *out, void *act, const void *hmid, const void *m, const void *gate,
+                                const void *up, const void *down, int64_t N, int64_t C, int64_t I, graft_err *err) {
+    return graft_cuda_mlp_small(out, act, hmid, m, gate, up, down, N, C, I, cb(ctx)->stream, err);
 }
 
 static graft_status t_argmax_rows(void *ctx, int32_t *ids, const float *x, int64_t rows, int64_t V, graft_err *err) {

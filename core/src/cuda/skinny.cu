@@ -50,85 +50,31 @@ static __device__ __forceinline__ void store(bf16 *p, float v) { *p = __float2bf
  *               c[r, j] = silu(g) * u with g, u the bf16-rounded products
  * Each rounds exactly where the unfused ops (a product stored in bf16, then swiglu_fwd or add)
  * round, so a fused decode step is bit-identical to the unfused one. */
-enum { EPI_STORE, EPI_RESID, EPI_SWIGLU, EPI_SWIGLU_NORM };
-/* EPI_SWIGLU_NORM: EPI_SWIGLU whose A rows are made by the block first (sk_norm): the decode
- * step's mid-layer residual add + RMSNorm, m = rmsnorm(h + mo) * w, computed by every block into
- * shared memory with exactly the arithmetic of rmsnorm.cu's rmsnorm_fwd_cached (same element to
- * thread map for 256 threads, same block_sum), and block 0 also writes hmid = h + mo for the down
- * product's residual. One launch fewer per layer, the same bits. */
-struct sk_norm {
-    const bf16 *h, *mo, *w; /* (m, k) rows, (m, k) rows, (k) weight */
-    bf16 *hmid;             /* (m, k): h + mo, written by block 0 */
-    float eps;
-};
+enum { EPI_STORE, EPI_RESID, EPI_SWIGLU };
 
 static __device__ __forceinline__ float sigm(float z) { return 1.0f / (1.0f + expf(-z)); } /* as swiglu.cu */
 static __device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(__float2bfloat16(v)); }
 
 /* grid: ceil(n / (rows per warp * warps per block)); R >= m rows of A are computed (rows >= m
  * repeat row m - 1 and are not written). kc = k / 8 chunks of 16 bytes per row. */
-/* The block's normalized rows into smem (m rows of k = 8 kc), block 0 writing hmid: the body of
- * rmsnorm_fwd_cached<CH> with 256 threads (CH = kc / 256 chunks of 8 per thread, <= 4). */
-static __device__ void addnorm_rows(bf16 *smem, const sk_norm &nm, int m, int64_t kc) {
-    __shared__ float sh[32];
-    const int64_t C = kc * 8;
-    const int CH = (int)((kc + SK_THREADS - 1) / SK_THREADS);
-    for (int r = 0; r < m; r++) {
-        float v[4][8], ss = 0.0f;
-#pragma unroll
-        for (int ch = 0; ch < 4; ch++) {
-            const int64_t c = ((int64_t)threadIdx.x + (int64_t)ch * SK_THREADS) * 8;
-            if (ch < CH && c < C) {
-                float d[8];
-                load8(nm.h + r * C + c, v[ch]);
-                load8(nm.mo + r * C + c, d);
-#pragma unroll
-                for (int j = 0; j < 8; j++) v[ch][j] = b2f(f2b(v[ch][j] + d[j]));
-                if (blockIdx.x == 0) store8(nm.hmid + r * C + c, v[ch]);
-#pragma unroll
-                for (int j = 0; j < 8; j++) ss += v[ch][j] * v[ch][j];
-            }
-        }
-        ss = block_sum(ss, sh);
-        const float rs = 1.0f / sqrtf(ss / (float)C + nm.eps);
-#pragma unroll
-        for (int ch = 0; ch < 4; ch++) {
-            const int64_t c = ((int64_t)threadIdx.x + (int64_t)ch * SK_THREADS) * 8;
-            if (ch < CH && c < C) {
-                float wv[8];
-                load8(nm.w + c, wv);
-#pragma unroll
-                for (int j = 0; j < 8; j++) v[ch][j] = wv[j] * (v[ch][j] * rs);
-                store8(smem + r * C + c, v[ch]);
-            }
-        }
-    }
-    __syncthreads();
-}
-
 template <int R, int RPW, typename TC, int EPI>
 __global__ void __launch_bounds__(SK_THREADS) skinny_kernel(TC *__restrict__ c, int64_t ldc, const bf16 *__restrict__ a,
                                                             int64_t lda, const bf16 *__restrict__ w,
                                                             const bf16 *__restrict__ w2, int64_t ldw, int m, int64_t n,
                                                             int64_t kc, float alpha, const bf16 *__restrict__ resid,
-                                                            int64_t ldr, const sk_norm nm) {
-    constexpr bool SWIGLU = EPI == EPI_SWIGLU || EPI == EPI_SWIGLU_NORM, NORM = EPI == EPI_SWIGLU_NORM;
-    extern __shared__ uint4 sk_smem[]; /* NORM: the block's m normalized rows of A */
+                                                            int64_t ldr) {
     const int lane = threadIdx.x & 31;
     const int64_t warp = (int64_t)blockIdx.x * (SK_THREADS / 32) + (threadIdx.x >> 5);
-    const int64_t n0 = SWIGLU ? warp : warp * RPW;
-    if (!NORM && n0 >= n) return; /* NORM: every thread takes part in the block's norm first */
-    const int64_t nr = n0 < n ? n0 : n - 1;
+    const int64_t n0 = EPI == EPI_SWIGLU ? warp : warp * RPW;
+    if (n0 >= n) return;
     const uint4 *wr[RPW];
 #pragma unroll
     for (int j = 0; j < RPW; j++)
-        wr[j] = SWIGLU ? reinterpret_cast<const uint4 *>((j ? w2 : w) + nr * ldw)
-                       : reinterpret_cast<const uint4 *>(w + min(n0 + j, n - 1) * ldw);
+        wr[j] = EPI == EPI_SWIGLU ? reinterpret_cast<const uint4 *>((j ? w2 : w) + n0 * ldw)
+                                  : reinterpret_cast<const uint4 *>(w + min(n0 + j, n - 1) * ldw);
     const uint4 *ar[R];
 #pragma unroll
-    for (int r = 0; r < R; r++)
-        ar[r] = NORM ? sk_smem + (int64_t)min(r, m - 1) * kc
-                     : reinterpret_cast<const uint4 *>(a + (int64_t)min(r, m - 1) * lda);
+    for (int r = 0; r < R; r++) ar[r] = reinterpret_cast<const uint4 *>(a + (int64_t)min(r, m - 1) * lda);
     float acc[RPW][R];
 #pragma unroll
     for (int j = 0; j < RPW; j++)
@@ -145,10 +91,6 @@ __global__ void __launch_bounds__(SK_THREADS) skinny_kernel(TC *__restrict__ c, 
         for (int j = 0; j < RPW; j++)
             if (i + 32 * u < kc) asm volatile("prefetch.global.L2 [%0];" ::"l"(wr[j] + i + 32 * u));
     pdl_wait();
-    if constexpr (NORM) {
-        addnorm_rows(reinterpret_cast<bf16 *>(sk_smem), nm, m, kc);
-        if (n0 >= n) return;
-    }
     for (; i + 32 * (SK_UNROLL - 1) < kc; i += 32 * SK_UNROLL) {
         uint4 wv[SK_UNROLL][RPW];
 #pragma unroll
@@ -159,7 +101,7 @@ __global__ void __launch_bounds__(SK_THREADS) skinny_kernel(TC *__restrict__ c, 
         for (int u = 0; u < SK_UNROLL; u++)
 #pragma unroll
             for (int r = 0; r < R; r++) {
-                uint4 xv = NORM ? ar[r][i + 32 * u] : __ldg(ar[r] + i + 32 * u);
+                uint4 xv = __ldg(ar[r] + i + 32 * u);
 #pragma unroll
                 for (int j = 0; j < RPW; j++) fma8(acc[j][r], wv[u][j], xv);
             }
@@ -167,7 +109,7 @@ __global__ void __launch_bounds__(SK_THREADS) skinny_kernel(TC *__restrict__ c, 
     for (; i < kc; i += 32) {
 #pragma unroll
         for (int r = 0; r < R; r++) {
-            uint4 xv = NORM ? ar[r][i] : __ldg(ar[r] + i);
+            uint4 xv = __ldg(ar[r] + i);
 #pragma unroll
             for (int j = 0; j < RPW; j++) fma8(acc[j][r], __ldg(wr[j] + i), xv);
         }
@@ -182,7 +124,7 @@ __global__ void __launch_bounds__(SK_THREADS) skinny_kernel(TC *__restrict__ c, 
             acc[j][r] = v;
         }
     if (lane != 0) return;
-    if constexpr (SWIGLU) {
+    if constexpr (EPI == EPI_SWIGLU) {
 #pragma unroll
         for (int r = 0; r < R; r++) {
             float g = round_bf16(alpha * acc[0][r]), u = round_bf16(alpha * acc[1][r]);
@@ -234,7 +176,6 @@ typedef struct sk_call {
     int64_t lda, ldw, ldr, n, k;
     int m;
     float alpha;
-    sk_norm norm; /* EPI_SWIGLU_NORM only */
 } sk_call;
 
 static int pdl_state = -1; /* decided once per process: GRAFT_CUDA_PDL != "0" and sm_90+ */
@@ -256,14 +197,12 @@ static int pdl_enabled(void) {
  * per token, so the launch gap each one hides adds up. */
 template <int R, int RPW, typename TC, int EPI>
 static cudaError_t launch_rpw(const sk_call *k, cudaStream_t s) {
-    constexpr bool SWIGLU = EPI == EPI_SWIGLU || EPI == EPI_SWIGLU_NORM;
-    const unsigned rows_per_block = (SWIGLU ? 1 : RPW) * SK_THREADS / 32;
+    const unsigned rows_per_block = (EPI == EPI_SWIGLU ? 1 : RPW) * SK_THREADS / 32;
     const unsigned g = (unsigned)((k->n + rows_per_block - 1) / rows_per_block);
     cudaLaunchConfig_t cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.gridDim = dim3(g);
     cfg.blockDim = dim3(SK_THREADS);
-    cfg.dynamicSmemBytes = EPI == EPI_SWIGLU_NORM ? (size_t)k->m * (size_t)k->k * 2 : 0;
     cfg.stream = s;
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -271,14 +210,14 @@ static cudaError_t launch_rpw(const sk_call *k, cudaStream_t s) {
     cfg.attrs = attr;
     cfg.numAttrs = pdl_enabled() ? 1 : 0;
     return cudaLaunchKernelEx(&cfg, skinny_kernel<R, RPW, TC, EPI>, (TC *)k->c, k->ldc, k->a, k->lda, k->w, k->w2, k->ldw,
-                              k->m, k->n, k->k / 8, k->alpha, k->resid, k->ldr, k->norm);
+                       k->m, k->n, k->k / 8, k->alpha, k->resid, k->ldr);
 }
 
 /* enough warps to keep every SM's loads in flight: one row per warp up to 16K rows, then 2, 4
  * (EPI_SWIGLU: always the gate row and the up row) */
 template <int R, typename TC, int EPI>
 static cudaError_t launch_r(const sk_call *k, cudaStream_t s) {
-    if constexpr (EPI == EPI_SWIGLU || EPI == EPI_SWIGLU_NORM) return launch_rpw<R, 2, TC, EPI>(k, s);
+    if constexpr (EPI == EPI_SWIGLU) return launch_rpw<R, 2, TC, EPI>(k, s);
     else if (k->n <= 16384) return launch_rpw<R, 1, TC, EPI>(k, s);
     else if (k->n <= 65536) return launch_rpw<R, 2, TC, EPI>(k, s);
     else return launch_rpw<R, 4, TC, EPI>(k, s);
@@ -302,27 +241,16 @@ extern "C" graft_status graft_cuda_skinny_matmul(const graft_matmul_args *a, gra
 }
 
 
-static int addnorm_state = -1; /* GRAFT_CUDA_ADDNORM_FUSED=0: the mid-layer norm as its own launch */
-
-extern "C" graft_status graft_cuda_mlp_small(void *out, void *act, void *hmid, const void *m, const void *h,
-                                             const void *mo, const void *ln, float eps, const void *gate,
+extern "C" graft_status graft_cuda_mlp_small(void *out, void *act, const void *hmid, const void *m, const void *gate,
                                              const void *up, const void *down, int64_t N, int64_t C, int64_t I,
                                              void *stream, graft_err *err) {
-    if (addnorm_state < 0) {
-        const char *e = getenv("GRAFT_CUDA_ADDNORM_FUSED");
-        addnorm_state = !(e && !strcmp(e, "0"));
-    }
-    const int norm = h != NULL;
-    if (!skinny_enabled() || N < 1 || N > 8 || C % 8 || I % 8 || !aligned16(act) || !aligned16(gate) ||
-        !aligned16(up) || !aligned16(down) || (!norm && !aligned16(m)) ||
-        (norm && (!addnorm_state || C > 8 * SK_THREADS * 4 || N * C * 2 > 48 * 1024 || !aligned16(h) ||
-                  !aligned16(mo) || !aligned16(ln) || !aligned16(hmid))))
-        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "mlp_small: N=%lld C=%lld I=%lld%s: not served",
-                             (long long)N, (long long)C, (long long)I, norm ? " with the add + norm" : "");
+    if (!skinny_enabled() || N < 1 || N > 8 || C % 8 || I % 8 || !aligned16(m) || !aligned16(act) ||
+        !aligned16(gate) || !aligned16(up) || !aligned16(down))
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "mlp_small: N=%lld C=%lld I=%lld: not served",
+                             (long long)N, (long long)C, (long long)I);
     cudaStream_t s = graft_stream(stream);
-    sk_call in = {act, I, (const bf16 *)m, (const bf16 *)gate, (const bf16 *)up, NULL, C, C, 0, I, C, (int)N, 1.0f,
-                  sk_norm{(const bf16 *)h, (const bf16 *)mo, (const bf16 *)ln, (bf16 *)hmid, eps}};
-    cudaError_t e = norm ? launch<bf16, EPI_SWIGLU_NORM>(&in, s) : launch<bf16, EPI_SWIGLU>(&in, s);
+    sk_call in = {act, I, (const bf16 *)m, (const bf16 *)gate, (const bf16 *)up, NULL, C, C, 0, I, C, (int)N, 1.0f};
+    cudaError_t e = launch<bf16, EPI_SWIGLU>(&in, s);
     GRAFT_CUDA_TRY_NAMED(e, "mlp_small: gate/up + swiglu");
     sk_call o = {out, C, (const bf16 *)act, (const bf16 *)down, NULL, (const bf16 *)hmid, I, I, C, C, I, (int)N, 1.0f};
     e = launch<bf16, EPI_RESID>(&o, s);

@@ -23,15 +23,11 @@ graft_status graft_cuda_skinny_matmul(const graft_matmul_args *a, graft_dtype c_
 
 /* The MLP of a step with N <= 8 rows (backend op mlp_small, backend.h), two launches:
  * act (N, I) = silu(m gate^T) * (m up^T) with the gate and up rows streamed by the same warp, then
- * out (N, C) = hmid + act down^T. With h (non-NULL) the first launch also does the block's
- * mid-layer step: hmid = h + mo (written) and m = rmsnorm(hmid) * ln (eps), each block for itself,
- * bit-identical to rmsnorm.cu's add_rmsnorm; m is then not read (may be NULL). All bf16, rows
- * contiguous. UNSUPPORTED (nothing queued) when N, C, I or the alignment do not fit (with h: C <=
- * 8192 and N C <= 24K elements of shared memory), GRAFT_CUDA_SKINNY=0, or, for the h form,
- * GRAFT_CUDA_ADDNORM_FUSED=0. */
-graft_status graft_cuda_mlp_small(void *out, void *act, void *hmid, const void *m, const void *h, const void *mo,
-                                  const void *ln, float eps, const void *gate, const void *up, const void *down,
-                                  int64_t N, int64_t C, int64_t I, void *stream, graft_err *err);
+ * out (N, C) = hmid + act down^T. All bf16, (N, C) / (N, I) contiguous. UNSUPPORTED (nothing
+ * queued) when N, C, I or the alignment do not fit, or GRAFT_CUDA_SKINNY=0. */
+graft_status graft_cuda_mlp_small(void *out, void *act, const void *hmid, const void *m, const void *gate,
+                                  const void *up, const void *down, int64_t N, int64_t C, int64_t I, void *stream,
+                                  graft_err *err);
 
 #ifdef __cplusplus
 }
