@@ -572,11 +572,9 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
      * and the gated norm read (with that stride; without the conv the recurrence would read them
      * as (N, width)). Otherwise four products into (N, width) buffers. */
     const int64_t wsum = L->Kq + L->Kkv + L->Vkv + L->Vq;
-    const char *wq = (const char *)PB(L, io, GLA_P_Q);
-    const int fused = decode && L->use_conv &&
-                      (const char *)PB(L, io, GLA_P_K) == wq + 2 * (size_t)(L->Kq * C) &&
-                      (const char *)PB(L, io, GLA_P_V) == wq + 2 * (size_t)((L->Kq + L->Kkv) * C) &&
-                      (const char *)PB(L, io, GLA_P_G) == wq + 2 * (size_t)((L->Kq + L->Kkv + L->Vkv) * C) &&
+    const bf16 *wq = PB(L, io, GLA_P_Q);
+    const int fused = decode && L->use_conv && L->slot[GLA_P_G] == L->slot[GLA_P_Q] + 3 &&
+                      graft_tensors_back_to_back(&io->params[L->slot[GLA_P_Q]], 4) &&
                       (char *)c.kt == (char *)c.qt + 2 * (size_t)(N * L->Kq) &&
                       (char *)c.vt == (char *)c.kt + 2 * (size_t)(N * L->Kkv) &&
                       (char *)c.gh == (char *)c.vt + 2 * (size_t)(N * L->Vkv);

@@ -317,12 +317,10 @@ static graft_status forward_decode_graph(const graft_mixer_io *io, const sm_laye
     const int32_t *past = io->past_len_dev;
     graft_status st;
     size_t slot_bytes = (size_t)(2 * kd * cap) * sizeof(bf16); /* sm_state_bytes_on */
-    /* q, k and v in one weight stream when the core placed the three matrices back to back (it
-     * lays parameters out in order, 64-byte aligned: adjacent whenever a row is a multiple of 64
-     * bytes), then their norms, RoPE and the cache writes in one launch. */
-    const char *wq = (const char *)io->params[P_Q].data, *wk = (const char *)io->params[P_K].data,
-               *wv = (const char *)io->params[P_V].data;
-    if (c.qkv && wk == wq + (size_t)(qd * C) * 2 && wv == wk + (size_t)(kd * C) * 2) {
+    /* q, k and v in one weight stream when the core placed the three matrices back to back, then
+     * their norms, RoPE and the cache writes in one launch. */
+    const void *wq = io->params[P_Q].data, *wk = io->params[P_K].data, *wv = io->params[P_V].data;
+    if (c.qkv && graft_tensors_back_to_back(&io->params[P_Q], 3)) {
         if ((st = mm(l, s, 0, 1, N, qd + 2 * kd, C, io->x, C, wq, C, c.qkv, qd + 2 * kd, 0.0f, 0, err)))
             return graft_err_prefix(err, "softmax: decode");
         decode_qkv_kernel<<<blocks_for(N * (nq + 2 * nkv), 8), 256, 0, s>>>(

@@ -203,6 +203,8 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const graft_mixer_cfg *cfg
     void *c_saved = NULL, *c_scr = NULL;
     float *sin = NULL;   /* random_state_in: the initial state (fp32 on both sides), else NULL */
     void *d_sin = NULL;
+    void *d_params = NULL; /* the bf16 weights of every parameter, back to back */
+    size_t d_params_bytes = 0;
     uint16_t *hb = NULL, *carry_b = NULL;
     /* the carried stream: host fp32 carry / dcarry (CPU side), the device copies, a reference */
     const int64_t cw = m->carry_name && m->carry_width ? m->carry_width(layer) : 0;
@@ -220,14 +222,29 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const graft_mixer_cfg *cfg
         gbuf[i] = calloc((size_t)n, 4);
         pc[i] = graft_tensor_make(pbuf[i], GRAFT_DTYPE_F32, GRAFT_DEVICE_CPU, s.ndim, s.shape);
         gc[i] = graft_tensor_make(gbuf[i], GRAFT_DTYPE_F32, GRAFT_DEVICE_CPU, s.ndim, s.shape);
-        void *dp = env->dalloc((size_t)n * 2), *dg = env->dalloc((size_t)n * 4);
-        if (!dp || !dg) {
-            fprintf(stderr, "device alloc of %s failed\n", s.name);
+        void *dg = env->dalloc((size_t)n * 4);
+        if (!dg) {
+            fprintf(stderr, "device alloc of %s's gradient failed\n", s.name);
             failures++;
             goto done;
         }
-        pd[i] = graft_tensor_make(dp, GRAFT_DTYPE_BF16, GRAFT_DEVICE_CUDA, s.ndim, s.shape);
+        /* the bf16 weights are placed below, back to back in one allocation as the core places them */
+        pd[i] = graft_tensor_make(NULL, GRAFT_DTYPE_BF16, GRAFT_DEVICE_CUDA, s.ndim, s.shape);
         gd[i] = graft_tensor_make(dg, GRAFT_DTYPE_F32, GRAFT_DEVICE_CUDA, s.ndim, s.shape);
+        d_params_bytes += ((size_t)n * 2 + 63) & ~(size_t)63;
+    }
+    /* One arena, 64-byte aligned views in declared order (model.c bind_work): the layout under
+     * which plugins take their back-to-back paths (graft_tensors_back_to_back), so those are what
+     * this test checks against the CPU. */
+    d_params = env->dalloc(d_params_bytes ? d_params_bytes : 64);
+    if (!d_params) {
+        fprintf(stderr, "device alloc of the parameters (%zu bytes) failed\n", d_params_bytes);
+        failures++;
+        goto done;
+    }
+    for (int64_t i = 0, off = 0; i < np; i++) {
+        pd[i].data = (char *)d_params + off;
+        off += (int64_t)(((size_t)graft_tensor_numel(&pd[i]) * 2 + 63) & ~(size_t)63);
     }
     if ((st = m->init(layer, pc, seed, NULL, &err))) FAIL_CALL("init");
     for (int64_t i = 0; i < np; i++) {
@@ -484,9 +501,9 @@ done:
     for (int64_t i = 0; i < np; i++) {
         free(pbuf[i]);
         free(gbuf[i]);
-        if (pd[i].data) env->dfree(pd[i].data);
         if (gd[i].data) env->dfree(gd[i].data);
     }
+    if (d_params) env->dfree(d_params);
     free(pc);
     free(pd);
     free(gc);

@@ -258,7 +258,9 @@ typedef struct graft_mixer_io {
     graft_device device;
     void *stream;                /* cudaStream_t on CUDA, NULL on the CPU                      */
     int64_t B, T;                /* T >= 1                                                      */
-    const graft_tensor *params;  /* n_params() tensors, in declared order                      */
+    const graft_tensor *params;  /* n_params() tensors, in declared order (the core places them
+                                    back to back where alignment allows:
+                                    graft_tensors_back_to_back says when)                      */
     graft_tensor *grads;         /* backward: same order; ACCUMULATED (+=). NULL in forward.   */
     const void *x;               /* (B, T, C) input (the normed residual stream)               */
     void *y;                     /* forward: (B, T, C) output, written (=)                     */

@@ -89,6 +89,18 @@ static inline int graft_tensor_is_contiguous(const graft_tensor *t) {
     return 1;
 }
 
+/* 1 when the n tensors t[0..n) are contiguous, of one dtype, and each starts where the previous
+ * one ends: then they can be read as one array (a plugin streams several projection matrices with
+ * the same input width as one product; the core lays a mixer's parameters out in declared order). */
+static inline int graft_tensors_back_to_back(const graft_tensor *t, int n) {
+    for (int i = 0; i + 1 < n; i++)
+        if (!graft_tensor_is_contiguous(&t[i]) || !graft_tensor_is_contiguous(&t[i + 1]) || t[i].dtype != t[i + 1].dtype ||
+            (const char *)t[i + 1].data !=
+                (const char *)t[i].data + (size_t)graft_tensor_numel(&t[i]) * graft_dtype_size(t[i].dtype))
+            return 0;
+    return 1;
+}
+
 /* A contiguous descriptor of `ndim` dims over `data`. */
 static inline graft_tensor graft_tensor_make(void *data, graft_dtype dtype, graft_device device,
                                              int32_t ndim, const int64_t *shape) {
