@@ -132,6 +132,8 @@ graft_status graft_generate_batch(graft_model_t *m, const int32_t *const *prompt
         rng[b] = graft_rng_make(o->seed, GRAFT_GENERATE_STREAM + (uint64_t)b);
         memcpy(ids + b * P, prompts[b], sizeof(int32_t) * (size_t)P);
     }
+    /* greedy decode steps bring their ids back in next[] where the model picks on its device */
+    const int device_pick = o->greedy && graft_model_picks_on_device(m);
     double t0 = graft_host_now_s(), t_first;
     if (P == Lmax) { /* equal lengths: one prefill call for all */
         if ((st = graft_model_forward_state(m, ids, B, P, state, cap, NULL, logits, err))) goto fail;
@@ -160,8 +162,7 @@ graft_status graft_generate_batch(graft_model_t *m, const int32_t *const *prompt
         int64_t n_done = 0;
         for (int64_t b = 0; b < B; b++) {
             if (!done[b]) {
-                /* greedy decode steps bring their ids back in next[] (picked on the device) */
-                int32_t id = o->greedy && k > 0 ? next[b] : graft_generate_pick(logits + b * V, V, o, &rng[b], work);
+                int32_t id = device_pick && k > 0 ? next[b] : graft_generate_pick(logits + b * V, V, o, &rng[b], work);
                 out[b * N + n_out[b]++] = id;
                 if (k > 0) stats->n_decoded++;
                 if (n_out[b] == N || (!o->fixed_length && id == o->stop_id)) done[b] = 1;
@@ -171,7 +172,7 @@ graft_status graft_generate_batch(graft_model_t *m, const int32_t *const *prompt
             n_done += done[b];
         }
         if (n_done == B) break;
-        if (o->greedy) st = graft_model_forward_state_greedy(m, ids, B, 1, state, cap, past, next, err);
+        if (device_pick) st = graft_model_forward_state_greedy(m, ids, B, 1, state, cap, past, next, err);
         else st = graft_model_forward_state(m, ids, B, 1, state, cap, past, logits, err);
         if (st) goto fail;
         stats->steps++;

@@ -693,27 +693,13 @@ static graft_status head_compute(graft_model_t *m, float *logits, int64_t rows, 
     return linear(m, m->logits_dev, m->hf, W, rows, C, V, err);
 }
 
-/* next[r] = the first index of row r's largest logit: the same scan as generate.c's greedy pick. */
-static void pick_rows_host(int32_t *next, const float *logits, int64_t rows, int64_t V) {
-    for (int64_t r = 0; r < rows; r++) {
-        const float *x = logits + r * V;
-        int64_t best = 0;
-        for (int64_t v = 1; v < V; v++)
-            if (x[v] > x[best]) best = v;
-        next[r] = (int32_t)best;
-    }
-}
-
-/* Device logits back to the host (waits for the stream); with `next` (and a device backend) only
- * each row's greedy id: the argmax runs on the device and rows int32 come back instead. */
+/* Device logits back to the host (waits for the stream); with `next` only each row's greedy id:
+ * the argmax runs on the device and rows int32 come back instead. Nothing to do on the CPU. */
 static graft_status head_fetch_or_pick(graft_model_t *m, float *logits, int32_t *next, int64_t rows, graft_err *err) {
     const graft_backend *be = m->be;
     int64_t V = m->cfg.vocab_size;
     graft_status st;
-    if (be->device == GRAFT_DEVICE_CPU) {
-        if (next) pick_rows_host(next, logits, rows, V);
-        return GRAFT_STATUS_OK;
-    }
+    if (be->device == GRAFT_DEVICE_CPU) return GRAFT_STATUS_OK;
     if (next) {
         st = be->op.argmax_rows(be->ctx, m->next_dev, m->logits_dev, rows, V, err);
         if (!st) st = be->copy(be->ctx, next, m->next_dev, (size_t)rows * sizeof(int32_t), GRAFT_COPY_D2H, err);
@@ -1202,17 +1188,16 @@ graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int
     return forward_state(m, ids, B, T, state, capacity, past_len, last_logits, NULL, err);
 }
 
+int graft_model_picks_on_device(const graft_model_t *m) {
+    return m->be->device != GRAFT_DEVICE_CPU && m->be->op.argmax_rows != NULL;
+}
+
 graft_status graft_model_forward_state_greedy(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
                                               void *state, int64_t capacity, const int64_t *past_len, int32_t *next,
                                               graft_err *err) {
-    if (m->be->device == GRAFT_DEVICE_CPU || !m->be->op.argmax_rows) {
-        float *logits = malloc(sizeof(float) * (size_t)(B * m->cfg.vocab_size));
-        if (!logits) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "decode: out of memory for logits");
-        graft_status st = forward_state(m, ids, B, T, state, capacity, past_len, logits, NULL, err);
-        if (!st) pick_rows_host(next, logits, B, m->cfg.vocab_size);
-        free(logits);
-        return st;
-    }
+    if (!graft_model_picks_on_device(m))
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED, "decode: the %s backend has no device greedy pick: "
+                             "use graft_model_forward_state and pick from the logits", m->be->name);
     return forward_state(m, ids, B, T, state, capacity, past_len, NULL, next, err);
 }
 

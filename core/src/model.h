@@ -157,10 +157,13 @@ graft_status graft_model_forward_state(graft_model_t *m, const int32_t *ids, int
                                        void *state, int64_t capacity, const int64_t *past_len,
                                        float *last_logits, graft_err *err);
 
-/* graft_model_forward_state for greedy decoding: next (B) gets each sequence's argmax id (the
- * first index of the largest logit, as generate.c's greedy pick) instead of its logits. On CUDA
+/* graft_model_forward_state for greedy decoding on a device: next (B) gets each sequence's argmax
+ * id (the first index of the largest logit, as generate.c's greedy pick) instead of its logits:
  * the argmax runs on the device and B int32 come back instead of B x V fp32 (600 KB per sequence
- * at Qwen3's vocabulary, copied and scanned on the host while the GPU idles). */
+ * at Qwen3's vocabulary, copied and scanned on the host while the GPU idles). UNSUPPORTED, with
+ * nothing run, where graft_model_picks_on_device says no (the CPU: its logits are already host
+ * memory). */
+int graft_model_picks_on_device(const graft_model_t *m);
 graft_status graft_model_forward_state_greedy(graft_model_t *m, const int32_t *ids, int64_t B, int64_t T,
                                               void *state, int64_t capacity, const int64_t *past_len, int32_t *next,
                                               graft_err *err);

@@ -218,11 +218,10 @@ static void test_generate_vs_recompute(const graft_backend *cuda, int hybrid) {
     graft_model_free(m);
 }
 
-static int32_t host_scan(const float *x, int64_t V) { /* generate.c's greedy pick */
-    int64_t best = 0;
-    for (int64_t v = 1; v < V; v++)
-        if (x[v] > x[best]) best = v;
-    return (int32_t)best;
+static int32_t host_scan(const float *x, int64_t V) { /* generate.c's greedy pick itself */
+    graft_generate_opts o = graft_generate_default_opts();
+    o.greedy = 1;
+    return graft_generate_pick(x, V, &o, NULL, NULL);
 }
 
 static void test_argmax_rows(const graft_backend *cuda) {

@@ -58,6 +58,13 @@ static void run_case(const char *name, const graft_layer_spec *specs) {
         snprintf(what, sizeof what, "%s: logits after %lld tokens", name, (long long)t0);
         check_close_f32(what, last, want, B * V, 1e-10);
     }
+    /* the device greedy pick is refused on the CPU, naming the backend, with nothing run */
+    int32_t next[2] = {-1, -1};
+    memset(&err, 0, sizeof err);
+    CHECK(!graft_model_picks_on_device(m));
+    CHECK(graft_model_forward_state_greedy(m, ids, B, 1, state, cap, past, next, &err) == GRAFT_STATUS_UNSUPPORTED);
+    CHECK(strstr(err.msg, "cpu backend has no device greedy pick") != NULL);
+    CHECK(next[0] == -1 && next[1] == -1);
     free(full); free(state); free(last); free(want);
     graft_model_free(m);
 }
