@@ -63,10 +63,11 @@ __device__ __forceinline__ float dsilu_d(float z) {
 /* logsigmoid(z) = min(z,0) − log1p(exp(−|z|)): no overflow for any z (spec §7.1: α unbounded). */
 __device__ __forceinline__ float logsigm_d(float z) { return fminf(z, 0.0f) - log1pf(expf(-fabsf(z))); }
 
-/* E index i of channel c of sequence b: the conv's extended input [hist[0..W-1], in_0..in_{T-1}]. */
-__device__ __forceinline__ float conv_e(const float *hist, const bf16 *in, int64_t width, int W,
+/* E index i of channel c of sequence b: the conv's extended input [hist[0..W-1], in_0..in_{T-1}]
+ * (input rows ld elements apart). */
+__device__ __forceinline__ float conv_e(const float *hist, const bf16 *in, int64_t ld, int W,
                                         int64_t b, int64_t T, int64_t c, int64_t i) {
-    return i < W ? hist[c * W + i] : __bfloat162float(in[(b * T + i - W) * width + c]);
+    return i < W ? hist[c * W + i] : __bfloat162float(in[(b * T + i - W) * ld + c]);
 }
 
 /* pre_t[c] = Σ_j w[c][j] E[t+1+j];  out = SiLU(pre), for the three short convs (q, k, v) in one
@@ -94,11 +95,8 @@ static __global__ void __launch_bounds__(256) conv_fwd_kernel(const __grid_const
         const float *h = a.hist + b * a.hist_bs + g.hist_off;
         for (int64_t c = threadIdx.x; c < g.width; c += blockDim.x) {
             float acc = 0.0f;
-            for (int j = 0; j < W; j++) {
-                const int64_t i = t + 1 + j; /* E index: the history below W, else input row n+1+j-W */
-                const float e = i < W ? h[c * W + i] : __bfloat162float(g.in[(n + 1 + j - W) * g.ld_in + c]);
-                acc += __bfloat162float(g.w[c * W + j]) * e;
-            }
+            for (int j = 0; j < W; j++)
+                acc += __bfloat162float(g.w[c * W + j]) * conv_e(h, g.in, g.ld_in, W, b, a.T, c, t + 1 + j);
             g.out[n * g.width + c] = __float2bfloat16(silu_d(acc));
         }
     }
@@ -182,11 +180,8 @@ static __global__ void __launch_bounds__(256) conv_tail_kernel(float *tail, int6
     for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
         const float *h = a.hist + b * a.hist_bs + g.hist_off;
         for (int64_t c = threadIdx.x; c < g.width; c += blockDim.x)
-            for (int j = 0; j < W; j++) {
-                const int64_t i = a.T + j; /* E index */
-                tail[b * tail_bs + g.hist_off + c * W + j] =
-                    i < W ? h[c * W + i] : __bfloat162float(g.in[(b * a.T + i - W) * g.ld_in + c]);
-            }
+            for (int j = 0; j < W; j++)
+                tail[b * tail_bs + g.hist_off + c * W + j] = conv_e(h, g.in, g.ld_in, W, b, a.T, c, a.T + j);
     }
 }
 
