@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""attention_vs_sdpa.py: graft's CUDA attention kernels (plugins/softmax/softmax_cuda.cu, called
+"""attention_vs_sdpa.py: graft's CUDA attention kernels (plugins/softmax/softmax_cuda*.cu, called
 through ctypes from a shared build of that file) against torch SDPA's flash backend (bf16), in one
 process on the same inputs, timed with triton.testing.do_bench (median, L2 flushed between runs).
 
@@ -13,6 +13,7 @@ Also checks graft against SDPA (NMSE) on each prefill case.
 import ctypes
 import datetime
 import math
+import os
 import sys
 
 import torch
@@ -104,8 +105,24 @@ def prefill(B, T, Hq, Hkv, bwd):
     e = nmse(o, ref)
     flops = 4 * B * Hq * D * T * T / 2
     if not bwd:
+        # the forward kernels side by side (GRAFT_CUDA_ATTN_WGMMA, read per call): the default
+        # (wgmma + TMA on Hopper) and the mma.sync kernel; and torch's default SDPA backend choice
+        # (cuDNN on the H100) next to its flash backend
+        notes = [f"nmse(o) {e:.1e}"]
+        for label, val in (("mma.sync", "0"),):
+            os.environ["GRAFT_CUDA_ATTN_WGMMA"] = val
+            o.fill_(float("nan"))
+            fwd()
+            notes.append(f"{label} {ms(fwd):.4f} ms (nmse {nmse(o, ref):.1e})")
+        os.environ.pop("GRAFT_CUDA_ATTN_WGMMA")
+        tdef = ms(lambda: F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                                         is_causal=True, enable_gqa=True))
+        notes.append(f"sdpa default backend {tdef:.4f} ms")
+        o.fill_(float("nan"))
+        fwd()
+        notes[0] = f"nmse(o) {nmse(o, ref):.1e}"
         row(f"fwd B={B} T={T} Hq={Hq}/{Hkv}", ms(fwd), ms(lambda: sdpa(q, k, v, True)), flops / PEAK,
-            f"nmse(o) {e:.1e}")
+            "; ".join(notes))
         return
     do = torch.randn_like(q)
     dq = torch.empty(B, T, Hq, D, device=dev, dtype=torch.float32)
@@ -160,7 +177,7 @@ def decode(B, L, Hq, Hkv):
     row(f"decode B={B} ctx={L} Hq={Hq}/{Hkv}", ms(fn), ms(ts), B * Hkv * L * D * 2 * 2 / BW, f"nmse(o) {e:.1e}")
 
 
-for T in (512, 4096, 16384):
+for T in (512, 4096, 16384, 32768):
     prefill(1, T, 16, 8, False)
 prefill(1, 4096, 32, 8, False)
 prefill(4, 2048, 16, 8, True)

@@ -4,8 +4,9 @@
  * Reference: FlashAttention-2 (Dao, 2023), Algorithm 1 (forward, online softmax) and Algorithm 2
  * (backward: D_i = rowsum(dO_i * O_i), then P recomputed from the saved logsumexp). graft's own
  * code: bf16 tensor cores through mma.sync.m16n8k16 (fp32 accumulation), ldmatrix from shared
- * memory tiles filled by cp.async. Not here: the projections, norms and RoPE (softmax_cuda_glue.cu
- * would hold them), head_dim other than 128, wgmma (a Hopper-only follow-up).
+ * memory tiles filled by cp.async. On Hopper the forward is softmax_cuda_fwd_wgmma.cu's (wgmma +
+ * TMA); this file's forward serves other GPUs and GRAFT_CUDA_ATTN_WGMMA=0. Not here: the
+ * projections, norms and RoPE (softmax_cuda_layer.cu), head_dim other than 128.
  *
  * Shared-memory tiles hold rows of 128 bf16 (256 bytes = 16 chunks of 16 bytes). Chunk c of row r
  * is stored at chunk position c ^ (r & 7), so the 8 row addresses of one ldmatrix fall into 8
@@ -18,46 +19,14 @@
  * Two neighbouring C tiles (n 0..7, 8..15) packed to bf16 are exactly the A fragment of a k16
  * step, which is how P (and dS) go from one product into the next without shared memory.
  */
-#include <cuda_bf16.h>
-#include <cuda_runtime.h>
-#include <math.h>
-#include <stdint.h>
-
-#include "softmax_cuda.cuh"
-
-typedef __nv_bfloat16 bf16;
-
-#define HD 128                /* head_dim served by the tensor-core kernels                   */
-#define ROWB 256              /* bytes of one tile row (HD bf16)                               */
-#define LOG2E 1.4426950408889634f
-#define LN2 0.6931471805599453f
-
-#define CU_CHECK(call)                                                                                   \
-    do {                                                                                                 \
-        cudaError_t e_ = (call);                                                                         \
-        if (e_ != cudaSuccess)                                                                           \
-            return graft_err_set(err, GRAFT_STATUS_DEVICE, "softmax_cuda.cu:%d: %s: %s", __LINE__, #call, \
-                                 cudaGetErrorString(e_));                                                \
-    } while (0)
+#include "softmax_cuda_common.cuh"
 
 /* ---------------------------------------------------------------------------------------------- */
 /* PTX helpers                                                                                     */
 /* ---------------------------------------------------------------------------------------------- */
 
-static __device__ __forceinline__ uint32_t smem_u32(const void *p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
 /* byte offset of chunk c (16 bytes) of row r in a swizzled tile */
 static __device__ __forceinline__ uint32_t toff(int r, int c) { return (uint32_t)((r * 16 + (c ^ (r & 7))) * 16); }
-
-static __device__ __forceinline__ void cp16(uint32_t dst, const void *src, bool ok) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0));
-}
-static __device__ __forceinline__ void cp4(uint32_t dst, const void *src, bool ok) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(ok ? 4 : 0));
-}
-static __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-static __device__ __forceinline__ void cp_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
 
 static __device__ __forceinline__ void ldsm4(uint32_t *r, uint32_t addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -75,17 +44,6 @@ static __device__ __forceinline__ void mma(float *c, const uint32_t *a, uint32_t
                  "{%0,%1,%2,%3};\n"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-/* 2^x by the special-function unit (ex2.approx: relative error ~2^-22, -inf -> +0); exp2f
- * without fast-math adds range handling that costs more than the exponential itself */
-static __device__ __forceinline__ float ex2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
-}
-static __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&v);
 }
 
 /* Copies rows row0..row0+R-1 (rows >= T zero-filled) of a (rows, stride) bf16 matrix into a
@@ -155,14 +113,6 @@ static __device__ __forceinline__ void mm_pv(float (*O)[4], const float (*P)[4],
 /* Forward                                                                                         */
 /* ---------------------------------------------------------------------------------------------- */
 
-struct FwdArgs {
-    const bf16 *q, *k, *v; /* (B, T, Hq, D), (B, T, Hkv, D) x2                                */
-    bf16 *o;               /* (B, T, Hq, D)                                                   */
-    float *lse;            /* (B, T, Hq) or NULL                                               */
-    int T, Hq, Hkv, n_rep;
-    float sl;              /* scale * log2(e): scores go to base 2 before exp2               */
-};
-
 #define FWD_BM 128
 #define FWD_BN 64
 #define FWD_THREADS 256
@@ -171,72 +121,6 @@ struct FwdArgs {
 #define SM_FWD_WIDE 1 /* 1: fwd2_kernel (32 rows per warp, faster: bench/results/attention-2026-11-23.md); 0: fwd_kernel */
 #endif
 #define FWD_SMEM (FWD_BM * ROWB + 4 * FWD_BN * ROWB) /* Q, K[2], V[2]: 96 KiB */
-
-/* Causal mask, then one online-softmax step for 16 rows (rmin..rmin+15) against the 64 keys
- * n0..n0+63: S (raw scores) becomes P = 2^(S sl - m sl) with the running max m and row sums l
- * updated, and O rescaled by 2^(m_old sl - m_new sl). */
-static __device__ __forceinline__ void online_softmax(float (*S)[4], float (*O)[4], float *mrow, float *lrow, int n0,
-                                                      int rmin, int T, float sl, int g, int t4) {
-    if (n0 + FWD_BN - 1 > rmin || n0 + FWD_BN > T) {
-#pragma unroll
-        for (int n = 0; n < 8; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int key = n0 + n * 8 + 2 * t4 + (e & 1), row = rmin + g + (e >> 1) * 8;
-                if (key > row || key >= T) S[n][e] = -INFINITY;
-            }
-    }
-    float mx[2] = {mrow[0], mrow[1]};
-#pragma unroll
-    for (int n = 0; n < 8; n++) {
-        mx[0] = fmaxf(mx[0], fmaxf(S[n][0], S[n][1]));
-        mx[1] = fmaxf(mx[1], fmaxf(S[n][2], S[n][3]));
-    }
-    float msc[2];
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
-        mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-        float corr = mrow[i] == -INFINITY ? 0.f : ex2((mrow[i] - mx[i]) * sl);
-        mrow[i] = mx[i];
-        msc[i] = mx[i] == -INFINITY ? 0.f : mx[i] * sl;
-        lrow[i] *= corr;
-#pragma unroll
-        for (int d = 0; d < 16; d++) {
-            O[d][2 * i] *= corr;
-            O[d][2 * i + 1] *= corr;
-        }
-    }
-#pragma unroll
-    for (int n = 0; n < 8; n++) {
-#pragma unroll
-        for (int e = 0; e < 4; e++) S[n][e] = ex2(fmaf(S[n][e], sl, -msc[e >> 1]));
-        lrow[0] += S[n][0] + S[n][1];
-        lrow[1] += S[n][2] + S[n][3];
-    }
-}
-
-/* Final row sums, O / l to bf16, and the natural-log lse of 16 rows */
-static __device__ __forceinline__ void fwd_store(const FwdArgs &a, float (*O)[4], const float *mrow, float *lrow,
-                                                 int b, int hq, int rmin, int g, int t4) {
-    const int T = a.T;
-    const int64_t qstr = (int64_t)a.Hq * HD;
-    bf16 *og = a.o + ((int64_t)b * T * a.Hq + hq) * HD;
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        lrow[i] += __shfl_xor_sync(0xffffffffu, lrow[i], 1);
-        lrow[i] += __shfl_xor_sync(0xffffffffu, lrow[i], 2);
-        int row = rmin + g + i * 8;
-        if (row >= T) continue;
-        float inv = 1.f / lrow[i];
-#pragma unroll
-        for (int d = 0; d < 16; d++)
-            *reinterpret_cast<__nv_bfloat162 *>(og + (int64_t)row * qstr + d * 8 + 2 * t4) =
-                __floats2bfloat162_rn(O[d][2 * i] * inv, O[d][2 * i + 1] * inv);
-        if (a.lse && t4 == 0)
-            a.lse[((int64_t)b * T + row) * a.Hq + hq] = (mrow[i] * a.sl + log2f(lrow[i])) * LN2;
-    }
-}
 
 /* grid (Hq, ceil(T/128), B); 8 warps, 16 query rows each; query blocks in reverse order so the
  * longest (last) blocks start first. Heads are the fastest grid index so the query heads of one
@@ -283,7 +167,7 @@ __global__ void __launch_bounds__(FWD_THREADS, 1) fwd_kernel(const FwdArgs a) {
         const uint32_t kb = sK + (j & 1) * FWD_BN * ROWB, vb = sV + (j & 1) * FWD_BN * ROWB;
         float S[8][4];
         mm_abt(S, qf, kb, lane);
-        online_softmax(S, O, mrow, lrow, n0, rmin, T, a.sl, g, t4);
+        online_softmax<8>(S, O, mrow, lrow, n0, rmin, T, a.sl, g, t4);
         mm_pv(O, S, vb, lane);
     }
 
@@ -354,7 +238,7 @@ __global__ void __launch_bounds__(FWD2_THREADS, 1) fwd2_kernel(const FwdArgs a) 
         }
 #pragma unroll
         for (int mt = 0; mt < 2; mt++)
-            online_softmax(S[mt], O[mt], mrow[mt], lrow[mt], n0, rmin + mt * 16, T, a.sl, g, t4);
+            online_softmax<8>(S[mt], O[mt], mrow[mt], lrow[mt], n0, rmin + mt * 16, T, a.sl, g, t4);
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) {
             uint32_t pa[2][4];
@@ -808,6 +692,7 @@ extern "C" graft_status sm_cuda_attn_fwd(void *o, float *lse, const void *q, con
     a.Hkv = (int)Hkv;
     a.n_rep = (int)(Hq / Hkv);
     a.sl = scale * LOG2E;
+    if (sm_cuda_fwd_wgmma_available()) return sm_cuda_fwd_wgmma(a, (int)B, (cudaStream_t)stream, err);
     dim3 grid((unsigned)Hq, (unsigned)((T + FWD_BM - 1) / FWD_BM), (unsigned)B);
     if (SM_FWD_WIDE) {
         CU_CHECK(cudaFuncSetAttribute(fwd2_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, FWD_SMEM));

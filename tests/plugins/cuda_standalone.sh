@@ -13,6 +13,7 @@ arch=${ARCH:-sm_90a}
 mkdir -p "$out/obj"
 inc="-I$here/core/include -I$here/core/src -I$here/tests/plugins"
 nv="nvcc -std=c++17 -O3 -arch=$arch $inc"
+case $arch in *90a*) nv="$nv -DSM_HAVE_WGMMA=1" ;; esac
 cc="gcc -std=c11 -O2 -fopenmp -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $inc -I/usr/local/cuda/include"
 plugin() { # name sources...
   name=$1; shift
@@ -29,7 +30,7 @@ plugin() { # name sources...
 }
 plugin gla plugins/gla/gla.c plugins/gla/gla_cpu.c plugins/gla/gla_cuda.cu plugins/gla/gla_cuda_layer.cu &
 plugin softmax plugins/softmax/softmax.c plugins/softmax/softmax_cpu.c plugins/softmax/softmax_cuda.cu \
-  plugins/softmax/softmax_cuda_layer.cu &
+  plugins/softmax/softmax_cuda_fwd_wgmma.cu plugins/softmax/softmax_cuda_layer.cu &
 plugin rwkv7 plugins/rwkv7/rwkv7.c plugins/rwkv7/rwkv7_cpu.c plugins/rwkv7/rwkv7_cuda.cu \
   plugins/rwkv7/rwkv7_cuda_layer.cu &
 $nv -c "$here/bench/mixers_vs_fla_finite.cu" -o "$out/obj/finite.o" &
