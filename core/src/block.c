@@ -36,15 +36,21 @@ void graft_block_ws_bind(graft_block_ws *ws, const graft_block *b, int64_t N, fl
     ws->scratch = p;
 }
 
-/* y (N x out) = x (N x in) . W^T, W is (out x in); activations and weights of the backend's dtypes */
-static graft_status linear(const graft_block *b, void *y, const void *x, const void *W, int64_t N,
-                           int64_t in, int64_t out, graft_err *err) {
+/* y (N x out) = x (N x in) . W^T + beta y, W is (out x in); activations and weights of the
+ * backend's dtypes */
+static graft_status linear_beta(const graft_block *b, void *y, const void *x, const void *W, int64_t N, int64_t in,
+                                int64_t out, float beta, graft_err *err) {
     const graft_backend *be = b->be;
     graft_matmul_args a = {.struct_size = sizeof a, .device = be->device, .stream = be->stream,
                            .dtype = be->act_dtype, .trans_b = 1, .m = N, .n = out, .k = in, .alpha = 1,
-                           .beta = 0, .a = x, .lda = in, .b = W, .ldb = in, .c = y, .ldc = out, .batch = 1,
+                           .beta = beta, .a = x, .lda = in, .b = W, .ldb = in, .c = y, .ldc = out, .batch = 1,
                            .mixed_dtypes = 1, .dtype_b = be->weight_dtype, .dtype_c = be->act_dtype};
     return be->matmul(be->ctx, &a, err);
+}
+
+static graft_status linear(const graft_block *b, void *y, const void *x, const void *W, int64_t N,
+                           int64_t in, int64_t out, graft_err *err) {
+    return linear_beta(b, y, x, W, N, in, out, 0.0f, err);
 }
 
 /* dx (N x in) = (or += when dx_beta = 1) dy (N x out) . W, dx of dtype dx_dtype (F32 or act);
@@ -107,15 +113,20 @@ static graft_status block_forward(const graft_block *b, graft_block_ws *ws, void
         io.past_len_dev = past_len ? past_len_dev : NULL;
     }
     if ((st = b->mx->forward(&io, err))) return mixer_failed(b, "forward", err);
-    if ((st = be->op.add_rmsnorm_fwd(be->ctx, ws->hmid, ws->m, ws->rstd2, h, ws->mo, b->ln2, N, C, b->eps, err)))
+    /* Inference keeps nothing for a backward: the mid-layer residual goes straight into `out` (never
+     * h: callers pass distinct buffers) and the down product accumulates onto it (beta = 1), which
+     * saves the separate residual add (a full read-read-write pass over N x C) */
+    void *hmid = train ? ws->hmid : out;
+    if ((st = be->op.add_rmsnorm_fwd(be->ctx, hmid, ws->m, ws->rstd2, h, ws->mo, b->ln2, N, C, b->eps, err)))
         return st;
     if (!train && be->op.mlp_small) { /* a decode step: the MLP in two launches (nothing to save) */
-        st = be->op.mlp_small(be->ctx, out, ws->act, ws->hmid, ws->m, b->gate, b->up, b->down, N, C, I, err);
+        st = be->op.mlp_small(be->ctx, out, ws->act, hmid, ws->m, b->gate, b->up, b->down, N, C, I, err);
         if (st != GRAFT_STATUS_UNSUPPORTED) return st;
     }
     if ((st = linear(b, ws->g, ws->m, b->gate, N, C, I, err))) return st;
     if ((st = linear(b, ws->u, ws->m, b->up, N, C, I, err))) return st;
     if ((st = be->op.swiglu_fwd(be->ctx, ws->act, ws->g, ws->u, N, I, err))) return st;
+    if (!train) return linear_beta(b, out, ws->act, b->down, N, I, C, 1.0f, err);
     if ((st = linear(b, ws->tmpC, ws->act, b->down, N, I, C, err))) return st;
     return be->op.add(be->ctx, out, ws->hmid, ws->tmpC, N * C, err);
 }

@@ -127,9 +127,9 @@ extern "C" graft_status sm_workspace_cuda(const sm_layer *l, int64_t B, int64_t 
 
 /* ---- q/k RMSNorm + RoPE --------------------------------------------------------------------- */
 
-/* One warp per (token n, head h). x, y (N, H*D) bf16; rstd (N, H) f32; position = past[b] + t
- * (past NULL: t). Pairs (j, j + D/2) rotate together; the norm is over the head's D values. */
-/* One warp: the D values of one head row xr normalized (rstd over D, eps) and scaled by w, then
+static unsigned blocks_for(int64_t n, int per) { return (unsigned)((n + per - 1) / per); }
+
+/* One warp (the decode step's kernel): the D values of one head row xr normalized (rstd over D, eps) and scaled by w, then
  * rotated at position pos, written to yr; returns the row's rstd. */
 static __device__ __forceinline__ float norm_rope_row(bf16 *yr, const bf16 *xr, const bf16 *w, const float *inv_freq,
                                                       float pos, int D, float eps, int lane) {
@@ -151,16 +151,58 @@ static __device__ __forceinline__ float norm_rope_row(bf16 *yr, const bf16 *xr, 
     return r;
 }
 
+/* The q or k norm + RoPE of N tokens x H heads (x, y (N, H*D) bf16; rstd (N, H) f32; position
+ * past[b] + t, past NULL: t), for head_dim D (a multiple of 16): D/16 lanes per (token, head) row,
+ * each holding 8 values of each half in one 16-byte load (the pairs (j, j + D/2) rotate together),
+ * the sum of squares reduced over the row's lanes. The one-warp-per-row kernel it replaces read 2
+ * bytes per lane, twice: 0.9 TB/s at a 16384-token prefill (ncu,
+ * bench/results/attention-wgmma-2026-11-24.md). */
+template <int D>
 static __global__ void norm_rope_fwd_kernel(bf16 *y, float *rstd, const bf16 *x, const bf16 *w, const float *inv_freq,
-                                            const int32_t *past, int64_t N, int64_t T, int H, int D, float eps) {
-    int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    int lane = threadIdx.x & 31;
-    if (row >= N * H) return;
-    int64_t n = row / H;
-    int64_t t = n % T, b = n / T;
-    float pos = (float)((past ? past[b] : 0) + t);
-    float r = norm_rope_row(y + row * D, x + row * D, w, inv_freq, pos, D, eps, lane);
-    if (lane == 0 && rstd) rstd[row] = r;
+                                            const int32_t *past, int64_t N, int64_t T, int H, float eps) {
+    constexpr int L = D / 16, HALF = D / 2;
+    const int64_t row = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / L;
+    const int j0 = (int)(threadIdx.x % L) * 8;
+    const bool ok = row < N * H;
+    const int64_t r = ok ? row : 0; /* out-of-range lanes still take part in the shuffles */
+    const int64_t n = r / H, t = n % T, b = n / T;
+    const float pos = (float)((past ? past[b] : 0) + t);
+    uint4 xa = *reinterpret_cast<const uint4 *>(x + r * D + j0);
+    uint4 xb = *reinterpret_cast<const uint4 *>(x + r * D + HALF + j0);
+    uint4 wa = *reinterpret_cast<const uint4 *>(w + j0), wb = *reinterpret_cast<const uint4 *>(w + HALF + j0);
+    const bf16 *xap = reinterpret_cast<const bf16 *>(&xa), *xbp = reinterpret_cast<const bf16 *>(&xb);
+    const bf16 *wap = reinterpret_cast<const bf16 *>(&wa), *wbp = reinterpret_cast<const bf16 *>(&wb);
+    float a[8], c[8], ss = 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        a[i] = __bfloat162float(xap[i]);
+        c[i] = __bfloat162float(xbp[i]);
+        ss += a[i] * a[i] + c[i] * c[i];
+    }
+#pragma unroll
+    for (int o = L / 2; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    const float rs = 1.0f / sqrtf(ss / (float)D + eps);
+    uint4 ya, yb;
+    bf16 *yap = reinterpret_cast<bf16 *>(&ya), *ybp = reinterpret_cast<bf16 *>(&yb);
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        float av = __bfloat162float(wap[i]) * (a[i] * rs), cv = __bfloat162float(wbp[i]) * (c[i] * rs);
+        float sn, cs;
+        sincosf(pos * inv_freq[j0 + i], &sn, &cs);
+        yap[i] = __float2bfloat16(av * cs - cv * sn);
+        ybp[i] = __float2bfloat16(cv * cs + av * sn);
+    }
+    if (!ok) return;
+    *reinterpret_cast<uint4 *>(y + r * D + j0) = ya;
+    *reinterpret_cast<uint4 *>(y + r * D + HALF + j0) = yb;
+    if (j0 == 0 && rstd) rstd[r] = rs;
+}
+
+/* head_dim 128 (the CUDA path refuses any other, sm_forward_cuda) */
+static void norm_rope_fwd(bf16 *y, float *rstd, const bf16 *x, const bf16 *w, const float *inv_freq,
+                          const int32_t *past, int64_t N, int64_t T, int H, int D, float eps, cudaStream_t s) {
+    (void)D;
+    norm_rope_fwd_kernel<128><<<blocks_for(N * H * 8, 256), 256, 0, s>>>(y, rstd, x, w, inv_freq, past, N, T, H, eps);
 }
 
 /* A decode step's q/k/v rows after the fused q|k|v product, in one launch (one warp per
@@ -246,21 +288,25 @@ static __global__ void f32_to_bf16(bf16 *y, const float *x, int64_t n) {
 }
 
 /* Writes this call's keys and values (N rows of (nkv, D)) into the caches of B slots at
- * positions past[b] + t. One block per (n, kv head), D threads. */
+ * positions past[b] + t. One warp per (n, kv head): 16-byte copies, the K row then the V row
+ * (D a multiple of 8: rows of 16-byte chunks). */
 static __global__ void cache_write_kernel(bf16 *state, const bf16 *kr, const bf16 *v, const int32_t *past, int64_t T,
-                                          int nkv, int D, int64_t cap, int64_t slot_elems) {
-    int64_t n = blockIdx.x;
-    int hk = blockIdx.y;
-    int64_t b = n / T, t = n % T, u = (past ? past[b] : 0) + t;
+                                          int nkv, int D, int64_t cap, int64_t slot_elems, int64_t N) {
+    const int64_t w = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const int lane = threadIdx.x & 31;
+    if (w >= N * nkv) return;
+    const int64_t n = w / nkv;
+    const int hk = (int)(w % nkv), chunks = D / 8;
+    const int64_t b = n / T, t = n % T, u = (past ? past[b] : 0) + t;
     bf16 *K = state + b * slot_elems + ((int64_t)hk * cap + u) * D;
     bf16 *V = K + (int64_t)nkv * cap * D;
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        K[d] = kr[(n * nkv + hk) * D + d];
-        V[d] = v[(n * nkv + hk) * D + d];
+    for (int c = lane; c < 2 * chunks; c += 32) {
+        const bool isv = c >= chunks;
+        const int cc = isv ? c - chunks : c;
+        *reinterpret_cast<uint4 *>((isv ? V : K) + cc * 8) =
+            *reinterpret_cast<const uint4 *>((isv ? v : kr) + w * D + cc * 8);
     }
 }
-
-static unsigned blocks_for(int64_t n, int per) { return (unsigned)((n + per - 1) / per); }
 
 static graft_status launched(const char *what, graft_err *err) {
     cudaError_t e = cudaGetLastError();
@@ -333,17 +379,15 @@ static graft_status forward_decode_graph(const graft_mixer_io *io, const sm_laye
             (st = mm(l, s, 0, 1, N, kd, C, io->x, C, wk, C, c.k_raw, kd, 0.0f, 0, err)) ||
             (st = mm(l, s, 0, 1, N, kd, C, io->x, C, wv, C, c.v, kd, 0.0f, 0, err)))
             return graft_err_prefix(err, "softmax: decode");
-        norm_rope_fwd_kernel<<<blocks_for(N * nq, 8), 256, 0, s>>>(c.qr, c.rq, c.q_raw,
-                                                                   (const bf16 *)io->params[P_QNORM].data, c.inv_freq,
-                                                                   past, N, 1, (int)nq, (int)D, (float)l->eps);
+        norm_rope_fwd(c.qr, c.rq, c.q_raw, (const bf16 *)io->params[P_QNORM].data, c.inv_freq, past, N, 1, (int)nq,
+                      (int)D, (float)l->eps, s);
         if ((st = launched("norm_rope_fwd (q)", err))) return st;
-        norm_rope_fwd_kernel<<<blocks_for(N * nkv, 8), 256, 0, s>>>(c.kr, c.rk, c.k_raw,
-                                                                    (const bf16 *)io->params[P_KNORM].data, c.inv_freq,
-                                                                    past, N, 1, (int)nkv, (int)D, (float)l->eps);
+        norm_rope_fwd(c.kr, c.rk, c.k_raw, (const bf16 *)io->params[P_KNORM].data, c.inv_freq, past, N, 1, (int)nkv,
+                      (int)D, (float)l->eps, s);
         if ((st = launched("norm_rope_fwd (k)", err))) return st;
-        cache_write_kernel<<<dim3((unsigned)N, (unsigned)nkv), 128, 0, s>>>((bf16 *)io->state_out, c.kr, c.v, past, 1,
-                                                                            (int)nkv, (int)D, cap,
-                                                                            (int64_t)(slot_bytes / 2));
+        cache_write_kernel<<<blocks_for(N * nkv * 32, 256), 256, 0, s>>>((bf16 *)io->state_out, c.kr, c.v, past, 1,
+                                                                         (int)nkv, (int)D, cap,
+                                                                         (int64_t)(slot_bytes / 2), N);
         if ((st = launched("cache_write", err))) return st;
     }
     const char *K0 = (const char *)io->state_out;
@@ -415,19 +459,19 @@ extern "C" graft_status sm_forward_cuda(const graft_mixer_io *io, graft_err *err
         (st = mm(l, s, 0, 1, N, kd, C, io->x, C, io->params[P_K].data, C, c.k_raw, kd, 0.0f, 0, err)) ||
         (st = mm(l, s, 0, 1, N, kd, C, io->x, C, io->params[P_V].data, C, c.v, kd, 0.0f, 0, err)))
         return graft_err_prefix(err, "softmax: forward");
-    norm_rope_fwd_kernel<<<blocks_for(N * nq, 8), 256, 0, s>>>(c.qr, c.rq, c.q_raw, (const bf16 *)io->params[P_QNORM].data,
-                                                               c.inv_freq, past_dev, N, T, (int)nq, (int)D, (float)l->eps);
+    norm_rope_fwd(c.qr, c.rq, c.q_raw, (const bf16 *)io->params[P_QNORM].data, c.inv_freq, past_dev, N, T, (int)nq,
+                  (int)D, (float)l->eps, s);
     if ((st = launched("norm_rope_fwd (q)", err))) return st;
-    norm_rope_fwd_kernel<<<blocks_for(N * nkv, 8), 256, 0, s>>>(c.kr, c.rk, c.k_raw, (const bf16 *)io->params[P_KNORM].data,
-                                                                c.inv_freq, past_dev, N, T, (int)nkv, (int)D, (float)l->eps);
+    norm_rope_fwd(c.kr, c.rk, c.k_raw, (const bf16 *)io->params[P_KNORM].data, c.inv_freq, past_dev, N, T, (int)nkv,
+                  (int)D, (float)l->eps, s);
     if ((st = launched("norm_rope_fwd (k)", err))) return st;
     size_t slot_bytes = (size_t)(2 * kd * cap) * sizeof(bf16); /* sm_state_bytes_on */
     if (io->state_out) {
         if (io->state_in && io->state_in != io->state_out)
             TRY(cudaMemcpyAsync(io->state_out, io->state_in, (size_t)B * slot_bytes, cudaMemcpyDeviceToDevice, s));
-        dim3 g((unsigned)N, (unsigned)nkv);
-        cache_write_kernel<<<g, 128, 0, s>>>((bf16 *)io->state_out, c.kr, c.v, past_dev, T, (int)nkv, (int)D, cap,
-                                             (int64_t)(slot_bytes / 2));
+        cache_write_kernel<<<blocks_for(N * nkv * 32, 256), 256, 0, s>>>((bf16 *)io->state_out, c.kr, c.v, past_dev, T,
+                                                                         (int)nkv, (int)D, cap,
+                                                                         (int64_t)(slot_bytes / 2), N);
         if ((st = launched("cache_write", err))) return st;
     }
     if (!continuing) {

@@ -290,6 +290,10 @@ static void case_gemm_skinny(void) {
     gemm_case("gemm_skinny_m3_ld_f32c", 0, 1, 3, 1001, 6144, 8, 1, GRAFT_DTYPE_F32, 1.5f, 0.0f);
     gemm_case("gemm_skinny_m5_ktail", 0, 1, 5, 40000, 136, 0, 1, GRAFT_DTYPE_BF16, 1.0f, 0.0f);
     gemm_case("gemm_skinny_m8_head", 0, 1, 8, 151936, 2048, 0, 1, GRAFT_DTYPE_F32, 1.0f, 0.0f);
+    /* beta = 1 onto a bf16 c (the inference down product accumulating onto the residual) */
+    gemm_case("gemm_skinny_m2_beta1_bf16", 0, 1, 2, 2048, 6144, 8, 1, GRAFT_DTYPE_BF16, 1.0f, 1.0f);
+    /* the same at prefill size: cuBLASLt, c read and written in place */
+    gemm_case("gemm_prefill_beta1_bf16", 0, 1, 96, 2048, 6144, 0, 1, GRAFT_DTYPE_BF16, 1.0f, 1.0f);
 }
 static void case_gemm_odd(void) { gemm_case("gemm_odd_batched_tt", 1, 1, 63, 17, 33, 7, 3, GRAFT_DTYPE_BF16, 0.75f, 0.25f); }
 static void case_gemm_odd2(void) { gemm_case("gemm_odd_batched_nn", 0, 0, 1, 129, 65, 1, 5, GRAFT_DTYPE_F32, 1.0f, 1.0f); }

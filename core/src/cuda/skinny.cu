@@ -45,11 +45,13 @@ static __device__ __forceinline__ void store(bf16 *p, float v) { *p = __float2bf
 
 /* What a warp does with its finished dot products (lane 0, per row r < m):
  *   EPI_STORE:  c[r, j] = alpha * acc                       (RPW output rows j per warp)
- *   EPI_RESID:  c[r, j] = resid[r, j] + bf16(alpha * acc)   (the block's residual add, fused)
+ *   EPI_RESID:  c[r, j] = resid[r, j] + alpha * acc         (one rounding; resid may be c itself:
+ *               a product with beta = 1, and the block's residual add fused into the down product)
  *   EPI_SWIGLU: RPW = 2 weight rows, row j of w (gate) and row j of w2 (up), one output row j:
  *               c[r, j] = silu(g) * u with g, u the bf16-rounded products
- * Each rounds exactly where the unfused ops (a product stored in bf16, then swiglu_fwd or add)
- * round, so a fused decode step is bit-identical to the unfused one. */
+ * Each rounds exactly where the unfused ops (a product stored in bf16 then swiglu_fwd; the down
+ * product with beta = 1 onto the residual) round, so a fused decode step is bit-identical to the
+ * unfused one. */
 enum { EPI_STORE, EPI_RESID, EPI_SWIGLU };
 
 static __device__ __forceinline__ float sigm(float z) { return 1.0f / (1.0f + expf(-z)); } /* as swiglu.cu */
@@ -58,10 +60,10 @@ static __device__ __forceinline__ float round_bf16(float v) { return __bfloat162
 /* grid: ceil(n / (rows per warp * warps per block)); R >= m rows of A are computed (rows >= m
  * repeat row m - 1 and are not written). kc = k / 8 chunks of 16 bytes per row. */
 template <int R, int RPW, typename TC, int EPI>
-__global__ void __launch_bounds__(SK_THREADS) skinny_kernel(TC *__restrict__ c, int64_t ldc, const bf16 *__restrict__ a,
+__global__ void __launch_bounds__(SK_THREADS) skinny_kernel(TC *c, int64_t ldc, const bf16 *__restrict__ a,
                                                             int64_t lda, const bf16 *__restrict__ w,
                                                             const bf16 *__restrict__ w2, int64_t ldw, int m, int64_t n,
-                                                            int64_t kc, float alpha, const bf16 *__restrict__ resid,
+                                                            int64_t kc, float alpha, const bf16 *resid,
                                                             int64_t ldr) {
     const int lane = threadIdx.x & 31;
     const int64_t warp = (int64_t)blockIdx.x * (SK_THREADS / 32) + (threadIdx.x >> 5);
@@ -138,7 +140,7 @@ __global__ void __launch_bounds__(SK_THREADS) skinny_kernel(TC *__restrict__ c, 
                 if (n0 + j >= n || r >= m) continue;
                 if (EPI == EPI_RESID)
                     store(c + (int64_t)r * ldc + n0 + j,
-                          __bfloat162float(resid[(int64_t)r * ldr + n0 + j]) + round_bf16(alpha * acc[j][r]));
+                          __bfloat162float(resid[(int64_t)r * ldr + n0 + j]) + alpha * acc[j][r]);
                 else store(c + (int64_t)r * ldc + n0 + j, alpha * acc[j][r]);
             }
     }
@@ -164,7 +166,8 @@ extern "C" int graft_cuda_skinny_fits(const graft_matmul_args *a, graft_dtype c_
     graft_matmul_dtypes(a, &da, &db, &dc);
     return skinny_enabled() && da == GRAFT_DTYPE_BF16 && db == GRAFT_DTYPE_BF16 &&
            (c_dtype == GRAFT_DTYPE_BF16 || c_dtype == GRAFT_DTYPE_F32) && !a->trans_a && a->trans_b &&
-           a->batch == 1 && a->beta == 0.0f && a->m >= 1 && a->m <= 8 && a->k >= 8 && a->k % 8 == 0 &&
+           a->batch == 1 && (a->beta == 0.0f || (a->beta == 1.0f && c_dtype == GRAFT_DTYPE_BF16)) && a->m >= 1 &&
+           a->m <= 8 && a->k >= 8 && a->k % 8 == 0 &&
            a->lda % 8 == 0 && a->ldb % 8 == 0 && ((uintptr_t)a->a & 15u) == 0 && ((uintptr_t)a->b & 15u) == 0;
 }
 
@@ -233,9 +236,12 @@ static cudaError_t launch(const sk_call *k, cudaStream_t s) {
 
 extern "C" graft_status graft_cuda_skinny_matmul(const graft_matmul_args *a, graft_dtype c_dtype, graft_err *err) {
     cudaStream_t s = graft_stream(a->stream);
-    sk_call k = {a->c, a->ldc, (const bf16 *)a->a, (const bf16 *)a->b, NULL, NULL, a->lda, a->ldb, 0, a->n, a->k,
-                 (int)a->m, a->alpha};
-    cudaError_t e = c_dtype == GRAFT_DTYPE_F32 ? launch<float, EPI_STORE>(&k, s) : launch<bf16, EPI_STORE>(&k, s);
+    const int acc = a->beta == 1.0f; /* c += alpha A B^T (bf16 c only, graft_cuda_skinny_fits) */
+    sk_call k = {a->c, a->ldc, (const bf16 *)a->a, (const bf16 *)a->b, NULL, acc ? (const bf16 *)a->c : NULL,
+                 a->lda, a->ldb, acc ? a->ldc : 0, a->n, a->k, (int)a->m, a->alpha};
+    cudaError_t e = c_dtype == GRAFT_DTYPE_F32 ? launch<float, EPI_STORE>(&k, s)
+                    : acc                      ? launch<bf16, EPI_RESID>(&k, s)
+                                               : launch<bf16, EPI_STORE>(&k, s);
     GRAFT_CUDA_TRY_NAMED(e, "matmul skinny (m <= 8)");
     return GRAFT_STATUS_OK;
 }
