@@ -226,8 +226,11 @@ static void group_name(const graft_runlog_t *log, int32_t index, char out[64]) {
 static hid_t latest_fapl(int clear_flags, int no_lock) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
-    /* SWMR readers keep a shared lock on the file; the writer's short plain-mode reopens at stage
-     * boundaries must not wait for them (the superblock status flags still mark the writer). */
+    /* SWMR readers (h5py, MATLAB) keep a shared lock on the file while they read; no open of the
+     * writer may fail on it: not the short plain-mode reopens at stage boundaries, and not the
+     * first open right after the log appears (a reader polling for it can get there first: seen
+     * as "unable to lock file, errno = 11" in tests/e2e/test_pipeline.py). The superblock status
+     * flags, not the lock, are what mark a file as held by a writer. */
     if (no_lock) H5Pset_file_locking(fapl, 0, 1);
     if (clear_flags) {
         /* The property h5clear uses to open a file whose writer was killed (superblock still
@@ -240,12 +243,11 @@ static hid_t latest_fapl(int clear_flags, int no_lock) {
 
 /* Structural changes: leave SWMR (close), reopen for plain writing ... then start SWMR again. */
 static graft_status plain_open(graft_runlog_t *log, int clear_flags, graft_err *err) {
-    int reopen = log->file >= 0;
     if (log->file >= 0) {
         H5Fclose(log->file);
         log->file = -1;
     }
-    hid_t fapl = latest_fapl(clear_flags, reopen);
+    hid_t fapl = latest_fapl(clear_flags, 1);
     log->file = H5Fopen(log->path, H5F_ACC_RDWR, fapl);
     H5Pclose(fapl);
     if (log->file < 0) return h5fail(log->path, err, "open for writing");
