@@ -4,35 +4,40 @@
 #include <stdio.h>
 #include <string.h>
 
-#define R16(x) ((((size_t)(x)) + 15) & ~(size_t)15)
+#define A64(x) ((((size_t)(x)) + 63) & ~(size_t)63) /* every view 64-byte aligned */
 
-size_t graft_block_saved_floats(const graft_block *b, int64_t N, size_t mixer_saved_bytes) {
-    return R16(N * b->C) * 3 + R16(N * b->I) * 2 + R16(N) * 2 + R16((mixer_saved_bytes + 3) / 4);
+/* es: bytes of one activation element (act_dtype); `da` is F32-sized whatever it is (the backward
+ * sums d m through it in F32, graft_block_backward) */
+size_t graft_block_saved_bytes(const graft_block *b, int64_t N, size_t mixer_saved_bytes) {
+    size_t es = graft_dtype_size(b->be->act_dtype);
+    return A64(N * b->C * es) * 3 + A64(N * b->I * es) * 2 + A64(N * 4) * 2 + A64(mixer_saved_bytes);
 }
 
-size_t graft_block_scratch_floats(const graft_block *b, int64_t N, size_t mixer_scratch_bytes) {
-    return R16(N * b->C) * 4 + R16(N * b->I) * 3 + R16((mixer_scratch_bytes + 3) / 4);
+size_t graft_block_scratch_bytes(const graft_block *b, int64_t N, size_t mixer_scratch_bytes) {
+    size_t es = graft_dtype_size(b->be->act_dtype), ef = es > 4 ? es : 4;
+    return A64(N * b->C * es) * 3 + A64(N * b->C * ef) + A64(N * b->I * es) * 3 + A64(mixer_scratch_bytes);
 }
 
-void graft_block_ws_bind(graft_block_ws *ws, const graft_block *b, int64_t N, float *saved,
-                         size_t mixer_saved_bytes, float *scratch) {
-    float *p = saved;
-    ws->a = p; p += R16(N * b->C);
-    ws->hmid = p; p += R16(N * b->C);
-    ws->m = p; p += R16(N * b->C);
-    ws->g = p; p += R16(N * b->I);
-    ws->u = p; p += R16(N * b->I);
-    ws->rstd1 = p; p += R16(N);
-    ws->rstd2 = p; p += R16(N);
+void graft_block_ws_bind(graft_block_ws *ws, const graft_block *b, int64_t N, void *saved,
+                         size_t mixer_saved_bytes, void *scratch) {
+    size_t es = graft_dtype_size(b->be->act_dtype), ef = es > 4 ? es : 4;
+    char *p = saved;
+    ws->a = p; p += A64(N * b->C * es);
+    ws->hmid = p; p += A64(N * b->C * es);
+    ws->m = p; p += A64(N * b->C * es);
+    ws->g = p; p += A64(N * b->I * es);
+    ws->u = p; p += A64(N * b->I * es);
+    ws->rstd1 = (float *)(void *)p; p += A64(N * 4);
+    ws->rstd2 = (float *)(void *)p; p += A64(N * 4);
     ws->saved = mixer_saved_bytes ? (void *)p : NULL;
     p = scratch;
-    ws->mo = p; p += R16(N * b->C);
-    ws->tmpC = p; p += R16(N * b->C);
-    ws->dmid = p; p += R16(N * b->C);
-    ws->da = p; p += R16(N * b->C);
-    ws->act = p; p += R16(N * b->I);
-    ws->dg = p; p += R16(N * b->I);
-    ws->du = p; p += R16(N * b->I);
+    ws->mo = p; p += A64(N * b->C * es);
+    ws->tmpC = p; p += A64(N * b->C * es);
+    ws->dmid = p; p += A64(N * b->C * es);
+    ws->da = p; p += A64(N * b->C * ef);
+    ws->act = p; p += A64(N * b->I * es);
+    ws->dg = p; p += A64(N * b->I * es);
+    ws->du = p; p += A64(N * b->I * es);
     ws->scratch = p;
 }
 

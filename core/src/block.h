@@ -42,16 +42,14 @@ typedef struct graft_block_ws {
     void *scratch;
 } graft_block_ws;
 
-/* Sizes below are counted in floats (4 bytes) whatever the activation dtype: on CUDA (BF16) the
- * views are half full. TODO(#7): size in elements of act_dtype to halve the CUDA arena. */
-
-/* Floats needed for the saved part (per block) and the shared scratch part of a workspace,
- * given the mixer's workspace() byte counts. */
-size_t graft_block_saved_floats(const graft_block *b, int64_t N, size_t mixer_saved_bytes);
-size_t graft_block_scratch_floats(const graft_block *b, int64_t N, size_t mixer_scratch_bytes);
-/* Points ws at `saved` (graft_block_saved_floats floats) and `scratch`. */
-void graft_block_ws_bind(graft_block_ws *ws, const graft_block *b, int64_t N, float *saved,
-                         size_t mixer_saved_bytes, float *scratch);
+/* Bytes needed for the saved part (per block) and the shared scratch part of a workspace, given
+ * the mixer's workspace() byte counts: views sized in elements of the backend's act_dtype (half
+ * the bytes on CUDA's BF16), rstd and the backward's `da` in F32, each view 64-byte aligned. */
+size_t graft_block_saved_bytes(const graft_block *b, int64_t N, size_t mixer_saved_bytes);
+size_t graft_block_scratch_bytes(const graft_block *b, int64_t N, size_t mixer_scratch_bytes);
+/* Points ws at `saved` (graft_block_saved_bytes bytes) and `scratch` (64-byte aligned both). */
+void graft_block_ws_bind(graft_block_ws *ws, const graft_block *b, int64_t N, void *saved,
+                         size_t mixer_saved_bytes, void *scratch);
 
 /* out = block(h) (activations of b->be->act_dtype on its device). train = 1 keeps what backward
  * needs in ws. out may not alias h. */

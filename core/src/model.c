@@ -72,7 +72,7 @@ struct graft_model {
     int trained;                  /* the last forward kept activations                          */
     int act_train;                /* the arena holds every layer's saved part (training)        */
     void *act;                    /* one allocation on the backend; views below point into it   */
-    size_t act_floats;
+    size_t act_bytes;
     int32_t *ids, *labels;        /* device int32 on a device backend                            */
     double *sums;                 /* (4) the fused loss's sums                                  */
     void *h, *hf, *dh, *dhf;      /* activation dtype                                           */
@@ -608,49 +608,54 @@ static graft_status ensure_activations(graft_model_t *m, int64_t B, int64_t T, i
         layer *ly = &m->layers[l];
         graft_status st = ly->mx->workspace(ly->ml, m->be->device, B, T, &ly->saved_bytes, &ly->scratch_bytes, err);
         if (st) return st;
-        size_t sv = graft_block_saved_floats(&ly->blk, N, ly->saved_bytes);
+        size_t sv = graft_block_saved_bytes(&ly->blk, N, ly->saved_bytes);
         /* Inference keeps nothing between layers: every layer's saved part is one shared area. */
         if (train) total += sv;
         else if (sv > total) total = sv;
-        size_t s = graft_block_scratch_floats(&ly->blk, N, ly->scratch_bytes);
+        size_t s = graft_block_scratch_bytes(&ly->blk, N, ly->scratch_bytes);
         if (s > scratch) scratch = s;
     }
-#define R16(x) ((((size_t)(x)) + 15) & ~(size_t)15)
-    size_t fixed = R16(N) * 2 + R16(8) + R16((L + 1) * N * C) + R16(N * C) * 3 + R16(N) * 2;
-    for (int s = 0; s < m->n_carry; s++) fixed += 2 * R16(N * m->carry_width[s]);
+    /* Bytes, every view 64-byte aligned: the hidden states in the activation dtype (BF16 on CUDA:
+     * half what a float-sized arena took), ids and lengths int32, the norm's rstd and the carried
+     * streams F32. */
+#define A64(x) ((((size_t)(x)) + 63) & ~(size_t)63)
+    const size_t es = graft_dtype_size(m->be->act_dtype);
+    size_t fixed = A64(N * 4) * 2 + A64(8 * sizeof(double)) + A64((L + 1) * N * C * es) + A64(N * C * es) * 3 +
+                   A64(N * 4) * 2;
+    for (int s = 0; s < m->n_carry; s++) fixed += 2 * A64(N * m->carry_width[s] * 4);
     size_t need = fixed + total + scratch;
-    if (m->act && need <= m->act_floats && (m->act_train || !train)) goto bind;
+    if (m->act && need <= m->act_bytes && (m->act_train || !train)) goto bind;
     free_activations(m);
-    m->act = m->be->alloc(m->be->ctx, need * sizeof(float));
+    m->act = m->be->alloc(m->be->ctx, need);
     if (!m->act)
         return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "model: cannot allocate %zu bytes of activations for B=%lld T=%lld",
-                             need * sizeof(float), (long long)B, (long long)T);
-    m->act_floats = need;
+                             need, (long long)B, (long long)T);
+    m->act_bytes = need;
     m->act_train = train;
 bind:;
-    float *p = m->act;
-    m->ids = (int32_t *)p; p += R16(N);
-    m->labels = (int32_t *)p; p += R16(N);
-    m->sums = (double *)(void *)p; p += R16(8);
-    m->h = p; p += R16((L + 1) * N * C);
-    m->hf = p; p += R16(N * C);
-    m->dh = p; p += R16(N * C);
-    m->dhf = p; p += R16(N * C);
-    m->rstdf = p; p += R16(N);
-    m->past_dev = (int32_t *)p; p += R16(N);
+    char *p = m->act;
+    m->ids = (int32_t *)(void *)p; p += A64(N * 4);
+    m->labels = (int32_t *)(void *)p; p += A64(N * 4);
+    m->sums = (double *)(void *)p; p += A64(8 * sizeof(double));
+    m->h = p; p += A64((L + 1) * N * C * es);
+    m->hf = p; p += A64(N * C * es);
+    m->dh = p; p += A64(N * C * es);
+    m->dhf = p; p += A64(N * C * es);
+    m->rstdf = (float *)(void *)p; p += A64(N * 4);
+    m->past_dev = (int32_t *)(void *)p; p += A64(N * 4);
     for (int s = 0; s < m->n_carry; s++) {
-        m->carry[s] = p; p += R16(N * m->carry_width[s]);
-        m->dcarry[s] = p; p += R16(N * m->carry_width[s]);
+        m->carry[s] = (float *)(void *)p; p += A64(N * m->carry_width[s] * 4);
+        m->dcarry[s] = (float *)(void *)p; p += A64(N * m->carry_width[s] * 4);
     }
-    float *scratch_base = p + total;
+    char *scratch_base = p + total;
     for (int64_t l = 0; l < L; l++) {
         layer *ly = &m->layers[l];
         graft_block_ws_bind(&ly->ws, &ly->blk, N, p, ly->saved_bytes, scratch_base);
-        if (train) p += graft_block_saved_floats(&ly->blk, N, ly->saved_bytes);
+        if (train) p += graft_block_saved_bytes(&ly->blk, N, ly->saved_bytes);
         ly->blk.carry = ly->carry >= 0 ? m->carry[ly->carry] : NULL;
         ly->blk.dcarry = ly->carry >= 0 ? m->dcarry[ly->carry] : NULL;
     }
-#undef R16
+#undef A64
     m->cap_N = N;
     return GRAFT_STATUS_OK;
 }

@@ -467,7 +467,7 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
     uint32_t *win = malloc(sizeof(uint32_t) * (size_t)(B * (T + 1)));
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)N);
     const void *hidden = NULL; /* the teacher's residual stream, where its forward left it */
-    float *ws_mem = NULL;
+    char *ws_mem = NULL;
     void *carry = NULL, *dcarry = NULL;
     graft_loaded_plugin *loss = NULL;
     void *loss_obj = NULL;
@@ -492,8 +492,8 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
     size_t saved = 0, scratch = 0;
     for (int64_t i = 0; i < n_pairs; i++) {
         if ((st = S[i].mx->workspace(S[i].ml, be->device, B, T, &S[i].saved_bytes, &S[i].scratch_bytes, err))) goto done;
-        size_t a = graft_block_saved_floats(&S[i].blk, N, S[i].saved_bytes);
-        size_t b = graft_block_scratch_floats(&S[i].blk, N, S[i].scratch_bytes);
+        size_t a = graft_block_saved_bytes(&S[i].blk, N, S[i].saved_bytes);
+        size_t b = graft_block_scratch_bytes(&S[i].blk, N, S[i].scratch_bytes);
         if (a > saved) saved = a;
         if (b > scratch) scratch = b;
     }
@@ -516,10 +516,10 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
                 S[i].dcarry_bytes = (size_t)(N * S[i].mx->carry_width(S[i].ml)) * sizeof(float);
             }
     }
-    ws_mem = be->alloc(be->ctx, (saved + scratch + 16) * sizeof(float));
+    ws_mem = be->alloc(be->ctx, saved + scratch + 64);
     if (!ws_mem) {
         st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "stage0: cannot allocate the student workspace (%zu bytes on %s)",
-                           (saved + scratch + 16) * sizeof(float), be->name);
+                           saved + scratch + 64, be->name);
         goto done;
     }
     graft_adamw_params ap = graft_adamw_default_params();
