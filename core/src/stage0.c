@@ -651,7 +651,11 @@ graft_status graft_stage0_run(graft_model_t *teacher, graft_data_t *data, const 
         char mlp_names[3][96];
         if (p->train_mlp) { /* the student's own MLP trained too: assembly takes it from here */
             static const char *const parts[3] = {"gate_proj", "up_proj", "down_proj"};
-            const float *src[3] = {S[i].blk.gate, S[i].blk.up, S[i].blk.down};
+            /* the host masters (downloaded above), not blk.gate/up/down: on a device those point at
+             * the device's bf16 working copy (student_place), which the host cannot read */
+            const float *mw = S[i].arena + S[i].mlp_off;
+            const size_t IC = (size_t)(c->hidden_size * c->intermediate_size);
+            const float *src[3] = {mw, mw + IC, mw + 2 * IC};
             for (int j = 0; j < 3; j++, n_e++) {
                 snprintf(mlp_names[j], sizeof mlp_names[j], "model.layers.%lld.mlp.%s.weight", (long long)S[i].layer, parts[j]);
                 e[n_e].name = mlp_names[j];
