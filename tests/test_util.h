@@ -33,10 +33,13 @@ static int test_checks_ = 0;
         }                                                                                        \
     } while (0)
 
-/* NMSE = ||a - ref||^2 / ||ref||^2 (an all-zero ref compares absolute ||a||^2). NaN or an
- * unmatched Inf fails. Returns 1 when nmse <= tol. */
-static inline int check_close_f32(const char *name, const float *a, const float *ref, int64_t n,
-                                  double tol) {
+/* NMSE = ||a - ref||^2 / max(||ref||^2, n ref_ms) (an all-zero ref and ref_ms 0 compare absolute
+ * ||a||^2). ref_ms > 0 judges a slice against the mean square of the tensor it comes from: a
+ * slice whose own values nearly cancel (a mixer's first position can be 1e-11 where the rest is
+ * 1e-1) would otherwise turn rounding into a large relative error. NaN or an unmatched Inf fails.
+ * Returns 1 when nmse <= tol. */
+static inline int check_close_f32_scaled(const char *name, const float *a, const float *ref, int64_t n, double tol,
+                                         double ref_ms) {
     double num = 0, den = 0, maxd = 0;
     int64_t first_bad = -1;
     for (int64_t i = 0; i < n; i++) {
@@ -50,6 +53,7 @@ static inline int check_close_f32(const char *name, const float *a, const float 
         if (fabs(d) > maxd) maxd = fabs(d);
         if (first_bad < 0 && fabs(d) > 1e-3 * (fabs(ref[i]) + 1e-3)) first_bad = i;
     }
+    if (den < (double)n * ref_ms) den = (double)n * ref_ms;
     double nmse = den > 0 ? num / den : num;
     test_checks_++;
     int nonfinite = 0;
@@ -62,6 +66,11 @@ static inline int check_close_f32(const char *name, const float *a, const float 
         return 0;
     }
     return 1;
+}
+
+/* NMSE = ||a - ref||^2 / ||ref||^2 (check_close_f32_scaled without a scale) */
+static inline int check_close_f32(const char *name, const float *a, const float *ref, int64_t n, double tol) {
+    return check_close_f32_scaled(name, a, ref, n, tol, 0.0);
 }
 
 static inline int test_finish(const char *name) {

@@ -657,7 +657,12 @@ int main(int argc, char **argv) {
         slice(F(&yr), F(&y), B, T, C, 0, 1);
         if (W) slice(F(&c1), F(&carry), B, T, W, 0, 1);
         call c = {.B = B, .T = 1, .x = F(&x1), .y = F(&y1), .carry = F(&c1)};
-        if (!run(&h, &c, 0, "T=1 forward")) check_close_f32("(c) T=1 forward vs position 0 of the whole", F(&y1), F(&yr), B * C, 1e-10);
+        /* judged against the whole output's scale: position 0 alone can nearly cancel (gla case 3,
+         * seed 79178306287: a first row of rms 1.6e-11 in an output of rms 2.6e-7, whose 1.4e-15
+         * rounding then read as NMSE 1.7e-9 and failed a CI run) */
+        double ms = rms(F(&y), nx);
+        if (!run(&h, &c, 0, "T=1 forward"))
+            check_close_f32_scaled("(c) T=1 forward vs position 0 of the whole", F(&y1), F(&yr), B * C, 1e-10, ms * ms);
         gb_free(&x1); gb_free(&y1); gb_free(&yr); gb_free(&c1);
     }
 
