@@ -223,7 +223,7 @@ static void group_name(const graft_runlog_t *log, int32_t index, char out[64]) {
     snprintf(out, 64, "/stages/%d_%s", (int)index, log->stage_kind[index]);
 }
 
-static hid_t latest_fapl(int clear_flags, int no_lock) {
+static hid_t latest_fapl(int clear_flags) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
     /* SWMR readers (h5py, MATLAB) keep a shared lock on the file while they read; no open of the
@@ -231,7 +231,7 @@ static hid_t latest_fapl(int clear_flags, int no_lock) {
      * first open right after the log appears (a reader polling for it can get there first: seen
      * as "unable to lock file, errno = 11" in tests/e2e/test_pipeline.py). The superblock status
      * flags, not the lock, are what mark a file as held by a writer. */
-    if (no_lock) H5Pset_file_locking(fapl, 0, 1);
+    H5Pset_file_locking(fapl, 0, 1);
     if (clear_flags) {
         /* The property h5clear uses to open a file whose writer was killed (superblock still
          * marked "open for SWMR write"); not present in every HDF5, hence best effort. */
@@ -247,7 +247,7 @@ static graft_status plain_open(graft_runlog_t *log, int clear_flags, graft_err *
         H5Fclose(log->file);
         log->file = -1;
     }
-    hid_t fapl = latest_fapl(clear_flags, 1);
+    hid_t fapl = latest_fapl(clear_flags);
     log->file = H5Fopen(log->path, H5F_ACC_RDWR, fapl);
     H5Pclose(fapl);
     if (log->file < 0) return h5fail(log->path, err, "open for writing");
@@ -307,7 +307,7 @@ static graft_status create_new(graft_runlog_t *log, const graft_runlog_meta *met
     if (!tmp) return graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "%s: out of memory", log->path);
     snprintf(tmp, n, "%s.tmp", log->path);
     unlink(tmp);
-    hid_t fapl = latest_fapl(0, 0);
+    hid_t fapl = latest_fapl(0);
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (f < 0) {

@@ -32,6 +32,7 @@
 #include "softmax_cuda_common.cuh"
 
 #define WG_BN 128 /* keys per tile */
+#define WS_BM 128 /* query rows per block (two consumer warpgroups of 64) */
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
@@ -99,12 +100,12 @@ static __device__ __forceinline__ void wgmma_rs_tb(float (*d)[4], const uint32_t
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
 }
 
-/* S = Q K^T for one warpgroup: 8 k16 steps over head_dim, both operands K-major */
-template <int BM>
+/* S = Q K^T for one warpgroup: 8 k16 steps over head_dim, both operands K-major; the Q tile has
+ * WS_BM rows (its 64-wide halves WS_BM * 128 bytes apart) */
 static __device__ __forceinline__ void issue_qk(float (*S)[4], uint32_t qbase, uint32_t kb) {
 #pragma unroll
     for (int ks = 0; ks < 8; ks++)
-        wgmma_ss(S, sw128_desc(qbase + (ks >> 2) * BM * 128 + (ks & 3) * 32, 0),
+        wgmma_ss(S, sw128_desc(qbase + (ks >> 2) * WS_BM * 128 + (ks & 3) * 32, 0),
                  sw128_desc(kb + (ks >> 2) * WG_BN * 128 + (ks & 3) * 32, 0), ks > 0);
 }
 /* O += P V: 8 k16 steps over the tile's keys, V read N-major */
@@ -160,7 +161,6 @@ static __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap 
  * serializes wgmma issued on a thread-dependent path (C7520). setmaxnreg moves registers from the
  * producer (24) to the consumers (240). */
 #define WS_STAGES 2
-#define WS_BM 128
 #define WS_THREADS 384
 #define WS_SMEM (WS_BM * ROWB + 2 * WS_STAGES * WG_BN * ROWB + 1024 + 256)
 
@@ -229,7 +229,7 @@ __global__ void __launch_bounds__(WS_THREADS, 1) fwd_ws_kernel(const FwdArgs a, 
         const uint32_t ph = (j / WS_STAGES) & 1, php = ((j - 1) / WS_STAGES) & 1;
         mbar_wait(k_full + 8 * s, ph);
         wg_fence();
-        issue_qk<WS_BM>(S, qbase, sK + s * WG_BN * ROWB);
+        issue_qk(S, qbase, sK + s * WG_BN * ROWB);
         wg_commit();
         if (j > 0) {
             mbar_wait(v_full + 8 * sp, php);

@@ -29,18 +29,8 @@
 
 extern "C" {
 #include "softmax.h"
-#include "softmax_cuda.cuh"
 }
-
-typedef __nv_bfloat16 bf16;
-
-#define TRY(call)                                                                                      \
-    do {                                                                                               \
-        cudaError_t e_ = (call);                                                                       \
-        if (e_ != cudaSuccess)                                                                         \
-            return graft_err_set(err, GRAFT_STATUS_DEVICE, "softmax: %s:%d: %s: %s", __FILE__, __LINE__, #call, \
-                                 cudaGetErrorString(e_));                                              \
-    } while (0)
+#include "softmax_cuda_common.cuh" /* bf16, HD, CU_CHECK */
 
 static size_t r256(size_t b) { return (b + 255) & ~(size_t)255; }
 
@@ -129,8 +119,8 @@ extern "C" graft_status sm_workspace_cuda(const sm_layer *l, int64_t B, int64_t 
 
 static unsigned blocks_for(int64_t n, int per) { return (unsigned)((n + per - 1) / per); }
 
-/* One warp (the decode step's kernel): the D values of one head row xr normalized (rstd over D, eps) and scaled by w, then
- * rotated at position pos, written to yr; returns the row's rstd. */
+/* One warp (the decode step's kernel): the D values of one head row xr normalized (rstd over D,
+ * eps) and scaled by w, then rotated at position pos, written to yr; returns the row's rstd. */
 static __device__ __forceinline__ float norm_rope_row(bf16 *yr, const bf16 *xr, const bf16 *w, const float *inv_freq,
                                                       float pos, int D, float eps, int lane) {
     float ss = 0.0f;
@@ -200,9 +190,8 @@ static __global__ void norm_rope_fwd_kernel(bf16 *y, float *rstd, const bf16 *x,
 
 /* head_dim 128 (the CUDA path refuses any other, sm_forward_cuda) */
 static void norm_rope_fwd(bf16 *y, float *rstd, const bf16 *x, const bf16 *w, const float *inv_freq,
-                          const int32_t *past, int64_t N, int64_t T, int H, int D, float eps, cudaStream_t s) {
-    (void)D;
-    norm_rope_fwd_kernel<128><<<blocks_for(N * H * 8, 256), 256, 0, s>>>(y, rstd, x, w, inv_freq, past, N, T, H, eps);
+                          const int32_t *past, int64_t N, int64_t T, int H, float eps, cudaStream_t s) {
+    norm_rope_fwd_kernel<HD><<<blocks_for(N * H * 8, 256), 256, 0, s>>>(y, rstd, x, w, inv_freq, past, N, T, H, eps);
 }
 
 /* A decode step's q/k/v rows after the fused q|k|v product, in one launch (one warp per
@@ -379,11 +368,11 @@ static graft_status forward_decode_graph(const graft_mixer_io *io, const sm_laye
             (st = mm(l, s, 0, 1, N, kd, C, io->x, C, wk, C, c.k_raw, kd, 0.0f, 0, err)) ||
             (st = mm(l, s, 0, 1, N, kd, C, io->x, C, wv, C, c.v, kd, 0.0f, 0, err)))
             return graft_err_prefix(err, "softmax: decode");
-        norm_rope_fwd(c.qr, c.rq, c.q_raw, (const bf16 *)io->params[P_QNORM].data, c.inv_freq, past, N, 1, (int)nq,
-                      (int)D, (float)l->eps, s);
+        norm_rope_fwd(c.qr, c.rq, c.q_raw, (const bf16 *)io->params[P_QNORM].data, c.inv_freq,
+                      past, N, 1, (int)nq, (float)l->eps, s);
         if ((st = launched("norm_rope_fwd (q)", err))) return st;
-        norm_rope_fwd(c.kr, c.rk, c.k_raw, (const bf16 *)io->params[P_KNORM].data, c.inv_freq, past, N, 1, (int)nkv,
-                      (int)D, (float)l->eps, s);
+        norm_rope_fwd(c.kr, c.rk, c.k_raw, (const bf16 *)io->params[P_KNORM].data, c.inv_freq,
+                      past, N, 1, (int)nkv, (float)l->eps, s);
         if ((st = launched("norm_rope_fwd (k)", err))) return st;
         cache_write_kernel<<<blocks_for(N * nkv * 32, 256), 256, 0, s>>>((bf16 *)io->state_out, c.kr, c.v, past, 1,
                                                                          (int)nkv, (int)D, cap,
@@ -430,11 +419,11 @@ extern "C" graft_status sm_forward_cuda(const graft_mixer_io *io, graft_err *err
     if (io->saved) carve_saved(&c, l, N, (char *)io->saved);
     if (!l->inv_freq_dev) { /* once per layer, before any capture (the core captures no first call) */
         cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-        TRY(cudaStreamIsCapturing(s, &cs));
+        CU_CHECK(cudaStreamIsCapturing(s, &cs));
         if (cs != cudaStreamCaptureStatusNone)
             return graft_err_set(err, GRAFT_STATUS_INTERNAL, "softmax: CUDA: first call of a layer inside a graph capture");
         void *p = NULL;
-        TRY(cudaMalloc(&p, (size_t)(D / 2) * 4));
+        CU_CHECK(cudaMalloc(&p, (size_t)(D / 2) * 4));
         if (cudaMemcpy(p, l->inv_freq, (size_t)(D / 2) * 4, cudaMemcpyHostToDevice) != cudaSuccess) {
             cudaFree(p);
             return graft_err_set(err, GRAFT_STATUS_DEVICE, "softmax: CUDA: uploading inv_freq failed");
@@ -449,8 +438,8 @@ extern "C" graft_status sm_forward_cuda(const graft_mixer_io *io, graft_err *err
         for (int64_t b0 = 0; b0 < B; b0 += 256) {
             int64_t bn = B - b0 < 256 ? B - b0 : 256;
             for (int64_t i = 0; i < bn; i++) pl[i] = (int32_t)io->past_len[b0 + i];
-            TRY(cudaMemcpyAsync(c.past + b0, pl, (size_t)bn * 4, cudaMemcpyHostToDevice, s));
-            TRY(cudaStreamSynchronize(s)); /* pl is reused */
+            CU_CHECK(cudaMemcpyAsync(c.past + b0, pl, (size_t)bn * 4, cudaMemcpyHostToDevice, s));
+            CU_CHECK(cudaStreamSynchronize(s)); /* pl is reused */
         }
         past_dev = c.past;
     }
@@ -459,16 +448,16 @@ extern "C" graft_status sm_forward_cuda(const graft_mixer_io *io, graft_err *err
         (st = mm(l, s, 0, 1, N, kd, C, io->x, C, io->params[P_K].data, C, c.k_raw, kd, 0.0f, 0, err)) ||
         (st = mm(l, s, 0, 1, N, kd, C, io->x, C, io->params[P_V].data, C, c.v, kd, 0.0f, 0, err)))
         return graft_err_prefix(err, "softmax: forward");
-    norm_rope_fwd(c.qr, c.rq, c.q_raw, (const bf16 *)io->params[P_QNORM].data, c.inv_freq, past_dev, N, T, (int)nq,
-                  (int)D, (float)l->eps, s);
+    norm_rope_fwd(c.qr, c.rq, c.q_raw, (const bf16 *)io->params[P_QNORM].data, c.inv_freq,
+                  past_dev, N, T, (int)nq, (float)l->eps, s);
     if ((st = launched("norm_rope_fwd (q)", err))) return st;
-    norm_rope_fwd(c.kr, c.rk, c.k_raw, (const bf16 *)io->params[P_KNORM].data, c.inv_freq, past_dev, N, T, (int)nkv,
-                  (int)D, (float)l->eps, s);
+    norm_rope_fwd(c.kr, c.rk, c.k_raw, (const bf16 *)io->params[P_KNORM].data, c.inv_freq,
+                  past_dev, N, T, (int)nkv, (float)l->eps, s);
     if ((st = launched("norm_rope_fwd (k)", err))) return st;
     size_t slot_bytes = (size_t)(2 * kd * cap) * sizeof(bf16); /* sm_state_bytes_on */
     if (io->state_out) {
         if (io->state_in && io->state_in != io->state_out)
-            TRY(cudaMemcpyAsync(io->state_out, io->state_in, (size_t)B * slot_bytes, cudaMemcpyDeviceToDevice, s));
+            CU_CHECK(cudaMemcpyAsync(io->state_out, io->state_in, (size_t)B * slot_bytes, cudaMemcpyDeviceToDevice, s));
         cache_write_kernel<<<blocks_for(N * nkv * 32, 256), 256, 0, s>>>((bf16 *)io->state_out, c.kr, c.v, past_dev, T,
                                                                          (int)nkv, (int)D, cap,
                                                                          (int64_t)(slot_bytes / 2), N);
@@ -486,13 +475,13 @@ extern "C" graft_status sm_forward_cuda(const graft_mixer_io *io, graft_err *err
                 int64_t bn = B - b0 < 256 ? B - b0 : 256;
                 for (int64_t i = 0; i < bn; i++) kv_len[i] = io->past_len[b0 + i] + t + 1;
                 const bf16 *q = c.qr + ((b0 * T) + t) * qd;
-                TRY(cudaMemcpy2DAsync(c.qt, (size_t)qd * 2, q, (size_t)(T * qd) * 2, (size_t)qd * 2, (size_t)bn,
+                CU_CHECK(cudaMemcpy2DAsync(c.qt, (size_t)qd * 2, q, (size_t)(T * qd) * 2, (size_t)qd * 2, (size_t)bn,
                                       cudaMemcpyDeviceToDevice, s));
                 const char *K0 = (const char *)io->state_out + (size_t)b0 * slot_bytes;
                 if ((st = sm_cuda_attn_decode(c.ot, c.qt, K0, (const bf16 *)K0 + kd * cap, (int64_t)(slot_bytes / 2),
                                               cap * D, kv_len, bn, nq, nkv, D, l->scale, c.dec, c.dec_bytes, s, err)))
                     return graft_err_prefix(err, "softmax: decode");
-                TRY(cudaMemcpy2DAsync(c.o + ((b0 * T) + t) * qd, (size_t)(T * qd) * 2, c.ot, (size_t)qd * 2,
+                CU_CHECK(cudaMemcpy2DAsync(c.o + ((b0 * T) + t) * qd, (size_t)(T * qd) * 2, c.ot, (size_t)qd * 2,
                                       (size_t)qd * 2, (size_t)bn, cudaMemcpyDeviceToDevice, s));
             }
         }
@@ -514,7 +503,7 @@ extern "C" graft_status sm_backward_cuda(const graft_mixer_io *io, graft_err *er
     memset(&c, 0, sizeof c);
     carve_scratch(&c, l, B, T, (char *)io->scratch, 1);
     carve_saved(&c, l, N, (char *)io->saved);
-    TRY(cudaMemcpyAsync(c.inv_freq, l->inv_freq, (size_t)(D / 2) * 4, cudaMemcpyHostToDevice, s));
+    CU_CHECK(cudaMemcpyAsync(c.inv_freq, l->inv_freq, (size_t)(D / 2) * 4, cudaMemcpyHostToDevice, s));
     const graft_tensor *G = io->grads;
     graft_status st;
     /* y = o Wo^T: dO = dy Wo; dWo += dy^T o */
