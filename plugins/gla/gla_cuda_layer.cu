@@ -28,7 +28,9 @@
  *   scratch: [the saved layout, used when io->saved is NULL] | q, k, v after conv + SiLU | gk (N,
  *            Kkv) f32 | u (N, Vq) | hA, hB (B, H, dk, dv) f32 | the chunk kernels' work | backward:
  *            du (N, Vq) f32 | dgh, dout (N, Vq) | dq, dk, dv | dgk (N, Kkv) f32 | dzb (N, Kkv) |
- *            dlr (N, r) | dx (N, C) f32
+ *            dlr (N, r) | dx (N, C) f32 | the parameter-gradient partials, f32 (colsum.cuh: written
+ *            per block, summed in a fixed order, so a rerun is bitwise identical): pwn (norm_bwd
+ *            blocks, dv) | pdb (N/64 row blocks, Kkv) | pconv (B * T/64 token blocks, Kch * W)
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -41,6 +43,7 @@ extern "C" {
 #include "gla.h"
 #include "gla_cuda.cuh"
 }
+#include "../common/colsum.cuh"
 
 typedef __nv_bfloat16 bf16;
 
@@ -116,8 +119,9 @@ static __global__ void conv_dsilu_kernel(bf16 *g, const bf16 *in, int64_t width,
 }
 
 /* dw[c][j] += Σ_t g[t][c] E[t+1+j]: grid (channel blocks, token blocks of 64 in one sequence),
- * one thread per channel, one atomicAdd per (c, j) and block. */
-static __global__ void conv_dw_kernel(float *dw, const bf16 *g, const bf16 *in, int64_t width,
+ * one thread per channel. Each block writes its sums over its 64 tokens to part (gridDim.y rows,
+ * width * W), which colsum_kernel adds onto dw in a fixed order (no atomics: deterministic). */
+static __global__ void conv_dw_kernel(float *part, const bf16 *g, const bf16 *in, int64_t width,
                                       const float *hist, int64_t hist_bs, int W, int64_t B,
                                       int64_t T) {
     int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -129,7 +133,7 @@ static __global__ void conv_dw_kernel(float *dw, const bf16 *g, const bf16 *in, 
         float acc = 0.0f;
         for (int64_t t = t0; t < t1; t++)
             acc += __bfloat162float(g[(b * T + t) * width + c]) * conv_e(h, in, width, W, b, T, c, t + 1 + j);
-        atomicAdd(&dw[c * W + j], acc);
+        part[blockIdx.y * width * W + c * W + j] = acc;
     }
 }
 
@@ -201,8 +205,10 @@ static __global__ void __launch_bounds__(256) gate_kernel(float *gk, float *z, c
         }
 }
 
-/* dz = dgk σ(−z)/γ -> dzb (bf16, for the products); db[c] += Σ_n dz over 64-row blocks. */
-static __global__ void gate_bwd_kernel(bf16 *dzb, float *db, const float *dgk, const float *z, int64_t N,
+/* dz = dgk σ(−z)/γ -> dzb (bf16, for the products); the bias gradient's partials Σ_n dz per
+ * 64-row block (blockIdx.y) into part (gridDim.y, width), NULL without gradients (colsum_kernel
+ * adds them onto db). */
+static __global__ void gate_bwd_kernel(bf16 *dzb, float *part, const float *dgk, const float *z, int64_t N,
                                        int64_t width, float inv_gamma) {
     int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     int64_t n0 = (int64_t)blockIdx.y * 64, n1 = n0 + 64 < N ? n0 + 64 : N;
@@ -214,7 +220,7 @@ static __global__ void gate_bwd_kernel(bf16 *dzb, float *db, const float *dgk, c
         dzb[i] = __float2bfloat16(d);
         acc += d;
     }
-    if (db) atomicAdd(&db[c], acc);
+    if (part) part[blockIdx.y * width + c] = acc;
 }
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -248,10 +254,13 @@ static __global__ void norm_gate_kernel(bf16 *u, float *rstd, const bf16 *o, con
  *   dw_n += du ⊙ ō ⊙ SiLU(ĝ);  dĝ = du ⊙ ō ⊙ w_n ⊙ SiLU'(ĝ);  dō = du ⊙ w_n ⊙ SiLU(ĝ)
  *   do = rstd (dō − ō mean_e(dō ⊙ ō))
  * One warp per row, grid-stride over rows; each lane keeps its dw_n partials (dv <= 128: 4 per
- * lane) and adds them once. */
-static __global__ void norm_gate_bwd_kernel(bf16 *dout, bf16 *dgh, float *dwn, const float *du,
-                                            const bf16 *o, const bf16 *gh, const float *rstd,
-                                            const bf16 *wn, int64_t rows, int dv) {
+ * lane); at the end the block's NORM_BWD_WARPS warps add theirs in warp order and write one row
+ * of part (gridDim.x, dv), NULL without gradients (colsum_kernel adds the rows onto dw_n). */
+#define NORM_BWD_WARPS 8
+static __global__ void __launch_bounds__(32 * NORM_BWD_WARPS)
+norm_gate_bwd_kernel(bf16 *dout, bf16 *dgh, float *part, const float *du, const bf16 *o, const bf16 *gh,
+                     const float *rstd, const bf16 *wn, int64_t rows, int dv) {
+    __shared__ float sh[NORM_BWD_WARPS][128];
     int lane = threadIdx.x & 31;
     int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int64_t nwarp = ((int64_t)gridDim.x * blockDim.x) >> 5;
@@ -279,10 +288,17 @@ static __global__ void norm_gate_bwd_kernel(bf16 *dout, bf16 *dgh, float *dwn, c
             if (e < dv) dout[row * dv + e] = __float2bfloat16(r * (dob[i] - obv[i] * mean));
         }
     }
-    if (dwn)
+    if (!part) return; /* the same for the whole grid: no thread is left at the barrier */
+    const int wib = threadIdx.x >> 5;
 #pragma unroll
-        for (int i = 0; i < 4; i++)
-            if (lane + 32 * i < dv) atomicAdd(&dwn[lane + 32 * i], pw[i]);
+    for (int i = 0; i < 4; i++)
+        if (lane + 32 * i < dv) sh[wib][lane + 32 * i] = pw[i];
+    __syncthreads();
+    if ((int)threadIdx.x < dv) {
+        float t = 0.0f;
+        for (int w = 0; w < NORM_BWD_WARPS; w++) t += sh[w][threadIdx.x];
+        part[(int64_t)blockIdx.x * dv + threadIdx.x] = t;
+    }
 }
 
 /* dst[b][h] = src[b][h]ᵀ for D x D fp32 blocks (V-first <-> K-first); per-sequence strides in
@@ -313,6 +329,12 @@ static unsigned capped(int64_t n, int per) {
     unsigned b = blocks_for(n, per);
     return b < 4096 ? (b ? b : 1) : 4096;
 }
+/* norm_gate_bwd_kernel's grid, one warp per row: at most 1024 blocks (a full H100 of warps), so
+ * its dw_n partials stay at <= 1024 rows */
+static unsigned norm_bwd_blocks(int64_t rows) {
+    unsigned b = blocks_for(rows * 32, 32 * NORM_BWD_WARPS);
+    return b < 1024 ? (b ? b : 1) : 1024;
+}
 
 static graft_status launched(const char *what, graft_err *err) {
     cudaError_t e = cudaGetLastError();
@@ -340,7 +362,10 @@ typedef struct cu_plan {
     size_t qt, kt, vt, gh, lr, z, o, rstd, hist, h0, saved_bytes;
     /* scratch (offsets after the saved-layout copy at 0) */
     size_t q, k, v, gk, u, hA, hB, work, work_bytes;
-    size_t du, dgh, dout, dq, dk, dv, dgk, dzb, dlr, dx, scratch_bytes;
+    size_t du, dgh, dout, dq, dk, dv, dgk, dzb, dlr, dx;
+    /* parameter-gradient partials (colsum.cuh) and their row counts */
+    size_t pwn, pdb, pconv, scratch_bytes;
+    int64_t pwn_rows, pdb_rows, pconv_rows;
 } cu_plan;
 
 static size_t take(size_t *c, size_t bytes) {
@@ -389,6 +414,12 @@ static void plan_make(const gla_layer *L, int64_t B, int64_t T, cu_plan *p) {
     p->dzb = take(&c, 2 * N * L->Kkv);
     p->dlr = take(&c, 2 * N * L->r);
     p->dx = take(&c, 4 * N * L->C);
+    p->pwn_rows = norm_bwd_blocks(B * T * L->H);
+    p->pdb_rows = blocks_for(B * T, 64);
+    p->pconv_rows = B * ((T + 63) / 64);
+    p->pwn = take(&c, 4 * (size_t)p->pwn_rows * L->dv);
+    p->pdb = take(&c, 4 * (size_t)p->pdb_rows * L->Kkv);
+    p->pconv = take(&c, L->use_conv ? 4 * (size_t)p->pconv_rows * Kch * L->W : 0);
     p->scratch_bytes = c;
 }
 
@@ -445,7 +476,7 @@ static graft_status check_io(const gla_layer *L, const graft_mixer_io *io, int b
 /* Views of one call's buffers. */
 typedef struct cu_bufs {
     bf16 *qt, *kt, *vt, *gh, *lr, *o, *q, *k, *v, *u, *dgh, *dout, *dq, *dk, *dv, *dzb, *dlr;
-    float *z, *rstd, *hist, *h0, *gk, *hA, *hB, *du, *dgk, *dx;
+    float *z, *rstd, *hist, *h0, *gk, *hA, *hB, *du, *dgk, *dx, *pwn, *pdb, *pconv;
     void *work;
     size_t work_bytes;
 } cu_bufs;
@@ -481,6 +512,9 @@ static void carve(const gla_layer *L, const cu_plan *p, char *act, char *scr, cu
     c->dzb = (bf16 *)(scr + p->dzb);
     c->dlr = (bf16 *)(scr + p->dlr);
     c->dx = (float *)(scr + p->dx);
+    c->pwn = (float *)(scr + p->pwn);
+    c->pdb = (float *)(scr + p->pdb);
+    c->pconv = (float *)(scr + p->pconv);
 }
 
 static const bf16 *PB(const gla_layer *L, const graft_mixer_io *io, int slot) {
@@ -690,8 +724,8 @@ extern "C" graft_status gla_cuda_layer_backward(const gla_layer *L, const graft_
     if ((io->grads && (st = mm(L, s, 1, 0, C, L->Vq, N, dy, C, c.u, L->Vq, GF(L, io, GLA_P_O), L->Vq, 1, 1, err))) ||
         (st = mm(L, s, 0, 0, N, L->Vq, C, dy, C, PB(L, io, GLA_P_O), L->Vq, c.du, L->Vq, 0, 1, err)))
         return prefixed(err, "backward");
-    norm_gate_bwd_kernel<<<capped(N * H * 32, 256), 256, 0, s>>>(c.dout, c.dgh, GF(L, io, GLA_P_NORM), c.du, c.o,
-                                                                 c.gh, c.rstd, PB(L, io, GLA_P_NORM), N * H, (int)L->dv);
+    norm_gate_bwd_kernel<<<norm_bwd_blocks(N * H), 32 * NORM_BWD_WARPS, 0, s>>>(
+        c.dout, c.dgh, io->grads ? c.pwn : NULL, c.du, c.o, c.gh, c.rstd, PB(L, io, GLA_P_NORM), N * H, (int)L->dv);
     if ((st = launched("norm_gate_bwd", err))) return st;
     /* g_proj: dWg += dghᵀ x; dx = dgh Wg (the first write of dx) */
     if ((io->grads && (st = mm(L, s, 1, 0, L->Vq, C, N, c.dgh, L->Vq, x, C, GF(L, io, GLA_P_G), C, 1, 1, err))) ||
@@ -723,8 +757,8 @@ extern "C" graft_status gla_cuda_layer_backward(const gla_layer *L, const graft_
     if (dsi && (st = transpose(L, dsi, (int64_t)slot, c.hB, H * DD, B, s, err))) return st;
 
     /* gate: dz = dα σ(−z)/γ; z = lr W1ᵀ + b; lr = x W0ᵀ */
-    gate_bwd_kernel<<<dim3(blocks_for(L->Kkv, 128), blocks_for(N, 64)), 128, 0, s>>>(
-        c.dzb, GF(L, io, GLA_P_GK1_BIAS), c.dgk, c.z, N, L->Kkv, (float)(1.0 / L->gamma));
+    gate_bwd_kernel<<<dim3(blocks_for(L->Kkv, 128), (unsigned)p.pdb_rows), 128, 0, s>>>(
+        c.dzb, GF(L, io, GLA_P_GK1_BIAS) ? c.pdb : NULL, c.dgk, c.z, N, L->Kkv, (float)(1.0 / L->gamma));
     if ((st = launched("gate_bwd", err))) return st;
     if ((io->grads && (st = mm(L, s, 1, 0, L->Kkv, L->r, N, c.dzb, L->Kkv, c.lr, L->r, GF(L, io, GLA_P_GK1), L->r, 1,
                                1, err))) ||
@@ -742,10 +776,10 @@ extern "C" graft_status gla_cuda_layer_backward(const gla_layer *L, const graft_
             conv_dsilu_kernel<<<blocks_for(N * wid[i], 256), 256, 0, s>>>(dproj[i], pre[i], wid[i], c.hist + off[i],
                                                                           Kch * W, w, (int)W, B, T);
             if ((st = launched("conv_dsilu", err))) return st;
-            if (io->grads) {
-                dim3 g(blocks_for(wid[i], 128), (unsigned)(B * ((T + 63) / 64)));
-                conv_dw_kernel<<<g, 128, 0, s>>>(GF(L, io, cslots[i]), dproj[i], pre[i], wid[i], c.hist + off[i],
-                                                 Kch * W, (int)W, B, T);
+            if (io->grads) { /* partials of conv i at its channels' offset: rows x (wid[i] * W) */
+                dim3 g(blocks_for(wid[i], 128), (unsigned)p.pconv_rows);
+                conv_dw_kernel<<<g, 128, 0, s>>>(c.pconv + p.pconv_rows * off[i], dproj[i], pre[i], wid[i],
+                                                 c.hist + off[i], Kch * W, (int)W, B, T);
                 if ((st = launched("conv_dw", err))) return st;
             }
             const float *dtail = dso ? dso + sfl + off[i] : NULL;
@@ -770,5 +804,18 @@ extern "C" graft_status gla_cuda_layer_backward(const gla_layer *L, const graft_
             return prefixed(err, "backward");
     }
     f32_to_bf16_kernel<<<capped(N * C, 256), 256, 0, s>>>((bf16 *)io->dx, c.dx, N * C);
-    return launched("f32_to_bf16 (dx)", err);
+    if ((st = launched("f32_to_bf16 (dx)", err))) return st;
+
+    /* the per-channel parameter gradients: every block's partials added in a fixed order, one launch */
+    if (!io->grads) return GRAFT_STATUS_OK;
+    colsum_args cs;
+    memset(&cs, 0, sizeof cs);
+    colsum_add(&cs, GF(L, io, GLA_P_NORM), c.pwn, p.pwn_rows, L->dv);
+    colsum_add(&cs, GF(L, io, GLA_P_GK1_BIAS), c.pdb, p.pdb_rows, L->Kkv);
+    for (int i = 0; i < 3 && L->use_conv; i++)
+        colsum_add(&cs, GF(L, io, cslots[i]), c.pconv + p.pconv_rows * off[i], p.pconv_rows, wid[i] * W);
+    if (colsum_launch(&cs, s))
+        return graft_err_set(err, GRAFT_STATUS_INTERNAL, "gla: backward: more than %d gradient segments",
+                             COLSUM_MAX_SEGS);
+    return launched("colsum", err);
 }
