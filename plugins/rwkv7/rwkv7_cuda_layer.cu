@@ -34,7 +34,10 @@
  *   scratch: [the saved layout, used when io->saved is NULL] | xb[6] (N, C) bf16 | w f32, k, a, b,
  *            v bf16 (N, C) | og (N, C) bf16 | hA, hB (B, H, K, V) f32 | the core's backward work |
  *            backward: dof f32, dO, dg, dr, dk, dv, da, db bf16, dw, drb, dkb, dvb f32, dznu bf16,
- *            dh f32 and dhb bf16 (N, max rank), dxt, A, Bm (N, C) f32
+ *            dh f32 and dhb bf16 (N, max rank), dxt, A, Bm (N, C) f32 | the parameter-gradient
+ *            partials, f32 (colsum.cuh: written per warp or block, summed in a fixed order, so a
+ *            rerun is bitwise identical): pout (3, nwarp, 128) r_k, gn_w, gn_b | pprep (5, nwarp,
+ *            128) k_a, k_k, w bias, a bias, v bias | pshift (6, N/64 row blocks, C) the mixes mu
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -47,6 +50,7 @@ extern "C" {
 #include "rwkv7.h"
 #include "rwkv7_cuda.cuh"
 }
+#include "../common/colsum.cuh"
 
 typedef __nv_bfloat16 bf16;
 
@@ -87,8 +91,9 @@ static __global__ void shift_kernel(bf16 *xb, int64_t box_stride, const bf16 *x,
 
 /* Token-shift backward for one mix (box): d = dxt (the gradient of x^box), A += (1-mu) d,
  * Bm += mu d (Bm of row n belongs to x_{n-1}), dmu[c] += sum_n d * delta. Grid (C/256, row blocks
- * of 64 rows); one atomicAdd per (c, block). */
-static __global__ void shift_bwd_kernel(float *A, float *Bm, float *dmu, const float *dxt, const bf16 *x,
+ * of 64 rows); each block writes its sums to part (gridDim.y, C), NULL without parameter gradients
+ * (colsum_kernel adds them onto dmu in a fixed order). */
+static __global__ void shift_bwd_kernel(float *A, float *Bm, float *part, const float *dxt, const bf16 *x,
                                         const float *hist, const bf16 *mu, int64_t N, int64_t T, int64_t C) {
     int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     int64_t n0 = (int64_t)blockIdx.y * 64, n1 = n0 + 64 < N ? n0 + 64 : N;
@@ -102,7 +107,7 @@ static __global__ void shift_bwd_kernel(float *A, float *Bm, float *dmu, const f
         Bm[i] += m * d;
         acc += d * (prev - bf(x[i]));
     }
-    if (dmu) atomicAdd(&dmu[c], acc); /* NULL: a backward without parameter gradients */
+    if (part) part[blockIdx.y * C + c] = acc;
 }
 
 /* dx_t = A_t + Bm_{t+1} (t + 1 < T) or the gradient of the final shift tail (t = T-1). */
@@ -243,7 +248,9 @@ static __global__ void out_kernel(bf16 *og, float *mean, float *rstd, int stats,
 
 /* Warps of the "fixed head" kernels below: grid-stride over rows n*H + h with a warp count that is
  * a multiple of H, so one warp always sees the same head and keeps its per-channel parameter
- * gradient partials in registers (one atomicAdd per channel and warp at the end). */
+ * gradient partials in registers. At the end warp w writes them to row w of its partials, (nwarp,
+ * 128) per gradient: element w * 128 + e is row w / H, channel (w % H) * 128 + e of an
+ * (nwarp / H, C) matrix, which colsum_kernel sums in a fixed order (no atomics). */
 static int64_t fixed_warps(int64_t rows, int64_t H) {
     int64_t m = 4096 / H;
     if (m < 1) m = 1;
@@ -256,7 +263,7 @@ struct outb_p {
     const bf16 *o, *r, *k, *v, *g, *rk, *gw, *gb;
     bf16 *dg, *dO;
     float *dvb, *drb, *dkb;
-    float *g_rk, *g_gw, *g_gb;
+    float *part; /* (3, nwarp, 128): r_k, gn_w, gn_b partials; NULL without parameter gradients */
     int64_t rows, H, nwarp;
 };
 
@@ -314,12 +321,14 @@ static __global__ void out_bwd_kernel(outb_p p) {
             p.dO[i] = __float2bfloat16(rs * (d[j] * gwv[j] - m1 - xh[j] * m2));
         }
     }
+    if (!p.part) return;
+    float *pt = p.part + warp * 128 + lane;
+    const int64_t seg = p.nwarp * 128;
 #pragma unroll
     for (int j = 0; j < 4; j++) {
-        int64_t ch = h * 128 + lane + 32 * j;
-        if (p.g_rk) atomicAdd(&p.g_rk[ch], prk[j]);
-        if (p.g_gw) atomicAdd(&p.g_gw[ch], pgw[j]);
-        if (p.g_gb) atomicAdd(&p.g_gb[ch], pgb[j]);
+        pt[32 * j] = prk[j];
+        pt[seg + 32 * j] = pgw[j];
+        pt[2 * seg + 32 * j] = pgb[j];
     }
 }
 
@@ -330,7 +339,8 @@ struct prepb_p {
     bf16 *dr, *dk, *dv, *da, *db; /* in: the core's gradients; out (in place): d(r), d(k0), d(v0),
                                      d(zw), d(za) for the products */
     bf16 *dznu;
-    float *g_ka, *g_kk, *g_wb, *g_ab, *g_vb;
+    float *part; /* (5, nwarp, 128): k_a, k_k, w bias, a bias, v bias (consumer) partials; NULL
+                    without parameter gradients */
     int producer;
     int64_t rows, H, nwarp;
 };
@@ -404,14 +414,16 @@ static __global__ void prep_bwd_kernel(prepb_p p) {
             }
         }
     }
+    if (!p.part) return;
+    float *pt = p.part + warp * 128 + lane;
+    const int64_t seg = p.nwarp * 128;
 #pragma unroll
     for (int j = 0; j < 4; j++) {
-        int64_t ch = h * 128 + lane + 32 * j;
-        if (p.g_ka) atomicAdd(&p.g_ka[ch], pka[j]);
-        if (p.g_kk) atomicAdd(&p.g_kk[ch], pkk[j]);
-        if (p.g_wb) atomicAdd(&p.g_wb[ch], pwb[j]);
-        if (p.g_ab) atomicAdd(&p.g_ab[ch], pab[j]);
-        if (p.g_vb && !p.producer) atomicAdd(&p.g_vb[ch], pvb[j]);
+        pt[32 * j] = pka[j];
+        pt[seg + 32 * j] = pkk[j];
+        pt[2 * seg + 32 * j] = pwb[j];
+        pt[3 * seg + 32 * j] = pab[j];
+        if (!p.producer) pt[4 * seg + 32 * j] = pvb[j];
     }
 }
 
@@ -462,7 +474,10 @@ typedef struct cu_plan {
     size_t hist, h0, r, k0, v0, zw, za, znu, hw, ha, hg, hv, g, o, mean, rstd, kfw, kfw_bytes, saved_bytes;
     /* scratch (after the saved-layout copy at 0) */
     size_t xb, w, k, a, b, v, og, hA, hB, kbw, kbw_bytes;
-    size_t dof, dO, dg, dr, dk, dv, da, db, dw, drb, dkb, dvb, dznu, dh, dhb, dxt, A, Bm, scratch_bytes;
+    size_t dof, dO, dg, dr, dk, dv, da, db, dw, drb, dkb, dvb, dznu, dh, dhb, dxt, A, Bm;
+    /* parameter-gradient partials (colsum.cuh): nwarp of the fixed-head kernels, shift row blocks */
+    size_t pout, pprep, pshift, scratch_bytes;
+    int64_t nwarp, pshift_rows;
 } cu_plan;
 
 static size_t take(size_t *c, size_t bytes) {
@@ -540,6 +555,11 @@ static void plan_make(const rwkv7_layer *L, int64_t B, int64_t T, cu_plan *p) {
     p->dxt = take(&c, 4 * N * C);
     p->A = take(&c, 4 * N * C);
     p->Bm = take(&c, 4 * N * C);
+    p->nwarp = fixed_warps(B * T * L->H, L->H);
+    p->pshift_rows = (B * T + 63) / 64;
+    p->pout = take(&c, 4 * 3 * (size_t)p->nwarp * 128);
+    p->pprep = take(&c, 4 * 5 * (size_t)p->nwarp * 128);
+    p->pshift = take(&c, 4 * 6 * (size_t)p->pshift_rows * C);
     p->scratch_bytes = c;
 }
 
@@ -601,7 +621,7 @@ typedef struct cu_bufs {
     float *hist, *h0, *zw, *za, *znu, *mean, *rstd, *w, *hA, *hB;
     bf16 *r, *k0, *v0, *hw, *ha, *hg, *hv, *g, *o, *xb, *k, *a, *b, *v, *og;
     void *kfw, *kbw;
-    float *dof, *dw, *drb, *dkb, *dvb, *dh, *dxt, *A, *Bm;
+    float *dof, *dw, *drb, *dkb, *dvb, *dh, *dxt, *A, *Bm, *pout, *pprep, *pshift;
     bf16 *dO, *dg, *dr, *dk, *dv, *da, *db, *dznu, *dhb;
 } cu_bufs;
 
@@ -651,6 +671,9 @@ static void carve(const cu_plan *p, char *act, char *scr, cu_bufs *c) {
     c->dxt = (float *)(scr + p->dxt);
     c->A = (float *)(scr + p->A);
     c->Bm = (float *)(scr + p->Bm);
+    c->pout = (float *)(scr + p->pout);
+    c->pprep = (float *)(scr + p->pprep);
+    c->pshift = (float *)(scr + p->pshift);
 }
 
 static const bf16 *PB(const graft_mixer_io *io, int i) { return (const bf16 *)io->params[i].data; }
@@ -836,12 +859,10 @@ extern "C" graft_status rwkv7_cuda_layer_backward(const rwkv7_layer *L, const gr
     ob.dvb = c.dvb;
     ob.drb = c.drb;
     ob.dkb = c.dkb;
-    ob.g_rk = GF(io, P_R_K);
-    ob.g_gw = GF(io, P_GN_W);
-    ob.g_gb = GF(io, P_GN_B);
+    ob.part = io->grads ? c.pout : NULL;
     ob.rows = N * H;
     ob.H = H;
-    ob.nwarp = fixed_warps(N * H, H);
+    ob.nwarp = p.nwarp;
     out_bwd_kernel<<<blocks_for(ob.nwarp * 32, 256), 256, 0, s>>>(ob);
     if ((st = launched("out_bwd", err))) return st;
 
@@ -895,26 +916,23 @@ extern "C" graft_status rwkv7_cuda_layer_backward(const rwkv7_layer *L, const gr
     pb.da = c.da;
     pb.db = c.db;
     pb.dznu = c.dznu;
-    pb.g_ka = GF(io, P_K_A);
-    pb.g_kk = GF(io, P_K_K);
-    pb.g_wb = GF(io, P_W_B);
-    pb.g_ab = GF(io, P_A_B);
-    pb.g_vb = L->producer ? NULL : GF(io, P_V_B);
+    pb.part = io->grads ? c.pprep : NULL;
     pb.producer = L->producer;
     pb.rows = N * H;
     pb.H = H;
-    pb.nwarp = fixed_warps(N * H, H);
+    pb.nwarp = p.nwarp;
     prep_bwd_kernel<<<blocks_for(pb.nwarp * 32, 256), 256, 0, s>>>(pb);
     if ((st = launched("prep_bwd", err))) return st;
 
     /* the products, box by box; each box's input gradient goes through the shift backward */
     TRY(cudaMemsetAsync(c.A, 0, (size_t)(N * C) * 4, s));
     TRY(cudaMemsetAsync(c.Bm, 0, (size_t)(N * C) * 4, s));
-    dim3 gsb(blocks_for(C, 256), blocks_for(N, 64));
+    dim3 gsb(blocks_for(C, 256), (unsigned)p.pshift_rows);
 #define SHIFT_BWD(box)                                                                                          \
     do {                                                                                                        \
-        shift_bwd_kernel<<<gsb, 256, 0, s>>>(c.A, c.Bm, GF(io, P_X_R + (box)), c.dxt, (const bf16 *)io->x,     \
-                                             c.hist, PB(io, P_X_R + (box)), N, T, C);                           \
+        float *part_ = io->grads ? c.pshift + (box) * p.pshift_rows * C : NULL;                                 \
+        shift_bwd_kernel<<<gsb, 256, 0, s>>>(c.A, c.Bm, part_, c.dxt, (const bf16 *)io->x, c.hist,               \
+                                             PB(io, P_X_R + (box)), N, T, C);                                   \
         if ((st = launched("shift_bwd", err))) return st;                                                       \
     } while (0)
     /* r (box 0) */
@@ -974,5 +992,20 @@ extern "C" graft_status rwkv7_cuda_layer_backward(const rwkv7_layer *L, const gr
         dtail_kernel<<<blocks_for(B * C, 256), 256, 0, s>>>(dsi, (int64_t)slot, (int64_t)sfl, c.Bm, B, T, C);
         if ((st = launched("dtail", err))) return st;
     }
-    return GRAFT_STATUS_OK;
+
+    /* the per-channel parameter gradients: every warp's / block's partials added in a fixed order,
+     * one launch for the 14 (a producer has no v bias) */
+    if (!io->grads) return GRAFT_STATUS_OK;
+    colsum_args cs;
+    memset(&cs, 0, sizeof cs);
+    const int64_t m = p.nwarp / H, po = p.nwarp * 128; /* rows of the fixed-head partials; one gradient's */
+    const int out_g[3] = {P_R_K, P_GN_W, P_GN_B}, prep_g[5] = {P_K_A, P_K_K, P_W_B, P_A_B, P_V_B};
+    for (int i = 0; i < 3; i++) colsum_add(&cs, GF(io, out_g[i]), c.pout + i * po, m, C);
+    for (int i = 0; i < 5 - L->producer; i++) colsum_add(&cs, GF(io, prep_g[i]), c.pprep + i * po, m, C);
+    for (int box = 0; box < 6; box++)
+        colsum_add(&cs, GF(io, P_X_R + box), c.pshift + box * p.pshift_rows * C, p.pshift_rows, C);
+    if (colsum_launch(&cs, s))
+        return graft_err_set(err, GRAFT_STATUS_INTERNAL, "rwkv7: backward: more than %d gradient segments",
+                             COLSUM_MAX_SEGS);
+    return launched("colsum", err);
 }
