@@ -104,15 +104,13 @@ int main(int argc, char **argv) {
         graft_plugin_unload(lp);
         return 77;
     }
-    graft_mixer_cfg *cfg = NULL;
-    int64_t B = 0, T = 0;
-    cvc_case *c = cvc_case_parse(case_text, &cfg, &B, &T);
+    cvc_case *c = cvc_case_parse(case_text);
     if (!c) {
         graft_plugin_unload(lp);
         return 2;
     }
     cvc_env env = {graft_plugin_host(lp), d_alloc, d_free, h2d, d2h, d_zero, d_sync, g_be->stream};
-    int fails = cvc_run(m, &env, cfg, B, T, seed, cvc_case_random_state_in(c));
+    int fails = cvc_run(m, &env, c, seed);
     cvc_case_free(c);
     graft_plugin_unload(lp);
     printf("%s: %d failure(s)\n", fails ? "FAIL" : "OK", fails);

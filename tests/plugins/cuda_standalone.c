@@ -59,15 +59,13 @@ int main(int argc, char **argv) {
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = 0;
         if (!line[0] || line[0] == '#') continue;
-        graft_mixer_cfg *cfg;
-        int64_t B, T;
-        cvc_case *c = cvc_case_parse(line, &cfg, &B, &T);
+        cvc_case *c = cvc_case_parse(line);
         if (!c) {
             fails++;
             continue;
         }
         printf("%s case '%s' seed %llu\n", m->name, line, (unsigned long long)seed);
-        int fl = cvc_run(m, &env, cfg, B, T, seed + (uint64_t)cases, cvc_case_random_state_in(c));
+        int fl = cvc_run(m, &env, c, seed + (uint64_t)cases);
         printf("  -> %s\n", fl ? "FAIL" : "ok");
         fails += fl;
         cases++;

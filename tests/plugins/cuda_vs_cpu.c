@@ -19,7 +19,12 @@
  * Checked per case: forward (y, and with a decode state the final state), backward (dx, every
  * parameter gradient, and with CAP_STATE_GRAD dstate_in from a random dstate_out), and decoding:
  * a prefill of the first half, then one-token steps in place (state_in == state_out), equals the
- * full forward on CUDA. States are compared only where the plugin keeps the CPU layout on CUDA
+ * full forward on CUDA. With the case key reruns=N, the CUDA backward then runs N more times on
+ * the same inputs and every parameter gradient, dx, dstate_in and dcarry must equal the first
+ * run's bit for bit (no tolerance: the parameter-gradient reductions add their partials in a fixed
+ * order, plugins/common/colsum.cuh; float atomicAdd made reruns differ in the last bits, and a
+ * killed and resumed training run drift from the uninterrupted one). States are compared only
+ * where the plugin keeps the CPU layout on CUDA
  * (CAP_STATE_GRAD: gla, rwkv7); softmax's CUDA KV cache is bf16 inside its slot and is checked
  * through the decode outputs.
  *
@@ -37,6 +42,16 @@
 #include <string.h>
 
 #include "graft/rng.h"
+
+struct cvc_case {
+    graft_mixer_cfg cfg;
+    graft_kv kv[64];
+    char *store[64][2];
+    int n;
+    int64_t B, T;
+    int random_state_in;
+    int64_t reruns; /* reruns=N: the CUDA backward N more times, bitwise equal (cvc_run) */
+};
 
 #define TOL_FWD 2e-4
 #define TOL_BWD 5e-4
@@ -168,6 +183,138 @@ static graft_status call(const graft_mixer *m, void *layer, const cvc_env *env, 
     return backward ? m->backward(&io, err) : m->forward(&io, err);
 }
 
+/* ---- reruns: the same CUDA backward again, bit for bit ------------------------------------------ */
+
+/* One CUDA backward call's buffers (device), so that it can be run again. */
+typedef struct dev_bwd {
+    int64_t B, T, cap;
+    void *x, *dy, *dx, *saved, *scratch, *dso, *dsi, *carry, *dcarry;
+    const void *sin;
+    size_t dx_bytes, dsi_bytes, dcarry_bytes; /* 0: that output is absent */
+    const float *dcarry0;                     /* host: dcarry before the backward (its += base) */
+} dev_bwd;
+
+/* One output of the backward: where it lives on the device, its size, its element (4: f32, 2: bf16)
+ * and the first run's bytes (host). */
+typedef struct bwd_out {
+    char name[160];
+    void *dev;
+    size_t bytes, elem;
+    unsigned char *first;
+} bwd_out;
+
+static double elem_value(const unsigned char *p, size_t elem, size_t i) {
+    if (elem == 2) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        return from_bf16(h);
+    }
+    float f;
+    memcpy(&f, p + 4 * i, 4);
+    return f;
+}
+
+/* Returns 1 and prints the count of differing elements, max |diff| and the first index when the
+ * bytes of got and the first run's differ. */
+static int same_bits(const bwd_out *o, const unsigned char *got, int rerun) {
+    if (!memcmp(got, o->first, o->bytes)) return 0;
+    size_t n = o->bytes / o->elem, diff = 0, first = 0;
+    double maxd = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!memcmp(got + i * o->elem, o->first + i * o->elem, o->elem)) continue;
+        if (!diff++) first = i;
+        double d = fabs(elem_value(got, o->elem, i) - elem_value(o->first, o->elem, i));
+        if (d > maxd || isnan(d)) maxd = d;
+    }
+    printf("  %-40s rerun %d: %zu of %zu elements differ  FAIL\n", o->name, rerun, diff, n);
+    fprintf(stderr, "MISMATCH %s: rerun %d not bitwise equal to the first backward: %zu of %zu elements differ, "
+            "max|diff| %.3e, first bad index %zu (got %.9g, first run %.9g)\n", o->name, rerun, diff, n, maxd,
+            first, elem_value(got, o->elem, first), elem_value(o->first, o->elem, first));
+    return 1;
+}
+
+/* Runs the CUDA backward d (which has run once: its outputs hold the first run's results) reruns
+ * more times, the parameter gradients zeroed and dcarry reset to its base first (both are +=; dx
+ * and dstate_in are written), and compares every output with the first run's bit for bit.
+ * Returns the number of failures. */
+static int rerun_bitwise(const graft_mixer *m, void *layer, const cvc_env *env, const side *gpu, const dev_bwd *d,
+                         int64_t reruns) {
+    const int64_t np = m->n_params(layer);
+    bwd_out *out = calloc((size_t)np + 3, sizeof *out);
+    unsigned char *got = NULL;
+    size_t n_out = 0, most = 0;
+    int failures = 0;
+    graft_err err;
+    memset(&err, 0, sizeof err);
+    for (int64_t i = 0; i < np; i++) {
+        graft_param_spec s;
+        memset(&s, 0, sizeof s);
+        s.struct_size = sizeof s;
+        m->param(layer, i, &s, &err);
+        bwd_out *o = &out[n_out++];
+        snprintf(o->name, sizeof o->name, "d %s", s.name);
+        o->dev = gpu->grads[i].data;
+        o->bytes = (size_t)graft_tensor_numel(&gpu->grads[i]) * 4;
+        o->elem = 4;
+    }
+    const struct { const char *name; void *dev; size_t bytes, elem; } extra[3] = {
+        {"dx", d->dx, d->dx_bytes, 2},
+        {"dstate_in", d->dsi, d->dsi_bytes, 4},
+        {"dcarry", d->dcarry, d->dcarry_bytes, 4}};
+    for (int k = 0; k < 3; k++) {
+        if (!extra[k].bytes) continue;
+        bwd_out *o = &out[n_out++];
+        snprintf(o->name, sizeof o->name, "%s", extra[k].name);
+        o->dev = extra[k].dev;
+        o->bytes = extra[k].bytes;
+        o->elem = extra[k].elem;
+    }
+    for (size_t k = 0; k < n_out; k++) {
+        out[k].first = malloc(out[k].bytes ? out[k].bytes : 1);
+        if (out[k].bytes > most) most = out[k].bytes;
+        if (env->d2h(out[k].first, out[k].dev, out[k].bytes)) {
+            failures++;
+            goto done;
+        }
+    }
+    got = malloc(most ? most : 1);
+    printf(" backward rerun %lld time(s) on the same inputs, bit for bit against the first run:\n", (long long)reruns);
+    for (int r = 1; r <= reruns; r++) {
+        for (int64_t k = 0; k < np; k++) /* parameter gradients accumulate (+=): from zero, as the first run */
+            if (env->dzero(out[k].dev, out[k].bytes)) {
+                failures++;
+                goto done;
+            }
+        if (d->dcarry_bytes && env->h2d(d->dcarry, d->dcarry0, d->dcarry_bytes)) {
+            failures++;
+            goto done;
+        }
+        graft_status st = call(m, layer, env, gpu, 1, d->B, d->T, d->x, NULL, d->dy, d->dx, d->saved, d->scratch,
+                               d->cap, d->sin, NULL, NULL, d->dso, d->dsi, d->carry, d->dcarry, &err);
+        char msg[512] = "";
+        if (st || env->sync(msg, sizeof msg)) {
+            fprintf(stderr, "cuda backward (rerun %d) failed: %s%s\n", r, st ? err.msg : "", msg);
+            failures++;
+            goto done;
+        }
+        int bad = 0;
+        for (size_t k = 0; k < n_out; k++) {
+            if (env->d2h(got, out[k].dev, out[k].bytes)) {
+                failures++;
+                goto done;
+            }
+            bad += same_bits(&out[k], got, r);
+        }
+        failures += bad;
+        if (!bad) printf("  rerun %d: all %zu outputs bitwise equal\n", r, n_out);
+    }
+done:
+    for (size_t k = 0; k < n_out; k++) free(out[k].first);
+    free(out);
+    free(got);
+    return failures;
+}
+
 #define FAIL_CALL(what)                                                                            \
     do {                                                                                           \
         fprintf(stderr, "%s failed (%s): %s\n", what, graft_status_name(st), err.msg);             \
@@ -175,8 +322,10 @@ static graft_status call(const graft_mixer *m, void *layer, const cvc_env *env, 
         goto done;                                                                                 \
     } while (0)
 
-int cvc_run(const graft_mixer *m, const cvc_env *env, const graft_mixer_cfg *cfg, int64_t B, int64_t T,
-            uint64_t seed, int random_state_in) {
+int cvc_run(const graft_mixer *m, const cvc_env *env, const cvc_case *tcase, uint64_t seed) {
+    const graft_mixer_cfg *cfg = &tcase->cfg;
+    const int64_t B = tcase->B, T = tcase->T;
+    const int random_state_in = tcase->random_state_in;
     int failures = 0;
     graft_err err;
     memset(&err, 0, sizeof err);
@@ -416,6 +565,11 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const graft_mixer_cfg *cfg
         failures += compare(name, g, gbuf[i], n, TOL_BWD);
         free(g);
     }
+    if (tcase->reruns > 0) {
+        dev_bwd db = {B, T, cap, d_x, d_dy, d_dx, d_saved, d_scr, d_dso, d_dsi, d_carry, d_dcarry, d_sin,
+                      (size_t)N * C * 2, state_grad ? slot * (size_t)B : 0, cw ? (size_t)(N * cw) * 4 : 0, dcarry0};
+        failures += rerun_bitwise(m, layer, env, &gpu, &db, tcase->reruns);
+    }
 
     /* ---- decode on CUDA: prefill the first half, then one token at a time, in place ---- */
     {
@@ -533,17 +687,7 @@ done:
 
 /* ---- case lines ------------------------------------------------------------------------------ */
 
-struct cvc_case {
-    graft_mixer_cfg cfg;
-    graft_kv kv[64];
-    char *store[64][2];
-    int n;
-    int random_state_in;
-};
-
-int cvc_case_random_state_in(const cvc_case *c) { return c->random_state_in; }
-
-cvc_case *cvc_case_parse(const char *text, graft_mixer_cfg **cfg, int64_t *B, int64_t *T) {
+cvc_case *cvc_case_parse(const char *text) {
     cvc_case *c = calloc(1, sizeof *c);
     c->cfg.struct_size = sizeof c->cfg;
     c->cfg.n_embd = 256;
@@ -554,8 +698,8 @@ cvc_case *cvc_case_parse(const char *text, graft_mixer_cfg **cfg, int64_t *B, in
     c->cfg.rope_theta = 1000000.0;
     c->cfg.norm_eps = 1e-6;
     c->cfg.origin = "cuda conformance case";
-    *B = 2;
-    *T = 64;
+    c->B = 2;
+    c->T = 64;
     char *s = strdup(text);
     int ok = 1;
     for (char *tok = strtok(s, " \t\n"); tok && ok; tok = strtok(NULL, " \t\n")) {
@@ -578,7 +722,8 @@ cvc_case *cvc_case_parse(const char *text, graft_mixer_cfg **cfg, int64_t *B, in
             int64_t *dst = !strcmp(k, "n_embd") ? &c->cfg.n_embd : !strcmp(k, "n_head") ? &c->cfg.n_head
                          : !strcmp(k, "n_kv_head") ? &c->cfg.n_kv_head : !strcmp(k, "head_dim") ? &c->cfg.head_dim
                          : !strcmp(k, "layer_index") ? &c->cfg.layer_index : !strcmp(k, "n_layer") ? &c->cfg.n_layer
-                         : !strcmp(k, "B") ? B : !strcmp(k, "T") ? T : NULL;
+                         : !strcmp(k, "B") ? &c->B : !strcmp(k, "T") ? &c->T
+                         : !strcmp(k, "reruns") ? &c->reruns : NULL;
             if (dst) *dst = strtoll(v, &end, 10);
             else if (c->n < 64) {
                 c->store[c->n][0] = strdup(k);
@@ -596,8 +741,12 @@ cvc_case *cvc_case_parse(const char *text, graft_mixer_cfg **cfg, int64_t *B, in
         }
     }
     free(s);
-    if (ok && (*B < 1 || *B > 64 || *T < 2 || *T > 8192)) {
-        fprintf(stderr, "case: B %lld, T %lld: expected 1..64 and 2..8192\n", (long long)*B, (long long)*T);
+    if (ok && (c->B < 1 || c->B > 64 || c->T < 2 || c->T > 8192)) {
+        fprintf(stderr, "case: B %lld, T %lld: expected 1..64 and 2..8192\n", (long long)c->B, (long long)c->T);
+        ok = 0;
+    }
+    if (ok && (c->reruns < 0 || c->reruns > 16)) {
+        fprintf(stderr, "case: reruns %lld: expected 0..16\n", (long long)c->reruns);
         ok = 0;
     }
     if (!ok) {
@@ -606,7 +755,6 @@ cvc_case *cvc_case_parse(const char *text, graft_mixer_cfg **cfg, int64_t *B, in
     }
     c->cfg.kv = c->kv;
     c->cfg.n_kv = c->n;
-    *cfg = &c->cfg;
     return c;
 }
 

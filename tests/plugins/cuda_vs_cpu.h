@@ -21,21 +21,28 @@ typedef struct cvc_env {
     void *stream;                         /* the stream the mixer is called on                */
 } cvc_env;
 
-/* Runs the CUDA-vs-CPU checks for one case (cfg, B, T) with inputs drawn from seed. Prints one line
- * per comparison (name, NMSE, tolerance) and returns the number of failures (a refusal of the case
- * by the CUDA path, UNSUPPORTED, counts as a failure: cases are chosen to be served).
- * random_state_in (case key state_in=random; mixers with GRAFT_MIXER_CAP_STATE_GRAD): the
- * forward/backward comparison starts every sequence from a random fp32 state instead of the empty
- * one (the decode check always starts empty). */
-int cvc_run(const graft_mixer *m, const cvc_env *env, const graft_mixer_cfg *cfg, int64_t B, int64_t T,
-            uint64_t seed, int random_state_in);
-
-/* Parses a conformance case line (tests/plugins/configs) into cfg/B/T; kv storage lives in the
- * returned opaque object, freed with cvc_case_free. NULL on a bad line (message printed). */
+/* A conformance case line (tests/plugins/configs/cuda/<M>.txt): the mixer's config, B, T and the
+ * harness's own keys (state_in, reruns, below). Opaque; parsed by cvc_case_parse, freed by
+ * cvc_case_free. */
 typedef struct cvc_case cvc_case;
-cvc_case *cvc_case_parse(const char *text, graft_mixer_cfg **cfg, int64_t *B, int64_t *T);
+
+/* Parses a case line: key=value pairs. The harness keys: B, T, the graft_mixer_cfg members
+ * (n_embd, n_head, ...), carry_role, state_in=zero|random, reruns=N; every other key goes to the
+ * plugin's config. NULL on a bad line (message printed). */
+cvc_case *cvc_case_parse(const char *text);
 void cvc_case_free(cvc_case *c);
-/* Whether the case line asked for state_in=random. */
-int cvc_case_random_state_in(const cvc_case *c);
+
+/* Runs the CUDA-vs-CPU checks for one case with inputs drawn from seed. Prints one line per
+ * comparison (name, NMSE, tolerance) and returns the number of failures (a refusal of the case
+ * by the CUDA path, UNSUPPORTED, counts as a failure: cases are chosen to be served).
+ * Case keys read here:
+ *   state_in=random (mixers with GRAFT_MIXER_CAP_STATE_GRAD): the forward/backward comparison
+ *     starts every sequence from a random fp32 state instead of the empty one (the decode check
+ *     always starts empty);
+ *   reruns=N: after the comparison, the CUDA backward runs N more times on the same inputs (the
+ *     gradients zeroed, dcarry reset first) and every parameter gradient, dx, dstate_in and dcarry
+ *     must be bitwise equal to the first run's (a fixed-order reduction, not atomics; what a
+ *     killed and resumed training run relies on). */
+int cvc_run(const graft_mixer *m, const cvc_env *env, const cvc_case *c, uint64_t seed);
 
 #endif
