@@ -86,13 +86,6 @@ typedef struct graft_backend {
          * N <= 8), and the caller takes the general path. */
         graft_status (*mlp_small)(void *ctx, void *out, void *act, const void *hmid, const void *m, const void *gate,
                                   const void *up, const void *down, int64_t N, int64_t C, int64_t I, graft_err *err);
-        /* The first half of an inference MLP (nothing saved): act (N, I) act = silu(bf16(m gate^T))
-         * * bf16(m up^T); equals linear, linear, swiglu_fwd up to the products' summation order.
-         * NULL where a backend has none; GRAFT_STATUS_UNSUPPORTED, queueing nothing, where the
-         * device or the shapes do not fit it (CUDA: cuda/swiglu_gemm.cuh), and the caller takes
-         * the general path. */
-        graft_status (*gate_up_swiglu)(void *ctx, void *act, const void *m, const void *gate, const void *up,
-                                       int64_t N, int64_t C, int64_t I, graft_err *err);
         /* ids (rows) int32 = the first index of each row's largest value in x (rows, V) F32, both
          * this backend's memory; NaN never chosen unless it leads the row (then 0), as the host's
          * greedy scan in generate.c. NULL on the CPU (the host scans its own logits). */

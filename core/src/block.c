@@ -128,11 +128,6 @@ static graft_status block_forward(const graft_block *b, graft_block_ws *ws, void
         st = be->op.mlp_small(be->ctx, out, ws->act, hmid, ws->m, b->gate, b->up, b->down, N, C, I, err);
         if (st != GRAFT_STATUS_UNSUPPORTED) return st;
     }
-    if (!train && be->op.gate_up_swiglu) { /* g and u never stored: one pass instead of three */
-        st = be->op.gate_up_swiglu(be->ctx, ws->act, ws->m, b->gate, b->up, N, C, I, err);
-        if (!st) return linear_beta(b, out, ws->act, b->down, N, I, C, 1.0f, err);
-        if (st != GRAFT_STATUS_UNSUPPORTED) return st;
-    }
     if ((st = linear(b, ws->g, ws->m, b->gate, N, C, I, err))) return st;
     if ((st = linear(b, ws->u, ws->m, b->up, N, C, I, err))) return st;
     if ((st = be->op.swiglu_fwd(be->ctx, ws->act, ws->g, ws->u, N, I, err))) return st;

@@ -37,7 +37,6 @@ extern "C" {
 #include "cuda/qk_norm_rope.cuh"
 #include "cuda/rmsnorm.cuh"
 #include "cuda/swiglu.cuh"
-#include "cuda/swiglu_gemm.cuh"
 #include "graft/plugin.h"
 
 extern "C" graft_status graft_loss_ce_init(const graft_host *host, graft_plugin *out, graft_err *err);
@@ -577,86 +576,6 @@ static void swiglu_case(const char *name, int64_t N, int64_t I, int fused) {
     check_nmse_f("du", dur, gb, TOL_BF16);
     release_all();
 }
-/* ---- the inference MLP's gate/up products with SwiGLU in the epilogue (swiglu_gemm.cu) --------
- * against the double reference of the products, rounded to bf16 where the unfused path stores g and
- * u, and (bf16 level, the products' summation order aside) against the unfused CUDA path: two
- * cuBLASLt products and swiglu_fwd. A compute-capability-9 device with a build carrying sm_90a code
- * must be served; elsewhere the op must refuse with UNSUPPORTED (and the unfused path runs). */
-static int hopper_build_and_device(void) {
-#if defined(SM_HAVE_WGMMA)
-    int dev = 0, major = 0;
-    return cudaGetDevice(&dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major == 9;
-#else
-    return 0;
-#endif
-}
-
-static void gate_up_swiglu_case(const char *name, int64_t N, int64_t C, int64_t I, int with_ref) {
-    g_case = name;
-    const float ws = 1.0f / sqrtf((float)C);
-    hb x = make_bf16((size_t)(N * C), 1.0f), gw = make_bf16((size_t)(I * C), 2.0f * ws), uw = make_bf16((size_t)(I * C), ws);
-    graft_bf16 *dx = dput(x.b), *dg = dput(gw.b), *du = dput(uw.b);
-    graft_bf16 *act = (graft_bf16 *)dalloc((size_t)(N * I) * 2), *g = (graft_bf16 *)dalloc((size_t)(N * I) * 2),
-               *u = (graft_bf16 *)dalloc((size_t)(N * I) * 2), *act2 = (graft_bf16 *)dalloc((size_t)(N * I) * 2);
-    graft_err e;
-    e.msg[0] = 0;
-    graft_status st = graft_cuda_gate_up_swiglu(act, dx, dg, du, N, C, I, NULL, &e);
-    if (st == GRAFT_STATUS_UNSUPPORTED) {
-        expect(!hopper_build_and_device(), "refused only where the build or the device has no Hopper path");
-        printf("     %-26s not served here (%s): the unfused path runs instead\n", g_case, e.msg);
-        release_all();
-        return;
-    }
-    if (st) {
-        printf("FAIL %s: graft_cuda_gate_up_swiglu: status %d: %s\n", g_case, (int)st, e.msg);
-        g_fail = 1;
-        release_all();
-        return;
-    }
-    /* the unfused path on the same inputs */
-    graft_matmul_args a = margs(GRAFT_DTYPE_BF16, 0, 1, N, I, C, dx, C, dg, C, g, I, 1.0f, 0.0f);
-    OKST(graft_cuda_matmul(g_blas, &a, GRAFT_DTYPE_BF16, ERR));
-    a = margs(GRAFT_DTYPE_BF16, 0, 1, N, I, C, dx, C, du, C, u, I, 1.0f, 0.0f);
-    OKST(graft_cuda_matmul(g_blas, &a, GRAFT_DTYPE_BF16, ERR));
-    OKST(graft_cuda_swiglu_fwd(act2, g, u, N, I, I, I, NULL, ERR));
-    std::vector<float> got = dget_bf16(act, (size_t)(N * I)), unfused = dget_bf16(act2, (size_t)(N * I));
-    check_nmse_f("act vs unfused", unfused, got, 1e-5);
-    size_t same = 0;
-    for (size_t i = 0; i < got.size(); i++) same += got[i] == unfused[i];
-    printf("     %-26s %.2f%% of act bit-identical to the unfused path\n", g_case, 100.0 * same / got.size());
-    if (with_ref) {
-        std::vector<double> rg((size_t)(N * I)), ru((size_t)(N * I));
-        ref_gemm(rg, x.f.data(), gw.f.data(), 0, 1, N, I, C, C, C, I, 1.0, 0.0);
-        ref_gemm(ru, x.f.data(), uw.f.data(), 0, 1, N, I, C, C, C, I, 1.0, 0.0);
-        std::vector<double> ref((size_t)(N * I));
-        for (size_t i = 0; i < ref.size(); i++) {
-            double gv = graft_bf16_to_f32(graft_bf16_from_f32((float)rg[i]));
-            double uv = graft_bf16_to_f32(graft_bf16_from_f32((float)ru[i]));
-            ref[i] = gv / (1.0 + exp(-gv)) * uv;
-        }
-        check_nmse_d("act vs reference", ref, got, TOL_BF16);
-    }
-    release_all();
-}
-
-static void case_gate_up_swiglu(void) {
-    gate_up_swiglu_case("swiglu_gemm_N1", 1, 128, 128, 1);
-    gate_up_swiglu_case("swiglu_gemm_N333_tail", 333, 256, 512, 1);
-    gate_up_swiglu_case("swiglu_gemm_qwen1.7b_N1000", 1000, 2048, 6144, 1);
-    gate_up_swiglu_case("swiglu_gemm_qwen1.7b_N4096", 4096, 2048, 6144, 0); /* tiles wrap the ring many times */
-    g_case = "swiglu_gemm_refusals";
-    graft_err e;
-    graft_bf16 *p = (graft_bf16 *)dalloc(1 << 20);
-    expect_status(graft_cuda_gate_up_swiglu(p, p, p, p, 4, 128, 100, NULL, &e), GRAFT_STATUS_UNSUPPORTED, &e,
-                  "I not a multiple of 128");
-    expect_status(graft_cuda_gate_up_swiglu(p, p, p, p, 4, 96, 128, NULL, &e), GRAFT_STATUS_UNSUPPORTED, &e,
-                  "C not a multiple of 64");
-    expect_status(graft_cuda_gate_up_swiglu(p + 1, p, p, p, 4, 128, 128, NULL, &e), GRAFT_STATUS_UNSUPPORTED, &e,
-                  "act not 16-byte aligned");
-    release_all();
-}
-
 static void case_swiglu(void) { swiglu_case("swiglu_fused_I6144", 64, 6144, 1); }
 static void case_swiglu_odd(void) { swiglu_case("swiglu_odd", 7, 1001, 0); }
 
@@ -915,7 +834,6 @@ static const test_case cases[] = {
     {"qk_norm_rope_T1_D256", case_qk_t1},
     {"swiglu_fused_I6144", case_swiglu},
     {"swiglu_odd", case_swiglu_odd},
-    {"swiglu_gemm", case_gate_up_swiglu},
     {"lmhead_ce_V151936", case_ce},
     {"lmhead_ce_topk64_T4", case_ce_kl},
     {"lmhead_ce_odd", case_ce_odd},
@@ -949,7 +867,7 @@ int main(int argc, char **argv) {
     if (list) {
         for (const auto &c : cases) printf("%s\n", c.name);
         printf("# (op, backend) pairs without a case: none (CUDA ops: matmul, embedding, rmsnorm, add_rmsnorm, "
-               "qk_norm_rope, swiglu, swiglu_gemm, lmhead_loss, adamw, grad_norm)\n");
+               "qk_norm_rope, swiglu, lmhead_loss, adamw, grad_norm)\n");
         return 0;
     }
     int ndev = 0;

@@ -27,7 +27,6 @@
 #include "matmul.cuh"
 #include "rmsnorm.cuh"
 #include "swiglu.cuh"
-#include "swiglu_gemm.cuh"
 
 extern "C" {
 #include "backend.h"
@@ -187,12 +186,6 @@ static graft_status t_add_rmsnorm_fwd(void *ctx, void *sum, void *y, float *rstd
                                       const void *w, int64_t N, int64_t C, float eps, graft_err *err) {
     return graft_cuda_add_rmsnorm_out((graft_bf16 *)sum, (graft_bf16 *)y, rstd, (const graft_bf16 *)a,
                                       (const graft_bf16 *)b, (const graft_bf16 *)w, N, C, eps, cb(ctx)->stream, err);
-}
-
-static graft_status t_gate_up_swiglu(void *ctx, void *act, const void *m, const void *gate, const void *up,
-                                     int64_t N, int64_t C, int64_t I, graft_err *err) {
-    return graft_cuda_gate_up_swiglu((graft_bf16 *)act, (const graft_bf16 *)m, (const graft_bf16 *)gate,
-                                     (const graft_bf16 *)up, N, C, I, cb(ctx)->stream, err);
 }
 
 static graft_status t_swiglu_fwd(void *ctx, void *h, const void *g, const void *u, int64_t N, int64_t I,
@@ -486,7 +479,6 @@ extern "C" graft_status graft_backend_cuda_open(int index, const graft_backend *
     b->op.add = t_add;
     b->op.add_rmsnorm_fwd = t_add_rmsnorm_fwd;
     b->op.mlp_small = t_mlp_small;
-    b->op.gate_up_swiglu = t_gate_up_swiglu;
     b->op.argmax_rows = t_argmax_rows;
     b->op.cast = t_cast;
     b->op.embedding_bwd = t_embedding_bwd;

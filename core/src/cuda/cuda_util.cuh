@@ -68,13 +68,6 @@ static inline unsigned grid_for(int64_t work, int per_block, unsigned cap) {
 __device__ __forceinline__ float b2f(bf16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ bf16 f2b(float v) { return __float2bfloat16(v); }
 
-/* The sigmoid of every CUDA SwiGLU (swiglu.cu, skinny.cu's decode epilogue, swiglu_gemm.cu's),
- * one definition so fused and unfused paths give the same bits: 1 / (1 + e^-z) with the hardware
- * exp2 (__expf: a few ulp, far below bf16's rounding of the result) and an IEEE reciprocal. The
- * libm expf and an IEEE division took ~3x the instructions, which mattered in swiglu_gemm.cu's
- * epilogue (16K of these per tile, while the tensor cores wait). The CPU reference keeps expf. */
-__device__ __forceinline__ float graft_sigmoid(float z) { return __frcp_rn(1.0f + __expf(-z)); }
-
 /* Eight bf16 in one 16-byte word. */
 struct alignas(16) bf16x8 {
     bf16 v[8];

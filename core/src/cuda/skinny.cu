@@ -54,7 +54,7 @@ static __device__ __forceinline__ void store(bf16 *p, float v) { *p = __float2bf
  * unfused one. */
 enum { EPI_STORE, EPI_RESID, EPI_SWIGLU };
 
-static __device__ __forceinline__ float sigm(float z) { return graft_sigmoid(z); } /* as swiglu.cu */
+static __device__ __forceinline__ float sigm(float z) { return 1.0f / (1.0f + expf(-z)); } /* as swiglu.cu */
 static __device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(__float2bfloat16(v)); }
 
 /* grid: ceil(n / (rows per warp * warps per block)); R >= m rows of A are computed (rows >= m

@@ -1,10 +1,10 @@
 /* cuda/swiglu.cu: SwiGLU elementwise kernels (swiglu.cuh). Grid-stride over N * I / VEC with
  * 16-byte vectors when I, the leading dimensions and the pointers allow it, scalar otherwise.
- * sigmoid: graft_sigmoid (cuda_util.cuh), shared with the fused SwiGLU epilogues. */
+ * sigmoid is 1 / (1 + expf(-z)) as in the CPU reference (expf, not the fast __expf). */
 #include "cuda_util.cuh"
 #include "swiglu.cuh"
 
-__device__ __forceinline__ float sigm(float z) { return graft_sigmoid(z); }
+__device__ __forceinline__ float sigm(float z) { return 1.0f / (1.0f + expf(-z)); }
 
 template <int VEC>
 __global__ void swiglu_fwd_kernel(bf16 *h, const bf16 *g, const bf16 *u, int64_t N, int64_t I, int64_t ldgu,
