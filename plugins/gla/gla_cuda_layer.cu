@@ -28,7 +28,7 @@
  *   scratch: [the saved layout, used when io->saved is NULL] | q, k, v after conv + SiLU | gk (N,
  *            Kkv) f32 | u (N, Vq) | hA, hB (B, H, dk, dv) f32 | the chunk kernels' work | backward:
  *            du (N, Vq) f32 | dgh, dout (N, Vq) | dq, dk, dv | dgk (N, Kkv) f32 | dzb (N, Kkv) |
- *            dlr (N, r) | dx (N, C) f32 | the parameter-gradient partials, f32 (colsum.cuh: written
+ *            dlr (N, r) | dx (N, C) f32 | the parameter-gradient partials, f32 (graft/cuda_colsum.cuh: written
  *            per block, summed in a fixed order, so a rerun is bitwise identical): pwn (norm_bwd
  *            blocks, dv) | pdb (N/64 row blocks, Kkv) | pconv (B * T/64 token blocks, Kch * W)
  */
@@ -43,7 +43,7 @@ extern "C" {
 #include "gla.h"
 #include "gla_cuda.cuh"
 }
-#include "../common/colsum.cuh"
+#include "graft/cuda_colsum.cuh"
 
 typedef __nv_bfloat16 bf16;
 
@@ -363,7 +363,7 @@ typedef struct cu_plan {
     /* scratch (offsets after the saved-layout copy at 0) */
     size_t q, k, v, gk, u, hA, hB, work, work_bytes;
     size_t du, dgh, dout, dq, dk, dv, dgk, dzb, dlr, dx;
-    /* parameter-gradient partials (colsum.cuh) and their row counts */
+    /* parameter-gradient partials (graft/cuda_colsum.cuh) and their row counts */
     size_t pwn, pdb, pconv, scratch_bytes;
     int64_t pwn_rows, pdb_rows, pconv_rows;
 } cu_plan;

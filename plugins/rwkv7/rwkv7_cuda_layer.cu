@@ -35,7 +35,7 @@
  *            v bf16 (N, C) | og (N, C) bf16 | hA, hB (B, H, K, V) f32 | the core's backward work |
  *            backward: dof f32, dO, dg, dr, dk, dv, da, db bf16, dw, drb, dkb, dvb f32, dznu bf16,
  *            dh f32 and dhb bf16 (N, max rank), dxt, A, Bm (N, C) f32 | the parameter-gradient
- *            partials, f32 (colsum.cuh: written per warp or block, summed in a fixed order, so a
+ *            partials, f32 (graft/cuda_colsum.cuh: written per warp or block, summed in a fixed order, so a
  *            rerun is bitwise identical): pout (3, nwarp, 128) r_k, gn_w, gn_b | pprep (5, nwarp,
  *            128) k_a, k_k, w bias, a bias, v bias | pshift (6, N/64 row blocks, C) the mixes mu
  */
@@ -50,7 +50,7 @@ extern "C" {
 #include "rwkv7.h"
 #include "rwkv7_cuda.cuh"
 }
-#include "../common/colsum.cuh"
+#include "graft/cuda_colsum.cuh"
 
 typedef __nv_bfloat16 bf16;
 
@@ -475,7 +475,7 @@ typedef struct cu_plan {
     /* scratch (after the saved-layout copy at 0) */
     size_t xb, w, k, a, b, v, og, hA, hB, kbw, kbw_bytes;
     size_t dof, dO, dg, dr, dk, dv, da, db, dw, drb, dkb, dvb, dznu, dh, dhb, dxt, A, Bm;
-    /* parameter-gradient partials (colsum.cuh): nwarp of the fixed-head kernels, shift row blocks */
+    /* parameter-gradient partials (graft/cuda_colsum.cuh): nwarp of the fixed-head kernels, shift row blocks */
     size_t pout, pprep, pshift, scratch_bytes;
     int64_t nwarp, pshift_rows;
 } cu_plan;

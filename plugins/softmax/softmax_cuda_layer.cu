@@ -30,6 +30,7 @@
 extern "C" {
 #include "softmax.h"
 }
+#include "graft/cuda_colsum.cuh"
 #include "softmax_cuda_common.cuh" /* bf16, HD, CU_CHECK */
 
 static size_t r256(size_t b) { return (b + 255) & ~(size_t)255; }
@@ -252,22 +253,6 @@ static __global__ void norm_rope_bwd_kernel(bf16 *dx, float *g, const bf16 *x, c
         float tv = gr[d], xv = __bfloat162float(xr[d]), wv = __bfloat162float(w[d]);
         dr[d] = __float2bfloat16(r * (tv * wv) - xv * r * r * r * mean);
         gr[d] = tv * xv * r;
-    }
-}
-
-/* dw[d] += sum over R rows of g[r, d], in a fixed order: block (32, 32), grid ceil(D/32). */
-static __global__ void col_sum_kernel(float *dw, const float *g, int64_t R, int D) {
-    __shared__ float sh[32][33];
-    int c = blockIdx.x * 32 + threadIdx.x;
-    float acc = 0.0f;
-    if (c < D)
-        for (int64_t r = threadIdx.y; r < R; r += 32) acc += g[r * D + c];
-    sh[threadIdx.y][threadIdx.x] = acc;
-    __syncthreads();
-    if (threadIdx.y == 0 && c < D) {
-        float s = 0.0f;
-        for (int i = 0; i < 32; i++) s += sh[i][threadIdx.x];
-        dw[c] += s;
     }
 }
 
@@ -519,12 +504,13 @@ extern "C" graft_status sm_backward_cuda(const graft_mixer_io *io, graft_err *er
     norm_rope_bwd_kernel<<<blocks_for(N * nkv, 8), 256, 0, s>>>(c.dkr, c.dk, c.k_raw, (const bf16 *)io->params[P_KNORM].data,
                                                                 c.rk, c.inv_freq, N, T, (int)nkv, (int)D);
     if ((st = launched("norm_rope_bwd (k)", err))) return st;
-    if (G) {
-        dim3 blk(32, 32);
-        col_sum_kernel<<<blocks_for(D, 32), blk, 0, s>>>((float *)G[P_QNORM].data, c.dq, N * nq, (int)D);
-        if ((st = launched("col_sum (q_norm)", err))) return st;
-        col_sum_kernel<<<blocks_for(D, 32), blk, 0, s>>>((float *)G[P_KNORM].data, c.dk, N * nkv, (int)D);
-        if ((st = launched("col_sum (k_norm)", err))) return st;
+    if (G) { /* both norms' weight gradients in one fixed-order launch */
+        colsum_args cs;
+        memset(&cs, 0, sizeof cs);
+        colsum_add(&cs, (float *)G[P_QNORM].data, c.dq, N * nq, D);
+        colsum_add(&cs, (float *)G[P_KNORM].data, c.dk, N * nkv, D);
+        colsum_launch(&cs, s);
+        if ((st = launched("colsum (q_norm, k_norm)", err))) return st;
     }
     f32_to_bf16<<<blocks_for(N * kd, 256) < 4096 ? blocks_for(N * kd, 256) : 4096, 256, 0, s>>>(c.dvb, c.dv, N * kd);
     if ((st = launched("f32_to_bf16 (dv)", err))) return st;

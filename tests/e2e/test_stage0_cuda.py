@@ -6,7 +6,7 @@ loss per pair agrees to bf16 level, the held-out losses track each other, and th
 same where the CPU's gaps are wide. Then SIGKILL + --resume on the GPU gives the uninterrupted GPU
 sweep's numbers (checkpoints carry device masters and moments through the host) bitwise, for GLA
 and RWKV-7 alike: their CUDA backwards add parameter-gradient partials in a fixed order
-(plugins/common/colsum.cuh), never with atomics. Without a GPU (or a CUDA build) it exits 77
+(core/include/graft/cuda_colsum.cuh), never with atomics. Without a GPU (or a CUDA build) it exits 77
 (skipped). GRAFT_E2E_DEVICE=cpu runs the "gpu" side on the CPU: a dry run
 of this script on a machine without a GPU."""
 import json
@@ -157,7 +157,7 @@ check(list(tk["step"]) == list(range(1, STEPS + 1)), f"resumed train table: step
       f"({len(tk)} rows)")
 fk = {key(x): float(x["heldout_nloss"]) for x in rk_res}
 # Both CUDA layer backwards (GLA, RWKV-7) sum their per-channel parameter gradients as per-block
-# partials added in a fixed order (plugins/common/colsum.cuh), so a step's numbers do not depend on
+# partials added in a fixed order (core/include/graft/cuda_colsum.cuh), so a step's numbers do not depend on
 # timing and a resumed sweep is bitwise the uninterrupted one. (Until 2026-11-24 they used float
 # atomicAdd: two GPU runs differed in the last bits and drifted apart over steps, measured on the
 # H100 at 3.8e-4 relative for GLA and up to 7e-5 for RWKV-7 after 40 steps.) Held to equality.

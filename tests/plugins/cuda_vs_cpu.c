@@ -22,7 +22,7 @@
  * full forward on CUDA. With the case key reruns=N, the CUDA backward then runs N more times on
  * the same inputs and every parameter gradient, dx, dstate_in and dcarry must equal the first
  * run's bit for bit (no tolerance: the parameter-gradient reductions add their partials in a fixed
- * order, plugins/common/colsum.cuh; float atomicAdd made reruns differ in the last bits, and a
+ * order, core/include/graft/cuda_colsum.cuh; float atomicAdd made reruns differ in the last bits, and a
  * killed and resumed training run drift from the uninterrupted one). States are compared only
  * where the plugin keeps the CPU layout on CUDA
  * (CAP_STATE_GRAD: gla, rwkv7); softmax's CUDA KV cache is bf16 inside its slot and is checked

@@ -146,23 +146,6 @@ __device__ inline lse_pair block_lse(lse_pair v, lse_pair *sh) {
     return v;
 }
 
-/* dst[c] += sum_r partial[r, c] over R rows of width C, rows summed in a fixed order (each thread
- * strides rows by 32, then the 32 row-groups are added in order): the deterministic second stage
- * of every "fixed-grid partials" reduction (dw of the norms). Launch: grid ceil(C/32), block (32, 32). */
-static __global__ void sum_partial_rows_kernel(float *dst, const float *partial, int64_t R, int64_t C) {
-    __shared__ float sh[32][33];
-    const int64_t c = blockIdx.x * 32 + threadIdx.x;
-    float acc = 0.0f;
-    if (c < C)
-#pragma unroll 4
-        for (int64_t r = threadIdx.y; r < R; r += 32) acc += partial[r * C + c];
-    sh[threadIdx.y][threadIdx.x] = acc;
-    __syncthreads();
-    if (threadIdx.y == 0 && c < C) {
-        float t = 0.0f;
-        for (int q = 0; q < 32; q++) t += sh[q][threadIdx.x];
-        dst[c] += t;
-    }
-}
+#include "graft/cuda_colsum.cuh" /* colsum_one: the second stage of every "fixed-grid partials" reduction */
 
 #endif

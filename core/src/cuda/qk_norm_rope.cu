@@ -347,7 +347,7 @@ graft_status graft_cuda_qk_norm_rope_bwd(graft_bf16 *dx, float *dw, const graft_
                                            rstd, pos, N, T, H, D, ld_x, ld_dy, ld_dx, theta);
     GRAFT_CUDA_LAUNCHED("qk_norm_rope_bwd");
     if (dw) {
-        sum_partial_rows_kernel<<<(unsigned)((D + 31) / 32), dim3(32, 32), 0, s>>>(dw, partial, R, D);
+        colsum_one(dw, partial, R, D, s);
         GRAFT_CUDA_LAUNCHED("qk_norm_rope_bwd dw");
     }
     return GRAFT_STATUS_OK;

@@ -311,7 +311,7 @@ graft_status graft_cuda_rmsnorm_bwd(graft_bf16 *dx, float *dw, const graft_bf16 
                                                                  (const bf16 *)x, (const bf16 *)w, rstd, N, C, accumulate);
     GRAFT_CUDA_LAUNCHED("rmsnorm_bwd");
     if (dw) {
-        sum_partial_rows_kernel<<<(unsigned)((C + 31) / 32), dim3(32, 32), 0, s>>>(dw, partial, R, C);
+        colsum_one(dw, partial, R, C, s);
         GRAFT_CUDA_LAUNCHED("rmsnorm_bwd dw");
     }
     return GRAFT_STATUS_OK;

@@ -1,6 +1,7 @@
-/* plugins/common/colsum.cuh: the fixed-order reduction behind the CUDA plugins' parameter
- * gradients (gla_cuda_layer.cu, rwkv7_cuda_layer.cu include it by relative path; each .so gets its
- * own static copy, so nothing is linked and the plugin ABI is untouched).
+/* graft/cuda_colsum.cuh: the fixed-order column sum behind every CUDA parameter gradient reduced
+ * over rows: the core's norms (cuda/rmsnorm.cu, cuda/qk_norm_rope.cu) and the plugins' layers
+ * (softmax's q/k norms, GLA, RWKV-7). Header-only CUDA C++: each library gets its own static copy,
+ * so a plugin links nothing of the core and the plugin ABI is untouched (STYLE.md).
  *
  * Why: a per-channel gradient summed over tokens by many blocks or warps with float atomicAdd
  * adds its partials in whatever order they arrive, so two runs of the same step differ in the last
@@ -16,11 +17,12 @@
  *
  * Not here: the kernels that write the partials (each plugin's own), the scratch layout.
  */
-#ifndef GRAFT_PLUGINS_COLSUM_CUH
-#define GRAFT_PLUGINS_COLSUM_CUH
+#ifndef GRAFT_CUDA_COLSUM_CUH
+#define GRAFT_CUDA_COLSUM_CUH
 
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <string.h>
 
 #define COLSUM_SLICES 32 /* threadIdx.y: row slices per column */
 #define COLSUM_MAX_SEGS 16
@@ -85,6 +87,14 @@ static inline int colsum_launch(const colsum_args *a, cudaStream_t s) {
     if (a->n)
         colsum_kernel<<<dim3((unsigned)((cols + 31) / 32), (unsigned)a->n), dim3(32, COLSUM_SLICES), 0, s>>>(*a);
     return 0;
+}
+
+/* dst (cols) += the column sums of part (rows, cols): one segment, launched on s */
+static inline void colsum_one(float *dst, const float *part, int64_t rows, int64_t cols, cudaStream_t s) {
+    colsum_args a;
+    memset(&a, 0, sizeof a);
+    colsum_add(&a, dst, part, rows, cols);
+    colsum_launch(&a, s);
 }
 
 #endif
