@@ -37,6 +37,9 @@ ap.add_argument("--original-steps", type=int, default=2)
 ap.add_argument("--original-layer", type=int, default=13)
 ap.add_argument("--skip-original", action="store_true")
 ap.add_argument("--fla-deadline", type=int, default=240, help="seconds for FLA's first step; 0: teacher alone")
+ap.add_argument("--fla-autotune", choices=["trimmed", "full"], default="trimmed",
+                help="FLA's Triton autotune spaces: trimmed to num_warps {4, 8} x num_stages {2, 3} (as "
+                     "bench/gla_fla_trim.py; the full spaces take minutes per kernel on a fresh machine) or full")
 a = ap.parse_args()
 
 MIXERS = {"gla": '{num_heads: 16, expand_k: 1, expand_v: 1, conv_size: 4}', "rwkv7": "{}"}
@@ -136,6 +139,14 @@ if not a.skip_original:
             f"{', '.join(f'{x:.3f}' for x in tt)} s per {a.batch} x {a.seq} batch")
         if a.fla_deadline > 0:
             import signal
+            if a.fla_autotune == "trimmed":  # before fla is imported: its kernels are decorated at import
+                import triton
+                full_autotune = triton.autotune
+
+                def trimmed_autotune(configs, *args, **kw):
+                    keep = [c for c in configs if c.num_warps in (4, 8) and c.num_stages in (2, 3)]
+                    return full_autotune(keep or configs, *args, **kw)
+                triton.autotune = trimmed_autotune
             from fla.models.gla import GLAConfig
             from fla.models.gla.modeling_gla import GLABlock
             gc = GLAConfig(hidden_size=cfg["hidden_size"], num_heads=16, expand_k=1.0, expand_v=1.0,
@@ -165,8 +176,8 @@ if not a.skip_original:
             print(f"original way: first step (FLA compile + autotune) {time.time() - t1:.1f} s", flush=True)
             times = timed(step, a.original_steps)
             o_tok = a.batch * a.seq / (sum(times) / len(times))
-            say(f"original way, whole step: + FLA GLABlock bf16 at layer {lay} (MSE, AdamW), one pair per teacher "
-                f"pass: {', '.join(f'{x:.3f}' for x in times)} s")
+            say(f"original way, whole step: + FLA GLABlock bf16 at layer {lay} (MSE, AdamW; {a.fla_autotune} "
+                f"autotune), one pair per teacher pass: {', '.join(f'{x:.3f}' for x in times)} s")
             del block, opt
         del teacher
         torch.cuda.empty_cache()
