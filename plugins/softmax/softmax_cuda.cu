@@ -673,6 +673,45 @@ static graft_status check_common(const char *what, int64_t B, int64_t T, int64_t
 
 static int aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 
+extern "C" int sm_cuda_attn_fwd_cached_available(void) { return sm_cuda_fwd_wgmma_available(); }
+
+extern "C" graft_status sm_cuda_attn_fwd_cached(void *o, const void *q, const void *kcache, const void *vcache,
+                                                int64_t slot_stride, int64_t head_stride, int64_t cap,
+                                                const int32_t *past_dev, int64_t B, int64_t T, int64_t Hq, int64_t Hkv,
+                                                int64_t D, float scale, void *stream, graft_err *err) {
+    if (check_common("cached forward", B, T, Hq, Hkv, D, scale, err)) return err ? err->status : GRAFT_STATUS_BAD_INPUT;
+    if (!o || !q || !kcache || !vcache || !past_dev || !aligned16(o) || !aligned16(q) || !aligned16(kcache) ||
+        !aligned16(vcache))
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "softmax_cuda: cached forward: o, q, kcache, vcache, past_dev must be non-NULL and o, q, "
+                             "kcache, vcache 16-byte aligned");
+    if (cap < T || cap > (1 << 24))
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "softmax_cuda: cached forward: cache capacity %lld, expected T %lld <= capacity <= 2^24",
+                             (long long)cap, (long long)T);
+    if (head_stride < cap * D || slot_stride < head_stride * Hkv || head_stride % 8 || slot_stride % 8)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "softmax_cuda: cached forward: head stride %lld, slot stride %lld (elements): expected "
+                             "head stride >= capacity * D = %lld, slot stride >= Hkv * head stride, both multiples of 8",
+                             (long long)head_stride, (long long)slot_stride, (long long)(cap * D));
+    if (!sm_cuda_fwd_wgmma_available())
+        return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
+                             "softmax_cuda: cached forward: needs the Hopper (sm_90a) kernel");
+    FwdArgs a;
+    a.q = (const bf16 *)q;
+    a.k = (const bf16 *)kcache;
+    a.v = (const bf16 *)vcache;
+    a.o = (bf16 *)o;
+    a.lse = NULL;
+    a.T = (int)T;
+    a.Hq = (int)Hq;
+    a.Hkv = (int)Hkv;
+    a.n_rep = (int)(Hq / Hkv);
+    a.sl = scale * LOG2E;
+    a.past = past_dev;
+    return sm_cuda_fwd_wgmma_cached(a, (int)B, cap, head_stride, slot_stride, (cudaStream_t)stream, err);
+}
+
 extern "C" graft_status sm_cuda_attn_fwd(void *o, float *lse, const void *q, const void *k, const void *v,
                                          int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, float scale,
                                          void *stream, graft_err *err) {
@@ -692,6 +731,7 @@ extern "C" graft_status sm_cuda_attn_fwd(void *o, float *lse, const void *q, con
     a.Hkv = (int)Hkv;
     a.n_rep = (int)(Hq / Hkv);
     a.sl = scale * LOG2E;
+    a.past = NULL;
     if (sm_cuda_fwd_wgmma_available()) return sm_cuda_fwd_wgmma(a, (int)B, (cudaStream_t)stream, err);
     dim3 grid((unsigned)Hq, (unsigned)((T + FWD_BM - 1) / FWD_BM), (unsigned)B);
     if (SM_FWD_WIDE) {

@@ -28,6 +28,21 @@ graft_status sm_cuda_attn_fwd(void *o, float *lse, const void *q, const void *k,
                               int64_t T, int64_t Hq, int64_t Hkv, int64_t D, float scale, void *stream,
                               graft_err *err);
 
+/* Forward of a prefill chunk continuing a KV cache: q (B, T, Hq, D) bf16 holds T new tokens of
+ * each sequence, whose keys and values the caller has already written into the cache at
+ * positions past_dev[b] .. past_dev[b] + T - 1. Token t of sequence b attends keys 0 .. past[b] +
+ * t. Key u of kv head hk of sequence b is at kcache + b * slot_stride + hk * head_stride + u * D
+ * (bf16 elements; head_stride >= cap * D), likewise vcache; past_dev: B int32 in DEVICE memory,
+ * past[b] + T <= cap (the caller checks: the kernel cannot refuse). Writes o (B, T, Hq, D) bf16.
+ * The Hopper kernel only (softmax_cuda_fwd_wgmma.cu): where sm_cuda_attn_fwd_cached_available()
+ * is 0 it returns GRAFT_STATUS_UNSUPPORTED, writing nothing, and the caller runs one
+ * sm_cuda_attn_decode per token instead. */
+int sm_cuda_attn_fwd_cached_available(void);
+graft_status sm_cuda_attn_fwd_cached(void *o, const void *q, const void *kcache, const void *vcache,
+                                     int64_t slot_stride, int64_t head_stride, int64_t cap, const int32_t *past_dev,
+                                     int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, float scale,
+                                     void *stream, graft_err *err);
+
 /* Bytes of the scratch sm_cuda_attn_bwd needs (the rows' D_i = rowsum(dO * O), fp32). */
 size_t sm_cuda_attn_bwd_scratch_bytes(int64_t B, int64_t T, int64_t Hq);
 

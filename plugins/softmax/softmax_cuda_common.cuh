@@ -56,6 +56,8 @@ struct FwdArgs {
     float *lse;            /* (B, T, Hq) or NULL                                               */
     int T, Hq, Hkv, n_rep;
     float sl;              /* scale * log2(e): scores go to base 2 before exp2               */
+    const int32_t *past;   /* continuing a KV cache (the Hopper cached forward only): keys     */
+                           /* before the T new tokens, per sequence (device); NULL otherwise   */
 };
 
 /* Causal mask, then one online-softmax step for 16 rows (rmin..rmin+15) against the NT * 8 keys
@@ -143,8 +145,12 @@ static __device__ __forceinline__ void fwd_store(const FwdArgs &a, float (*O)[4]
 
 /* The Hopper forward (softmax_cuda_fwd_wgmma.cu). sm_cuda_fwd_wgmma_available: compiled for
  * sm_90a (SM_HAVE_WGMMA), the current device is compute capability 9.x, the driver hands out
- * cuTensorMapEncodeTiled, and GRAFT_CUDA_ATTN_WGMMA is not "0". */
+ * cuTensorMapEncodeTiled, and GRAFT_CUDA_ATTN_WGMMA is not "0". sm_cuda_fwd_wgmma_cached: the
+ * same kernel with its keys and values read from a KV cache (sm_cuda_attn_fwd_cached; a.k, a.v
+ * are the caches, a.past the lengths before the new tokens). */
 bool sm_cuda_fwd_wgmma_available(void);
 graft_status sm_cuda_fwd_wgmma(const FwdArgs &a, int B, cudaStream_t stream, graft_err *err);
+graft_status sm_cuda_fwd_wgmma_cached(const FwdArgs &a, int B, int64_t cap, int64_t head_stride, int64_t slot_stride,
+                                      cudaStream_t stream, graft_err *err);
 
 #endif

@@ -140,13 +140,31 @@ static __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) 
                  "r"(parity)
                  : "memory");
 }
-/* one 64 (head_dim) x 128 (rows) box of a 4-d (D, H, T, B) bf16 tensor into an SW128 half tile */
-static __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap *map, int d0, int h, int t0, int b,
+/* one 64 (head_dim) x 128 (rows) box of a 4-d bf16 tensor map into an SW128 half tile; c0..c3
+ * are the coordinates in the map's dimension order (innermost first) */
+static __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap *map, int c0, int c1, int c2, int c3,
                                                 uint32_t bar) {
     asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, "
                  "%5}], [%6];\n" ::"r"(dst),
-                 "l"((uint64_t)map), "r"(d0), "r"(h), "r"(t0), "r"(b), "r"(bar)
+                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
                  : "memory");
+}
+/* the K or V tile of 128 keys from t0 (both 64-wide halves): from a (D, H, T, B) view of k / v,
+ * or with CACHED from a (D, T, H, B) view of the cache */
+template <bool CACHED>
+static __device__ __forceinline__ void kv_load(uint32_t dst, const CUtensorMap *map, int hk, int t0, int b,
+                                               uint32_t bar) {
+    if (CACHED) {
+        tma_load(dst, map, 0, t0, hk, b, bar);
+        tma_load(dst + WG_BN * 128, map, 64, t0, hk, b, bar);
+    } else {
+        tma_load(dst, map, 0, hk, t0, b, bar);
+        tma_load(dst + WG_BN * 128, map, 64, hk, t0, b, bar);
+    }
+}
+/* 16 zero bytes at a shared-memory address */
+static __device__ __forceinline__ void st_zero16(uint32_t addr) {
+    asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(addr), "r"(0) : "memory");
 }
 #endif
 
@@ -159,22 +177,32 @@ static __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap 
  * goes into the next tile's product. Every consumer runs every key tile of the block (keys wholly in
  * a warpgroup's future are masked to P = 0), so the loop bounds stay block-uniform: ptxas
  * serializes wgmma issued on a thread-dependent path (C7520). setmaxnreg moves registers from the
- * producer (24) to the consumers (240). */
+ * producer (24) to the consumers (240).
+ *
+ * CACHED (sm_cuda_attn_fwd_cached, a prefill chunk continuing a KV cache): the T queries are new
+ * tokens past[b] .. past[b] + T - 1 of their sequence, K and V come from the cache ((D, cap, Hkv,
+ * B) maps), query row r attends keys 0 .. past[b] + r. The key tiles run to past[b] + T; rows of
+ * the last tile beyond it lie inside the cache (stale or unwritten slots, possibly not finite:
+ * P = 0 there, but 0 * inf is NaN), so the consumers zero them in the V tile before its P V.
+ * Without a cache, rows beyond T are outside the map and TMA fills them with zeros. */
 #define WS_STAGES 2
 #define WS_THREADS 384
 #define WS_SMEM (WS_BM * ROWB + 2 * WS_STAGES * WG_BN * ROWB + 1024 + 256)
 
 struct WsMaps {
-    CUtensorMap q, k, v; /* (D, H, T, B) views of q, k, v; boxes of 64 x 1 x 128 x 1 */
+    CUtensorMap q, k, v; /* (D, H, T, B) views of q, k, v, boxes of 64 x 1 x 128 x 1; with CACHED
+                          * k and v are (D, T, H, B) views of the caches, boxes of 64 x 128 x 1 x 1 */
 };
 
+template <bool CACHED>
 __global__ void __launch_bounds__(WS_THREADS, 1) fwd_ws_kernel(const FwdArgs a, const __grid_constant__ WsMaps m) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     extern __shared__ uint8_t smem_raw[];
     const int hq = blockIdx.x, mb = gridDim.y - 1 - blockIdx.y, b = blockIdx.z, hk = hq / a.n_rep;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
     const int T = a.T, m0 = mb * WS_BM;
-    const int n_kb = min((m0 + WS_BM + WG_BN - 1) / WG_BN, (T + WG_BN - 1) / WG_BN);
+    const int off = CACHED ? a.past[b] : 0, Tk = off + T; /* keys before the new tokens, keys in all */
+    const int n_kb = min((off + m0 + WS_BM + WG_BN - 1) / WG_BN, (Tk + WG_BN - 1) / WG_BN);
     const uint32_t sQ = (smem_u32(smem_raw) + 1023u) & ~1023u, sK = sQ + WS_BM * ROWB,
                    sV = sK + WS_STAGES * WG_BN * ROWB, bars = sV + WS_STAGES * WG_BN * ROWB;
     /* bars: q_full, k_full[S], v_full[S], k_empty[S], v_empty[S], 8 bytes each */
@@ -196,7 +224,7 @@ __global__ void __launch_bounds__(WS_THREADS, 1) fwd_ws_kernel(const FwdArgs a, 
         asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
         if (tid == 0) {
             mbar_expect_tx(q_full, WS_BM * ROWB);
-            tma_load(sQ, &m.q, 0, hq, m0, b, q_full);
+            tma_load(sQ, &m.q, 0, hq, m0, b, q_full); /* (D, H, T, B) */
             tma_load(sQ + WS_BM * 128, &m.q, 64, hq, m0, b, q_full);
             for (int j = 0; j < n_kb; j++) {
                 const int s = j % WS_STAGES;
@@ -204,12 +232,10 @@ __global__ void __launch_bounds__(WS_THREADS, 1) fwd_ws_kernel(const FwdArgs a, 
                 const uint32_t kd = sK + s * WG_BN * ROWB, vd = sV + s * WG_BN * ROWB;
                 if (j >= WS_STAGES) mbar_wait(k_empty + 8 * s, ph);
                 mbar_expect_tx(k_full + 8 * s, WG_BN * ROWB);
-                tma_load(kd, &m.k, 0, hk, j * WG_BN, b, k_full + 8 * s);
-                tma_load(kd + WG_BN * 128, &m.k, 64, hk, j * WG_BN, b, k_full + 8 * s);
+                kv_load<CACHED>(kd, &m.k, hk, j * WG_BN, b, k_full + 8 * s);
                 if (j >= WS_STAGES) mbar_wait(v_empty + 8 * s, ph);
                 mbar_expect_tx(v_full + 8 * s, WG_BN * ROWB);
-                tma_load(vd, &m.v, 0, hk, j * WG_BN, b, v_full + 8 * s);
-                tma_load(vd + WG_BN * 128, &m.v, 64, hk, j * WG_BN, b, v_full + 8 * s);
+                kv_load<CACHED>(vd, &m.v, hk, j * WG_BN, b, v_full + 8 * s);
             }
         }
         return;
@@ -239,7 +265,7 @@ __global__ void __launch_bounds__(WS_THREADS, 1) fwd_ws_kernel(const FwdArgs a, 
         wg_wait<1>(); /* S_j done: K stage s is free */
         reg_fence(S);
         if (lane == 0) mbar_arrive(k_empty + 8 * s);
-        softmax_step<16>(S, corr, mrow, lrow, j * WG_BN, rmin, T, a.sl, g, t4);
+        softmax_step<16>(S, corr, mrow, lrow, j * WG_BN, rmin + off, Tk, a.sl, g, t4);
         wg_wait<0>();
         reg_fence(O);
         if (j > 0 && lane == 0) mbar_arrive(v_empty + 8 * sp);
@@ -247,8 +273,15 @@ __global__ void __launch_bounds__(WS_THREADS, 1) fwd_ws_kernel(const FwdArgs a, 
         pack_p(P, S);
     }
     {
-        const int sl_ = (n_kb - 1) % WS_STAGES;
+        const int sl_ = (n_kb - 1) % WS_STAGES, r0 = Tk - (n_kb - 1) * WG_BN;
         mbar_wait(v_full + 8 * sl_, ((n_kb - 1) / WS_STAGES) & 1);
+        if (CACHED && r0 < WG_BN) { /* V rows r0.. of the last tile: past this sequence's keys */
+            const uint32_t vb = sV + sl_ * WG_BN * ROWB;
+            for (int i = tid - 128; i < (WG_BN - r0) * 16; i += 256) /* 16 chunks of 16 bytes a row */
+                st_zero16(vb + ((i & 15) >> 3) * WG_BN * 128 + (r0 + (i >> 4)) * 128 + (i & 7) * 16);
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); /* visible to wgmma */
+            asm volatile("bar.sync 1, 256;\n" ::: "memory");              /* both consumer warpgroups */
+        }
         wg_fence();
         issue_pv(O, P, sV + sl_ * WG_BN * ROWB);
         wg_commit();
@@ -286,6 +319,20 @@ static bool encode_map(CUtensorMap *map, const void *base, int B, int T, int H, 
                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+/* the (D, T, H, B) view of a KV cache (element (d, u, h, b) at b * slot_stride + h * head_stride +
+ * u * D + d, bf16, T = cap rows a head), boxes of 64 x rows x 1 x 1, 128-byte swizzle */
+static bool encode_cache_map(CUtensorMap *map, const void *base, int B, int64_t cap, int H, int64_t head_stride,
+                             int64_t slot_stride, int rows) {
+    PFN_cuTensorMapEncodeTiled_v12000 enc = tensor_map_encoder();
+    if (!enc) return false;
+    cuuint64_t dims[4] = {(cuuint64_t)HD, (cuuint64_t)cap, (cuuint64_t)H, (cuuint64_t)B};
+    cuuint64_t strides[3] = {(cuuint64_t)HD * 2, (cuuint64_t)head_stride * 2, (cuuint64_t)slot_stride * 2};
+    cuuint32_t box[4] = {64, (cuuint32_t)rows, 1, 1}, estr[4] = {1, 1, 1, 1};
+    return enc(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, const_cast<void *>(base), dims, strides, box, estr,
+               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 bool sm_cuda_fwd_wgmma_available(void) {
 #if defined(SM_HAVE_WGMMA)
     const char *env = getenv("GRAFT_CUDA_ATTN_WGMMA");
@@ -308,9 +355,26 @@ graft_status sm_cuda_fwd_wgmma(const FwdArgs &a, int B, cudaStream_t stream, gra
                              "softmax_cuda_fwd_wgmma.cu: cuTensorMapEncodeTiled refused B %d, T %d, Hq %d, Hkv %d "
                              "(GRAFT_CUDA_ATTN_WGMMA=0 runs the mma.sync forward instead)",
                              B, a.T, a.Hq, a.Hkv);
-    CU_CHECK(cudaFuncSetAttribute(fwd_ws_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, WS_SMEM));
+    CU_CHECK(cudaFuncSetAttribute(fwd_ws_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, WS_SMEM));
     dim3 grid((unsigned)a.Hq, (unsigned)((a.T + WS_BM - 1) / WS_BM), (unsigned)B);
-    fwd_ws_kernel<<<grid, WS_THREADS, WS_SMEM, stream>>>(a, m);
+    fwd_ws_kernel<false><<<grid, WS_THREADS, WS_SMEM, stream>>>(a, m);
+    CU_CHECK(cudaGetLastError());
+    return GRAFT_STATUS_OK;
+}
+
+graft_status sm_cuda_fwd_wgmma_cached(const FwdArgs &a, int B, int64_t cap, int64_t head_stride, int64_t slot_stride,
+                                      cudaStream_t stream, graft_err *err) {
+    WsMaps m;
+    if (!encode_map(&m.q, a.q, B, a.T, a.Hq, WS_BM) ||
+        !encode_cache_map(&m.k, a.k, B, cap, a.Hkv, head_stride, slot_stride, WG_BN) ||
+        !encode_cache_map(&m.v, a.v, B, cap, a.Hkv, head_stride, slot_stride, WG_BN))
+        return graft_err_set(err, GRAFT_STATUS_DEVICE,
+                             "softmax_cuda_fwd_wgmma.cu: cuTensorMapEncodeTiled refused the cache view: B %d, T %d, "
+                             "cap %lld, Hq %d, Hkv %d, head stride %lld, slot stride %lld (elements)",
+                             B, a.T, (long long)cap, a.Hq, a.Hkv, (long long)head_stride, (long long)slot_stride);
+    CU_CHECK(cudaFuncSetAttribute(fwd_ws_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, WS_SMEM));
+    dim3 grid((unsigned)a.Hq, (unsigned)((a.T + WS_BM - 1) / WS_BM), (unsigned)B);
+    fwd_ws_kernel<true><<<grid, WS_THREADS, WS_SMEM, stream>>>(a, m);
     CU_CHECK(cudaGetLastError());
     return GRAFT_STATUS_OK;
 }

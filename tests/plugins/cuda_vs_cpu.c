@@ -51,6 +51,7 @@ struct cvc_case {
     int64_t B, T;
     int random_state_in;
     int64_t reruns; /* reruns=N: the CUDA backward N more times, bitwise equal (cvc_run) */
+    int64_t chunk;  /* chunk=L: a staggered chunked continuation vs the full forward (cvc_run) */
 };
 
 #define TOL_FWD 2e-4
@@ -322,6 +323,102 @@ done:
         goto done;                                                                                 \
     } while (0)
 
+/* ---- chunked continuation: per-sequence offsets, prefill chunks continuing a state -------------- */
+
+/* What one chunked-continuation call needs: the case (x, carry as bf16 on the host), the device
+ * buffers, every sequence's length so far (past) and the outputs gathered so far (got, token-major
+ * like x). */
+typedef struct chunk_run {
+    const graft_mixer *m;
+    void *layer;
+    const cvc_env *env;
+    const side *gpu;
+    int64_t T, C, cw, cap, calls;
+    size_t slot;
+    const uint16_t *xb, *carry_b;
+    uint16_t *xs, *ys, *cs;
+    void *d_xt, *d_yt, *d_ct, *d_scr, *d_st;
+    int64_t past[64];
+    float *got;
+} chunk_run;
+
+/* Rows past[b] .. past[b] + len - 1 of sequences b0 .. b0 + nb - 1 in one call (a fresh state when
+ * fresh, else continuing the slots' state in place); their outputs go to got. 0 or 1 (a failure,
+ * printed). */
+static int chunk_call(chunk_run *r, int64_t b0, int64_t nb, int64_t len, int fresh) {
+    const int64_t T = r->T, C = r->C, cw = r->cw;
+    for (int64_t i = 0; i < nb; i++) {
+        memcpy(r->xs + i * len * C, r->xb + ((b0 + i) * T + r->past[b0 + i]) * C, (size_t)(len * C) * 2);
+        if (cw)
+            memcpy(r->cs + i * len * cw, r->carry_b + ((b0 + i) * T + r->past[b0 + i]) * cw, (size_t)(len * cw) * 2);
+    }
+    r->env->h2d(r->d_xt, r->xs, (size_t)(nb * len * C) * 2);
+    if (cw) r->env->h2d(r->d_ct, r->cs, (size_t)(nb * len * cw) * 2);
+    void *st = (char *)r->d_st + (size_t)b0 * r->slot;
+    graft_err err;
+    memset(&err, 0, sizeof err);
+    if (call(r->m, r->layer, r->env, r->gpu, 0, nb, len, r->d_xt, r->d_yt, NULL, NULL, NULL, r->d_scr, r->cap,
+             fresh ? NULL : st, st, r->past + b0, NULL, NULL, cw ? r->d_ct : NULL, NULL, &err)) {
+        fprintf(stderr, "cuda chunked call %lld (B %lld, T %lld): %s\n", (long long)r->calls, (long long)nb,
+                (long long)len, err.msg);
+        return 1;
+    }
+    r->calls++;
+    r->env->d2h(r->ys, r->d_yt, (size_t)(nb * len * C) * 2);
+    for (int64_t i = 0; i < nb; i++) {
+        bf16_to_f32(r->got + ((b0 + i) * T + r->past[b0 + i]) * C, r->ys + i * len * C, len * C);
+        r->past[b0 + i] += len;
+    }
+    return 0;
+}
+
+/* Sequence b first prefills t0_b = T/2 - (b % 3) tokens alone (a B = 1 call on its own slot), so
+ * the sequences stand at different lengths; then all B continue together in chunks of up to L
+ * tokens (T > 1 calls continuing the state in place, each sequence from its own past_len) until
+ * sequence 0 reaches T. The state buffer starts as NaN bytes: what a sequence has not written
+ * must not reach its output (a stale or fresh cache slot). The outputs of the rows each sequence
+ * reached must equal the CUDA full forward's yfull (TOL_DEC). xb, carry_b: the case's x and carry
+ * (bf16, host). Returns the number of failures. */
+static int chunked_vs_full(const graft_mixer *m, void *layer, const cvc_env *env, const side *gpu, int64_t B,
+                           int64_t T, int64_t C, int64_t L, const uint16_t *xb, const uint16_t *carry_b, int64_t cw,
+                           void *d_scr, int64_t cap, size_t slot, void *d_st, const float *yfull) {
+    const int64_t N = B * T;
+    chunk_run r = {m, layer, env, gpu, T, C, cw, cap, 0, slot, xb, carry_b, malloc((size_t)N * C * 2),
+                   malloc((size_t)N * C * 2), malloc((size_t)(N * cw + 1) * 2), env->dalloc((size_t)N * C * 2),
+                   env->dalloc((size_t)N * C * 2), env->dalloc((size_t)(N * cw + 1) * 2), d_scr, d_st, {0},
+                   malloc((size_t)N * C * 4)};
+    unsigned char *nan_bytes = malloc(slot * (size_t)B);
+    int64_t t0[64];
+    int failures = 0;
+    memset(nan_bytes, 0xff, slot * (size_t)B);
+    env->h2d(d_st, nan_bytes, slot * (size_t)B);
+    for (int64_t b = 0; b < B && !failures; b++) {
+        t0[b] = T / 2 - b % 3 > 1 ? T / 2 - b % 3 : 1;
+        failures += chunk_call(&r, b, 1, t0[b], 1);
+    }
+    while (!failures && r.past[0] < T) failures += chunk_call(&r, 0, B, T - r.past[0] < L ? T - r.past[0] : L, 0);
+    char msg[512] = "";
+    if (!failures && env->sync(msg, sizeof msg)) {
+        fprintf(stderr, "cuda: %s\n", msg);
+        failures++;
+    }
+    if (!failures) {
+        printf(" chunked continuation (prefills of %lld..%lld tokens, one sequence each, then %lld calls of up to "
+               "%lld tokens from each sequence's own length) vs full forward, on CUDA:\n",
+               (long long)t0[B > 2 ? 2 : B - 1], (long long)t0[0], (long long)(r.calls - B), (long long)L);
+        for (int64_t b = 0; b < B; b++) { /* the rows each sequence reached */
+            char name[64];
+            snprintf(name, sizeof name, "y (chunked vs full), sequence %lld", (long long)b);
+            failures += compare(name, r.got + b * T * C, yfull + b * T * C, r.past[b] * C, TOL_DEC);
+        }
+    }
+    env->dfree(r.d_xt);
+    env->dfree(r.d_yt);
+    env->dfree(r.d_ct);
+    free(r.xs); free(r.ys); free(r.cs); free(r.got); free(nan_bytes);
+    return failures;
+}
+
 int cvc_run(const graft_mixer *m, const cvc_env *env, const cvc_case *tcase, uint64_t seed) {
     const graft_mixer_cfg *cfg = &tcase->cfg;
     const int64_t B = tcase->B, T = tcase->T;
@@ -338,7 +435,9 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const cvc_case *tcase, uin
     const int64_t C = cfg->n_embd, N = B * T, np = m->n_params(layer);
     const int state_grad = (m->caps & GRAFT_MIXER_CAP_STATE_GRAD) != 0;
     const int64_t cap = T;
-    const size_t slot = m->state_bytes(layer, cap);
+    const size_t slot = m->state_bytes(layer, cap); /* the CPU slot (softmax: fp32 K/V) */
+    /* the CUDA slot, where slot b of a CUDA state starts (softmax: bf16 K/V, half the CPU's) */
+    const size_t slot_cuda = m->state_bytes_on ? m->state_bytes_on(layer, GRAFT_DEVICE_CUDA, cap) : slot;
     graft_rng rng = graft_rng_make(seed, 12345);
 
     /* parameters: the plugin's init, then a perturbation so that norm weights and biases are not
@@ -642,6 +741,9 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const cvc_case *tcase, uin
             free(s1);
             free(s2);
         }
+        if (tcase->chunk > 0) /* tmp: the CUDA full forward's y */
+            failures += chunked_vs_full(m, layer, env, &gpu, B, T, C, tcase->chunk, xb, carry_b, cw, d_scr, cap,
+                                        slot_cuda, d_st, tmp);
         env->dfree(d_st2);
         free(ydec);
         free(xb);
@@ -723,7 +825,7 @@ cvc_case *cvc_case_parse(const char *text) {
                          : !strcmp(k, "n_kv_head") ? &c->cfg.n_kv_head : !strcmp(k, "head_dim") ? &c->cfg.head_dim
                          : !strcmp(k, "layer_index") ? &c->cfg.layer_index : !strcmp(k, "n_layer") ? &c->cfg.n_layer
                          : !strcmp(k, "B") ? &c->B : !strcmp(k, "T") ? &c->T
-                         : !strcmp(k, "reruns") ? &c->reruns : NULL;
+                         : !strcmp(k, "reruns") ? &c->reruns : !strcmp(k, "chunk") ? &c->chunk : NULL;
             if (dst) *dst = strtoll(v, &end, 10);
             else if (c->n < 64) {
                 c->store[c->n][0] = strdup(k);
@@ -747,6 +849,10 @@ cvc_case *cvc_case_parse(const char *text) {
     }
     if (ok && (c->reruns < 0 || c->reruns > 16)) {
         fprintf(stderr, "case: reruns %lld: expected 0..16\n", (long long)c->reruns);
+        ok = 0;
+    }
+    if (ok && (c->chunk < 0 || c->chunk > c->T)) {
+        fprintf(stderr, "case: chunk %lld: expected 0..T (%lld)\n", (long long)c->chunk, (long long)c->T);
         ok = 0;
     }
     if (!ok) {

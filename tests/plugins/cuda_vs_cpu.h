@@ -27,7 +27,7 @@ typedef struct cvc_env {
 typedef struct cvc_case cvc_case;
 
 /* Parses a case line: key=value pairs. The harness keys: B, T, the graft_mixer_cfg members
- * (n_embd, n_head, ...), carry_role, state_in=zero|random, reruns=N; every other key goes to the
+ * (n_embd, n_head, ...), carry_role, state_in=zero|random, reruns=N, chunk=L; every other key goes to the
  * plugin's config. NULL on a bad line (message printed). */
 cvc_case *cvc_case_parse(const char *text);
 void cvc_case_free(cvc_case *c);
@@ -42,7 +42,11 @@ void cvc_case_free(cvc_case *c);
  *   reruns=N: after the comparison, the CUDA backward runs N more times on the same inputs (the
  *     gradients zeroed, dcarry reset first) and every parameter gradient, dx, dstate_in and dcarry
  *     must be bitwise equal to the first run's (a fixed-order reduction, not atomics; what a
- *     killed and resumed training run relies on). */
+ *     killed and resumed training run relies on);
+ *   chunk=L: after the decode check, sequence b prefills T/2 - (b % 3) tokens alone, then all
+ *     continue together in calls of up to L tokens from their own lengths (state buffer NaN-poisoned
+ *     first); the outputs must equal the CUDA full forward's (the prefill-in-chunks path of
+ *     generate and bench). */
 int cvc_run(const graft_mixer *m, const cvc_env *env, const cvc_case *c, uint64_t seed);
 
 #endif

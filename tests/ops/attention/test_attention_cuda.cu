@@ -2,7 +2,8 @@
  * against a plain C reference (fp32 products, fp64 softmax sums) on random bf16-rounded inputs.
  *
  * Cases: forward (o, lse) and backward (dq, dk, dv) for T in {1, 63, 128, 1000, 4096} with the
- * Qwen3-1.7B (Hq 16, Hkv 8) and Qwen3-8B (32, 8) heads; decode over a KV cache for B sequences of
+ * Qwen3-1.7B (Hq 16, Hkv 8) and Qwen3-8B (32, 8) heads; the cached forward (a prefill chunk
+ * continuing a KV cache, per-sequence offsets); decode over a KV cache for B sequences of
  * different lengths (1 .. 32768). Each case reports the NMSE ||a - ref||^2 / ||ref||^2 of every
  * output and fails above 1e-4 (bf16 inputs and outputs, bf16 P and dS in the products: expected
  * 1e-6 .. 1e-5), on any NaN (outputs are poisoned with NaN bytes before each call; cache entries
@@ -320,6 +321,75 @@ static void case_decode(int B, const int64_t *lens, int Hq, int Hkv) {
     CK(cudaFree(dc)); CK(cudaFree(dq)); CK(cudaFree(dout)); CK(cudaFree(scr));
 }
 
+/* cached forward (a prefill chunk continuing a cache): B sequences with past[b] keys already in a
+ * cache of the decode layout, T new tokens each whose keys are written at past[b] .. past[b]+T-1;
+ * token t attends keys 0 .. past[b] + t. Cache rows past each sequence's end are NaN (a stale or
+ * unwritten slot): the kernel must not let them reach the output. */
+static void case_cached(int B, const int *past, int T, int Hq, int Hkv) {
+    int64_t cap = 0;
+    for (int b = 0; b < B; b++) cap = past[b] + T > cap ? past[b] + T : cap;
+    cap += 136; /* rows past the last key inside the cache, beyond one 128-key tile */
+    char name[96];
+    snprintf(name, sizeof name, "cached fwd B=%d past=%d..%d T=%d Hq=%d/%d", B, past[0], past[B - 1], T, Hq, Hkv);
+    size_t slot = (size_t)2 * Hkv * cap * D, nq = (size_t)B * T * Hq * D;
+    uint16_t *hc = (uint16_t *)malloc((size_t)B * slot * 2), *hq = (uint16_t *)malloc(nq * 2),
+             *ho = (uint16_t *)malloc(nq * 2);
+    float *fc = (float *)malloc((size_t)B * slot * 4), *fq = (float *)malloc(nq * 4), *ro = (float *)malloc(nq * 4);
+    fill(hc, fc, (size_t)B * slot, 1.0f);
+    fill(hq, fq, nq, 1.5f);
+    for (int b = 0; b < B; b++)
+        for (int kv = 0; kv < 2 * Hkv; kv++)
+            for (int64_t u = past[b] + T; u < cap; u++)
+                for (int d = 0; d < D; d++) hc[b * slot + ((size_t)kv * cap + u) * D + d] = 0x7fc0;
+    float scale = 1.0f / sqrtf((float)D);
+    int nr = Hq / Hkv;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int task = 0; task < B * T * Hq; task++) {
+        int b = task / (T * Hq), t = task / Hq % T, h = task % Hq, hk = h / nr;
+        const float *K = fc + b * slot + (size_t)hk * cap * D, *V = K + (size_t)Hkv * cap * D;
+        const float *qv = fq + (size_t)task * D;
+        const int64_t n = past[b] + t + 1;
+        double m = -INFINITY, l = 0, acc[D] = {0};
+        double *p = (double *)malloc((size_t)n * sizeof(double));
+        for (int64_t u = 0; u < n; u++) {
+            p[u] = scale * (double)dotf(qv, K + u * D);
+            if (p[u] > m) m = p[u];
+        }
+        for (int64_t u = 0; u < n; u++) {
+            double w = exp(p[u] - m);
+            l += w;
+            for (int d = 0; d < D; d++) acc[d] += w * V[u * D + d];
+        }
+        for (int d = 0; d < D; d++) ro[(size_t)task * D + d] = (float)(acc[d] / l);
+        free(p);
+    }
+    int32_t hp[64];
+    for (int b = 0; b < B; b++) hp[b] = past[b];
+    void *dc = dalloc((size_t)B * slot * 2), *dq = dalloc(nq * 2), *dout = dalloc(nq * 2), *dp = dalloc(256);
+    CK(cudaMemcpy(dc, hc, (size_t)B * slot * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dq, hq, nq * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dp, hp, (size_t)B * 4, cudaMemcpyHostToDevice));
+    const uint16_t *kc = (const uint16_t *)dc, *vc = kc + (size_t)Hkv * cap * D;
+    graft_err e;
+    graft_status st = sm_cuda_attn_fwd_cached(dout, dq, kc, vc, (int64_t)slot, cap * D, cap, (const int32_t *)dp, B, T,
+                                              Hq, Hkv, D, scale, 0, &e);
+    if (!sm_cuda_attn_fwd_cached_available()) { /* not Hopper (or GRAFT_CUDA_ATTN_WGMMA=0): must refuse */
+        printf("%-44s refused without the Hopper kernel: %s\n", name,
+               st == GRAFT_STATUS_UNSUPPORTED ? "ok" : "FAIL (expected GRAFT_STATUS_UNSUPPORTED)");
+        failures += st != GRAFT_STATUS_UNSUPPORTED;
+    } else if (st) {
+        printf("%-44s FAIL: %s\n", name, e.msg);
+        failures++;
+    } else {
+        CK(cudaDeviceSynchronize());
+        CK(cudaMemcpy(ho, dout, nq * 2, cudaMemcpyDeviceToHost));
+        int nan = 0;
+        report(name, "o", nmse_bf(ho, ro, nq, &nan), nan);
+    }
+    free(hc); free(hq); free(ho); free(fc); free(fq); free(ro);
+    CK(cudaFree(dc)); CK(cudaFree(dq)); CK(cudaFree(dout)); CK(cudaFree(dp));
+}
+
 /* refusals: each bad argument gets a status and a message, never a crash */
 static void case_refusals(void) {
     graft_err e;
@@ -334,6 +404,13 @@ static void case_refusals(void) {
     int64_t bad_len[2] = {5, 0};
     ok &= sm_cuda_attn_decode((void *)16, (void *)16, (void *)16, (void *)16, 1024, 1024, bad_len, 2, 4, 2, 128,
                               0.1f, NULL, 0, 0, &e) == GRAFT_STATUS_BAD_INPUT;
+    printf("refusal: %s\n", e.msg);
+    int32_t *no_past = NULL;
+    ok &= sm_cuda_attn_fwd_cached((void *)16, (void *)16, (void *)16, (void *)16, 1 << 20, 1 << 14, 100, no_past, 2,
+                                  8, 4, 2, 128, 0.1f, 0, &e) == GRAFT_STATUS_BAD_INPUT;
+    printf("refusal: %s\n", e.msg);
+    ok &= sm_cuda_attn_fwd_cached((void *)16, (void *)16, (void *)16, (void *)16, 1 << 20, 1 << 14, 100,
+                                  (const int32_t *)16, 2, 200, 4, 2, 128, 0.1f, 0, &e) == GRAFT_STATUS_BAD_INPUT;
     printf("refusal: %s\n", e.msg);
     printf("refusals: %s\n", ok ? "ok" : "FAIL");
     failures += !ok;
@@ -362,7 +439,16 @@ int main(int argc, char **argv) {
         int64_t l3[3] = {1, 77, 513};
         case_decode(3, l3, 16, 8);
     }
+    {
+        const int p3[3] = {0, 5, 130};
+        case_cached(3, p3, 70, 16, 8);
+    }
     if (!small) {
+        const int p3[3] = {0, 5, 300}, p1[1] = {4000}, p2[2] = {1, 8191}, p4[4] = {128, 1, 1000, 2048};
+        case_cached(3, p3, 200, 16, 8);
+        case_cached(1, p1, 1000, 16, 8);
+        case_cached(2, p2, 129, 32, 8);
+        case_cached(4, p4, 512, 16, 4);
         int64_t l1[1] = {32768};
         case_decode(1, l1, 16, 8);
         int64_t l2[2] = {20000, 32768};
