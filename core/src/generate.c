@@ -10,7 +10,7 @@
 
 graft_generate_opts graft_generate_default_opts(void) {
     graft_generate_opts o = {.max_new_tokens = 32, .greedy = 1, .temperature = 1.0, .top_k = 0, .top_p = 1.0,
-                             .seed = 0, .stop_id = -1, .fixed_length = 0};
+                             .seed = 0, .stop_id = -1, .fixed_length = 0, .prefill_chunk = 0};
     return o;
 }
 
@@ -70,6 +70,80 @@ int32_t graft_generate_pick(const float *logits, int64_t V, const graft_generate
     return w[n - 1].id;
 }
 
+static graft_status bad_chunk(int64_t chunk, graft_err *err) {
+    return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "generate: prefill_chunk %lld, expected >= 0 (0 = each prompt "
+                         "in one call)", (long long)chunk);
+}
+
+/* Runs the n tokens of each of the B prompts (all n long) into `state` in calls of at most
+ * `chunk` tokens per sequence (0: one call); each call after the first continues the state where
+ * the calls before it left it (past_len = the tokens done). The last call's logits are the
+ * first-token logits. ids: B x min(n, chunk) scratch, where a chunk of every prompt is gathered
+ * (the prompts are separate arrays); past: B. */
+static graft_status prefill_chunks(graft_model_t *m, const int32_t *const *prompts, int64_t B, int64_t n,
+                                   int64_t chunk, void *state, int64_t capacity, int32_t *ids, int64_t *past,
+                                   float *logits, int64_t *steps, graft_err *err) {
+    int64_t c = chunk > 0 && chunk < n ? chunk : n;
+    for (int64_t t0 = 0; t0 < n; t0 += c) {
+        int64_t T = n - t0 < c ? n - t0 : c;
+        for (int64_t b = 0; b < B; b++) {
+            memcpy(ids + b * T, prompts[b] + t0, sizeof(int32_t) * (size_t)T);
+            past[b] = t0;
+        }
+        graft_status st = graft_model_forward_state(m, ids, B, T, state, capacity, t0 ? past : NULL, logits, err);
+        (*steps)++;
+        if (st) return st;
+    }
+    return GRAFT_STATUS_OK;
+}
+
+graft_status graft_generate_prefill(graft_model_t *m, const int32_t *const *prompts, const int64_t *n_prompt,
+                                    int64_t B, int64_t chunk, void *state, int64_t capacity, float *logits,
+                                    int64_t *steps, graft_err *err) {
+    if (chunk < 0) return bad_chunk(chunk, err);
+    if (B < 1) return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "generate: %lld sequences, expected >= 1", (long long)B);
+    int64_t P = INT64_MAX, Lmax = 0;
+    for (int64_t b = 0; b < B; b++) {
+        if (n_prompt[b] < 1)
+            return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "generate: prompt %lld has %lld tokens, expected >= 1",
+                                 (long long)b, (long long)n_prompt[b]);
+        if (n_prompt[b] < P) P = n_prompt[b];
+        if (n_prompt[b] > Lmax) Lmax = n_prompt[b];
+    }
+    if (Lmax > capacity)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "generate: a prompt of %lld tokens, state capacity %lld",
+                             (long long)Lmax, (long long)capacity);
+    /* the gathered chunk: (B, min(P, chunk)) together, or (1, min(n_prompt[b], chunk)) alone */
+    int64_t per = chunk > 0 && chunk < Lmax ? chunk : Lmax;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * per));
+    int64_t *past = malloc(sizeof(int64_t) * (size_t)B);
+    graft_status st = GRAFT_STATUS_OK;
+    if (!ids || !past) {
+        st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "generate: out of memory for %lld x %lld prompt ids",
+                           (long long)B, (long long)per);
+    } else if (P == Lmax) { /* equal lengths: all sequences together */
+        st = prefill_chunks(m, prompts, B, P, chunk, state, capacity, ids, past, logits, steps, err);
+    } else { /* each prompt prefilled alone into a one-slot state, then moved into slot b */
+        const graft_backend *be = graft_model_backend(m);
+        int64_t V = graft_model_config(m)->vocab_size;
+        size_t one = graft_model_state_bytes(m, 1, capacity);
+        void *tmp = be->alloc(be->ctx, one ? one : 1);
+        if (!tmp)
+            st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "generate: cannot allocate %zu bytes of decode state", one);
+        for (int64_t b = 0; b < B && !st; b++) {
+            st = be->zero(be->ctx, tmp, one ? one : 1, err);
+            if (!st)
+                st = prefill_chunks(m, &prompts[b], 1, n_prompt[b], chunk, tmp, capacity, ids, past, logits + b * V,
+                                    steps, err);
+            if (!st) st = graft_model_state_copy_slot(m, state, B, b, tmp, 1, 0, capacity, err);
+        }
+        if (tmp) be->free(be->ctx, tmp);
+    }
+    free(ids);
+    free(past);
+    return st;
+}
+
 graft_status graft_generate(graft_model_t *m, const int32_t *prompt, int64_t n_prompt,
                             const graft_generate_opts *o, int32_t *out, graft_generate_stats *stats,
                             graft_err *err) {
@@ -92,7 +166,8 @@ graft_status graft_generate_batch(graft_model_t *m, const int32_t *const *prompt
     if (!o->greedy && o->top_k < 0)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "generate: top_k %lld, expected >= 0 (0 = off)",
                              (long long)o->top_k);
-    int64_t P = INT64_MAX, Lmax = 0;
+    if (o->prefill_chunk < 0) return bad_chunk(o->prefill_chunk, err);
+    int64_t Lmax = 0;
     for (int64_t b = 0; b < B; b++) {
         if (n_prompt[b] < 1)
             return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "generate: prompt %lld has %lld tokens, expected >= 1",
@@ -102,7 +177,6 @@ graft_status graft_generate_batch(graft_model_t *m, const int32_t *const *prompt
                 return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
                                      "generate: prompt %lld: token id %d at position %lld, expected 0..%lld", (long long)b,
                                      prompts[b][t], (long long)t, (long long)(V - 1));
-        if (n_prompt[b] < P) P = n_prompt[b];
         if (n_prompt[b] > Lmax) Lmax = n_prompt[b];
     }
     if (Lmax > INT64_MAX / 2 - N || B > INT64_MAX / (Lmax + N) || B > (int64_t)(SIZE_MAX / sizeof(float)) / V)
@@ -115,7 +189,7 @@ graft_status graft_generate_batch(graft_model_t *m, const int32_t *const *prompt
     void *state = be->alloc(be->ctx, bytes ? bytes : 1);
     float *logits = malloc(sizeof(float) * (size_t)(B * V));
     void *work = o->greedy ? NULL : malloc(graft_generate_pick_work_bytes(V));
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * P));
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)B);
     int64_t *past = malloc(sizeof(int64_t) * (size_t)B);
     int32_t *next = malloc(sizeof(int32_t) * (size_t)B);
     graft_rng *rng = malloc(sizeof(graft_rng) * (size_t)B);
@@ -130,30 +204,13 @@ graft_status graft_generate_batch(graft_model_t *m, const int32_t *const *prompt
     for (int64_t b = 0; b < B; b++) {
         n_out[b] = 0;
         rng[b] = graft_rng_make(o->seed, GRAFT_GENERATE_STREAM + (uint64_t)b);
-        memcpy(ids + b * P, prompts[b], sizeof(int32_t) * (size_t)P);
     }
     /* greedy decode steps bring their ids back in next[] where the model picks on its device */
     const int device_pick = o->greedy && graft_model_picks_on_device(m);
     double t0 = graft_host_now_s(), t_first;
-    if (P == Lmax) { /* equal lengths: one prefill call for all */
-        if ((st = graft_model_forward_state(m, ids, B, P, state, cap, NULL, logits, err))) goto fail;
-        stats->steps = 1;
-    } else { /* each prompt prefilled alone into a one-slot state, then moved into slot b */
-        size_t one = graft_model_state_bytes(m, 1, cap);
-        void *tmp = be->alloc(be->ctx, one ? one : 1);
-        if (!tmp) {
-            st = graft_err_set(err, GRAFT_STATUS_NO_MEMORY, "generate: cannot allocate %zu bytes of decode state", one);
-            goto fail;
-        }
-        for (int64_t b = 0; b < B && !st; b++) {
-            st = be->zero(be->ctx, tmp, one ? one : 1, err);
-            if (!st) st = graft_model_forward_state(m, prompts[b], 1, n_prompt[b], tmp, cap, NULL, logits + b * V, err);
-            if (!st) st = graft_model_state_copy_slot(m, state, B, b, tmp, 1, 0, cap, err);
-            stats->steps++;
-        }
-        be->free(be->ctx, tmp);
-        if (st) goto fail;
-    }
+    if ((st = graft_generate_prefill(m, prompts, n_prompt, B, o->prefill_chunk, state, cap, logits, &stats->steps,
+                                     err)))
+        goto fail;
     t_first = graft_host_now_s();
     stats->prefill_s = t_first - t0;
     /* every sequence now has the logits of its first new token; decode step k feeds each its

@@ -3,7 +3,8 @@
  * (temperature, top-k, top-p), with and without an early stop, for a softmax model and hybrids
  * with GLA and RWKV-7 layers. The reference re-runs graft_model_forward over the whole sequence
  * for every new token of every sequence alone and picks with the same sampler and stream. Also:
- * the fixed-length mode, batch 1 equal to the batch's sequence, the stats, and the refusals. */
+ * the fixed-length mode, batch 1 equal to the batch's sequence, the stats, prefill chunks (1, 3, 7
+ * tokens per call against one call, equal and different lengths) and the refusals. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,6 +81,78 @@ static void check_case(const char *name, graft_model_t *m, const int32_t *const 
     if (o->fixed_length || o->stop_id < 0) CHECK(gs.steps == 3 + N_NEW - 1);
 }
 
+/* The worst first-token logit difference of a chunked prefill against one call, all models. */
+static double chunk_worst_diff = 0, chunk_worst_rel = 0, chunk_worst_nmse = 0;
+
+/* One prompt set prefilled in chunks of 1, 3 and 7 tokens per sequence against one call
+ * (graft_generate_prefill, then graft_generate_batch): first-token logits within NMSE 1e-10 (the
+ * tolerance of test_model_decode's chunked decode: the product shapes differ, so the sums round
+ * differently), the same greedy tokens as one call and as a full recompute, and one step per
+ * forward call. */
+static void check_chunks(const char *name, graft_model_t *m, const int32_t *const *prompts, const int64_t *n) {
+    static const int64_t chunks[] = {0, 1, 3, 7};
+    int64_t V = graft_model_config(m)->vocab_size, Lmax = 0, P = INT64_MAX;
+    for (int64_t b = 0; b < B; b++) {
+        if (n[b] > Lmax) Lmax = n[b];
+        if (n[b] < P) P = n[b];
+    }
+    const graft_backend *be = graft_model_backend(m);
+    size_t bytes = graft_model_state_bytes(m, B, Lmax);
+    float *ref = malloc(sizeof(float) * (size_t)(B * V)), *got = malloc(sizeof(float) * (size_t)(B * V));
+    int32_t want[B * N_NEW], out[B * N_NEW], one[N_NEW];
+    int64_t n_out[B];
+    graft_generate_opts o = graft_generate_default_opts();
+    o.max_new_tokens = N_NEW;
+    graft_generate_stats gs;
+    graft_err err = {0};
+    for (size_t i = 0; i < sizeof chunks / sizeof *chunks; i++) {
+        int64_t c = chunks[i], calls = 0, steps = 0;
+        char what[160];
+        snprintf(what, sizeof what, "%s: prefill chunk %lld: first-token logits", name, (long long)c);
+        void *state = be->alloc(be->ctx, bytes ? bytes : 1);
+        CHECK(state != NULL);
+        if (!state) break;
+        graft_status st = graft_generate_prefill(m, prompts, n, B, c, state, Lmax, c ? got : ref, &steps, &err);
+        be->free(be->ctx, state);
+        if (st) fprintf(stderr, "%s: %s\n", what, err.msg);
+        CHECK(st == GRAFT_STATUS_OK);
+        if (P == Lmax) calls = c ? (P + c - 1) / c : 1; /* equal lengths: all sequences together */
+        else
+            for (int64_t b = 0; b < B; b++) calls += c ? (n[b] + c - 1) / c : 1;
+        CHECK(steps == calls);
+        if (c) {
+            check_close_f32(what, got, ref, B * V, 1e-10);
+            double d = 0, r = 0, num = 0, den = 0;
+            for (int64_t k = 0; k < B * V; k++) {
+                double e = (double)got[k] - ref[k];
+                if (fabs(e) > d) d = fabs(e);
+                if (fabs((double)ref[k]) > r) r = fabs((double)ref[k]);
+                num += e * e;
+                den += (double)ref[k] * ref[k];
+            }
+            if (d > chunk_worst_diff) chunk_worst_diff = d;
+            if (r > 0 && d / r > chunk_worst_rel) chunk_worst_rel = d / r;
+            if (den > 0 && num / den > chunk_worst_nmse) chunk_worst_nmse = num / den;
+        }
+        o.prefill_chunk = c;
+        st = graft_generate_batch(m, prompts, n, B, &o, c ? out : want, n_out, &gs, &err);
+        if (st) fprintf(stderr, "%s: prefill chunk %lld: generate: %s\n", name, (long long)c, err.msg);
+        CHECK(st == GRAFT_STATUS_OK);
+        CHECK(gs.steps == calls + N_NEW - 1);
+        if (!c) {
+            for (int64_t b = 0; b < B; b++) {
+                int64_t k = recompute(m, prompts[b], n[b], &o, (uint64_t)b, one);
+                CHECK(k == N_NEW && n_out[b] == N_NEW && !memcmp(one, want + b * N_NEW, sizeof one));
+            }
+        } else if (memcmp(out, want, sizeof out)) {
+            fprintf(stderr, "%s: prefill chunk %lld: greedy tokens differ from one call\n", name, (long long)c);
+            CHECK(0);
+        }
+    }
+    free(ref);
+    free(got);
+}
+
 static void run_model(const char *name, const graft_layer_spec *specs) {
     graft_qwen3_config c = tiny();
     graft_err err = {0};
@@ -92,7 +165,7 @@ static void run_model(const char *name, const graft_layer_spec *specs) {
     CHECK(graft_model_init_random(m, 7, &err) == GRAFT_STATUS_OK);
     int32_t p[B][12];
     for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t < lens[b]; t++) p[b][t] = (int32_t)((t * 37 + b * 11 + 5) % c.vocab_size);
+        for (int64_t t = 0; t < 12; t++) p[b][t] = (int32_t)((t * 37 + b * 11 + 5) % c.vocab_size);
     const int32_t *prompts[B] = {p[0], p[1], p[2]};
     char what[96];
     graft_generate_opts o = graft_generate_default_opts();
@@ -133,6 +206,13 @@ static void run_model(const char *name, const graft_layer_spec *specs) {
     CHECK(graft_generate(m, prompts[0], lens[0], &o, one, &gs, &err) == GRAFT_STATUS_OK);
     CHECK(graft_generate_batch(m, prompts, lens, B, &o, out, n_out, &gs, &err) == GRAFT_STATUS_OK);
     CHECK(!memcmp(one, out, sizeof one));
+
+    /* prefill chunks: equal lengths (10 tokens: 3 and 7 do not divide it) and different ones */
+    static const int64_t equal[B] = {10, 10, 10}, uneven[B] = {5, 9, 12};
+    snprintf(what, sizeof what, "%s equal lengths", name);
+    check_chunks(what, m, prompts, equal);
+    snprintf(what, sizeof what, "%s lengths 5, 9, 12", name);
+    check_chunks(what, m, prompts, uneven);
     graft_model_free(m);
 }
 
@@ -167,6 +247,15 @@ static void refusals(void) {
     o.top_p = 1.5;
     CHECK(graft_generate_batch(m, pr, n, 1, &o, out, n_out, &gs, &err) == GRAFT_STATUS_BAD_INPUT);
     CHECK(strstr(err.msg, "top_p 1.5") != NULL);
+    o.top_p = 1;
+    o.prefill_chunk = -1;
+    CHECK(graft_generate_batch(m, pr, n, 1, &o, out, n_out, &gs, &err) == GRAFT_STATUS_BAD_INPUT);
+    CHECK(strstr(err.msg, "generate: prefill_chunk -1, expected >= 0 (0 = each prompt in one call)") != NULL);
+    float logits[97];
+    int64_t steps = 0;
+    char state[8];
+    CHECK(graft_generate_prefill(m, pr, n, 1, -1, state, 3, logits, &steps, &err) == GRAFT_STATUS_BAD_INPUT);
+    CHECK(strstr(err.msg, "prefill_chunk -1") != NULL && steps == 0);
     graft_model_free(m);
 }
 
@@ -192,5 +281,7 @@ int main(void) {
         run_model("hybrid rwkv7", s);
     }
     refusals();
+    printf("test_generate: chunked vs one-call prefill, first-token logits, worst case: max |diff| %.3e, relative to "
+           "max |logit| %.3e, NMSE %.3e\n", chunk_worst_diff, chunk_worst_rel, chunk_worst_nmse);
     return test_finish("test_generate");
 }
