@@ -3,7 +3,9 @@
  * bench/mixers_vs_fla.py, which times the peers (FLA's GatedLinearAttention, transformers'
  * Qwen3Attention with SDPA) at the same shapes and prints the table.
  *
- *   mixers_vs_fla_driver PLUGIN.so NAME   (NAME: gla | softmax | rwkv7; Qwen3-1.7B-sized layer)
+ *   mixers_vs_fla_driver PLUGIN.so NAME [PASS:T]   (NAME: gla | softmax | rwkv7; Qwen3-1.7B-sized
+ *                                                 layer; PASS:T, e.g. fwd:32768, times that shape only,
+ *                                                 for a kernel timeline of one shape)
  *
  * Prints one line per shape: "RESULT <name> <pass> B=<B> T=<T> <median ms> <min ms>". Passes:
  * fwdbwd (a training forward that saves activations, then the backward with parameter gradients,
@@ -113,6 +115,9 @@ int main(int argc, char **argv) {
     }
     struct { const char *pass; int64_t B, T; } shapes[] = {{"fwdbwd", 4, 2048}, {"fwd", 1, 8192}, {"fwd", 1, 32768}};
     for (int si = 0; si < 3; si++) {
+        char want[64];
+        snprintf(want, sizeof want, "%s:%lld", shapes[si].pass, (long long)shapes[si].T);
+        if (argc > 3 && strcmp(argv[3], want)) continue;
         int64_t B = shapes[si].B, T = shapes[si].T, N = B * T, C = cfg.n_embd;
         int train = !strcmp(shapes[si].pass, "fwdbwd");
         size_t sv = 0, sc = 0;
