@@ -12,6 +12,13 @@ void graft_bench_prompt(int64_t V, int64_t b, int64_t T, int32_t *ids) {
         ids[t] = V > 1 ? (int32_t)(1 + (7919 * t + 104729 * b) % (V - 1)) : 0;
 }
 
+int64_t graft_bench_prefill_chunk(int64_t batch, int64_t context, int64_t requested) {
+    if (requested > 0) return requested < context ? requested : 0;
+    if (requested < 0 || batch < 1 || context <= GRAFT_BENCH_PREFILL_TOKENS / batch) return 0;
+    int64_t chunk = GRAFT_BENCH_PREFILL_TOKENS / batch;
+    return chunk > 1 ? chunk : 1;
+}
+
 /* ---- peak resident memory (Linux): VmHWM, reset by writing "5" to /proc/self/clear_refs ---- */
 
 static int peak_reset(void) {
@@ -44,15 +51,19 @@ static double median(double *v, int64_t n) {
 }
 
 graft_status graft_bench_measure(graft_model_t *m, int64_t context, int64_t batch, int64_t gen_tokens,
-                                 int64_t repeat, graft_bench_point *out, graft_err *err) {
+                                 int64_t prefill_chunk, int64_t repeat, graft_bench_point *out, graft_err *err) {
     memset(out, 0, sizeof *out);
     out->context = context;
     out->batch = batch;
     out->gen_tokens = gen_tokens;
+    out->prefill_chunk = prefill_chunk < context ? prefill_chunk : 0;
     if (context < 1 || batch < 1 || gen_tokens < 1 || repeat < 1 || repeat > 1000 || context > INT64_MAX / batch)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "bench: context %lld, batch %lld, gen_tokens %lld, repeat %lld: "
                              "expected >= 1 each (repeat <= 1000)", (long long)context, (long long)batch,
                              (long long)gen_tokens, (long long)repeat);
+    if (prefill_chunk < 0)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "bench: prefill_chunk %lld, expected >= 0 (0 = the whole "
+                             "prompt in one call)", (long long)prefill_chunk);
     int64_t V = graft_model_config(m)->vocab_size;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(context * batch));
     int32_t *gen = malloc(sizeof(int32_t) * (size_t)(gen_tokens * batch));
@@ -74,10 +85,12 @@ graft_status graft_bench_measure(graft_model_t *m, int64_t context, int64_t batc
         prompts[b] = ids + b * context;
         n_prompt[b] = full_warmup || context < 16 ? context : 16;
     }
+    /* the warm-up prefills in the same chunks, so the timed runs build no new shapes */
     graft_generate_opts o = graft_generate_default_opts();
     o.greedy = 1;
     o.fixed_length = 1;
     o.max_new_tokens = 2;
+    o.prefill_chunk = out->prefill_chunk;
     graft_generate_stats gs;
     if ((st = graft_generate_batch(m, prompts, n_prompt, batch, &o, gen, n_out, &gs, err))) goto done;
     for (int64_t b = 0; b < batch; b++) n_prompt[b] = context;
@@ -112,8 +125,14 @@ graft_status graft_bench_run(const graft_bench_plan *p, char *summary, size_t su
     graft_status st = GRAFT_STATUS_OK;
     size_t k = 0;
     if (summary && summary_size) summary[0] = 0;
-    fprintf(p->out, "  %-24s %7s %5s %11s %12s %12s %12s\n", "model", "context", "batch", "ttft_ms", "decode_tok/s",
-            "state_MiB", "peak_MiB");
+    if (p->prefill_chunk < -1) {
+        free(pts);
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "bench: prefill_chunk %lld, expected >= -1 (0 = automatic, "
+                             "-1 = never chunk)", (long long)p->prefill_chunk);
+    }
+    /* chunk: prompt tokens per sequence per prefill call, "-" for the whole prompt in one call */
+    fprintf(p->out, "  %-24s %7s %5s %6s %11s %12s %12s %12s\n", "model", "context", "batch", "chunk", "ttft_ms",
+            "decode_tok/s", "state_MiB", "peak_MiB");
     /* Each model is loaded once and measured at every point, then freed before the next is
      * loaded (a load can take a minute at 1.7B, and a peak never includes another model). */
     for (int64_t i = 0; i < p->n_models && !st; i++) {
@@ -122,8 +141,9 @@ graft_status graft_bench_run(const graft_bench_plan *p, char *summary, size_t su
         for (int64_t ic = 0; ic < p->n_contexts && !st; ic++)
             for (int64_t ib = 0; ib < p->n_batches && !st; ib++) {
                 int64_t ctx = p->contexts[ic], batch = p->batches[ib];
+                int64_t chunk = graft_bench_prefill_chunk(batch, ctx, p->prefill_chunk);
                 graft_bench_point *q = &pts[i * n_pts + ic * p->n_batches + ib];
-                st = graft_bench_measure(m, ctx, batch, p->gen_tokens, p->repeat > 0 ? p->repeat : 1, q, err);
+                st = graft_bench_measure(m, ctx, batch, p->gen_tokens, chunk, p->repeat > 0 ? p->repeat : 1, q, err);
                 if (st) {
                     char where[160];
                     snprintf(where, sizeof where, "bench: %s at context %lld, batch %lld", p->names[i], (long long)ctx,
@@ -131,13 +151,15 @@ graft_status graft_bench_run(const graft_bench_plan *p, char *summary, size_t su
                     graft_err_prefix(err, where);
                     break;
                 }
-                fprintf(p->out, "  %-24s %7lld %5lld %11.2f %12.1f %12.3f %12.1f\n", p->names[i], (long long)ctx,
-                        (long long)batch, q->ttft_ms, q->decode_tok_s, (double)q->state_bytes / 1048576.0,
+                char chunk_text[24] = "-";
+                if (q->prefill_chunk) snprintf(chunk_text, sizeof chunk_text, "%lld", (long long)q->prefill_chunk);
+                fprintf(p->out, "  %-24s %7lld %5lld %6s %11.2f %12.1f %12.3f %12.1f\n", p->names[i], (long long)ctx,
+                        (long long)batch, chunk_text, q->ttft_ms, q->decode_tok_s, (double)q->state_bytes / 1048576.0,
                         q->peak_bytes < 0 ? NAN : (double)q->peak_bytes / 1048576.0);
                 fflush(p->out);
                 if (p->log) {
-                    graft_bench_row row = {p->names[i], ctx, batch, q->ttft_ms, q->decode_tok_s, q->state_bytes,
-                                           q->peak_bytes};
+                    graft_bench_row row = {p->names[i], ctx, batch, q->prefill_chunk, q->ttft_ms, q->decode_tok_s,
+                                           q->state_bytes, q->peak_bytes};
                     st = graft_runlog_append_bench(p->log, p->stage, &row, err);
                 }
             }

@@ -3,14 +3,15 @@
  * one device, each model loaded once and measured at every (context, batch), and each model's
  * speedup over the baseline printed from the same run (DESIGN principle 7).
  *
- * One measurement (graft_bench_measure) of model m at (context, batch, gen_tokens):
+ * One measurement (graft_bench_measure) of model m at (context, batch, gen_tokens, prefill chunk):
  *   prompts   synthetic ids, so no tokenizer is needed: sequence b, position t holds
  *             1 + (7919 t + 104729 b) mod (V - 1)   (graft_bench_prompt)
  *   warm-up   an untimed generation of min(context, 16) tokens (CPU: thread pool, first
  *             allocations; on a device the whole context: cuBLASLt plans of the new shapes) and 2
- *             new ones at the same batch
+ *             new ones at the same batch and prefill chunk
  *   timed     `repeat` times: greedy, fixed length (no early stop): prefill of `context` tokens
- *             for the batch, then gen_tokens - 1 single-token steps (generate.h)
+ *             for the batch (in calls of prefill_chunk tokens per sequence, each continuing the
+ *             decode state, or in one call), then gen_tokens - 1 single-token steps (generate.h)
  *   ttft_ms        prefill of the batch up to its first token, milliseconds (median of repeats)
  *   decode_tok_s   batch * (gen_tokens - 1) / the decode steps' seconds (median of repeats; NaN
  *                  when gen_tokens = 1)
@@ -36,6 +37,7 @@
 
 typedef struct graft_bench_point {
     int64_t context, batch, gen_tokens;
+    int64_t prefill_chunk; /* prompt tokens per sequence per prefill call used; 0: one call     */
     double ttft_ms;
     double decode_tok_s;
     int64_t state_bytes;
@@ -45,9 +47,27 @@ typedef struct graft_bench_point {
 /* The synthetic prompt of sequence b: T ids in 0..V-1 (see above). */
 void graft_bench_prompt(int64_t V, int64_t b, int64_t T, int32_t *ids);
 
-/* Measures m at (context >= 1, batch >= 1, gen_tokens >= 1), repeat >= 1 timed runs, into *out. */
+/* The automatic prefill chunk: a call of more than this many tokens (batch x chunk) is split.
+ * The inference arena holds every layer's hidden state and one layer's working buffers for all
+ * tokens of a call: at the Qwen3-1.7B shape on CUDA (bf16 activations, 28 layers, width 2048, MLP
+ * 6144, 16/8 heads of 128) about 300 KB per token (model.c ensure_activations with the block's
+ * and the softmax plugin's workspace), so a 65536-token call needs about 20 GB beside the weights
+ * and the decode state. That state is not bounded by chunking: a 16 x 32768 control's KV cache
+ * alone is 60 GB, so on an 80 GB GPU that row needs a smaller chunk than this rule gives (4096
+ * tokens per sequence: 20 GB of activations). */
+#define GRAFT_BENCH_PREFILL_TOKENS 65536
+
+/* The prefill chunk used at (batch >= 1, context >= 1): prompt tokens per sequence per call, 0
+ * meaning the whole prompt in one call. `requested` (graft_bench_plan.prefill_chunk, >= -1):
+ * > 0 that chunk (0 where it is >= context: one call anyway); -1 never chunk; 0 automatic: one
+ * call while batch x context <= GRAFT_BENCH_PREFILL_TOKENS, else max(1, that / batch). */
+int64_t graft_bench_prefill_chunk(int64_t batch, int64_t context, int64_t requested);
+
+/* Measures m at (context >= 1, batch >= 1, gen_tokens >= 1), the prompts prefilled in calls of
+ * prefill_chunk >= 0 tokens per sequence (0: one call; a resolved chunk, see above), repeat >= 1
+ * timed runs, into *out. */
 graft_status graft_bench_measure(graft_model_t *m, int64_t context, int64_t batch, int64_t gen_tokens,
-                                 int64_t repeat, graft_bench_point *out, graft_err *err);
+                                 int64_t prefill_chunk, int64_t repeat, graft_bench_point *out, graft_err *err);
 
 /* Loads model i (0 <= i < n_models) into *out; the benchmark frees it with graft_model_free. */
 typedef graft_status (*graft_bench_load_fn)(void *ctx, int64_t i, graft_model_t **out, graft_err *err);
@@ -63,6 +83,8 @@ typedef struct graft_bench_plan {
     const int64_t *batches;
     int64_t n_batches;
     int64_t gen_tokens;
+    int64_t prefill_chunk;         /* >= -1: 0 automatic, > 0 that chunk, -1 never chunk
+                                      (graft_bench_prefill_chunk)                              */
     int64_t repeat;                /* timed runs per measurement, >= 1                          */
     FILE *out;                     /* the table and the speedups are printed here              */
     graft_runlog_t *log;           /* rows go to its `bench` table of stage `stage`; NULL: none */

@@ -43,7 +43,7 @@ typedef struct eval_rec {
 } eval_rec;
 typedef struct bench_rec {
     char model[GRAFT_RUNLOG_MODEL_BYTES];
-    int64_t context, batch;
+    int64_t context, batch, prefill_chunk;
     double ttft_ms, decode_tok_s;
     int64_t state_bytes, peak_bytes;
 } bench_rec;
@@ -151,6 +151,7 @@ static int make_types(graft_runlog_t *log) {
     ADDS(t, bench_rec, model);
     ADD(t, bench_rec, context, H5T_NATIVE_INT64);
     ADD(t, bench_rec, batch, H5T_NATIVE_INT64);
+    ADD(t, bench_rec, prefill_chunk, H5T_NATIVE_INT64);
     ADD(t, bench_rec, ttft_ms, H5T_NATIVE_DOUBLE);
     ADD(t, bench_rec, decode_tok_s, H5T_NATIVE_DOUBLE);
     ADD(t, bench_rec, state_bytes, H5T_NATIVE_INT64);
@@ -649,6 +650,7 @@ graft_status graft_runlog_append_bench(graft_runlog_t *log, int32_t stage, const
     memset(&r, 0, sizeof r);
     r.context = row->context;
     r.batch = row->batch;
+    r.prefill_chunk = row->prefill_chunk;
     r.ttft_ms = row->ttft_ms;
     r.decode_tok_s = row->decode_tok_s;
     r.state_bytes = row->state_bytes;

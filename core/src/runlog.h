@@ -100,6 +100,7 @@ typedef struct graft_bench_row {
     const char *model;
     int64_t context;       /* prompt tokens                              */
     int64_t batch;
+    int64_t prefill_chunk; /* prompt tokens per sequence per prefill call; 0: the whole prompt in one */
     double ttft_ms;        /* time to first token, milliseconds          */
     double decode_tok_s;   /* decode tokens per second (all sequences)   */
     int64_t state_bytes;   /* KV cache + recurrent state                 */

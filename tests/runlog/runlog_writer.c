@@ -73,7 +73,7 @@ int main(int argc, char **argv) {
     graft_eval_row e1 = {"control", "ppl", 10.5, 2048, -1}, e2 = {"hybrid", "ppl", 11.25, 2048, -1};
     if (graft_runlog_append_eval(log, 2, &e1, &err) || graft_runlog_append_eval(log, 2, &e2, &err))
         return fail(&err);
-    graft_bench_row b = {"hybrid", 4096, 2, 12.5, 850.0, 123456, 987654321};
+    graft_bench_row b = {"hybrid", 4096, 2, 1024, 12.5, 850.0, 123456, 987654321};
     if (graft_runlog_append_bench(log, 2, &b, &err)) return fail(&err);
     graft_generation_row g = {"hybrid", "The capital of France is", " Paris."};
     if (graft_runlog_append_generation(log, 2, &g, &err)) return fail(&err);

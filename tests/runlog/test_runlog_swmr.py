@@ -93,7 +93,8 @@ def check_complete(path, n):
         e = f["stages/2_eval/eval"][:]
         check([s(x) for x in e["model"]] == ["control", "hybrid"] and list(e["value"]) == [10.5, 11.25], "eval")
         b = f["stages/2_eval/bench"][:]
-        check(len(b) == 1 and b[0]["context"] == 4096 and b[0]["peak_bytes"] == 987654321, "bench")
+        check(len(b) == 1 and b[0]["context"] == 4096 and b[0]["prefill_chunk"] == 1024 and
+              b[0]["peak_bytes"] == 987654321, "bench")
         gen = f["stages/2_eval/generations"][:]
         check(len(gen) == 1 and s(gen[0]["text"]) == " Paris.", "generations")
         for tname in ["train", "stage0_pairs", "stage0_results"]:

@@ -45,7 +45,7 @@ int main(void) {
     CHECK(graft_runlog_stage_begin(log, 2, "eval", &err) == GRAFT_STATUS_OK);
     graft_eval_row ev = {"hybrid", "ppl", 12.5, 1000, -1};
     CHECK(graft_runlog_append_eval(log, 2, &ev, &err) == GRAFT_STATUS_OK);
-    graft_bench_row b = {"control", 2048, 1, 35.0, 120.0, 1 << 20, 1 << 30};
+    graft_bench_row b = {"control", 2048, 1, 0, 35.0, 120.0, 1 << 20, 1 << 30};
     CHECK(graft_runlog_append_bench(log, 2, &b, &err) == GRAFT_STATUS_OK);
     graft_generation_row gen = {"hybrid", "Once upon", " a time"};
     CHECK(graft_runlog_append_generation(log, 2, &gen, &err) == GRAFT_STATUS_OK);
