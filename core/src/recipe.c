@@ -886,17 +886,20 @@ static graft_status eval_stage(ctx *c, const graft_ynode *m, const char *kp, gra
 
 static graft_status bench_stage(ctx *c, const graft_ynode *m, const char *kp, graft_stage *s,
                                 const graft_stage *stages) {
-    static const char *const keys[] = {"kind", "contexts", "batch", "gen_tokens", "repeat", "models", NULL};
+    static const char *const keys[] = {"kind", "contexts", "batch", "gen_tokens", "prefill_chunk", "repeat", "models",
+                                       NULL};
     graft_bench_params *z = &s->as.bench;
     static const int64_t one = 1;
     z->batches = &one;
     z->n_batches = 1;
     z->gen_tokens = 128;
+    z->prefill_chunk = 0;
     z->repeat = 1;
     if (check_keys(c, m, kp, keys) ||
         get_int_list(c, m, kp, "contexts", 1, 1, &z->contexts, &z->n_contexts) ||
         get_int_list(c, m, kp, "batch", 1, 0, &z->batches, &z->n_batches) ||
         get_int(c, m, kp, "gen_tokens", 1, INT64_MAX, 0, &z->gen_tokens) ||
+        get_int(c, m, kp, "prefill_chunk", -1, INT64_MAX, 0, &z->prefill_chunk) ||
         get_int(c, m, kp, "repeat", 1, 1000, 0, &z->repeat) ||
         model_choices(c, m, kp, s, stages, &z->models, &z->n_models))
         return c->err->status;

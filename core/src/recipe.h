@@ -193,6 +193,7 @@ typedef struct graft_bench_params {
     const int64_t *batches;          /* default [1]                                             */
     int64_t n_batches;
     int64_t gen_tokens;              /* >= 1, default 128                                       */
+    int64_t prefill_chunk;           /* >= -1, default 0 = automatic (graft_bench_prefill_chunk) */
     int64_t repeat;                  /* timed runs per measurement (median), >= 1, default 1    */
     const graft_model_choice *models; /* as eval                                                */
     int64_t n_models;

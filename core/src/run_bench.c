@@ -57,7 +57,8 @@ graft_status graft_run_bench(graft_run_ctx *c, const graft_stage *s, graft_err *
     loader l = {c, models};
     graft_bench_plan p = {.names = ptrs, .n_models = n, .load = load, .load_ctx = &l, .baseline = baseline,
                           .contexts = bp->contexts, .n_contexts = bp->n_contexts, .batches = bp->batches,
-                          .n_batches = bp->n_batches, .gen_tokens = bp->gen_tokens, .repeat = bp->repeat, .out = c->out, .log = c->log,
+                          .n_batches = bp->n_batches, .gen_tokens = bp->gen_tokens,
+                          .prefill_chunk = bp->prefill_chunk, .repeat = bp->repeat, .out = c->out, .log = c->log,
                           .stage = (int32_t)s->index};
     fprintf(c->out, "  %lld model(s), %lld new tokens per sequence (fixed), synthetic prompts; speedups against %s\n",
             (long long)n, (long long)bp->gen_tokens, ptrs[baseline]);

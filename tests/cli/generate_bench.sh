@@ -29,6 +29,7 @@ expect 2 "--max-new \"0\": expected an integer >= 1" $GRAFT generate --model $T/
 expect 2 "--temperature 0: expected > 0" $GRAFT generate --model $T/m --prompt hi --temperature 0
 expect 2 "--top-p 1.5: expected in (0, 1]" $GRAFT generate --model $T/m --prompt hi --top-p 1.5
 expect 2 "--top-k \"-1\"" $GRAFT generate --model $T/m --prompt hi --top-k -1
+expect 2 "--prefill-chunk \"-1\": expected an integer >= 0" $GRAFT generate --model $T/m --prompt hi --prefill-chunk -1
 expect 2 "exclude each other" $GRAFT generate --model $T/m --prompt hi --greedy --top-k 5
 expect 2 "needs a value" $GRAFT generate --model $T/m --prompt
 expect 1 "$T/nope" $GRAFT generate --model $T/nope --tokenizer $TOK --prompt hi
@@ -46,6 +47,12 @@ expect 0 "[1] And God said|" $GRAFT generate --model $T/m --tokenizer $TOK --pro
 a=$($GRAFT generate --model $T/m --tokenizer $TOK --prompt "And God said" --prompt "The" --max-new 6 --fixed-length 2>/dev/null | head -1)
 b=$($GRAFT generate --model $T/m --tokenizer $TOK --prompt "And God said" --max-new 6 --fixed-length 2>/dev/null)
 checks=$((checks + 1)); [ -n "$a" ] && [ "$a" = "$b" ] || fail "batch vs alone: '$a' vs '$b'"
+# a prefill in chunks of 2 tokens continues the prompts as one call does (greedy)
+a=$($GRAFT generate --model $T/m --tokenizer $TOK --prompt "The" --prompt "In the beginning God created" --max-new 6 \
+    --fixed-length 2>/dev/null)
+b=$($GRAFT generate --model $T/m --tokenizer $TOK --prompt "The" --prompt "In the beginning God created" --max-new 6 \
+    --fixed-length --prefill-chunk 2 2>/dev/null)
+checks=$((checks + 1)); [ -n "$a" ] && [ "$a" = "$b" ] || fail "prefill chunk 2 vs one call: '$a' vs '$b'"
 
 # ---- graft bench ----
 SPEC=$T/hyb.yaml
@@ -67,6 +74,7 @@ expect 2 "not both" $GRAFT bench --contexts 8 --model $T/m --config $SRC/recipes
 expect 2 "--spec goes with --config" $GRAFT bench --contexts 8 --model $T/m --spec $SPEC
 expect 2 "--contexts \"0\": expected an integer >= 1" $GRAFT bench --contexts 8,0 --model $T/m
 expect 2 "--batch \"x\"" $GRAFT bench --contexts 8 --batch x --model $T/m
+expect 2 "--prefill-chunk \"-2\": expected an integer >= -1" $GRAFT bench --contexts 8 --prefill-chunk -2 --model $T/m
 expect 1 "--device: device \"gpu\", expected cpu, cuda or cuda:N" $GRAFT bench --contexts 8 --model $T/m --device gpu
 expect 1 "--device: device \"cuda:x\", expected cpu, cuda or cuda:N" $GRAFT generate --model $T/m --prompt hi --device cuda:x
 expect 1 "$T/nope" $GRAFT bench --contexts 8 --model $T/m --model $T/nope
@@ -76,6 +84,9 @@ expect 0 "hyb vs control at context 16, batch 2: TTFT" $GRAFT bench --contexts 8
     --repeat 2 --config $SRC/recipes/models/e2e-tiny.json --spec $SPEC --run-log $T/bench.h5
 [ -s $T/bench.h5 ] || fail "no run log written"
 expect 0 "m vs $T/m" $GRAFT bench --contexts 8 --gen-tokens 2 --model $T/m --model $T/m
+# the chunk column: 3 tokens per call at context 8, one call ("-") at context 2
+expect 0 "      8     1      3 " $GRAFT bench --contexts 2,8 --gen-tokens 2 --prefill-chunk 3 --model $T/m
+expect 0 "      2     1      - " $GRAFT bench --contexts 2,8 --gen-tokens 2 --prefill-chunk 3 --model $T/m
 rm -rf "$T"
 echo "generate_bench: $checks checks, $fails failure(s)"
 [ $fails = 0 ]

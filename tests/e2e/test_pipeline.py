@@ -60,6 +60,7 @@ stages = """  - kind: pretrain
     contexts: [8, 32]
     batch: [1, 3]
     gen_tokens: 4
+    prefill_chunk: 16
 """
 recipe = write_recipe(src, work, "run", stages)
 chk = subprocess.run([graft, "run", recipe, "--check"], capture_output=True, text=True)
@@ -125,6 +126,8 @@ with h5py.File(log, "r", swmr=True) as f:
           f"bench: 2 contexts x 2 batches x (control, hybrid) rows ({len(be)})")
     check(bool(np.all((be["ttft_ms"] > 0) & (be["decode_tok_s"] > 0) & (be["state_bytes"] > 0))),
           "bench: positive TTFT, decode tokens/s, state bytes")
+    check(bool(np.all(be["prefill_chunk"] == np.where(be["context"] == 32, 16, 0))),
+          "bench: prefill in chunks of 16 at context 32, one call (0) at context 8")
     ctl = be[be["model"] == b"control"]
     check(int(ctl[(ctl["context"] == 32) & (ctl["batch"] == 3)]["state_bytes"][0]) >
           int(ctl[(ctl["context"] == 8) & (ctl["batch"] == 1)]["state_bytes"][0]), "bench: the KV cache grows with context x batch")

@@ -103,6 +103,7 @@ static void test_original(void) {
         CHECK(r->device_cuda && r->device_index == 0);
         const graft_bench_params *b = graft_stage_bench(&r->stages[2]);
         CHECK(b && b->n_contexts == 2 && b->contexts[1] == 3000 && b->gen_tokens == 150);
+        CHECK(b && b->prefill_chunk == 0); /* the default: automatic */
     }
     graft_recipe_free(r);
     r = load_ok("recipes/original-experiment/select.yaml");
@@ -159,6 +160,17 @@ static void test_refusals(void) {
     expect_bad("tests/data/recipes/bad-percentile-out.yaml",
                "stages[0].out: h.yaml, expected a path containing {p}", NULL);
     expect_bad("tests/data/recipes/bad-missing-data.yaml", "data: missing, expected a map", NULL);
+    expect_bad("tests/data/recipes/bad-prefill-chunk.yaml",
+               "bad-prefill-chunk.yaml:6:20: stages[0].prefill_chunk: -2, expected an integer >= -1", NULL);
+
+    /* the bench's prefill chunk: a size, and -1 (never chunk) */
+    graft_recipe *g = load_ok("tests/data/recipes/good-bench-chunk.yaml");
+    if (g) {
+        const graft_bench_params *b0 = graft_stage_bench(&g->stages[0]), *b1 = graft_stage_bench(&g->stages[1]);
+        CHECK(b0 && b0->prefill_chunk == 2048 && b0->n_batches == 2);
+        CHECK(b1 && b1->prefill_chunk == -1);
+    }
+    graft_recipe_free(g);
 
     /* layer out of range is checked once the model's layer count is known */
     graft_recipe *r = load_ok("tests/data/recipes/bad-layer-range.yaml");

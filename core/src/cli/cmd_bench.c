@@ -2,7 +2,8 @@
  * hybrids timed in this process, every (context, batch), fixed generation length, synthetic
  * prompts; each hybrid's speedup over the control printed from the same run.
  *
- *   graft bench --contexts 128,512 [--batch 1,4] [--gen-tokens 128] [--repeat N] [--threads N] [--run-log F.h5]
+ *   graft bench --contexts 128,512 [--batch 1,4] [--gen-tokens 128] [--prefill-chunk N] [--repeat N] [--threads N]
+ *               [--run-log F.h5]
  *               (--model DIR [--model DIR ...]          the first is the control
  *               | --config C.json [--seed S] [--spec HYBRID.yaml ...])
  *
@@ -28,9 +29,9 @@
 #define MAX_LIST 64
 
 static int usage(FILE *o) {
-    fprintf(o, "usage: graft bench --contexts N[,N...] [--batch N[,N...]] [--gen-tokens N] [--repeat N] [--threads N] [--device D]\n"
-               "                   [--run-log FILE.h5] (--model DIR [--model DIR ...] | --config C.json [--seed S]\n"
-               "                   [--spec HYBRID.yaml ...])\n"
+    fprintf(o, "usage: graft bench --contexts N[,N...] [--batch N[,N...]] [--gen-tokens N] [--prefill-chunk N] [--repeat N]\n"
+               "                   [--threads N] [--device D] [--run-log FILE.h5] (--model DIR [--model DIR ...]\n"
+               "                   | --config C.json [--seed S] [--spec HYBRID.yaml ...])\n"
                "  times generation (prefill = time to first token, decode tokens/s, KV + state bytes, peak\n"
                "  memory) of every model at every (context, batch), in this process, with synthetic prompts\n"
                "  and a fixed number of new tokens; prints each model's speedup over the first (the control)\n"
@@ -41,11 +42,15 @@ static int usage(FILE *o) {
                "  --contexts L    prompt lengths (required)\n"
                "  --batch L       batch sizes (default 1)\n"
                "  --gen-tokens N  new tokens per sequence (default 128)\n"
+               "  --prefill-chunk N  prompt tokens per sequence per prefill call, each call continuing the\n"
+               "                  decode state (bounds activation memory); 0 (default): one call while batch x\n"
+               "                  context <= %d tokens, else max(1, %d / batch); -1: never chunk\n"
                "  --repeat N      timed runs per measurement, the median reported (default 1)\n"
                "  --threads N     CPU threads (default: all; also GRAFT_THREADS)\n"
                "  --device D      cpu (default), cuda or cuda:N; on CUDA decode steps replay a CUDA graph\n"
                "                  (GRAFT_CUDA_GRAPHS=0 turns that off, for comparison)\n"
-               "  --run-log F     also write the rows to the bench table of run log F (docs/runlog.md)\n");
+               "  --run-log F     also write the rows to the bench table of run log F (docs/runlog.md)\n",
+            GRAFT_BENCH_PREFILL_TOKENS, GRAFT_BENCH_PREFILL_TOKENS);
     return o == stdout ? 0 : 2;
 }
 
@@ -168,7 +173,7 @@ int graft_cmd_bench(int argc, char **argv) {
     ms.seed = 1;
     const char *config = NULL, *run_log = NULL, *device = "cpu";
     int64_t n_dirs = 0, n_specs = 0, contexts[MAX_LIST], batches[MAX_LIST] = {1}, n_ctx = 0, n_batch = 1;
-    int64_t gen_tokens = 128, threads = 0, seed = 1, repeat = 1;
+    int64_t gen_tokens = 128, prefill_chunk = 0, threads = 0, seed = 1, repeat = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
@@ -194,6 +199,7 @@ int graft_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--contexts")) { if (!parse_list(a, v, contexts, &n_ctx)) return 2; }
         else if (!strcmp(a, "--batch")) { if (!parse_list(a, v, batches, &n_batch)) return 2; }
         else if (!strcmp(a, "--gen-tokens")) { if (!parse_i64(a, v, 1, &gen_tokens)) return 2; }
+        else if (!strcmp(a, "--prefill-chunk")) { if (!parse_i64(a, v, -1, &prefill_chunk)) return 2; }
         else if (!strcmp(a, "--repeat")) { if (!parse_i64(a, v, 1, &repeat) || repeat > 1000) return 2; }
         else if (!strcmp(a, "--threads")) { if (!parse_i64(a, v, 1, &threads)) return 2; }
         else if (!strcmp(a, "--seed")) { if (!parse_i64(a, v, 0, &seed)) return 2; }
@@ -276,7 +282,8 @@ int graft_cmd_bench(int argc, char **argv) {
                ? " (CUDA graphs off)" : "");
     graft_bench_plan p = {.names = ptrs, .n_models = n, .load = load, .load_ctx = &ms, .baseline = 0,
                           .contexts = contexts, .n_contexts = n_ctx, .batches = batches, .n_batches = n_batch,
-                          .gen_tokens = gen_tokens, .repeat = repeat, .out = stdout, .log = log, .stage = 0};
+                          .gen_tokens = gen_tokens, .prefill_chunk = prefill_chunk, .repeat = repeat, .out = stdout,
+                          .log = log, .stage = 0};
     graft_status st = graft_bench_run(&p, NULL, 0, &err);
     if (log) {
         graft_err e2;

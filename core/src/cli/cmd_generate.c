@@ -4,7 +4,7 @@
  *
  *   graft generate --model DIR --prompt TEXT [--prompt TEXT ...] [--tokenizer PATH]
  *                  [--max-new N] [--greedy | --temperature X --top-k K --top-p P] [--seed S]
- *                  [--fixed-length] [--threads N]
+ *                  [--fixed-length] [--prefill-chunk N] [--threads N]
  */
 #include <errno.h>
 #include <math.h>
@@ -33,6 +33,8 @@ static int usage(FILE *o) {
                "  --top-p P          sample from the smallest set of mass >= P, in (0, 1] (default 1)\n"
                "  --seed S           sampling seed (default 0)\n"
                "  --fixed-length     always N new tokens (do not stop at the end-of-text id)\n"
+               "  --prefill-chunk N  prompt tokens per sequence per prefill call, each continuing the decode\n"
+               "                     state (bounds activation memory for long prompts); 0 = one call (default)\n"
                "  --threads N        CPU threads (default: all; also GRAFT_THREADS)\n"
                "  --device D         cpu (default), cuda or cuda:N (decode steps replay a CUDA graph)\n", MAX_PROMPTS);
     return o == stdout ? 0 : 2;
@@ -91,6 +93,7 @@ int graft_cmd_generate(int argc, char **argv) {
             }
             prompts[n_prompts++] = v;
         } else if (!strcmp(a, "--max-new")) { if (!parse_i64(a, v, 1, &o.max_new_tokens)) return 2; }
+        else if (!strcmp(a, "--prefill-chunk")) { if (!parse_i64(a, v, 0, &o.prefill_chunk)) return 2; }
         else if (!strcmp(a, "--seed")) { if (!parse_i64(a, v, 0, &seed)) return 2; }
         else if (!strcmp(a, "--threads")) { if (!parse_i64(a, v, 1, &threads)) return 2; }
         else if (!strcmp(a, "--top-k")) { if (!parse_i64(a, v, 0, &o.top_k)) return 2; sampling = 1; }
