@@ -38,8 +38,9 @@ def graft_decode(graft, config, contexts, gen, graphs, skinny=True, pdl=True):
     res = {}
     for line in out.splitlines():
         f = line.split()
-        if len(f) == 7 and f[0] == "control" and re.fullmatch(r"\d+", f[1]):
-            res[int(f[1])] = {"ttft_ms": float(f[3]), "tok_s": float(f[4]), "peak_mib": float(f[6])}
+        # graft bench's table: model context batch chunk ttft_ms decode_tok/s state_MiB peak_MiB
+        if len(f) == 8 and f[0] == "control" and re.fullmatch(r"\d+", f[1]):
+            res[int(f[1])] = {"ttft_ms": float(f[4]), "tok_s": float(f[5]), "peak_mib": float(f[7])}
     return res
 
 

@@ -19,7 +19,8 @@
  *     only where the recomputed top-2 logits are within 5% of the row's logit RMS (a near tie at
  *     bf16 resolution); such ties are counted and printed with their margins.
  *  3. The same for a hybrid (GLA at layer 0, softmax at layer 1): its decode step is captured too
- *     (both mixers declare GRAFT_MIXER_CAP_CUDA_GRAPH), and cached == recompute.
+ *     (both mixers declare GRAFT_MIXER_CAP_CUDA_GRAPH), and cached == recompute. 2 and 3 again
+ *     with the prompts prefilled 4 tokens per call (prefill_chunk: calls continuing the state).
  *  4. The device greedy pick (backend op argmax_rows, used by graft_model_forward_state_greedy)
  *     against the host scan of generate.c on rows built to trip it: ties (first index wins), a
  *     NaN in the middle (never chosen), a leading NaN (0), all -inf, the maximum last, and random
@@ -163,7 +164,7 @@ static void test_graph_vs_eager(const graft_backend *cuda) {
     graft_model_free(c);
 }
 
-static void test_generate_vs_recompute(const graft_backend *cuda, int hybrid) {
+static void test_generate_vs_recompute(const graft_backend *cuda, int hybrid, int64_t chunk) {
     graft_err err = {0};
     graft_model_t *m = make_model_of(hybrid);
     CHECK(m != NULL);
@@ -180,6 +181,7 @@ static void test_generate_vs_recompute(const graft_backend *cuda, int hybrid) {
     graft_generate_opts o = graft_generate_default_opts();
     o.max_new_tokens = N;
     o.fixed_length = 1;
+    o.prefill_chunk = chunk;
     int32_t out[3 * 20];
     int64_t n_out[3];
     graft_generate_stats gs;
@@ -211,8 +213,11 @@ static void test_generate_vs_recompute(const graft_backend *cuda, int hybrid) {
         free(seq);
         free(lg);
     }
-    printf("cached generation (CUDA graph decode, %s) vs full recompute: %lld sequences x %lld tokens, %lld "
-           "mismatches, %lld near ties, %lld graph replays\n", hybrid ? "gla + softmax hybrid" : "softmax",
+    char how[48];
+    if (chunk) snprintf(how, sizeof how, "in chunks of %lld", (long long)chunk);
+    else snprintf(how, sizeof how, "in one call");
+    printf("cached generation (CUDA graph decode, %s, prefill %s) vs full recompute: %lld sequences x %lld tokens, "
+           "%lld mismatches, %lld near ties, %lld graph replays\n", hybrid ? "gla + softmax hybrid" : "softmax", how,
            (long long)B, (long long)N, (long long)bad, (long long)ties, (long long)graft_model_graph_launches(m));
     CHECK(bad == 0);
     graft_model_free(m);
@@ -276,7 +281,11 @@ int main(void) {
     }
     test_argmax_rows(cuda);
     test_graph_vs_eager(cuda);
-    test_generate_vs_recompute(cuda, 0);
-    test_generate_vs_recompute(cuda, 1);
+    test_generate_vs_recompute(cuda, 0, 0);
+    test_generate_vs_recompute(cuda, 1, 0);
+    /* prompts of 5, 13, 9 tokens prefilled 4 at a time: T > 1 calls continuing the state (the
+     * softmax layers' cached forward on Hopper) */
+    test_generate_vs_recompute(cuda, 0, 4);
+    test_generate_vs_recompute(cuda, 1, 4);
     return test_finish("test_generate_cuda");
 }
