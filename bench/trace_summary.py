@@ -15,6 +15,10 @@ import subprocess
 
 
 def short(name):
+    """A kernel's demangled name without its return type and argument list: 'void
+    (anonymous namespace)::k_fwd_out<float, 64>(Geo, ...)' -> 'k_fwd_out<float, 64>'."""
+    name = name.replace("(anonymous namespace)::", "")
+    name = re.sub(r"^void ", "", name)
     name = re.sub(r"\(.*", "", name)
     return name[:80]
 
