@@ -173,6 +173,13 @@ static __device__ __forceinline__ void ld8(float *dst, const bf16 *src) {
 #pragma unroll
     for (int ch = 0; ch < 8; ch++) dst[ch] = __bfloat162float(h[ch]);
 }
+/* ... and 4 channels (8 bytes) */
+static __device__ __forceinline__ void ld4(float *dst, const bf16 *src) {
+    uint2 u = *reinterpret_cast<const uint2 *>(src);
+    const bf16 *h = reinterpret_cast<const bf16 *>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; i++) dst[i] = __bfloat162float(h[i]);
+}
 static __device__ __forceinline__ void st8(bf16 *dst, const float *v) {
     uint4 u;
     bf16 *h = reinterpret_cast<bf16 *>(&u);
@@ -364,6 +371,25 @@ static __global__ void __launch_bounds__(256) gate_kernel(float *gk, float *z, c
         }
 }
 
+/* gate_kernel with float4 loads and stores (widths in multiples of 4, 16-byte aligned rows): the
+ * same arithmetic per element, so the same bits. */
+static __global__ void __launch_bounds__(256) gate4_kernel(float *gk, float *z, const bf16 *bias, int64_t N,
+                                                           int64_t width, float inv_gamma) {
+    for (int64_t n = blockIdx.x; n < N; n += gridDim.x)
+        for (int64_t c = 4 * (int64_t)threadIdx.x; c < width; c += 4 * (int64_t)blockDim.x) {
+            const int64_t idx = n * width + c;
+            float4 v = *reinterpret_cast<const float4 *>(z + idx);
+            if (bias) {
+                float b[4];
+                ld4(b, bias + c);
+                v.x += b[0], v.y += b[1], v.z += b[2], v.w += b[3];
+                *reinterpret_cast<float4 *>(z + idx) = v;
+            }
+            *reinterpret_cast<float4 *>(gk + idx) = make_float4(logsigm_d(v.x) * inv_gamma, logsigm_d(v.y) * inv_gamma,
+                                                                logsigm_d(v.z) * inv_gamma, logsigm_d(v.w) * inv_gamma);
+        }
+}
+
 /* dz = dgk σ(−z)/γ -> dzb (bf16, for the products); the bias gradient's partials Σ_n dz per
  * 64-row block (blockIdx.y) into part (gridDim.y, width), NULL without gradients (colsum_kernel
  * adds them onto db). */
@@ -407,6 +433,32 @@ static __global__ void norm_gate_kernel(bf16 *u, float *rstd, const bf16 *o, con
     for (int e = lane; e < dv; e += 32)
         u[row * dv + e] = __float2bfloat16(__bfloat162float(orow[e]) * r * __bfloat162float(wn[e]) *
                                            silu_d(__bfloat162float(grow[e])));
+}
+
+/* norm_gate_kernel for dv = 128 (every CUDA GLA layer) with 8-byte loads and stores: lane l holds
+ * elements 4l .. 4l+3 of its row, o is read once. Measured on the H100 (bench/results/
+ * gla-conv-2026-11-24.md): the scalar kernel moved its ~0.4 GB at 1 x 32768 in 0.24 ms. The mean
+ * square adds each lane's four squares, then the warp sum: another order than norm_gate_kernel
+ * (rounding-level differences; deterministic). */
+static __global__ void norm_gate128_kernel(bf16 *u, float *rstd, const bf16 *o, const bf16 *gh, int64_t ldg,
+                                           const bf16 *wn, int64_t rows, int H, float eps) {
+    const int64_t row = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const int lane = threadIdx.x & 31, e0 = 4 * lane;
+    if (row >= rows) return;
+    float ov[4], gv[4], wv[4], ms = 0.0f;
+    ld4(ov, o + row * 128 + e0);
+    ld4(gv, gh + (row / H) * ldg + (row % H) * 128 + e0);
+    ld4(wv, wn + e0);
+#pragma unroll
+    for (int i = 0; i < 4; i++) ms += ov[i] * ov[i];
+    ms = warp_sum(ms);
+    const float r = rsqrtf(ms / 128.0f + eps);
+    if (rstd && lane == 0) rstd[row] = r;
+    uint2 out;
+    bf16 *op = reinterpret_cast<bf16 *>(&out);
+#pragma unroll
+    for (int i = 0; i < 4; i++) op[i] = __float2bfloat16(ov[i] * r * wv[i] * silu_d(gv[i]));
+    *reinterpret_cast<uint2 *>(u + row * 128 + e0) = out;
 }
 
 /* Backward of norm_gate_kernel (ō = o·rstd):
@@ -721,6 +773,24 @@ static ConvArgs conv_args(const gla_layer *L, const graft_mixer_io *io, const cu
 }
 
 /* q, k, v = SiLU(short conv of qt, kt, vt): one launch for the three */
+/* gk = logsigmoid(z + bias) / γ: the float4 kernel where widths and rows allow, else per element */
+static void gate_launch(float *gk, float *z, const bf16 *bias, int64_t N, int64_t width, float inv_gamma,
+                        cudaStream_t s) {
+    if (width % 4 == 0 && ((uintptr_t)gk | (uintptr_t)z) % 16 == 0 && (uintptr_t)bias % 8 == 0)
+        gate4_kernel<<<row_blocks(N), 256, 0, s>>>(gk, z, bias, N, width, inv_gamma);
+    else
+        gate_kernel<<<row_blocks(N), 256, 0, s>>>(gk, z, bias, N, width, inv_gamma);
+}
+
+/* u = RMSNorm(o) ⊙ w_n ⊙ SiLU(ĝ): the 8-byte kernel for dv = 128 with aligned rows, else per element */
+static void norm_gate_launch(bf16 *u, float *rstd, const bf16 *o, const bf16 *gh, int64_t ldg, const bf16 *wn,
+                             int64_t rows, int H, int dv, float eps, cudaStream_t s) {
+    if (dv == 128 && ldg % 4 == 0 && ((uintptr_t)u | (uintptr_t)o | (uintptr_t)gh | (uintptr_t)wn) % 8 == 0)
+        norm_gate128_kernel<<<blocks_for(rows * 32, 256), 256, 0, s>>>(u, rstd, o, gh, ldg, wn, rows, H, eps);
+    else
+        norm_gate_kernel<<<blocks_for(rows * 32, 256), 256, 0, s>>>(u, rstd, o, gh, ldg, wn, rows, H, dv, eps);
+}
+
 /* The vectorized conv kernels serve W in 2..4, widths (and row strides) in multiples of 8 channels
  * and 16-byte aligned rows; anything else runs the per-element kernels. */
 static int conv_vec_ok(int64_t W, int64_t width, const void *p0, const void *p1, const void *p2, const void *p3) {
@@ -806,7 +876,7 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
         (st = mm(L, s, 0, 1, N, L->Kkv, L->r, c.lr, L->r, PB(L, io, GLA_P_GK1), L->r, c.z, L->Kkv, 0, 1, err)))
         return prefixed(err, "forward");
     /* 3. gate (fp32) */
-    gate_kernel<<<row_blocks(N), 256, 0, s>>>(c.gk, c.z, PB(L, io, GLA_P_GK1_BIAS), N, L->Kkv, (float)(1.0 / L->gamma));
+    gate_launch(c.gk, c.z, PB(L, io, GLA_P_GK1_BIAS), N, L->Kkv, (float)(1.0 / L->gamma), s);
     if ((st = launched("gate", err))) return st;
 
     /* the history and the state this call starts from (copied out first: state_in may be state_out) */
@@ -853,8 +923,7 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
     }
 
     /* 6. gated norm, 7. output projection */
-    norm_gate_kernel<<<blocks_for(N * H * 32, 256), 256, 0, s>>>(c.u, c.rstd, c.o, c.gh, ldg, PB(L, io, GLA_P_NORM),
-                                                                 N * H, (int)H, (int)L->dv, (float)L->eps);
+    norm_gate_launch(c.u, c.rstd, c.o, c.gh, ldg, PB(L, io, GLA_P_NORM), N * H, (int)H, (int)L->dv, (float)L->eps, s);
     if ((st = launched("norm_gate", err))) return st;
     if ((st = mm(L, s, 0, 1, N, C, L->Vq, c.u, L->Vq, PB(L, io, GLA_P_O), L->Vq, io->y, C, 0, 0, err)))
         return prefixed(err, "forward");
@@ -896,10 +965,9 @@ extern "C" graft_status gla_cuda_layer_backward(const gla_layer *L, const graft_
     /* recompute q, k, v, the gate and u (the forward saved what these need) */
     const int64_t ld[3] = {L->Kq, L->Kkv, L->Vkv};
     if (L->use_conv && (st = conv_forward(L, io, &c, N, T, ld, s, err))) return st;
-    gate_kernel<<<row_blocks(N), 256, 0, s>>>(c.gk, c.z, NULL, N, L->Kkv, (float)(1.0 / L->gamma));
+    gate_launch(c.gk, c.z, NULL, N, L->Kkv, (float)(1.0 / L->gamma), s);
     if ((st = launched("gate", err))) return st;
-    norm_gate_kernel<<<blocks_for(N * H * 32, 256), 256, 0, s>>>(c.u, NULL, c.o, c.gh, L->Vq, PB(L, io, GLA_P_NORM),
-                                                                 N * H, (int)H, (int)L->dv, (float)L->eps);
+    norm_gate_launch(c.u, NULL, c.o, c.gh, L->Vq, PB(L, io, GLA_P_NORM), N * H, (int)H, (int)L->dv, (float)L->eps, s);
     if ((st = launched("norm_gate", err))) return st;
 
     /* o_proj: dWo += dyᵀ u; du = dy Wo (fp32) */
