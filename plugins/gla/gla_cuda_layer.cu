@@ -303,6 +303,50 @@ static __global__ void conv_dw_kernel(float *part, const bf16 *g, const bf16 *in
     }
 }
 
+/* conv_dw_kernel vectorized: a thread owns 8 channels of one 64-token block (16-byte loads of g and
+ * of the input, the W-row window in registers, each row read once instead of W times) and writes
+ * the same partials row. Per (c, j) the same products in the same (increasing t) order: the same
+ * bits. */
+template <int W>
+static __global__ void __launch_bounds__(128) conv_dw_vec_kernel(float *part, const bf16 *g, const bf16 *in,
+                                                                 int64_t width, const float *hist, int64_t hist_bs,
+                                                                 int64_t B, int64_t T) {
+    const int64_t c0 = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * 8;
+    const int64_t nblk_t = (T + 63) / 64, b = blockIdx.y / nblk_t, t0 = (blockIdx.y % nblk_t) * 64;
+    if (c0 >= width || b >= B) return;
+    const int64_t t1 = t0 + 64 < T ? t0 + 64 : T;
+    const float *h = hist + b * hist_bs;
+    auto load = [&](float *dst, int64_t i) { /* E[i] for the 8 channels */
+        if (i < W) {
+#pragma unroll
+            for (int ch = 0; ch < 8; ch++) dst[ch] = h[(c0 + ch) * W + i];
+        } else {
+            ld8(dst, in + (b * T + i - W) * width + c0);
+        }
+    };
+    float acc[8 * W], e[W][8]; /* acc[ch * W + j]; e[k] = E[t + 1 + k] */
+#pragma unroll
+    for (int i = 0; i < 8 * W; i++) acc[i] = 0.0f;
+#pragma unroll
+    for (int k = 0; k < W - 1; k++) load(e[k], t0 + 1 + k);
+    for (int64_t t = t0; t < t1; t++) {
+        load(e[W - 1], t + W);
+        float gv[8];
+        ld8(gv, g + (b * T + t) * width + c0);
+#pragma unroll
+        for (int ch = 0; ch < 8; ch++)
+#pragma unroll
+            for (int j = 0; j < W; j++) acc[ch * W + j] += gv[ch] * e[j][ch];
+#pragma unroll
+        for (int k = 0; k < W - 1; k++)
+#pragma unroll
+            for (int ch = 0; ch < 8; ch++) e[k][ch] = e[k + 1][ch];
+    }
+    float4 *dst = reinterpret_cast<float4 *>(part + blockIdx.y * width * W + c0 * W);
+#pragma unroll
+    for (int q = 0; q < 2 * W; q++) dst[q] = make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]);
+}
+
 /* Gradient of the conv input token t (E index i = W + t):
  *   dE[i] = (i >= T ? dtail[i − T] : 0) + Σ_j w[j] g[i − 1 − j]   (0 <= i−1−j < T)
  * One thread per (n, c). dtail (B slots of tail_bs floats, channel block c*W) may be NULL. */
@@ -1034,9 +1078,17 @@ extern "C" graft_status gla_cuda_layer_backward(const gla_layer *L, const graft_
                                                                               Kch * W, w, (int)W, B, T);
             if ((st = launched("conv_dsilu", err))) return st;
             if (io->grads) { /* partials of conv i at its channels' offset: rows x (wid[i] * W) */
-                dim3 g(blocks_for(wid[i], 128), (unsigned)p.pconv_rows);
-                conv_dw_kernel<<<g, 128, 0, s>>>(c.pconv + p.pconv_rows * off[i], dproj[i], pre[i], wid[i],
-                                                 c.hist + off[i], Kch * W, (int)W, B, T);
+                float *pc = c.pconv + p.pconv_rows * off[i];
+                const dim3 gv(blocks_for(wid[i] / 8, 128), (unsigned)p.pconv_rows);
+                if (vec && (uintptr_t)pc % 16 == 0 && W == 2)
+                    conv_dw_vec_kernel<2><<<gv, 128, 0, s>>>(pc, dproj[i], pre[i], wid[i], hi, Kch * W, B, T);
+                else if (vec && (uintptr_t)pc % 16 == 0 && W == 3)
+                    conv_dw_vec_kernel<3><<<gv, 128, 0, s>>>(pc, dproj[i], pre[i], wid[i], hi, Kch * W, B, T);
+                else if (vec && (uintptr_t)pc % 16 == 0)
+                    conv_dw_vec_kernel<4><<<gv, 128, 0, s>>>(pc, dproj[i], pre[i], wid[i], hi, Kch * W, B, T);
+                else
+                    conv_dw_kernel<<<dim3(blocks_for(wid[i], 128), (unsigned)p.pconv_rows), 128, 0, s>>>(
+                        pc, dproj[i], pre[i], wid[i], hi, Kch * W, (int)W, B, T);
                 if ((st = launched("conv_dw", err))) return st;
             }
             const float *dtail = dso ? dso + sfl + off[i] : NULL;
