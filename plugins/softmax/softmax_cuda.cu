@@ -673,6 +673,24 @@ static graft_status check_common(const char *what, int64_t B, int64_t T, int64_t
 
 static int aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 
+/* The forward kernels' argument block (sizes already checked by the caller) */
+static FwdArgs fwd_args(void *o, float *lse, const void *q, const void *k, const void *v, const int32_t *past,
+                        int64_t T, int64_t Hq, int64_t Hkv, float scale) {
+    FwdArgs a;
+    a.q = (const bf16 *)q;
+    a.k = (const bf16 *)k;
+    a.v = (const bf16 *)v;
+    a.o = (bf16 *)o;
+    a.lse = lse;
+    a.T = (int)T;
+    a.Hq = (int)Hq;
+    a.Hkv = (int)Hkv;
+    a.n_rep = (int)(Hq / Hkv);
+    a.sl = scale * LOG2E;
+    a.past = past;
+    return a;
+}
+
 extern "C" int sm_cuda_attn_fwd_cached_available(void) { return sm_cuda_fwd_wgmma_available(); }
 
 extern "C" graft_status sm_cuda_attn_fwd_cached(void *o, const void *q, const void *kcache, const void *vcache,
@@ -697,18 +715,7 @@ extern "C" graft_status sm_cuda_attn_fwd_cached(void *o, const void *q, const vo
     if (!sm_cuda_fwd_wgmma_available())
         return graft_err_set(err, GRAFT_STATUS_UNSUPPORTED,
                              "softmax_cuda: cached forward: needs the Hopper (sm_90a) kernel");
-    FwdArgs a;
-    a.q = (const bf16 *)q;
-    a.k = (const bf16 *)kcache;
-    a.v = (const bf16 *)vcache;
-    a.o = (bf16 *)o;
-    a.lse = NULL;
-    a.T = (int)T;
-    a.Hq = (int)Hq;
-    a.Hkv = (int)Hkv;
-    a.n_rep = (int)(Hq / Hkv);
-    a.sl = scale * LOG2E;
-    a.past = past_dev;
+    const FwdArgs a = fwd_args(o, NULL, q, kcache, vcache, past_dev, T, Hq, Hkv, scale);
     return sm_cuda_fwd_wgmma_cached(a, (int)B, cap, head_stride, slot_stride, (cudaStream_t)stream, err);
 }
 
@@ -720,18 +727,7 @@ extern "C" graft_status sm_cuda_attn_fwd(void *o, float *lse, const void *q, con
         ((uintptr_t)lse & 3u))
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
                              "softmax_cuda: forward: o, q, k, v must be non-NULL and 16-byte aligned (lse 4-byte)");
-    FwdArgs a;
-    a.q = (const bf16 *)q;
-    a.k = (const bf16 *)k;
-    a.v = (const bf16 *)v;
-    a.o = (bf16 *)o;
-    a.lse = lse;
-    a.T = (int)T;
-    a.Hq = (int)Hq;
-    a.Hkv = (int)Hkv;
-    a.n_rep = (int)(Hq / Hkv);
-    a.sl = scale * LOG2E;
-    a.past = NULL;
+    const FwdArgs a = fwd_args(o, lse, q, k, v, NULL, T, Hq, Hkv, scale);
     if (sm_cuda_fwd_wgmma_available()) return sm_cuda_fwd_wgmma(a, (int)B, (cudaStream_t)stream, err);
     dim3 grid((unsigned)Hq, (unsigned)((T + FWD_BM - 1) / FWD_BM), (unsigned)B);
     if (SM_FWD_WIDE) {
