@@ -307,30 +307,32 @@ static PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder(void) {
     return fn;
 }
 
-/* the (D, H, T, B) view of a (B, T, H, D) bf16 tensor, boxes of 64 x 1 x rows x 1, 128-byte swizzle */
-static bool encode_map(CUtensorMap *map, const void *base, int B, int T, int H, int rows) {
+/* a 4-d bf16 view (dims and byte strides innermost first), boxes of `box`, 128-byte swizzle */
+static bool encode_view(CUtensorMap *map, const void *base, const cuuint64_t dims[4], const cuuint64_t strides[3],
+                        const cuuint32_t box[4]) {
     PFN_cuTensorMapEncodeTiled_v12000 enc = tensor_map_encoder();
-    if (!enc) return false;
-    cuuint64_t dims[4] = {(cuuint64_t)HD, (cuuint64_t)H, (cuuint64_t)T, (cuuint64_t)B};
-    cuuint64_t strides[3] = {(cuuint64_t)HD * 2, (cuuint64_t)H * HD * 2, (cuuint64_t)T * H * HD * 2};
-    cuuint32_t box[4] = {64, 1, (cuuint32_t)rows, 1}, estr[4] = {1, 1, 1, 1};
-    return enc(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, const_cast<void *>(base), dims, strides, box, estr,
-               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+    const cuuint32_t estr[4] = {1, 1, 1, 1};
+    return enc && enc(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, const_cast<void *>(base), dims, strides, box, estr,
+                      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+/* the (D, H, T, B) view of a (B, T, H, D) bf16 tensor, boxes of 64 x 1 x rows x 1 */
+static bool encode_map(CUtensorMap *map, const void *base, int B, int T, int H, int rows) {
+    const cuuint64_t dims[4] = {(cuuint64_t)HD, (cuuint64_t)H, (cuuint64_t)T, (cuuint64_t)B};
+    const cuuint64_t strides[3] = {(cuuint64_t)HD * 2, (cuuint64_t)H * HD * 2, (cuuint64_t)T * H * HD * 2};
+    const cuuint32_t box[4] = {64, 1, (cuuint32_t)rows, 1};
+    return encode_view(map, base, dims, strides, box);
 }
 
 /* the (D, T, H, B) view of a KV cache (element (d, u, h, b) at b * slot_stride + h * head_stride +
- * u * D + d, bf16, T = cap rows a head), boxes of 64 x rows x 1 x 1, 128-byte swizzle */
+ * u * D + d, bf16, T = cap rows a head), boxes of 64 x rows x 1 x 1 */
 static bool encode_cache_map(CUtensorMap *map, const void *base, int B, int64_t cap, int H, int64_t head_stride,
                              int64_t slot_stride, int rows) {
-    PFN_cuTensorMapEncodeTiled_v12000 enc = tensor_map_encoder();
-    if (!enc) return false;
-    cuuint64_t dims[4] = {(cuuint64_t)HD, (cuuint64_t)cap, (cuuint64_t)H, (cuuint64_t)B};
-    cuuint64_t strides[3] = {(cuuint64_t)HD * 2, (cuuint64_t)head_stride * 2, (cuuint64_t)slot_stride * 2};
-    cuuint32_t box[4] = {64, (cuuint32_t)rows, 1, 1}, estr[4] = {1, 1, 1, 1};
-    return enc(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, const_cast<void *>(base), dims, strides, box, estr,
-               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+    const cuuint64_t dims[4] = {(cuuint64_t)HD, (cuuint64_t)cap, (cuuint64_t)H, (cuuint64_t)B};
+    const cuuint64_t strides[3] = {(cuuint64_t)HD * 2, (cuuint64_t)head_stride * 2, (cuuint64_t)slot_stride * 2};
+    const cuuint32_t box[4] = {64, (cuuint32_t)rows, 1, 1};
+    return encode_view(map, base, dims, strides, box);
 }
 
 bool sm_cuda_fwd_wgmma_available(void) {

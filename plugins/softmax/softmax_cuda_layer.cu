@@ -451,21 +451,20 @@ extern "C" graft_status sm_forward_cuda(const graft_mixer_io *io, graft_err *err
     if (!continuing) {
         if ((st = sm_cuda_attn_fwd(c.o, io->saved ? c.lse : NULL, c.qr, c.kr, c.v, B, T, nq, nkv, D, l->scale, s, err)))
             return graft_err_prefix(err, "softmax: forward");
-    } else {
+    } else if (T > 1 && sm_cuda_attn_fwd_cached_available()) {
         /* Continuing a cache: token t of every sequence attends its cache up to past[b] + t (the
-         * new keys were written above). A prefill chunk (T > 1) on Hopper: one flash-attention
-         * launch reading the cache (it costs what the same tokens cost in a fresh prefill).
-         * Otherwise one split-K decode per t: for T = 1 that is the decode kernel the CUDA graph
-         * path runs too, so eager and graph decode steps agree to fp32 reassociation. */
+         * new keys were written above). A prefill chunk on Hopper: one flash-attention launch
+         * reading the cache (it costs what the same tokens cost in a fresh prefill). */
         const bf16 *cache = (const bf16 *)io->state_out;
-        const int flash = T > 1 && sm_cuda_attn_fwd_cached_available();
-        if (flash) {
-            if ((st = sm_cuda_attn_fwd_cached(c.o, c.qr, cache, cache + kd * cap, (int64_t)(slot_bytes / 2), cap * D,
-                                              cap, past_dev, B, T, nq, nkv, D, l->scale, s, err)))
-                return graft_err_prefix(err, "softmax: forward");
-        }
+        if ((st = sm_cuda_attn_fwd_cached(c.o, c.qr, cache, cache + kd * cap, (int64_t)(slot_bytes / 2), cap * D, cap,
+                                          past_dev, B, T, nq, nkv, D, l->scale, s, err)))
+            return graft_err_prefix(err, "softmax: forward");
+    } else {
+        /* Continuing a cache, one split-K decode per t: for T = 1 the decode kernel the CUDA graph
+         * path runs too (eager and graph decode steps agree to fp32 reassociation); for T > 1 only
+         * without the Hopper kernel (correct, slow). */
         int64_t kv_len[256];
-        for (int64_t t = 0; !flash && t < T; t++) {
+        for (int64_t t = 0; t < T; t++) {
             for (int64_t b0 = 0; b0 < B; b0 += 256) {
                 int64_t bn = B - b0 < 256 ? B - b0 : 256;
                 for (int64_t i = 0; i < bn; i++) kv_len[i] = io->past_len[b0 + i] + t + 1;
