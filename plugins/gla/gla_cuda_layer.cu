@@ -105,67 +105,6 @@ static __global__ void __launch_bounds__(256) conv_fwd_kernel(const __grid_const
     }
 }
 
-/* The same convs, vectorized (what conv_forward runs where every width and row stride is a
- * multiple of 8 and the buffers 16-byte aligned): each thread owns 8 adjacent channels (16-byte
- * loads and stores, a warp covering 512 contiguous bytes of a row) and CONV_RUN consecutive tokens
- * of one sequence, sliding a W-row window of the extended input through registers, so each input
- * row is read about (CONV_RUN + W - 1) / CONV_RUN times instead of W times, and the weights once
- * per run. Measured on the H100 at 1 x 32768 tokens (bench/results/gla-conv-2026-11-24.md):
- * conv_fwd_kernel took 2.0 ms of the layer's 5.4 ms for ~0.8 GB of traffic (0.27 ms at the copy
- * rate). Same products, added in the same order (j = 0 .. W-1): the same bits. */
-#define CONV_RUN 16
-template <int W>
-static __global__ void __launch_bounds__(256) conv_fwd_vec_kernel(const __grid_constant__ ConvArgs a) {
-    const ConvSeg &g = a.seg[blockIdx.y];
-    const int64_t groups = g.width / 8, runs = (a.T + CONV_RUN - 1) / CONV_RUN;
-    const int64_t item = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (item >= a.N / a.T * runs * groups) return;
-    const int64_t cg = item % groups, run = item / groups, b = run / runs, t0 = (run % runs) * CONV_RUN;
-    const int64_t c0 = cg * 8, t1 = t0 + CONV_RUN < a.T ? t0 + CONV_RUN : a.T;
-    float w[8][W], e[W][8]; /* e[k] = E[t + 1 + k], the window of output t */
-    {
-        const uint4 *wp = reinterpret_cast<const uint4 *>(g.w + c0 * W); /* 8 W contiguous bf16 */
-#pragma unroll
-        for (int q = 0; q < W; q++) {
-            uint4 u = wp[q];
-            const bf16 *h = reinterpret_cast<const bf16 *>(&u);
-#pragma unroll
-            for (int i = 0; i < 8; i++) w[(q * 8 + i) / W][(q * 8 + i) % W] = __bfloat162float(h[i]);
-        }
-    }
-    const float *hist = a.hist + b * a.hist_bs + g.hist_off;
-    auto load = [&](float *dst, int64_t i) { /* E[i] for the 8 channels */
-        if (i < W) {
-#pragma unroll
-            for (int ch = 0; ch < 8; ch++) dst[ch] = hist[(c0 + ch) * W + i];
-        } else {
-            uint4 u = *reinterpret_cast<const uint4 *>(g.in + (b * a.T + i - W) * g.ld_in + c0);
-            const bf16 *h = reinterpret_cast<const bf16 *>(&u);
-#pragma unroll
-            for (int ch = 0; ch < 8; ch++) dst[ch] = __bfloat162float(h[ch]);
-        }
-    };
-#pragma unroll
-    for (int k = 0; k < W - 1; k++) load(e[k], t0 + 1 + k);
-    for (int64_t t = t0; t < t1; t++) {
-        load(e[W - 1], t + W);
-        uint4 o;
-        bf16 *op = reinterpret_cast<bf16 *>(&o);
-#pragma unroll
-        for (int ch = 0; ch < 8; ch++) {
-            float acc = 0.0f;
-#pragma unroll
-            for (int j = 0; j < W; j++) acc += w[ch][j] * e[j][ch];
-            op[ch] = __float2bfloat16(silu_d(acc));
-        }
-        *reinterpret_cast<uint4 *>(g.out + (b * a.T + t) * g.width + c0) = o;
-#pragma unroll
-        for (int k = 0; k < W - 1; k++)
-#pragma unroll
-            for (int ch = 0; ch < 8; ch++) e[k][ch] = e[k + 1][ch];
-    }
-}
-
 /* The 8 channels c0.. of a bf16 row as floats, and back */
 static __device__ __forceinline__ void ld8(float *dst, const bf16 *src) {
     uint4 u = *reinterpret_cast<const uint4 *>(src);
@@ -188,29 +127,97 @@ static __device__ __forceinline__ void st8(bf16 *dst, const float *v) {
     *reinterpret_cast<uint4 *>(dst) = u;
 }
 
+/* What the vectorized conv kernels share. A thread owns 8 adjacent channels from c0 and the tokens
+ * t0 .. t1-1 of sequence b, a run of at most RUN; threads are numbered channel group fastest.
+ * false: a thread past the last run. */
+template <int RUN>
+static __device__ __forceinline__ bool conv_slice(int64_t width, int64_t B, int64_t T, int64_t &b, int64_t &c0,
+                                                  int64_t &t0, int64_t &t1) {
+    const int64_t groups = width / 8, runs = (T + RUN - 1) / RUN;
+    const int64_t item = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (item >= B * runs * groups) return false;
+    const int64_t cg = item % groups, run = item / groups;
+    b = run / runs;
+    t0 = (run % runs) * RUN;
+    c0 = cg * 8;
+    t1 = t0 + RUN < T ? t0 + RUN : T;
+    return true;
+}
+
+/* E[i] of the 8 channels c0.. of sequence b (the conv's extended input, conv_e): the history h
+ * (this sequence's, channel c at c * W) for i < W, else input row i - W (rows ld apart) */
+template <int W>
+static __device__ __forceinline__ void conv_e8(float *dst, const float *h, const bf16 *in, int64_t ld, int64_t b,
+                                               int64_t T, int64_t c0, int64_t i) {
+    if (i < W) {
+#pragma unroll
+        for (int ch = 0; ch < 8; ch++) dst[ch] = h[(c0 + ch) * W + i];
+    } else {
+        ld8(dst, in + (b * T + i - W) * ld + c0);
+    }
+}
+
+/* The same convs, vectorized (what conv_forward runs where every width and row stride is a
+ * multiple of 8 and the buffers 16-byte aligned): each thread owns 8 adjacent channels (16-byte
+ * loads and stores, a warp covering 512 contiguous bytes of a row) and CONV_RUN consecutive tokens
+ * of one sequence, sliding a W-row window of the extended input through registers, so each input
+ * row is read about (CONV_RUN + W - 1) / CONV_RUN times instead of W times, and the weights once
+ * per run. Measured on the H100 at 1 x 32768 tokens (bench/results/gla-conv-2026-11-24.md):
+ * conv_fwd_kernel took 2.0 ms of the layer's 5.4 ms for ~0.8 GB of traffic (0.27 ms at the copy
+ * rate). Same products, added in the same order (j = 0 .. W-1): the same bits. */
+#define CONV_RUN 16
+template <int W>
+static __global__ void __launch_bounds__(256) conv_fwd_vec_kernel(const __grid_constant__ ConvArgs a) {
+    const ConvSeg &g = a.seg[blockIdx.y];
+    int64_t b, c0, t0, t1;
+    if (!conv_slice<CONV_RUN>(g.width, a.N / a.T, a.T, b, c0, t0, t1)) return;
+    float w[8][W], e[W][8]; /* e[k] = E[t + 1 + k], the window of output t */
+    {
+        const uint4 *wp = reinterpret_cast<const uint4 *>(g.w + c0 * W); /* 8 W contiguous bf16 */
+#pragma unroll
+        for (int q = 0; q < W; q++) {
+            uint4 u = wp[q];
+            const bf16 *h = reinterpret_cast<const bf16 *>(&u);
+#pragma unroll
+            for (int i = 0; i < 8; i++) w[(q * 8 + i) / W][(q * 8 + i) % W] = __bfloat162float(h[i]);
+        }
+    }
+    const float *hist = a.hist + b * a.hist_bs + g.hist_off;
+    auto load = [&](float *dst, int64_t i) { conv_e8<W>(dst, hist, g.in, g.ld_in, b, a.T, c0, i); };
+#pragma unroll
+    for (int k = 0; k < W - 1; k++) load(e[k], t0 + 1 + k);
+    for (int64_t t = t0; t < t1; t++) {
+        load(e[W - 1], t + W);
+        uint4 o;
+        bf16 *op = reinterpret_cast<bf16 *>(&o);
+#pragma unroll
+        for (int ch = 0; ch < 8; ch++) {
+            float acc = 0.0f;
+#pragma unroll
+            for (int j = 0; j < W; j++) acc += w[ch][j] * e[j][ch];
+            op[ch] = __float2bfloat16(silu_d(acc));
+        }
+        *reinterpret_cast<uint4 *>(g.out + (b * a.T + t) * g.width + c0) = o;
+#pragma unroll
+        for (int k = 0; k < W - 1; k++)
+#pragma unroll
+            for (int ch = 0; ch < 8; ch++) e[k][ch] = e[k + 1][ch];
+    }
+}
+
 /* conv_dsilu_kernel vectorized as conv_fwd_vec_kernel (8 channels x CONV_RUN tokens a thread, the
  * window in registers; same sums in the same order). One conv: in, g (N, width). */
 template <int W>
 static __global__ void __launch_bounds__(256) conv_dsilu_vec_kernel(bf16 *g, const bf16 *in, int64_t width,
                                                                     const float *hist, int64_t hist_bs, const bf16 *wt,
                                                                     int64_t B, int64_t T) {
-    const int64_t groups = width / 8, runs = (T + CONV_RUN - 1) / CONV_RUN;
-    const int64_t item = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (item >= B * runs * groups) return;
-    const int64_t cg = item % groups, run = item / groups, b = run / runs, t0 = (run % runs) * CONV_RUN;
-    const int64_t c0 = cg * 8, t1 = t0 + CONV_RUN < T ? t0 + CONV_RUN : T;
+    int64_t b, c0, t0, t1;
+    if (!conv_slice<CONV_RUN>(width, B, T, b, c0, t0, t1)) return;
     float w[8 * W], e[W][8];
 #pragma unroll
     for (int q = 0; q < W; q++) ld8(w + 8 * q, wt + c0 * W + 8 * q); /* w[ch * W + j] */
     const float *h = hist + b * hist_bs;
-    auto load = [&](float *dst, int64_t i) {
-        if (i < W) {
-#pragma unroll
-            for (int ch = 0; ch < 8; ch++) dst[ch] = h[(c0 + ch) * W + i];
-        } else {
-            ld8(dst, in + (b * T + i - W) * width + c0);
-        }
-    };
+    auto load = [&](float *dst, int64_t i) { conv_e8<W>(dst, h, in, width, b, T, c0, i); };
 #pragma unroll
     for (int k = 0; k < W - 1; k++) load(e[k], t0 + 1 + k);
     for (int64_t t = t0; t < t1; t++) {
@@ -239,11 +246,8 @@ template <int W>
 static __global__ void __launch_bounds__(256) conv_din_vec_kernel(bf16 *din, const bf16 *g, int64_t width,
                                                                   const bf16 *wt, const float *dtail, int64_t tail_bs,
                                                                   int64_t B, int64_t T) {
-    const int64_t groups = width / 8, runs = (T + CONV_RUN - 1) / CONV_RUN;
-    const int64_t item = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (item >= B * runs * groups) return;
-    const int64_t cg = item % groups, run = item / groups, b = run / runs, t0 = (run % runs) * CONV_RUN;
-    const int64_t c0 = cg * 8, t1 = t0 + CONV_RUN < T ? t0 + CONV_RUN : T;
+    int64_t b, c0, t0, t1;
+    if (!conv_slice<CONV_RUN>(width, B, T, b, c0, t0, t1)) return;
     float w[8 * W], f[W][8]; /* f[k] = g[t + k] (0 past the sequence: never added) */
 #pragma unroll
     for (int q = 0; q < W; q++) ld8(w + 8 * q, wt + c0 * W + 8 * q);
@@ -316,14 +320,7 @@ static __global__ void __launch_bounds__(128) conv_dw_vec_kernel(float *part, co
     if (c0 >= width || b >= B) return;
     const int64_t t1 = t0 + 64 < T ? t0 + 64 : T;
     const float *h = hist + b * hist_bs;
-    auto load = [&](float *dst, int64_t i) { /* E[i] for the 8 channels */
-        if (i < W) {
-#pragma unroll
-            for (int ch = 0; ch < 8; ch++) dst[ch] = h[(c0 + ch) * W + i];
-        } else {
-            ld8(dst, in + (b * T + i - W) * width + c0);
-        }
-    };
+    auto load = [&](float *dst, int64_t i) { conv_e8<W>(dst, h, in, width, b, T, c0, i); };
     float acc[8 * W], e[W][8]; /* acc[ch * W + j]; e[k] = E[t + 1 + k] */
 #pragma unroll
     for (int i = 0; i < 8 * W; i++) acc[i] = 0.0f;
