@@ -266,6 +266,18 @@ static void case_prefill(int B, int T, int Hq, int Hkv) {
     CK(cudaFree(dlse)); CK(cudaFree(gdq)); CK(cudaFree(gdk)); CK(cudaFree(gdv)); CK(cudaFree(scr));
 }
 
+/* B cache slots of the plugin's decode layout (per slot K (Hkv, cap, D) then V (Hkv, cap, D),
+ * bf16 in hc, the same values in fc): random entries, and NaN past each sequence's valid[b] keys
+ * (a stale or unwritten slot), so a kernel that reads past a sequence's end shows */
+static void fill_cache(uint16_t *hc, float *fc, int B, int Hkv, int64_t cap, const int64_t *valid) {
+    const size_t slot = (size_t)2 * Hkv * cap * D;
+    fill(hc, fc, (size_t)B * slot, 1.0f);
+    for (int b = 0; b < B; b++)
+        for (int kv = 0; kv < 2 * Hkv; kv++)
+            for (int64_t u = valid[b]; u < cap; u++)
+                for (int d = 0; d < D; d++) hc[b * slot + ((size_t)kv * cap + u) * D + d] = 0x7fc0;
+}
+
 /* decode: B sequences with lens[b] keys in a cache of capacity cap (plugin layout: per slot
  * K (Hkv, cap, D) then V (Hkv, cap, D), bf16); entries past each length are NaN */
 static void case_decode(int B, const int64_t *lens, int Hq, int Hkv) {
@@ -279,12 +291,8 @@ static void case_decode(int B, const int64_t *lens, int Hq, int Hkv) {
     uint16_t *hc = (uint16_t *)malloc((size_t)B * slot * 2), *hq = (uint16_t *)malloc(nq * 2),
              *ho = (uint16_t *)malloc(nq * 2);
     float *fc = (float *)malloc((size_t)B * slot * 4), *fq = (float *)malloc(nq * 4), *ro = (float *)malloc(nq * 4);
-    fill(hc, fc, (size_t)B * slot, 1.0f);
+    fill_cache(hc, fc, B, Hkv, cap, lens);
     fill(hq, fq, nq, 1.5f);
-    for (int b = 0; b < B; b++)
-        for (int kv = 0; kv < 2 * Hkv; kv++)
-            for (int64_t u = lens[b]; u < cap; u++)
-                for (int d = 0; d < D; d++) hc[b * slot + ((size_t)kv * cap + u) * D + d] = 0x7fc0;
     float scale = 1.0f / sqrtf((float)D);
     int nr = Hq / Hkv;
 #pragma omp parallel for schedule(dynamic, 1)
@@ -335,12 +343,10 @@ static void case_cached(int B, const int *past, int T, int Hq, int Hkv) {
     uint16_t *hc = (uint16_t *)malloc((size_t)B * slot * 2), *hq = (uint16_t *)malloc(nq * 2),
              *ho = (uint16_t *)malloc(nq * 2);
     float *fc = (float *)malloc((size_t)B * slot * 4), *fq = (float *)malloc(nq * 4), *ro = (float *)malloc(nq * 4);
-    fill(hc, fc, (size_t)B * slot, 1.0f);
+    int64_t valid[64];
+    for (int b = 0; b < B; b++) valid[b] = past[b] + T;
+    fill_cache(hc, fc, B, Hkv, cap, valid);
     fill(hq, fq, nq, 1.5f);
-    for (int b = 0; b < B; b++)
-        for (int kv = 0; kv < 2 * Hkv; kv++)
-            for (int64_t u = past[b] + T; u < cap; u++)
-                for (int d = 0; d < D; d++) hc[b * slot + ((size_t)kv * cap + u) * D + d] = 0x7fc0;
     float scale = 1.0f / sqrtf((float)D);
     int nr = Hq / Hkv;
 #pragma omp parallel for schedule(dynamic, 1)
