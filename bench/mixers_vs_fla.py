@@ -14,7 +14,7 @@ are random with FLA's init scale (N(0, 0.02^2)) on both sides: timing does not d
 values, and agreement of the functions is checked elsewhere (tests/reference/fla_parity.py).
 
 FLA's Triton autotune takes minutes on a cold machine: by default its search spaces are trimmed to
-num_warps in {4, 8} and num_stages in {2, 3} (bench/gla_fla_trim.py's rule); --full-autotune keeps
+num_warps in {4, 8} and num_stages in {2, 3} (bench/fla_autotune.py); --full-autotune keeps
 them.
 
   python3 bench/mixers_vs_fla.py --bin DIR [--rwkv7 DIR/libgraft_rwkv7.so] [--out results.md]
@@ -26,19 +26,11 @@ import os
 import subprocess
 import sys
 
+import fla_autotune
 import torch
 import triton
 
 SHAPES = [("fwdbwd", 4, 2048), ("fwd", 1, 8192), ("fwd", 1, 32768)]
-
-
-def trim_autotune():
-    orig = triton.autotune
-
-    def autotune(configs, *a, **kw):
-        keep = [c for c in configs if c.num_warps in (4, 8) and c.num_stages in (2, 3)]
-        return orig(keep or configs, *a, **kw)
-    triton.autotune = autotune
 
 
 def bench(fn):
@@ -129,7 +121,7 @@ def main():
     ap.add_argument("--only", choices=["gla", "softmax", "rwkv7"], action="append")
     args = ap.parse_args()
     if not args.full_autotune:
-        trim_autotune()
+        fla_autotune.trim()
     driver = os.path.join(args.bin, "mixers_vs_fla_driver")
     rows = []
     todo = args.only or ["gla", "softmax", "rwkv7"]

@@ -4,13 +4,11 @@ fused_recurrent_rwkv7 (forward only), median of triton.testing.do_bench. Run wit
 PYTHONPATH. FLA's Triton autotune spaces are trimmed to num_warps in {4, 8}, num_stages in {2, 3} (the full
 spaces take minutes per kernel on a fresh machine). Prints "fla <shape> <pass> <ms>" lines."""
 import sys
+
+import fla_autotune
 import triton
 
-_orig = triton.autotune
-def _trim(configs, *a, **kw):
-    keep = [c for c in configs if c.num_warps in (4, 8) and c.num_stages in (2, 3)]
-    return _orig(keep or configs, *a, **kw)
-triton.autotune = _trim
+fla_autotune.trim()
 
 import torch
 import torch.nn.functional as F

@@ -39,7 +39,7 @@ ap.add_argument("--skip-original", action="store_true")
 ap.add_argument("--fla-deadline", type=int, default=240, help="seconds for FLA's first step; 0: teacher alone")
 ap.add_argument("--fla-autotune", choices=["trimmed", "full"], default="trimmed",
                 help="FLA's Triton autotune spaces: trimmed to num_warps {4, 8} x num_stages {2, 3} (as "
-                     "bench/gla_fla_trim.py; the full spaces take minutes per kernel on a fresh machine) or full")
+                     "bench/fla_autotune.py; the full spaces take minutes per kernel on a fresh machine) or full")
 a = ap.parse_args()
 
 MIXERS = {"gla": '{num_heads: 16, expand_k: 1, expand_v: 1, conv_size: 4}', "rwkv7": "{}"}
@@ -140,13 +140,8 @@ if not a.skip_original:
         if a.fla_deadline > 0:
             import signal
             if a.fla_autotune == "trimmed":  # before fla is imported: its kernels are decorated at import
-                import triton
-                full_autotune = triton.autotune
-
-                def trimmed_autotune(configs, *args, **kw):
-                    keep = [c for c in configs if c.num_warps in (4, 8) and c.num_stages in (2, 3)]
-                    return full_autotune(keep or configs, *args, **kw)
-                triton.autotune = trimmed_autotune
+                import fla_autotune
+                fla_autotune.trim()
             from fla.models.gla import GLAConfig
             from fla.models.gla.modeling_gla import GLABlock
             gc = GLAConfig(hidden_size=cfg["hidden_size"], num_heads=16, expand_k=1.0, expand_v=1.0,
