@@ -90,7 +90,9 @@ static graft_status prefill_chunks(graft_model_t *m, const int32_t *const *promp
             memcpy(ids + b * T, prompts[b] + t0, sizeof(int32_t) * (size_t)T);
             past[b] = t0;
         }
-        graft_status st = graft_model_forward_state(m, ids, B, T, state, capacity, t0 ? past : NULL, logits, err);
+        /* only the last chunk's logits are read: the others skip the head (and its copy back) */
+        graft_status st = graft_model_forward_state(m, ids, B, T, state, capacity, t0 ? past : NULL,
+                                                    t0 + T < n ? NULL : logits, err);
         (*steps)++;
         if (st) return st;
     }

@@ -1142,11 +1142,11 @@ static int decode_graph_eligible(const graft_model_t *m, int64_t T, const int64_
 
 int64_t graft_model_graph_launches(const graft_model_t *m) { return m->graph_launches; }
 
-/* Embedding, the layers continuing `state`, the final norm and the head product for the last
- * position of each sequence: everything queued on the backend, nothing read back (capturable
- * when past_dev is given). The ids are already in m->ids. */
+/* Embedding, the layers continuing `state`, and with `head` the final norm and the head product
+ * for the last position of each sequence: everything queued on the backend, nothing read back
+ * (capturable when past_dev is given). The ids are already in m->ids. */
 static graft_status forward_state_body(graft_model_t *m, int64_t B, int64_t T, void *state, int64_t capacity,
-                                       const int64_t *past_len, const int32_t *past_dev, float *last_logits,
+                                       const int64_t *past_len, const int32_t *past_dev, int head, float *last_logits,
                                        graft_err *err) {
     const graft_qwen3_config *c = &m->cfg;
     const graft_backend *be = m->be;
@@ -1165,6 +1165,7 @@ static graft_status forward_state_body(graft_model_t *m, int64_t B, int64_t T, v
         }
         sp += layer_state_bytes(L, m->be->device, B, capacity);
     }
+    if (!head) return GRAFT_STATUS_OK;
     /* final norm and head on the last position of each sequence only */
     size_t es = graft_dtype_size(be->act_dtype);
     if (T == 1) { /* the last positions are the rows themselves */
@@ -1230,9 +1231,11 @@ static graft_status forward_state(graft_model_t *m, const int32_t *ids, int64_t 
     const graft_backend *be = m->be;
     if ((st = ensure_logits(m, B, err))) return st;
     if ((st = be->copy(be->ctx, m->ids, ids, (size_t)N * sizeof(int32_t), GRAFT_COPY_H2D, err))) return st;
-    if (!decode_graph_eligible(m, T, past_len)) {
-        if ((st = forward_state_body(m, B, T, state, capacity, past_len, NULL, last_logits, err))) return st;
-        return head_fetch_or_pick(m, last_logits, next, B, err);
+    /* no logits wanted (a prefill chunk before the last): no head product, no copy back, no wait */
+    const int head = last_logits || next;
+    if (!head || !decode_graph_eligible(m, T, past_len)) {
+        if ((st = forward_state_body(m, B, T, state, capacity, past_len, NULL, head, last_logits, err))) return st;
+        return head ? head_fetch_or_pick(m, last_logits, next, B, err) : GRAFT_STATUS_OK;
     }
     /* The single-token step through a CUDA graph: lengths go to the device first (the graph reads
      * them there), the key's first call runs eagerly, its second is captured, later ones replay. */
@@ -1254,12 +1257,12 @@ static graft_status forward_state(graft_model_t *m, const int32_t *ids, int64_t 
         m->graph_act = m->act;
         m->graph_logits = m->logits_dev;
         m->graph_warm = 1;
-        if ((st = forward_state_body(m, B, 1, state, capacity, past_len, m->past_dev, last_logits, err))) return st;
+        if ((st = forward_state_body(m, B, 1, state, capacity, past_len, m->past_dev, 1, last_logits, err))) return st;
         return head_fetch_or_pick(m, last_logits, next, B, err);
     }
     if (!m->graph) {
         if ((st = be->graph_begin(be->ctx, err))) return st;
-        graft_status body = forward_state_body(m, B, 1, state, capacity, past_len, m->past_dev, last_logits, err);
+        graft_status body = forward_state_body(m, B, 1, state, capacity, past_len, m->past_dev, 1, last_logits, err);
         void *exec = NULL;
         graft_err end_err;
         graft_status end = be->graph_end(be->ctx, &exec, &end_err);

@@ -147,7 +147,9 @@ size_t graft_model_state_bytes(const graft_model_t *m, int64_t B, int64_t capaci
 /* Runs T new tokens per sequence (ids (B, T)) through the model continuing `state` (updated in
  * place), where sequence b already holds past_len[b] tokens (NULL: all 0), and writes the logits
  * of the last new position of each sequence to last_logits (B, V). Generating with this equals
- * a full recompute (tests/model).
+ * a full recompute (tests/model). last_logits NULL: no head at all (a prefill chunk before the
+ * last, whose logits nobody reads): the call queues the layers and returns without waiting for
+ * the device.
  *
  * On CUDA, a single-token step (T = 1, past_len given) whose mixers all declare
  * GRAFT_MIXER_CAP_CUDA_GRAPH runs as a CUDA graph: the first such call with a given (B, state,
