@@ -144,6 +144,15 @@ static __device__ __forceinline__ bool conv_slice(int64_t width, int64_t B, int6
     return true;
 }
 
+/* The window moves one token on: row k takes row k + 1 (the last is loaded next) */
+template <int W>
+static __device__ __forceinline__ void conv_window_shift(float (*e)[8]) {
+#pragma unroll
+    for (int k = 0; k < W - 1; k++)
+#pragma unroll
+        for (int ch = 0; ch < 8; ch++) e[k][ch] = e[k + 1][ch];
+}
+
 /* E[i] of the 8 channels c0.. of sequence b (the conv's extended input, conv_e): the history h
  * (this sequence's, channel c at c * W) for i < W, else input row i - W (rows ld apart) */
 template <int W>
@@ -198,10 +207,7 @@ static __global__ void __launch_bounds__(256) conv_fwd_vec_kernel(const __grid_c
             op[ch] = __float2bfloat16(silu_d(acc));
         }
         *reinterpret_cast<uint4 *>(g.out + (b * a.T + t) * g.width + c0) = o;
-#pragma unroll
-        for (int k = 0; k < W - 1; k++)
-#pragma unroll
-            for (int ch = 0; ch < 8; ch++) e[k][ch] = e[k + 1][ch];
+        conv_window_shift<W>(e);
     }
 }
 
@@ -233,10 +239,7 @@ static __global__ void __launch_bounds__(256) conv_dsilu_vec_kernel(bf16 *g, con
             gv[ch] = gv[ch] * dsilu_d(acc);
         }
         st8(gr, gv);
-#pragma unroll
-        for (int k = 0; k < W - 1; k++)
-#pragma unroll
-            for (int ch = 0; ch < 8; ch++) e[k][ch] = e[k + 1][ch];
+        conv_window_shift<W>(e);
     }
 }
 
@@ -268,10 +271,7 @@ static __global__ void __launch_bounds__(256) conv_din_vec_kernel(bf16 *din, con
 #pragma unroll
                 for (int ch = 0; ch < 8; ch++) acc[ch] += w[ch * W + j] * f[W - 1 - j][ch];
         st8(din + (b * T + t) * width + c0, acc);
-#pragma unroll
-        for (int k = 0; k < W - 1; k++)
-#pragma unroll
-            for (int ch = 0; ch < 8; ch++) f[k][ch] = f[k + 1][ch];
+        conv_window_shift<W>(f);
     }
 }
 
@@ -334,10 +334,7 @@ static __global__ void __launch_bounds__(128) conv_dw_vec_kernel(float *part, co
         for (int ch = 0; ch < 8; ch++)
 #pragma unroll
             for (int j = 0; j < W; j++) acc[ch * W + j] += gv[ch] * e[j][ch];
-#pragma unroll
-        for (int k = 0; k < W - 1; k++)
-#pragma unroll
-            for (int ch = 0; ch < 8; ch++) e[k][ch] = e[k + 1][ch];
+        conv_window_shift<W>(e);
     }
     float4 *dst = reinterpret_cast<float4 *>(part + blockIdx.y * width * W + c0 * W);
 #pragma unroll
