@@ -20,8 +20,10 @@ Usage (GPU machine): python3 bench/decode_roofline.py --graft BIN/graft --config
 import argparse, json, os, re, subprocess, sys, time
 
 
-def graft_decode(graft, config, contexts, gen, graphs, skinny=True, pdl=True):
+def graft_decode(graft, config, contexts, gen, graphs, skinny=True, pdl=True, l2_mb=None):
     env = dict(os.environ)
+    if l2_mb is not None:
+        env["GRAFT_CUDA_L2_PREFETCH_MB"] = str(l2_mb)
     if not graphs:
         env["GRAFT_CUDA_GRAPHS"] = "0"
     if not skinny:
@@ -31,7 +33,7 @@ def graft_decode(graft, config, contexts, gen, graphs, skinny=True, pdl=True):
     cmd = [graft, "bench", "--device", "cuda", "--config", config, "--contexts", ",".join(map(str, contexts)),
            "--batch", "1", "--gen-tokens", str(gen), "--repeat", "3"]
     print("+", " ".join(cmd), "(graphs off)" if not graphs else "", "(cuBLASLt products)" if not skinny else "",
-          "(PDL off)" if not pdl else "", flush=True)
+          "(PDL off)" if not pdl else "", f"(L2 prefetch {l2_mb} MB)" if l2_mb is not None else "", flush=True)
     t0 = time.time()
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
     print(out, f"[graft bench: {time.time() - t0:.1f} s wall]", flush=True)
@@ -53,6 +55,10 @@ def main():
     ap.add_argument("--no-hf", action="store_true")
     ap.add_argument("--hf-gen", type=int, default=48, help="HF new tokens per run (HF decodes ~30 tok/s)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--l2-sweep", default="",
+                    help="comma list of GRAFT_CUDA_L2_PREFETCH_MB values: graft (graphs on) once per value, "
+                         "the list run twice in alternating order, a table of each (same run)")
+    ap.add_argument("--sweep-only", action="store_true", help="with --l2-sweep: skip the other graft variants and HF")
     a = ap.parse_args()
     contexts = [int(x) for x in a.contexts.split(",")]
     cfg = json.load(open(a.config))
@@ -81,6 +87,31 @@ def main():
 
     def bytes_per_token(ctx):
         return weights + 2 * L * 2 * nkv * D * ctx  # + the K and V cache read at that context
+
+    sweep_lines = []
+    if a.l2_sweep:
+        vals = [int(v) for v in a.l2_sweep.split(",")]
+        runs = {v: [] for v in vals}
+        for order in (vals, vals[::-1]):
+            for v in order:
+                runs[v].append(graft_decode(a.graft, a.config, contexts, a.gen, True, l2_mb=v))
+        sweep_lines = ["", "L2 prefetch sweep (GRAFT_CUDA_L2_PREFETCH_MB; two runs per value, alternating order; "
+                       "tok/s and % of the roofline):", "",
+                       "| MB | " + " | ".join(f"{c} tok/s | {c} %roof" for c in contexts) + " |",
+                       "|---|" + "---|---|" * len(contexts)]
+        for v in vals:
+            cells = []
+            for c in contexts:
+                ts = [r.get(c, {}).get("tok_s", float("nan")) for r in runs[v]]
+                roof = bw / bytes_per_token(c)
+                cells.append(", ".join(f"{t:.1f}" for t in ts))
+                cells.append(", ".join(f"{100 * t / roof:.1f}%" for t in ts))
+            sweep_lines.append(f"| {v} | " + " | ".join(cells) + " |")
+        print("\n".join(sweep_lines), flush=True)
+        if a.sweep_only:
+            if a.out:
+                open(a.out, "w").write("\n".join(sweep_lines) + "\n")
+            return 0
 
     g_on = graft_decode(a.graft, a.config, contexts, a.gen, True)
     g_off = graft_decode(a.graft, a.config, contexts, a.gen, False)
@@ -136,7 +167,7 @@ def main():
         t_np = g_np.get(ctx, {}).get("tok_s", float("nan"))
         lines.append(f"| {ctx} | {roof:.0f} | {t_on:.1f} | {100 * t_on / roof:.1f}% | {t_off:.1f} | {t_lt:.1f} | "
                      f"{t_np:.1f} | {t_h:.1f} | {t_on / t_h:.2f}x |")
-    rep = "\n".join(lines) + "\n"
+    rep = "\n".join(lines + sweep_lines) + "\n"
     print(rep)
     if a.out:
         open(a.out, "w").write(rep)

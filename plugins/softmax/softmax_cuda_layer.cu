@@ -25,12 +25,14 @@
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 extern "C" {
 #include "softmax.h"
 }
 #include "graft/cuda_colsum.cuh"
+#include "graft/cuda_l2_prefetch.cuh"
 #include "softmax_cuda_common.cuh" /* bf16, HD, CU_CHECK */
 
 static size_t r256(size_t b) { return (b + 255) & ~(size_t)255; }
@@ -195,13 +197,141 @@ static void norm_rope_fwd(bf16 *y, float *rstd, const bf16 *x, const bf16 *w, co
     norm_rope_fwd_kernel<HD><<<blocks_for(N * H * 8, 256), 256, 0, s>>>(y, rstd, x, w, inv_freq, past, N, T, H, eps);
 }
 
+/* The rows of a T-token forward after the q, k and v products, in ONE launch (the separate q norm,
+ * k norm and cache write passes read and wrote k twice and q once more than needed: ~50 us a
+ * layer at a 16384-token prefill on an H100). Row r of N x (nq + 2 nkv) is (token n, head h):
+ *   q heads: normalized + rotated into qr (rstd into rq when set);
+ *   k heads: normalized + rotated into kr when set, and into the cache slot at past[b] + t when
+ *            cache is set (a prefill with a KV cache attends the keys from there: no kr at all);
+ *   v heads: copied into the cache slot when cache is set (else nothing: attention reads v).
+ * 8 lanes a row, the arithmetic of norm_rope_fwd_kernel lane for lane: the same bits. */
+struct QkvRows {
+    const bf16 *q, *k, *v;      /* (N, nq D), (N, nkv D), (N, nkv D): the products' outputs     */
+    bf16 *qr, *kr;              /* (N, nq D), (N, nkv D) or NULL                                 */
+    float *rq, *rk;             /* (N, nq), (N, nkv) or NULL                                     */
+    bf16 *cache;                /* B slots of slot_elems (K (nkv, cap, D) then V) or NULL        */
+    const bf16 *wq, *wk;        /* q_norm, k_norm weights (D)                                    */
+    const float *inv_freq;      /* (D / 2)                                                       */
+    const int32_t *past;        /* (B) tokens before these T, device; NULL = 0                   */
+    int64_t N, T, cap, slot_elems;
+    int nq, nkv;
+    float eps;
+};
+
+template <int D>
+static __global__ void qkv_rows_kernel(const QkvRows a) {
+    constexpr int L = D / 16, HALF = D / 2;
+    const int H = a.nq + 2 * a.nkv;
+    const int64_t row = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / L;
+    const int j0 = (int)(threadIdx.x % L) * 8;
+    const bool ok = row < a.N * H;
+    const int64_t r = ok ? row : 0; /* out-of-range lanes still take part in the shuffles */
+    const int64_t n = r / H, t = n % a.T, b = n / a.T;
+    const int h = (int)(r % H);
+    const int kind = h < a.nq ? 0 : h < a.nq + a.nkv ? 1 : 2; /* q, k, v */
+    const int hh = kind == 0 ? h : kind == 1 ? h - a.nq : h - a.nq - a.nkv;
+    const int64_t u = (a.past ? a.past[b] : 0) + t;
+    const bf16 *x = kind == 0 ? a.q + (n * a.nq + hh) * D : (kind == 1 ? a.k : a.v) + (n * a.nkv + hh) * D;
+    const uint4 xa = *reinterpret_cast<const uint4 *>(x + j0), xb = *reinterpret_cast<const uint4 *>(x + HALF + j0);
+    bf16 *K = a.cache ? a.cache + b * a.slot_elems : NULL;
+    const bf16 *w = kind == 0 ? a.wq : a.wk; /* v rows compute a throwaway norm: the shuffles are warp-wide */
+    uint4 wa = *reinterpret_cast<const uint4 *>(w + j0), wb = *reinterpret_cast<const uint4 *>(w + HALF + j0);
+    const bf16 *xap = reinterpret_cast<const bf16 *>(&xa), *xbp = reinterpret_cast<const bf16 *>(&xb);
+    const bf16 *wap = reinterpret_cast<const bf16 *>(&wa), *wbp = reinterpret_cast<const bf16 *>(&wb);
+    float av[8], cv[8], ss = 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        av[i] = __bfloat162float(xap[i]);
+        cv[i] = __bfloat162float(xbp[i]);
+        ss += av[i] * av[i] + cv[i] * cv[i];
+    }
+#pragma unroll
+    for (int o = L / 2; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (!ok) return;
+    if (kind == 2) { /* v: into the cache as it is */
+        if (K) {
+            bf16 *V = K + (int64_t)a.nkv * a.cap * D + ((int64_t)hh * a.cap + u) * D;
+            *reinterpret_cast<uint4 *>(V + j0) = xa;
+            *reinterpret_cast<uint4 *>(V + HALF + j0) = xb;
+        }
+        return;
+    }
+    const float rs = 1.0f / sqrtf(ss / (float)D + a.eps);
+    const float pos = (float)u;
+    uint4 ya, yb;
+    bf16 *yap = reinterpret_cast<bf16 *>(&ya), *ybp = reinterpret_cast<bf16 *>(&yb);
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        float x0 = __bfloat162float(wap[i]) * (av[i] * rs), x1 = __bfloat162float(wbp[i]) * (cv[i] * rs);
+        float sn, cs;
+        sincosf(pos * a.inv_freq[j0 + i], &sn, &cs);
+        yap[i] = __float2bfloat16(x0 * cs - x1 * sn);
+        ybp[i] = __float2bfloat16(x1 * cs + x0 * sn);
+    }
+    bf16 *y = NULL;
+    float *rstd = NULL;
+    int64_t ri = 0;
+    if (kind == 0) {
+        y = a.qr + (n * a.nq + hh) * D, rstd = a.rq, ri = n * a.nq + hh;
+    } else {
+        y = a.kr ? a.kr + (n * a.nkv + hh) * D : NULL, rstd = a.rk, ri = n * a.nkv + hh;
+        if (K) {
+            bf16 *Kr = K + ((int64_t)hh * a.cap + u) * D;
+            *reinterpret_cast<uint4 *>(Kr + j0) = ya;
+            *reinterpret_cast<uint4 *>(Kr + HALF + j0) = yb;
+        }
+    }
+    if (y) {
+        *reinterpret_cast<uint4 *>(y + j0) = ya;
+        *reinterpret_cast<uint4 *>(y + HALF + j0) = yb;
+    }
+    if (j0 == 0 && rstd) rstd[ri] = rs;
+}
+
+/* GRAFT_CUDA_QKV_ROWS=0: the separate q norm, k norm and cache-write launches (A/B only) */
+static bool qkv_rows_fused(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("GRAFT_CUDA_QKV_ROWS");
+        on = !(e && !strcmp(e, "0"));
+    }
+    return on != 0;
+}
+
+/* Ranges to prefetch into L2 at the start of a decode step's attention chain: the output
+ * projection's weights and the core's hint (graft_mixer_io.next_weights); NULL / 0 = none. */
+struct L2Hint {
+    const void *p[3];
+    size_t bytes[3];
+};
+
+static L2Hint decode_l2_hint(const graft_mixer_io *io, const sm_layer *l) {
+    L2Hint h;
+    memset(&h, 0, sizeof h);
+    if (io->struct_size < offsetof(graft_mixer_io, next_weights_bytes) + sizeof io->next_weights_bytes ||
+        !io->next_weights[0])
+        return h; /* no hint from the core: it does not want prefetches here */
+    h.p[0] = io->params[P_O].data;
+    h.bytes[0] = (size_t)(l->nq * l->D * l->C) * sizeof(bf16);
+    for (int i = 0; i < 2; i++) {
+        h.p[i + 1] = io->next_weights[i];
+        h.bytes[i + 1] = io->next_weights_bytes[i];
+    }
+    return h;
+}
+
 /* A decode step's q/k/v rows after the fused q|k|v product, in one launch (one warp per
  * (b, head) of nq + 2 nkv): q heads normalized + rotated into qr (B, nq, D); k heads normalized
  * + rotated straight into the cache slot at past[b]; v heads copied there. The same arithmetic as
  * norm_rope_fwd_kernel + cache_write_kernel. qkv row b: q (nq D) | k (nkv D) | v (nkv D). */
 static __global__ void decode_qkv_kernel(bf16 *qr, bf16 *state, const bf16 *qkv, const bf16 *wq, const bf16 *wk,
                                          const float *inv_freq, const int32_t *past, int64_t B, int nq, int nkv, int D,
-                                         int64_t cap, int64_t slot_elems, float eps) {
+                                         int64_t cap, int64_t slot_elems, float eps, L2Hint pf) {
+    { /* first: the weights read after the attention chain, fetched into L2 while it runs */
+        const unsigned t = blockIdx.x * blockDim.x + threadIdx.x, nt = gridDim.x * blockDim.x;
+#pragma unroll
+        for (int i = 0; i < 3; i++) l2_prefetch_range(pf.p[i], pf.bytes[i], t, nt);
+    }
     int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x & 31, H = nq + 2 * nkv;
     if (row >= B * H) return;
@@ -346,7 +476,7 @@ static graft_status forward_decode_graph(const graft_mixer_io *io, const sm_laye
         decode_qkv_kernel<<<blocks_for(N * (nq + 2 * nkv), 8), 256, 0, s>>>(
             c.qr, (bf16 *)io->state_out, c.qkv, (const bf16 *)io->params[P_QNORM].data,
             (const bf16 *)io->params[P_KNORM].data, c.inv_freq, past, N, (int)nq, (int)nkv, (int)D, cap,
-            (int64_t)(slot_bytes / 2), (float)l->eps);
+            (int64_t)(slot_bytes / 2), (float)l->eps, decode_l2_hint(io, l));
         if ((st = launched("decode_qkv", err))) return st;
     } else {
         if ((st = mm(l, s, 0, 1, N, qd, C, io->x, C, wq, C, c.q_raw, qd, 0.0f, 0, err)) ||
@@ -433,22 +563,46 @@ extern "C" graft_status sm_forward_cuda(const graft_mixer_io *io, graft_err *err
         (st = mm(l, s, 0, 1, N, kd, C, io->x, C, io->params[P_K].data, C, c.k_raw, kd, 0.0f, 0, err)) ||
         (st = mm(l, s, 0, 1, N, kd, C, io->x, C, io->params[P_V].data, C, c.v, kd, 0.0f, 0, err)))
         return graft_err_prefix(err, "softmax: forward");
-    norm_rope_fwd(c.qr, c.rq, c.q_raw, (const bf16 *)io->params[P_QNORM].data, c.inv_freq,
-                  past_dev, N, T, (int)nq, (float)l->eps, s);
-    if ((st = launched("norm_rope_fwd (q)", err))) return st;
-    norm_rope_fwd(c.kr, c.rk, c.k_raw, (const bf16 *)io->params[P_KNORM].data, c.inv_freq,
-                  past_dev, N, T, (int)nkv, (float)l->eps, s);
-    if ((st = launched("norm_rope_fwd (k)", err))) return st;
     size_t slot_bytes = (size_t)(2 * kd * cap) * sizeof(bf16); /* sm_state_bytes_on */
-    if (io->state_out) {
-        if (io->state_in && io->state_in != io->state_out)
-            CU_CHECK(cudaMemcpyAsync(io->state_out, io->state_in, (size_t)B * slot_bytes, cudaMemcpyDeviceToDevice, s));
-        cache_write_kernel<<<blocks_for(N * nkv * 32, 256), 256, 0, s>>>((bf16 *)io->state_out, c.kr, c.v, past_dev, T,
-                                                                         (int)nkv, (int)D, cap,
-                                                                         (int64_t)(slot_bytes / 2), N);
-        if ((st = launched("cache_write", err))) return st;
+    if (io->state_out && io->state_in && io->state_in != io->state_out)
+        CU_CHECK(cudaMemcpyAsync(io->state_out, io->state_in, (size_t)B * slot_bytes, cudaMemcpyDeviceToDevice, s));
+    /* A fresh prefill into a KV cache on Hopper attends its keys from the cache (the cached kernel
+     * with every past length 0: the same bits as reading kr and v), so kr is never written. */
+    const bool fresh_from_cache = !continuing && io->state_out && !io->saved && qkv_rows_fused() &&
+                                  sm_cuda_attn_fwd_cached_available();
+    if (qkv_rows_fused()) {
+        QkvRows qa;
+        memset(&qa, 0, sizeof qa);
+        qa.q = c.q_raw, qa.k = c.k_raw, qa.v = c.v, qa.qr = c.qr, qa.kr = fresh_from_cache ? NULL : c.kr;
+        qa.rq = io->saved ? c.rq : NULL, qa.rk = io->saved ? c.rk : NULL;
+        qa.cache = (bf16 *)io->state_out;
+        qa.wq = (const bf16 *)io->params[P_QNORM].data, qa.wk = (const bf16 *)io->params[P_KNORM].data;
+        qa.inv_freq = c.inv_freq, qa.past = past_dev;
+        qa.N = N, qa.T = T, qa.cap = cap, qa.slot_elems = (int64_t)(slot_bytes / 2);
+        qa.nq = (int)nq, qa.nkv = (int)nkv, qa.eps = (float)l->eps;
+        qkv_rows_kernel<HD><<<blocks_for(N * (nq + 2 * nkv) * (HD / 16), 256), 256, 0, s>>>(qa);
+        if ((st = launched("qkv_rows", err))) return st;
+    } else {
+        norm_rope_fwd(c.qr, c.rq, c.q_raw, (const bf16 *)io->params[P_QNORM].data, c.inv_freq,
+                      past_dev, N, T, (int)nq, (float)l->eps, s);
+        if ((st = launched("norm_rope_fwd (q)", err))) return st;
+        norm_rope_fwd(c.kr, c.rk, c.k_raw, (const bf16 *)io->params[P_KNORM].data, c.inv_freq,
+                      past_dev, N, T, (int)nkv, (float)l->eps, s);
+        if ((st = launched("norm_rope_fwd (k)", err))) return st;
+        if (io->state_out) {
+            cache_write_kernel<<<blocks_for(N * nkv * 32, 256), 256, 0, s>>>((bf16 *)io->state_out, c.kr, c.v,
+                                                                             past_dev, T, (int)nkv, (int)D, cap,
+                                                                             (int64_t)(slot_bytes / 2), N);
+            if ((st = launched("cache_write", err))) return st;
+        }
     }
-    if (!continuing) {
+    if (fresh_from_cache) {
+        CU_CHECK(cudaMemsetAsync(c.past, 0, (size_t)B * sizeof(int32_t), s));
+        const bf16 *cache = (const bf16 *)io->state_out;
+        if ((st = sm_cuda_attn_fwd_cached(c.o, c.qr, cache, cache + kd * cap, (int64_t)(slot_bytes / 2), cap * D, cap,
+                                          c.past, B, T, nq, nkv, D, l->scale, s, err)))
+            return graft_err_prefix(err, "softmax: forward");
+    } else if (!continuing) {
         if ((st = sm_cuda_attn_fwd(c.o, io->saved ? c.lse : NULL, c.qr, c.kr, c.v, B, T, nq, nkv, D, l->scale, s, err)))
             return graft_err_prefix(err, "softmax: forward");
     } else if (T > 1 && sm_cuda_attn_fwd_cached_available()) {
