@@ -419,10 +419,96 @@ static int chunked_vs_full(const graft_mixer *m, void *layer, const cvc_env *env
     return failures;
 }
 
+/* ---- the case's inputs, drawn from the seed ------------------------------------------------- */
+
+const graft_mixer_cfg *cvc_case_cfg(const cvc_case *c) { return &c->cfg; }
+
+void cvc_inputs_free(cvc_inputs *in) {
+    if (!in) return;
+    for (int64_t i = 0; in->params && i < in->n_params; i++) free(in->params[i].data);
+    free(in->params);
+    free(in->x);
+    free(in->dy);
+    free(in->carry);
+    free(in->dcarry);
+    free(in->dstate_out);
+    free(in->state_in);
+    memset(in, 0, sizeof *in);
+}
+
+int cvc_inputs_draw(const graft_mixer *m, void *layer, const cvc_case *tcase, uint64_t seed, cvc_inputs *in) {
+    const int64_t B = tcase->B, T = tcase->T, C = tcase->cfg.n_embd, N = B * T, np = m->n_params(layer);
+    const int state_grad = (m->caps & GRAFT_MIXER_CAP_STATE_GRAD) != 0;
+    const int64_t cw = m->carry_name && m->carry_width ? m->carry_width(layer) : 0;
+    graft_rng rng = graft_rng_make(seed, 12345);
+    graft_err err;
+    memset(&err, 0, sizeof err);
+    memset(in, 0, sizeof *in);
+    in->B = B;
+    in->T = T;
+    in->C = C;
+    in->carry_width = cw;
+    in->slot_bytes = state_grad ? m->state_bytes(layer, T) : 0;
+    in->params = calloc((size_t)(np ? np : 1), sizeof *in->params);
+    for (int64_t i = 0; i < np; i++, in->n_params = i) {
+        graft_param_spec s;
+        memset(&s, 0, sizeof s);
+        s.struct_size = sizeof s;
+        if (m->param(layer, i, &s, &err)) {
+            fprintf(stderr, "param %lld: %s\n", (long long)i, err.msg);
+            cvc_inputs_free(in);
+            return 1;
+        }
+        int64_t n = 1;
+        for (int d = 0; d < s.ndim; d++) n *= s.shape[d];
+        in->params[i] = graft_tensor_make(calloc((size_t)n, 4), GRAFT_DTYPE_F32, GRAFT_DEVICE_CPU, s.ndim, s.shape);
+    }
+    in->n_params = np;
+    /* parameters: the plugin's init, then a perturbation so that norm weights and biases are not
+     * trivially 1 and 0, rounded to bf16 (the CPU sees exactly what CUDA stores) */
+    if (m->init(layer, in->params, seed, NULL, &err)) {
+        fprintf(stderr, "init: %s\n", err.msg);
+        cvc_inputs_free(in);
+        return 1;
+    }
+    for (int64_t i = 0; i < np; i++) {
+        float *p = in->params[i].data;
+        const int64_t n = graft_tensor_numel(&in->params[i]);
+        for (int64_t j = 0; j < n; j++)
+            p[j] += (float)((in->params[i].ndim == 1 ? 0.3 : 0.01) * graft_rng_normal(&rng));
+        round_bf16(p, n);
+    }
+    /* inputs (bf16-exact) */
+    in->x = malloc((size_t)N * C * 4);
+    in->dy = malloc((size_t)N * C * 4);
+    fill_normal(in->x, N * C, &rng, 1.0);
+    fill_normal(in->dy, N * C, &rng, 1.0);
+    round_bf16(in->x, N * C);
+    round_bf16(in->dy, N * C);
+    if (cw) {
+        in->carry = calloc((size_t)(N * cw), 4);
+        in->dcarry = malloc((size_t)(N * cw) * 4);
+        if (tcase->cfg.carry_role != GRAFT_CARRY_PRODUCER)
+            fill_normal(in->carry, N * cw, &rng, 1.0); /* v_first of an earlier layer */
+        round_bf16(in->carry, N * cw);
+        fill_normal(in->dcarry, N * cw, &rng, 0.1); /* the later layers' gradient (producer) / what += adds to */
+    }
+    const int64_t ns = (int64_t)(in->slot_bytes / 4) * B;
+    if (state_grad) {
+        in->dstate_out = malloc(in->slot_bytes * (size_t)B);
+        fill_normal(in->dstate_out, ns, &rng, 0.1);
+        round_bf16(in->dstate_out, ns);
+    }
+    if (tcase->random_state_in && state_grad) {
+        in->state_in = malloc(in->slot_bytes * (size_t)B);
+        fill_normal(in->state_in, ns, &rng, 0.1);
+    }
+    return 0;
+}
+
 int cvc_run(const graft_mixer *m, const cvc_env *env, const cvc_case *tcase, uint64_t seed) {
     const graft_mixer_cfg *cfg = &tcase->cfg;
     const int64_t B = tcase->B, T = tcase->T;
-    const int random_state_in = tcase->random_state_in;
     int failures = 0;
     graft_err err;
     memset(&err, 0, sizeof err);
@@ -438,13 +524,11 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const cvc_case *tcase, uin
     const size_t slot = m->state_bytes(layer, cap); /* the CPU slot (softmax: fp32 K/V) */
     /* the CUDA slot, where slot b of a CUDA state starts (softmax: bf16 K/V, half the CPU's) */
     const size_t slot_cuda = m->state_bytes_on ? m->state_bytes_on(layer, GRAFT_DEVICE_CUDA, cap) : slot;
-    graft_rng rng = graft_rng_make(seed, 12345);
-
-    /* parameters: the plugin's init, then a perturbation so that norm weights and biases are not
-     * trivially 1 and 0, rounded to bf16 (the CPU sees exactly what CUDA stores) */
-    graft_tensor *pc = calloc((size_t)np, sizeof *pc), *pd = calloc((size_t)np, sizeof *pd);
+    cvc_inputs in; /* the host inputs: parameters, x, dy, carry, dcarry, dstate_out, state_in */
+    memset(&in, 0, sizeof in);
+    graft_tensor *pc = NULL, *pd = calloc((size_t)np, sizeof *pd);
     graft_tensor *gc = calloc((size_t)np, sizeof *gc), *gd = calloc((size_t)np, sizeof *gd);
-    float **pbuf = calloc((size_t)np, sizeof *pbuf), **gbuf = calloc((size_t)np, sizeof *gbuf);
+    float **gbuf = calloc((size_t)np, sizeof *gbuf);
     float *x = NULL, *y = NULL, *dy = NULL, *dx = NULL, *st_c = NULL, *dso = NULL, *dsi = NULL, *tmp = NULL;
     void *d_x = NULL, *d_y = NULL, *d_dy = NULL, *d_dx = NULL, *d_saved = NULL, *d_scr = NULL, *d_st = NULL;
     void *d_dso = NULL, *d_dsi = NULL, *d_xt = NULL, *d_yt = NULL, *d_scr1 = NULL;
@@ -459,16 +543,24 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const cvc_case *tcase, uin
     const int producer = cfg->carry_role == GRAFT_CARRY_PRODUCER;
     float *carry = NULL, *dcarry = NULL, *dcarry0 = NULL;
     void *d_carry = NULL, *d_dcarry = NULL, *d_ct = NULL;
+    if (cvc_inputs_draw(m, layer, tcase, seed, &in)) {
+        failures++;
+        goto done;
+    }
+    pc = in.params;
+    x = in.x;
+    dy = in.dy;
+    carry = in.carry;
+    dcarry0 = in.dcarry;
+    dso = in.dstate_out;
+    sin = in.state_in;
     for (int64_t i = 0; i < np; i++) {
         graft_param_spec s;
         memset(&s, 0, sizeof s);
         s.struct_size = sizeof s;
         if ((st = m->param(layer, i, &s, &err))) FAIL_CALL("param");
-        int64_t n = 1;
-        for (int d = 0; d < s.ndim; d++) n *= s.shape[d];
-        pbuf[i] = calloc((size_t)n, 4);
+        int64_t n = graft_tensor_numel(&pc[i]);
         gbuf[i] = calloc((size_t)n, 4);
-        pc[i] = graft_tensor_make(pbuf[i], GRAFT_DTYPE_F32, GRAFT_DEVICE_CPU, s.ndim, s.shape);
         gc[i] = graft_tensor_make(gbuf[i], GRAFT_DTYPE_F32, GRAFT_DEVICE_CPU, s.ndim, s.shape);
         void *dg = env->dalloc((size_t)n * 4);
         if (!dg) {
@@ -494,13 +586,9 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const cvc_case *tcase, uin
         pd[i].data = (char *)d_params + off;
         off += (int64_t)(((size_t)graft_tensor_numel(&pd[i]) * 2 + 63) & ~(size_t)63);
     }
-    if ((st = m->init(layer, pc, seed, NULL, &err))) FAIL_CALL("init");
     for (int64_t i = 0; i < np; i++) {
         int64_t n = graft_tensor_numel(&pc[i]);
-        for (int64_t j = 0; j < n; j++)
-            pbuf[i][j] += (float)((pc[i].ndim == 1 ? 0.3 : 0.01) * graft_rng_normal(&rng));
-        round_bf16(pbuf[i], n);
-        hb = bf16_copy(pbuf[i], n);
+        hb = bf16_copy(pc[i].data, n);
         if (env->h2d(pd[i].data, hb, (size_t)n * 2)) { failures++; goto done; }
         free(hb);
         hb = NULL;
@@ -508,42 +596,25 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const cvc_case *tcase, uin
     }
     side cpu = {GRAFT_DEVICE_CPU, pc, gc}, gpu = {GRAFT_DEVICE_CUDA, pd, gd};
 
-    /* inputs (bf16-exact) */
-    x = malloc((size_t)N * C * 4);
     y = malloc((size_t)N * C * 4);
-    dy = malloc((size_t)N * C * 4);
     dx = malloc((size_t)N * C * 4);
     tmp = malloc((size_t)N * C * 4 + slot * (size_t)B + 64);
-    fill_normal(x, N * C, &rng, 1.0);
-    fill_normal(dy, N * C, &rng, 1.0);
-    round_bf16(x, N * C);
-    round_bf16(dy, N * C);
     if (cw) {
-        carry = calloc((size_t)(N * cw), 4);
         dcarry = malloc((size_t)(N * cw) * 4);
-        dcarry0 = malloc((size_t)(N * cw) * 4);
-        if (!producer) fill_normal(carry, N * cw, &rng, 1.0); /* v_first of an earlier layer */
-        round_bf16(carry, N * cw);
-        fill_normal(dcarry0, N * cw, &rng, 0.1); /* the later layers' gradient (producer) / what += adds to */
         memcpy(dcarry, dcarry0, (size_t)(N * cw) * 4);
     }
     if (state_grad) {
-        dso = malloc(slot * (size_t)B);
         dsi = malloc(slot * (size_t)B);
         st_c = malloc(slot * (size_t)B);
-        fill_normal(dso, (int64_t)(slot / 4) * B, &rng, 0.1);
-        round_bf16(dso, (int64_t)(slot / 4) * B);
     }
 
-    if (random_state_in && state_grad) {
-        sin = malloc(slot * (size_t)B);
+    if (sin) { /* state_in=random */
         d_sin = env->dalloc(slot * (size_t)B);
-        if (!sin || !d_sin) {
+        if (!d_sin) {
             fprintf(stderr, "alloc (state_in) failed\n");
             failures++;
             goto done;
         }
-        fill_normal(sin, (int64_t)(slot / 4) * B, &rng, 0.1);
         if (env->h2d(d_sin, sin, slot * (size_t)B)) { failures++; goto done; }
     }
 
@@ -752,31 +823,23 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const cvc_case *tcase, uin
 
 done:
     free(hb);
-    free(sin);
     if (d_sin) env->dfree(d_sin);
     for (int64_t i = 0; i < np; i++) {
-        free(pbuf[i]);
         free(gbuf[i]);
         if (gd[i].data) env->dfree(gd[i].data);
     }
     if (d_params) env->dfree(d_params);
-    free(pc);
+    cvc_inputs_free(&in); /* pc, x, dy, carry, dcarry0, dso, sin */
     free(pd);
     free(gc);
     free(gd);
-    free(pbuf);
     free(gbuf);
-    free(x);
     free(y);
-    free(dy);
     free(dx);
     free(tmp);
     free(st_c);
-    free(carry);
     free(dcarry);
-    free(dcarry0);
     free(carry_b);
-    free(dso);
     free(dsi);
     free(c_saved);
     free(c_scr);

@@ -49,4 +49,33 @@ void cvc_case_free(cvc_case *c);
  *     generate and bench). */
 int cvc_run(const graft_mixer *m, const cvc_env *env, const cvc_case *c, uint64_t seed);
 
+/* The mixer config of a parsed case (owned by c), to create a layer for cvc_inputs_draw. */
+const graft_mixer_cfg *cvc_case_cfg(const cvc_case *c);
+
+/* The host inputs of a case as cvc_run draws them from seed (one generator, in this order): the
+ * plugin's init of the parameters plus 0.3 N(0,1) on 1-D tensors and 0.01 N(0,1) on the others,
+ * x and dy ~ N(0,1), a consumer's carry ~ N(0,1), dcarry ~ N(0,0.1), with CAP_STATE_GRAD
+ * dstate_out ~ N(0,0.1), and with state_in=random the initial state ~ N(0,0.1). Every array but
+ * dcarry and state_in is rounded to bf16, the values the CUDA path stores. Each pointer is malloc'ed
+ * and owned by the struct (cvc_inputs_free); the optional ones are NULL when absent. For programs
+ * that study a case's CPU reference (rwkv7_dstate_conditioning.c). */
+typedef struct cvc_inputs {
+    int64_t B, T, C, n_params;
+    int64_t carry_width;      /* 0 without a carried stream                                  */
+    size_t slot_bytes;        /* the CPU state slot (state_bytes at capacity T); 0 without     */
+                              /* CAP_STATE_GRAD                                                */
+    graft_tensor *params;     /* n_params fp32 CPU tensors, in the plugin's declared order      */
+    float *x, *dy;            /* (B, T, C)                                                      */
+    float *carry, *dcarry;    /* (B, T, carry_width): read (a producer's is zero and written),  */
+                              /* the dcarry before the backward; NULL without a carried stream  */
+    float *dstate_out;        /* B slots; NULL without CAP_STATE_GRAD                           */
+    float *state_in;          /* B slots; NULL unless state_in=random                           */
+} cvc_inputs;
+
+/* Draws the inputs of case c for layer (created by m->create from cvc_case_cfg(c); its init runs
+ * on out->params). Returns 0, or 1 with a message printed (out then holds nothing). */
+int cvc_inputs_draw(const graft_mixer *m, void *layer, const cvc_case *c, uint64_t seed, cvc_inputs *out);
+/* Frees what in holds and zeroes it; NULL is accepted. */
+void cvc_inputs_free(cvc_inputs *in);
+
 #endif
