@@ -1,0 +1,300 @@
+/* tests/plugins/rwkv7_dstate_conditioning.c: how far bf16-level noise in the inputs moves a mixer's
+ * dstate_in on the CPU, for the exact inputs of a CUDA conformance case and seed (cvc_inputs_draw,
+ * the draw of cuda_vs_cpu.c). The CUDA-vs-CPU check compares dstate_in by NMSE; where a draw makes
+ * dstate_in itself ill-conditioned, a CUDA path that rounds its activations to bf16 fails that check
+ * without a bug. This program measures the conditioning, on the CPU, no device needed:
+ *
+ *   ref      the CPU fp32 forward + backward on the case's inputs (as the conformance test's CPU side)
+ *   perturb  the same with every input multiplied by (1 + u), u uniform in [-2^-9, 2^-9] (one
+ *            bf16 rounding's worth), per group: all | weights | x (and carry) | dy (and dstate_out);
+ *            NMSE against ref (mean and max over the draws), over the whole slot as the test
+ *            compares, and over the state part (per head) and the token-shift tail
+ *   parts    the backward is linear in (dy, dstate_out): dstate_in split into the share of its
+ *            squared norm from dy at t = 0, dy at t = 1, dy at t >= 2 and dstate_out alone
+ *
+ *   rwkv7_dstate_conditioning --case 'key=value ...' [--draws K] SEED...
+ *
+ * Built in-tree (tests/plugins/CMakeLists.txt, build/bin/rwkv7_dstate_conditioning; run with
+ * GRAFT_PLUGIN_PATH=build/lib/graft/plugins), not a ctest test. Results and reasoning:
+ * bench/results/rwkv7-dstate-conditioning-2026-11-24.md. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_vs_cpu.h"
+#include "graft/rng.h"
+#include "plugin_loader.h"
+
+/* ---- one CPU forward + backward ----------------------------------------------------------------- */
+
+typedef struct run_ctx {
+    const graft_mixer *m;
+    void *layer;
+    void *saved, *scratch;
+    float **grads;
+    graft_tensor *gt;
+    float *y, *dx, *st_out, *dcarry, *carry;
+} run_ctx;
+
+/* dstate_in (B slots) of the forward + backward on in, with dy and dstate_out replaced by the
+ * arguments (so that the backward can be split by linearity). 0 or 1 (printed). */
+static int run(run_ctx *r, const cvc_inputs *in, const float *dy, const float *dso, float *dsi) {
+    const int64_t N = in->B * in->T, cw = in->carry_width;
+    graft_err err;
+    memset(&err, 0, sizeof err);
+    for (int64_t i = 0; i < in->n_params; i++)
+        memset(r->grads[i], 0, (size_t)graft_tensor_numel(&in->params[i]) * 4);
+    if (cw) {
+        memcpy(r->carry, in->carry, (size_t)(N * cw) * 4);
+        memcpy(r->dcarry, in->dcarry, (size_t)(N * cw) * 4);
+    }
+    graft_mixer_io io;
+    memset(&io, 0, sizeof io);
+    io.struct_size = sizeof io;
+    io.layer = r->layer;
+    io.device = GRAFT_DEVICE_CPU;
+    io.B = in->B;
+    io.T = in->T;
+    io.params = in->params;
+    io.x = in->x;
+    io.y = r->y;
+    io.saved = r->saved;
+    io.scratch = r->scratch;
+    io.state_capacity = in->T;
+    io.state_in = in->state_in;
+    io.state_out = r->st_out;
+    io.carry = cw ? r->carry : NULL;
+    if (r->m->forward(&io, &err)) {
+        fprintf(stderr, "forward: %s\n", err.msg);
+        return 1;
+    }
+    io.y = NULL;
+    io.state_out = NULL;
+    io.grads = r->gt;
+    io.dy = dy;
+    io.dx = r->dx;
+    io.dstate_out = dso;
+    io.dstate_in = dsi;
+    io.dcarry = cw ? r->dcarry : NULL;
+    if (r->m->backward(&io, &err)) {
+        fprintf(stderr, "backward: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- perturbation ------------------------------------------------------------------------------ */
+
+enum { G_ALL, G_WEIGHTS, G_X, G_DY, N_GROUP };
+static const char *group_name[N_GROUP] = {"all", "weights", "x", "dy"};
+
+static void jitter(float *p, int64_t n, graft_rng *rng) {
+    for (int64_t i = 0; p && i < n; i++) p[i] *= (float)(1.0 + 0x1p-9 * (2.0 * graft_rng_uniform(rng) - 1.0));
+}
+
+static float *dup(const float *p, int64_t n) {
+    if (!p) return NULL;
+    float *q = malloc((size_t)n * 4);
+    memcpy(q, p, (size_t)n * 4);
+    return q;
+}
+
+/* A copy of in with the group's arrays jittered (the others shared with in; free with unshare). */
+static cvc_inputs perturbed(const cvc_inputs *in, int group, graft_rng *rng) {
+    cvc_inputs p = *in;
+    const int64_t N = in->B * in->T, ns = (int64_t)(in->slot_bytes / 4) * in->B;
+    if (group == G_ALL || group == G_WEIGHTS) {
+        p.params = malloc((size_t)in->n_params * sizeof *p.params);
+        for (int64_t i = 0; i < in->n_params; i++) {
+            const int64_t n = graft_tensor_numel(&in->params[i]);
+            p.params[i] = in->params[i];
+            p.params[i].data = dup(in->params[i].data, n);
+            jitter(p.params[i].data, n, rng);
+        }
+    }
+    if (group == G_ALL || group == G_X) {
+        p.x = dup(in->x, N * in->C);
+        jitter(p.x, N * in->C, rng);
+        p.carry = dup(in->carry, N * in->carry_width);
+        jitter(p.carry, N * in->carry_width, rng);
+        p.state_in = dup(in->state_in, ns);
+        jitter(p.state_in, ns, rng);
+    }
+    if (group == G_ALL || group == G_DY) {
+        p.dy = dup(in->dy, N * in->C);
+        jitter(p.dy, N * in->C, rng);
+        p.dstate_out = dup(in->dstate_out, ns);
+        jitter(p.dstate_out, ns, rng);
+    }
+    return p;
+}
+
+static void unshare(cvc_inputs *p, const cvc_inputs *in) {
+    if (p->params != in->params) {
+        for (int64_t i = 0; i < in->n_params; i++) free(p->params[i].data);
+        free(p->params);
+    }
+    if (p->x != in->x) free(p->x);
+    if (p->carry != in->carry) free(p->carry);
+    if (p->state_in != in->state_in) free(p->state_in);
+    if (p->dy != in->dy) free(p->dy);
+    if (p->dstate_out != in->dstate_out) free(p->dstate_out);
+}
+
+/* ---- norms over parts of the slots --------------------------------------------------------------- */
+
+/* Sums over the B slots of the floats [lo, hi) of each slot: sum a^2 (and sum (a - b)^2 when b). */
+static double sq(const float *a, const float *b, int64_t B, int64_t slot, int64_t lo, int64_t hi) {
+    double s = 0;
+    for (int64_t bb = 0; bb < B; bb++)
+        for (int64_t i = lo; i < hi; i++) {
+            const double d = b ? (double)a[bb * slot + i] - b[bb * slot + i] : a[bb * slot + i];
+            s += d * d;
+        }
+    return s;
+}
+
+/* ---- one seed ---------------------------------------------------------------------------------- */
+
+static int study(const graft_mixer *m, const graft_host *host, const cvc_case *tc, uint64_t seed, int draws) {
+    graft_err err;
+    memset(&err, 0, sizeof err);
+    void *layer = NULL;
+    if (m->create(host, cvc_case_cfg(tc), &layer, &err)) {
+        fprintf(stderr, "create: %s\n", err.msg);
+        return 1;
+    }
+    cvc_inputs in;
+    if (cvc_inputs_draw(m, layer, tc, seed, &in)) {
+        m->destroy(layer);
+        return 1;
+    }
+    if (!in.slot_bytes) {
+        fprintf(stderr, "%s has no state gradient (CAP_STATE_GRAD)\n", m->name);
+        cvc_inputs_free(&in);
+        m->destroy(layer);
+        return 1;
+    }
+    const int64_t B = in.B, T = in.T, C = in.C, N = B * T, slot = (int64_t)(in.slot_bytes / 4), ns = slot * B;
+    const int64_t H = cvc_case_cfg(tc)->n_head, KV = (slot - C) / H; /* rwkv7 slot: H states of K x V, then C */
+    size_t sv = 0, sc = 0;
+    run_ctx r = {m, layer, NULL, NULL, calloc((size_t)in.n_params, sizeof(float *)),
+                 calloc((size_t)in.n_params, sizeof(graft_tensor)), malloc((size_t)N * C * 4),
+                 malloc((size_t)N * C * 4), malloc((size_t)ns * 4), NULL, NULL};
+    if (m->workspace(layer, GRAFT_DEVICE_CPU, B, T, &sv, &sc, &err)) {
+        fprintf(stderr, "workspace: %s\n", err.msg);
+        return 1;
+    }
+    r.saved = calloc(sv + 64, 1);
+    r.scratch = calloc(sc + 64, 1);
+    for (int64_t i = 0; i < in.n_params; i++) {
+        r.grads[i] = calloc((size_t)graft_tensor_numel(&in.params[i]), 4);
+        r.gt[i] = in.params[i];
+        r.gt[i].data = r.grads[i];
+    }
+    if (in.carry_width) {
+        r.carry = malloc((size_t)(N * in.carry_width) * 4);
+        r.dcarry = malloc((size_t)(N * in.carry_width) * 4);
+    }
+    float *ref = malloc((size_t)ns * 4), *got = malloc((size_t)ns * 4), *dyp = calloc((size_t)(N * C), 4);
+    float *zero = calloc((size_t)ns, 4);
+    int fail = run(&r, &in, in.dy, in.dstate_out, ref);
+
+    /* scale: ||dstate_in|| against ||dstate_out|| (what flows in at T), per part */
+    const double n_ref = sq(ref, NULL, B, slot, 0, slot), n_dso = sq(in.dstate_out, NULL, B, slot, 0, slot);
+    printf("seed %llu: |dstate_in| %.3e (state %.3e, shift %.3e), |dstate_out| %.3e, ratio %.3f; "
+           "rms dy %.3f\n", (unsigned long long)seed, sqrt(n_ref), sqrt(sq(ref, NULL, B, slot, 0, H * KV)),
+           sqrt(sq(ref, NULL, B, slot, H * KV, slot)), sqrt(n_dso), sqrt(n_ref / n_dso),
+           sqrt(sq(in.dy, NULL, 1, N * C, 0, N * C) / (double)(N * C)));
+
+    /* the linear split of dstate_in: dy at t = 0, t = 1, t >= 2, dstate_out */
+    const char *part_name[4] = {"dy t=0", "dy t=1", "dy t>=2", "dstate_out"};
+    printf("  share of |dstate_in|^2 (state part | per head) by source:");
+    for (int part = 0; part < 4 && !fail; part++) {
+        memset(dyp, 0, (size_t)(N * C) * 4);
+        for (int64_t b = 0; b < B && part < 3; b++)
+            for (int64_t t = 0; t < T; t++)
+                if ((part == 0 && t == 0) || (part == 1 && t == 1) || (part == 2 && t >= 2))
+                    memcpy(dyp + (b * T + t) * C, in.dy + (b * T + t) * C, (size_t)C * 4);
+        fail |= run(&r, &in, dyp, part == 3 ? in.dstate_out : zero, got);
+        printf("%s  %s %.3f |", part ? "" : "\n   ", part_name[part],
+               sq(got, NULL, B, slot, 0, H * KV) / sq(ref, NULL, B, slot, 0, H * KV));
+        for (int64_t h = 0; h < H; h++)
+            printf(" %.3f", sq(got, NULL, B, slot, h * KV, (h + 1) * KV) / sq(ref, NULL, B, slot, h * KV, (h + 1) * KV));
+    }
+    printf("\n  per head: share of |dstate_in|^2:");
+    for (int64_t h = 0; h < H; h++) printf(" %.3f", sq(ref, NULL, B, slot, h * KV, (h + 1) * KV) / n_ref);
+    printf(", shift tail %.3f\n", sq(ref, NULL, B, slot, H * KV, slot) / n_ref);
+
+    /* bf16-level perturbation of each input group */
+    graft_rng rng = graft_rng_make(seed, 777);
+    for (int g = 0; g < N_GROUP && !fail; g++) {
+        double mean = 0, mx = 0, head[64] = {0}, shift = 0;
+        for (int d = 0; d < draws && !fail; d++) {
+            cvc_inputs p = perturbed(&in, g, &rng);
+            fail |= run(&r, &p, p.dy, p.dstate_out, got);
+            unshare(&p, &in);
+            const double e = sq(got, ref, B, slot, 0, slot) / n_ref;
+            mean += e / draws;
+            mx = e > mx ? e : mx;
+            for (int64_t h = 0; h < H && h < 64; h++)
+                head[h] += sq(got, ref, B, slot, h * KV, (h + 1) * KV) /
+                           sq(ref, NULL, B, slot, h * KV, (h + 1) * KV) / draws;
+            shift += sq(got, ref, B, slot, H * KV, slot) / sq(ref, NULL, B, slot, H * KV, slot) / draws;
+        }
+        printf("  perturb %-7s NMSE(dstate_in) mean %.2e max %.2e | per head", group_name[g], mean, mx);
+        for (int64_t h = 0; h < H && h < 64; h++) printf(" %.1e", head[h]);
+        printf(" | shift %.1e\n", shift);
+    }
+    free(ref);
+    free(got);
+    free(dyp);
+    free(zero);
+    for (int64_t i = 0; i < in.n_params; i++) free(r.grads[i]);
+    free(r.grads);
+    free(r.gt);
+    free(r.y);
+    free(r.dx);
+    free(r.st_out);
+    free(r.carry);
+    free(r.dcarry);
+    free(r.saved);
+    free(r.scratch);
+    cvc_inputs_free(&in);
+    m->destroy(layer);
+    return fail;
+}
+
+int main(int argc, char **argv) {
+    const char *case_text = NULL;
+    int draws = 4, fails = 0;
+    uint64_t seeds[256];
+    int n_seed = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--case") && i + 1 < argc) case_text = argv[++i];
+        else if (!strcmp(argv[i], "--draws") && i + 1 < argc) draws = atoi(argv[++i]);
+        else if (n_seed < 256) seeds[n_seed++] = strtoull(argv[i], NULL, 10);
+    }
+    if (!case_text || !n_seed || draws < 1) {
+        fprintf(stderr, "usage: rwkv7_dstate_conditioning --case 'key=value ...' [--draws K] SEED...\n");
+        return 2;
+    }
+    graft_err err;
+    memset(&err, 0, sizeof err);
+    graft_loaded_plugin *lp = NULL;
+    if (graft_plugin_load("rwkv7", GRAFT_PLUGIN_MIXER, &lp, &err)) {
+        fprintf(stderr, "load: %s\n", err.msg);
+        return 1;
+    }
+    cvc_case *tc = cvc_case_parse(case_text);
+    if (!tc) {
+        graft_plugin_unload(lp);
+        return 2;
+    }
+    printf("rwkv7 case '%s', %d draws per group, u ~ U[-2^-9, 2^-9] relative\n", case_text, draws);
+    for (int s = 0; s < n_seed; s++) fails += study(graft_plugin_mixer(lp), graft_plugin_host(lp), tc, seeds[s], draws);
+    cvc_case_free(tc);
+    graft_plugin_unload(lp);
+    return fails ? 1 : 0;
+}
