@@ -11,6 +11,21 @@
  *     4.0e-4 on an H100 (2026-11-23) for the no-conv T = 17 case, where dS_T passes to dS_0 nearly
  *     undecayed through the chunk kernels' backward; the other cases measure ~2e-5. Why this path
  *     is 20x noisier than the rest is open (see bench/results/mixers-vs-fla-2026-11-23.md).
+ *     Unless dstate_in itself is ill-conditioned for the draw: when NMSE > 2e-3, the CPU backward
+ *     runs COND_DRAWS more times with every input multiplied by 1 + u, u ~ U[-2^-9, 2^-9] (one bf16
+ *     rounding), and the tolerance becomes max(2e-3, COND_FACTOR x the largest NMSE by which that
+ *     moves the CPU's own dstate_in). Why: from an empty state, a head's output at t = 0 is rank-1,
+ *     o = (r . k) v, and its GroupNorm divides by |r . k| |v|; when r . k nearly cancels, dy at t = 0
+ *     reaches dS_0 amplified and holds nearly all of it. Measured on the CPU
+ *     (rwkv7_dstate_conditioning.c; bench/results/rwkv7-dstate-conditioning-2026-11-24.md): rwkv7
+ *     case 1 at seed 1795507013 (CUDA 3.0e-2 on an H100) has 94% of |dS_0|^2 in one head, 96% of it
+ *     from dy at t = 0, and the CPU's dstate_in moves by NMSE 2e-3..5e-3 under that jitter (1e-2..3e-2
+ *     jittering the weights alone). Of 26 seeds of that case, the 6 with >= 80% of |dS_0|^2 from
+ *     dy at t = 0 move by 1e-3..4e-3, the others by 1e-5..4e-4; below 1.25e-4, 16x that stays
+ *     under 2e-3, so a well-conditioned draw keeps the strict bound. The price: on an
+ *     ill-conditioned draw only an error larger than that spread fails (scaling CUDA's dstate_in
+ *     by 1.3 still passed at seed 1795507013 in a CPU emulation; 1.06 failed on a well-conditioned
+ *     seed), which the other cases and seeds cover.
  *   CUDA decode token by token vs CUDA full forward:   NMSE <= 2e-4 (y, and the final state)
  * (one bf16 rounding is a relative error of at most 2^-9 = 0.2 %; a layer chains about ten of them
  * through products that average them, FLA's own bf16 thresholds for the chunk op alone are a
@@ -58,6 +73,8 @@ struct cvc_case {
 #define TOL_BWD 5e-4
 #define TOL_DSTATE 2e-3
 #define TOL_DEC 2e-4
+#define COND_DRAWS 3    /* jittered CPU backward runs when dstate_in misses TOL_DSTATE (header) */
+#define COND_FACTOR 16  /* tolerance over the largest NMSE those runs move the CPU's dstate_in by  */
 
 /* ---- bf16 on the host (round to nearest even; NaN kept) --------------------------------------- */
 
@@ -419,6 +436,108 @@ static int chunked_vs_full(const graft_mixer *m, void *layer, const cvc_env *env
     return failures;
 }
 
+/* ---- conditioning of dstate_in (the header's TOL_DSTATE) ---------------------------------------- */
+
+static double nmse_of(const float *got, const float *ref, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(got[i]) || !isfinite(ref[i])) return INFINITY;
+        num += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
+        den += (double)ref[i] * ref[i];
+    }
+    return den > 0 ? num / den : num;
+}
+
+static float *jittered(const float *p, int64_t n, graft_rng *rng) {
+    if (!p) return NULL;
+    float *q = malloc((size_t)(n ? n : 1) * 4);
+    for (int64_t i = 0; i < n; i++) q[i] = p[i] * (float)(1.0 + 0x1p-9 * (2.0 * graft_rng_uniform(rng) - 1.0));
+    return q;
+}
+
+/* The largest NMSE, over COND_DRAWS draws (from seed: reproducible), between dstate_in (ref, the
+ * CPU's on in) and the CPU's dstate_in with every input of in (parameters, x, carry, state_in, dy,
+ * dstate_out) multiplied by 1 + u, u ~ U[-2^-9, 2^-9]. Uses its own buffers (in and every output of
+ * the comparison are left as they are). Negative on a failed call (printed). */
+static double dstate_sensitivity(const graft_mixer *m, void *layer, const cvc_env *env, const cvc_inputs *in,
+                                 const float *ref, uint64_t seed) {
+    const int64_t B = in->B, T = in->T, N = B * T, C = in->C, cw = in->carry_width;
+    const int64_t ns = (int64_t)(in->slot_bytes / 4) * B;
+    graft_rng rng = graft_rng_make(seed, 0xc0dd);
+    graft_err err;
+    memset(&err, 0, sizeof err);
+    size_t sv = 0, sc = 0;
+    if (m->workspace(layer, GRAFT_DEVICE_CPU, B, T, &sv, &sc, &err)) {
+        fprintf(stderr, "cpu workspace: %s\n", err.msg);
+        return -1;
+    }
+    graft_tensor *pj = calloc((size_t)in->n_params + 1, sizeof *pj), *gj = calloc((size_t)in->n_params + 1, sizeof *gj);
+    void *saved = calloc(sv + 64, 1), *scr = calloc(sc + 64, 1);
+    float *y = malloc((size_t)(N * C) * 4), *dx = malloc((size_t)(N * C) * 4), *dsi = malloc((size_t)ns * 4);
+    float *dcarry = cw ? malloc((size_t)(N * cw) * 4) : NULL;
+    double worst = 0;
+    for (int d = 0; d < COND_DRAWS && worst >= 0; d++) {
+        for (int64_t i = 0; i < in->n_params; i++) {
+            const int64_t n = graft_tensor_numel(&in->params[i]);
+            pj[i] = in->params[i];
+            pj[i].data = jittered(in->params[i].data, n, &rng);
+            gj[i] = in->params[i];
+            gj[i].data = calloc((size_t)n, 4);
+        }
+        float *x = jittered(in->x, N * C, &rng), *carry = jittered(in->carry, N * cw, &rng);
+        float *sin = jittered(in->state_in, ns, &rng), *dy = jittered(in->dy, N * C, &rng);
+        float *dso = jittered(in->dstate_out, ns, &rng);
+        if (cw) memcpy(dcarry, in->dcarry, (size_t)(N * cw) * 4);
+        const side cpu = {GRAFT_DEVICE_CPU, pj, gj};
+        graft_status st = call(m, layer, env, &cpu, 0, B, T, x, y, NULL, NULL, saved, scr, T, sin, NULL, NULL, NULL,
+                               NULL, carry, dcarry, &err);
+        if (!st)
+            st = call(m, layer, env, &cpu, 1, B, T, x, NULL, dy, dx, saved, scr, T, sin, NULL, NULL, dso, dsi, carry,
+                      dcarry, &err);
+        if (st) {
+            fprintf(stderr, "cpu (jittered inputs) failed (%s): %s\n", graft_status_name(st), err.msg);
+            worst = -1;
+        } else {
+            const double e = nmse_of(dsi, ref, ns);
+            worst = e > worst ? e : worst;
+        }
+        for (int64_t i = 0; i < in->n_params; i++) {
+            free(pj[i].data);
+            free(gj[i].data);
+        }
+        free(x);
+        free(carry);
+        free(sin);
+        free(dy);
+        free(dso);
+    }
+    free(pj);
+    free(gj);
+    free(saved);
+    free(scr);
+    free(y);
+    free(dx);
+    free(dsi);
+    free(dcarry);
+    return worst;
+}
+
+/* dstate_in: CUDA (got) against the CPU (ref) within TOL_DSTATE, or, when it misses that, within
+ * COND_FACTOR times the CPU's own sensitivity to bf16-level input jitter (the header says why).
+ * Returns 0 or 1. */
+static int compare_dstate(const graft_mixer *m, void *layer, const cvc_env *env, const cvc_inputs *in,
+                          const float *got, const float *ref, uint64_t seed) {
+    const int64_t ns = (int64_t)(in->slot_bytes / 4) * in->B;
+    const double e = nmse_of(got, ref, ns);
+    if (!(e > TOL_DSTATE) || !isfinite(e)) return compare("dstate_in", got, ref, ns, TOL_DSTATE);
+    const double sens = dstate_sensitivity(m, layer, env, in, ref, seed);
+    if (sens < 0) return 1 + compare("dstate_in", got, ref, ns, TOL_DSTATE);
+    const double tol = COND_FACTOR * sens > TOL_DSTATE ? COND_FACTOR * sens : TOL_DSTATE;
+    printf("  %-40s ill-conditioned draw? the CPU's own dstate_in moves by NMSE %.3e under 2^-9 input "
+           "jitter (max of %d): tolerance %d x that = %.1e\n", "dstate_in", sens, COND_DRAWS, COND_FACTOR, tol);
+    return compare("dstate_in (conditioning-aware)", got, ref, ns, tol);
+}
+
 /* ---- the case's inputs, drawn from the seed ------------------------------------------------- */
 
 const graft_mixer_cfg *cvc_case_cfg(const cvc_case *c) { return &c->cfg; }
@@ -694,7 +813,7 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const cvc_case *tcase, uin
         env->d2h(tmp, d_st, slot * (size_t)B);
         failures += compare("state_out", tmp, st_c, (int64_t)(slot / 4) * B, TOL_FWD);
         env->d2h(tmp, d_dsi, slot * (size_t)B);
-        failures += compare("dstate_in", tmp, dsi, (int64_t)(slot / 4) * B, TOL_DSTATE);
+        failures += compare_dstate(m, layer, env, &in, tmp, dsi, seed);
     }
     env->d2h(hb, d_dx, (size_t)N * C * 2);
     bf16_to_f32(tmp, hb, N * C);
