@@ -17,7 +17,7 @@
  *     moves the CPU's own dstate_in). Why: from an empty state, a head's output at t = 0 is rank-1,
  *     o = (r . k) v, and its GroupNorm divides by |r . k| |v|; when r . k nearly cancels, dy at t = 0
  *     reaches dS_0 amplified and holds nearly all of it. Measured on the CPU
- *     (rwkv7_dstate_conditioning.c; bench/results/rwkv7-dstate-conditioning-2026-11-24.md): rwkv7
+ *     (rwkv7_dstate_conditioning.c; bench/results/rwkv7-dstate-conditioning-2026-12-07.md): rwkv7
  *     case 1 at seed 1795507013 (CUDA 3.0e-2 on an H100) has 94% of |dS_0|^2 in one head, 96% of it
  *     from dy at t = 0, and the CPU's dstate_in moves by NMSE 2e-3..5e-3 under that jitter (1e-2..3e-2
  *     jittering the weights alone). Of 26 seeds of that case, the 6 with >= 80% of |dS_0|^2 from

@@ -16,7 +16,7 @@
  *
  * Built in-tree (tests/plugins/CMakeLists.txt, build/bin/rwkv7_dstate_conditioning; run with
  * GRAFT_PLUGIN_PATH=build/lib/graft/plugins), not a ctest test. Results and reasoning:
- * bench/results/rwkv7-dstate-conditioning-2026-11-24.md. */
+ * bench/results/rwkv7-dstate-conditioning-2026-12-07.md. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
