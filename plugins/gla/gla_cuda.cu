@@ -29,6 +29,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gla_cuda.cuh"
@@ -77,6 +78,23 @@ __device__ __forceinline__ void cp16(void *dst, const void *src, bool valid) {
 __device__ __forceinline__ void cp_wait() {
     asm volatile("cp.async.commit_group;\n" ::);
     asm volatile("cp.async.wait_group 0;\n" ::);
+}
+/* The v2 walks keep one group in flight across a chunk's compute: commit after issuing the next
+ * chunk's copies, wait for everything at the top of the following iteration. */
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+/* Asks L2 to fetch `bytes` (a multiple of 16, 16-byte aligned) at global address p; no data moves
+ * to the SM and nothing waits for it (sm_90 bulk prefetch). */
+__device__ __forceinline__ void l2_prefetch(const void *p, uint32_t bytes) {
+    asm volatile(
+        "{\n .reg .u64 ga;\n cvta.to.global.u64 ga, %0;\n cp.async.bulk.prefetch.L2.global [ga], %1;\n}\n" ::"l"(p),
+        "r"(bytes)
+        : "memory");
+}
+__device__ __forceinline__ void ldsm2(uint32_t r[2], const bf16 *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(r[0]), "=r"(r[1])
+                 : "r"(su32(p)));
 }
 
 /* Fragment addresses (lane l) of a 16×16 operand whose top-left is (r0, c0) in a tile with row
@@ -953,6 +971,929 @@ __global__ void __launch_bounds__(NTH)
     }
 }
 
+/* ==== v2 chunk kernels (the forward's default; see backward_v1() for the backward) ========== */
+
+/* Segments and pieces. The output walk (k_fwd2) and the backward walk (k_bwd2) give one CTA to
+ * each segment of `cps` chunks; the pre-passes and the state materialization (k_walk2) give one
+ * CTA to each piece of `sub` chunks, `pps` pieces per segment (piece j = segment j / pps), so they
+ * fill the GPU even where there are few segments. Pieces of the last segment may be empty (their
+ * range is clipped at NT); an empty piece is the identity (X = 0, Σβ = 0) and writes no state. */
+struct Geo2 {
+    int64_t T, H;                    /* sequence length, heads                                    */
+    int NT, cps, nseg, sub, pps, NP; /* chunks, chunks per segment, segments, chunks per piece,
+                                        pieces per segment, pieces (nseg · pps)                   */
+};
+
+__device__ __forceinline__ void piece_range(const Geo2 &G, int j, int &lo, int &hi) {
+    const int s = j / G.pps, p = j % G.pps;
+    lo = min(s * G.cps + p * G.sub, G.NT);
+    hi = min(s * G.cps + min((p + 1) * G.sub, G.cps), G.NT);
+}
+
+/* Chunk n of (sequence bi, head h): its first row in (B·T·H) units and how many of its 64 rows
+ * exist (only the last chunk of a sequence is partial). */
+struct ChunkRows {
+    int64_t row0;
+    int nvalid;
+};
+__device__ __forceinline__ ChunkRows chunk_rows(const Geo2 &G, int64_t bi, int64_t h, int n) {
+    const int64_t t0 = (int64_t)n * CH;
+    ChunkRows r;
+    r.row0 = bi * G.T * G.H + t0 * G.H + h;
+    r.nvalid = (int)(G.T - t0 < CH ? G.T - t0 : CH);
+    return r;
+}
+
+/* One (64, 128) rows-of-a-chunk block of a (B, T, H, 128) tensor into L2, rows < nvalid only
+ * (prefetch is a hint, but an address past the tensor must not be named); thread tid takes row
+ * tid % 64 of tensor tid / 64, so 64·NTENS threads cover NTENS tensors. */
+__device__ __forceinline__ void l2_prefetch_row(const void *base, int64_t row, int bytes_per_row) {
+    l2_prefetch(static_cast<const char *>(base) + row * bytes_per_row, (uint32_t)bytes_per_row);
+}
+
+/* gk rows of a chunk into a stage's gate area (64×128 fp32) without waiting. fp32: in place.
+ * bf16: raw into the upper half of the area; widen_gate turns it into fp32 after the wait. */
+__device__ __forceinline__ void stage_gate(float *g, const float *src, int64_t rs, int nvalid) {
+    load_gate(g, src, 0, rs, nvalid);
+}
+__device__ __forceinline__ void stage_gate(float *g, const bf16 *src, int64_t rs, int nvalid) {
+    bf16 *raw = reinterpret_cast<bf16 *>(g + CH * D / 2);
+    for (int u = threadIdx.x; u < CH * 16; u += NTH) {
+        int r = u >> 4, c8 = (u & 15) << 3;
+        bool ok = r < nvalid;
+        cp16(raw + r * D + c8, ok ? src + r * rs + c8 : src, ok);
+    }
+}
+__device__ __forceinline__ void widen_gate(float *, const float *) {}
+/* bf16 raw gates (upper half of g) → fp32 g. The fp32 rows overlap the raw ones, so every thread
+ * reads its 32 values before any thread writes; contains its barriers. */
+__device__ __forceinline__ void widen_gate(float *g, const bf16 *) {
+    const uint4 *raw = reinterpret_cast<const uint4 *>(g + CH * D / 2);
+    uint4 x[4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) x[j] = raw[threadIdx.x + NTH * j];
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&x[j]);
+        float2 a = __bfloat1622float2(h[0]), b = __bfloat1622float2(h[1]);
+        float2 c = __bfloat1622float2(h[2]), d = __bfloat1622float2(h[3]);
+        float4 *dst = reinterpret_cast<float4 *>(g + 8 * (threadIdx.x + NTH * j));
+        dst[0] = make_float4(a.x, a.y, b.x, b.y);
+        dst[1] = make_float4(c.x, c.y, d.x, d.y);
+    }
+    __syncthreads();
+}
+
+/* The within-chunk gate cumsum in two passes over g (the raw gk values stay in place), with the
+ * same sums in the same order as chunk_cumsum, so b and β are the bits v1 computes.
+ * Pass 1: tot[hf][c] = Σ of half hf's 32 values of channel c; beta[c] = β = tot[0][c] + tot[1][c]
+ * (= b_63, and = b at the last valid row since missing rows are 0), ebeta[c] = e^{β}. Returns
+ * whether some channel's −β > SPREAD_MAX (the same in every thread); contains its barriers. */
+__device__ __forceinline__ bool gate_totals(const float *g, float *tot, float *beta, float *ebeta) {
+    const int c = threadIdx.x & 127, hf = threadIdx.x >> 7;
+    const float *col = g + hf * 32 * D + c;
+    float acc = 0.f;
+#pragma unroll 8
+    for (int i = 0; i < 32; i++) acc += col[i * D];
+    tot[hf * D + c] = acc;
+    __syncthreads();
+    const float bt = tot[c] + tot[D + c];
+    if (!hf) beta[c] = bt, ebeta[c] = __expf(bt);
+    return __syncthreads_or(-bt > SPREAD_MAX) != 0;
+}
+/* Pass 2: f(i, c, b_i[c]) for the thread's channel c and its half's 32 rows, b_i being the running
+ * sum of its half plus (second half) the first half's total. Needs gate_totals' tot. */
+template <class F>
+__device__ __forceinline__ void gate_rows(const float *g, const float *tot, F f) {
+    const int c = threadIdx.x & 127, hf = threadIdx.x >> 7;
+    const float off = hf ? tot[c] : 0.f;
+    float acc = 0.f;
+#pragma unroll 4
+    for (int i = hf * 32; i < hf * 32 + 32; i++) {
+        acc += g[i * D + c];
+        f(i, c, acc + off);
+    }
+}
+
+/* Output walk operands, in place on the stage (each element by the thread of its channel):
+ *   qs ← q ⊙ e^{b};   ks ← k ⊙ e^{β−b};
+ *   fast path: kt ← k ⊙ e^{−b} and ks = (k ⊙ e^{−b}) e^{β} (one exponential less per element);
+ *   slow path: no kt (e^{−b} may overflow), ks directly, and g ← b for dot_decay. */
+__device__ __forceinline__ void scale_fwd(bf16 *qs, bf16 *ks, bf16 *kt, float *g, const float *tot,
+                                          const float *beta, const float *ebeta, bool slow) {
+    const float bt = beta[threadIdx.x & 127], eb = ebeta[threadIdx.x & 127];
+    gate_rows(g, tot, [&](int i, int c, float b) {
+        const float x = __bfloat162float(qs[i * LDT + c]);
+        qs[i * LDT + c] = __float2bfloat16_rn(x * __expf(b));
+        const float y = __bfloat162float(ks[i * LDT + c]);
+        if (!slow) {
+            const float yt = y * __expf(-b);
+            kt[i * LDT + c] = __float2bfloat16_rn(yt);
+            ks[i * LDT + c] = __float2bfloat16_rn(yt * eb);
+        } else {
+            ks[i * LDT + c] = __float2bfloat16_rn(y * __expf(bt - b));
+            g[i * D + c] = b;
+        }
+    });
+}
+/* State walk operand, in place: forward us ← u ⊙ e^{β−b}; reverse us ← umul · u ⊙ e^{b} (the
+ * expressions of scale_tiles, so the same bits). */
+template <bool REV>
+__device__ __forceinline__ void scale_walk(bf16 *us, float umul, const float *g, const float *tot,
+                                           const float *beta) {
+    const float bt = beta[threadIdx.x & 127];
+    gate_rows(g, tot, [&](int i, int c, float b) {
+        const float x = __bfloat162float(us[i * LDT + c]);
+        us[i * LDT + c] = __float2bfloat16_rn(REV ? umul * x * __expf(b) : x * __expf(bt - b));
+    });
+}
+
+/* Warp wp's fragments of Sᵀ (rows e ∈ [16wp, 16wp+16), all 128 columns c, as mma C fragments:
+ * X[nt][x] = Sᵀ[16wp + g + 8(x>>1)][8nt + 2t + (x&1)]) from / to a K-first fp32 state S[c][e]
+ * (NULL: zero). Strided, but once per CTA. */
+__device__ __forceinline__ void load_st(float X[16][4], const float *S, int wp, int l) {
+    const int gq = l >> 2, t4 = l & 3;
+#pragma unroll
+    for (int nt = 0; nt < 16; nt++)
+#pragma unroll
+        for (int x = 0; x < 4; x++) {
+            const int e = 16 * wp + gq + 8 * (x >> 1), c = 8 * nt + 2 * t4 + (x & 1);
+            X[nt][x] = S ? S[c * D + e] : 0.f;
+        }
+}
+__device__ __forceinline__ void store_st(float *S, const float X[16][4], int wp, int l) {
+    const int gq = l >> 2, t4 = l & 3;
+#pragma unroll
+    for (int nt = 0; nt < 16; nt++)
+#pragma unroll
+        for (int x = 0; x < 4; x++) {
+            const int e = 16 * wp + gq + 8 * (x >> 1), c = 8 * nt + 2 * t4 + (x & 1);
+            S[c * D + e] = X[nt][x];
+        }
+}
+
+/* Shared memory of the v2 walks: two stages of a chunk's tiles (padded bf16 rows, fp32 gates). */
+constexpr int TILE_BYTES = CH * LDT * 2;                      /* (64, 128) bf16, padded    */
+constexpr int GATE_BYTES = CH * D * 4;                        /* (64, 128) fp32            */
+constexpr int STAGE_WALK = 2 * TILE_BYTES + GATE_BYTES;       /* u, w, g                   */
+constexpr int STAGE_FWD = 3 * TILE_BYTES + GATE_BYTES;        /* q, k, v, g                */
+constexpr int SMEM_WALK2 = 2 * STAGE_WALK + D * LDT * 2 + 4 * D * 4;
+constexpr int SMEM_FWD2 = 2 * STAGE_FWD + TILE_BYTES + CH * LDP * 2 + 4 * D * 4;
+
+/* State walk over one piece (v2 of k_state_walk); grid (pieces, B·H), piece j0 + blockIdx.x,
+ * 256 threads, one CTA per SM; warp w holds X rows c ∈ [16w, 16w+16) (fp32).
+ * Forward (REV = false): X ← e^{β} X + (u ⊙ e^{β−b})ᵀ w over the piece's chunks in order
+ *   (u = k, w = v). Reverse (REV = true): X ← e^{β} X + (umul · u ⊙ e^{b})ᵀ w, chunks in reverse
+ *   (u = q, w = do, umul = s: the gradient of the state entering each chunk, spec §5.4).
+ * Pre-pass (loc): X starts at 0; writes the piece's final X (fp32, (B·H, NP, K, V)) and its Σβ
+ *   (gsum, (B·H, NP, K)).
+ * Materialization (states; forward): X starts at h0 (piece 0; NULL = 0) or at slots[bh][j−1] (the
+ *   scan's state leaving piece j−1, (B·H, NP, K, V)); writes the bf16 state entering each chunk n to
+ *   states[bh][n] and, for the piece that ends the sequence, the final one to states[bh][NT]
+ *   (shape (B·H, NT+1, K, V)).
+ * Chunk n+1's tiles stream into the other stage while chunk n is computed; chunk n+2's rows are
+ * prefetched into L2. */
+template <typename GT, bool REV>
+__global__ void __launch_bounds__(NTH, 1)
+    k_walk2(Geo2 G, int j0, const bf16 *__restrict__ u, const bf16 *__restrict__ w,
+            const GT *__restrict__ gk, float umul, const float *__restrict__ h0,
+            const float *__restrict__ slots, bf16 *__restrict__ states, float *__restrict__ loc,
+            float *__restrict__ gsum) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16 *stage = reinterpret_cast<bf16 *>(smem + 2 * STAGE_WALK);
+    float *tot = reinterpret_cast<float *>(stage + D * LDT), *beta = tot + 2 * D, *ebeta = beta + D;
+    auto U = [&](int s) { return reinterpret_cast<bf16 *>(smem + s * STAGE_WALK); };
+    auto W = [&](int s) { return U(s) + CH * LDT; };
+    auto Gt = [&](int s) { return reinterpret_cast<float *>(smem + s * STAGE_WALK + 2 * TILE_BYTES); };
+
+    const int j = j0 + blockIdx.x, l = threadIdx.x & 31, wp = threadIdx.x >> 5;
+    const int64_t bh = blockIdx.y, bi = bh / G.H, h = bh % G.H;
+    const int gq = l >> 2, t4 = l & 3, r0 = 16 * wp + gq;
+    const int64_t rs = G.H * D;
+    int lo, hi;
+    piece_range(G, j, lo, hi);
+    const int cnt = hi - lo;
+    auto chunk_of = [&](int it) { return REV ? hi - 1 - it : lo + it; };
+    auto issue = [&](int it) {
+        const ChunkRows r = chunk_rows(G, bi, h, chunk_of(it));
+        load_tile(U(it & 1), u + r.row0 * D, 0, rs, r.nvalid);
+        load_tile(W(it & 1), w + r.row0 * D, 0, rs, r.nvalid);
+        stage_gate(Gt(it & 1), gk + r.row0 * D, rs, r.nvalid);
+    };
+    auto prefetch = [&](int it) {
+        const ChunkRows r = chunk_rows(G, bi, h, chunk_of(it));
+        const int row = threadIdx.x & 63, t = threadIdx.x >> 6;
+        if (row < r.nvalid && t < 3) {
+            const int64_t at = r.row0 + row * G.H;
+            if (t == 0) l2_prefetch_row(u, at, 2 * D);
+            if (t == 1) l2_prefetch_row(w, at, 2 * D);
+            if (t == 2) l2_prefetch_row(gk, at, (int)sizeof(GT) * D);
+        }
+    };
+    auto to_stage = [&](const float X[16][4]) {
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++) {
+            int e = 8 * nt + 2 * t4;
+            *reinterpret_cast<uint32_t *>(stage + r0 * LDT + e) = pack2(X[nt][0], X[nt][1]);
+            *reinterpret_cast<uint32_t *>(stage + (r0 + 8) * LDT + e) = pack2(X[nt][2], X[nt][3]);
+        }
+    };
+    auto flush_stage = [&](int n) {
+        bf16 *dst = states + (bh * (G.NT + 1) + n) * D * D;
+        for (int x = threadIdx.x; x < D * 16; x += NTH) {
+            int r = x >> 4, c8 = (x & 15) << 3;
+            *reinterpret_cast<uint4 *>(dst + r * D + c8) =
+                *reinterpret_cast<const uint4 *>(stage + r * LDT + c8);
+        }
+    };
+
+    if (cnt > 0) issue(0);
+    cp_commit();
+    if (cnt > 1) prefetch(1);
+    float X[16][4];
+    {
+        const float *p = nullptr;
+        if (!loc) p = j == 0 ? (h0 ? h0 + bh * D * D : nullptr) : slots + (bh * G.NP + j - 1) * D * D;
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++) {
+            int e = 8 * nt + 2 * t4;
+            float2 a = p ? *reinterpret_cast<const float2 *>(p + r0 * D + e) : make_float2(0, 0);
+            float2 b = p ? *reinterpret_cast<const float2 *>(p + (r0 + 8) * D + e)
+                         : make_float2(0, 0);
+            X[nt][0] = a.x, X[nt][1] = a.y, X[nt][2] = b.x, X[nt][3] = b.y;
+        }
+    }
+    if (states) to_stage(X);
+    float gs = 0.f;
+
+    for (int it = 0; it < cnt; it++) {
+        const int cur = it & 1;
+        cp_wait_all();
+        __syncthreads(); /* chunk it's tiles (and the staged X) visible; stage cur^1 free */
+        if (states) flush_stage(chunk_of(it));
+        if (it + 1 < cnt) issue(it + 1);
+        cp_commit();
+        if (it + 2 < cnt) prefetch(it + 2);
+        float *g = Gt(cur);
+        widen_gate(g, (const GT *)nullptr);
+        gate_totals(g, tot, beta, ebeta);
+        scale_walk<REV>(U(cur), umul, g, tot, beta);
+        if (threadIdx.x < D) gs += beta[threadIdx.x];
+        __syncthreads();
+        const float e0 = ebeta[r0], e1 = ebeta[r0 + 8];
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++)
+            X[nt][0] *= e0, X[nt][1] *= e0, X[nt][2] *= e1, X[nt][3] *= e1;
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            uint32_t a[4];
+            ldsm4t(a, a_trans(U(cur), LDT, 16 * wp, 16 * kk, l));
+#pragma unroll
+            for (int np = 0; np < 8; np++) {
+                uint32_t b[4];
+                ldsm4t(b, b_kmaj(W(cur), LDT, 16 * kk, 16 * np, l));
+                mma(X[2 * np], a, b[0], b[1]);
+                mma(X[2 * np + 1], a, b[2], b[3]);
+            }
+        }
+        if (states) to_stage(X);
+    }
+    if (states && cnt > 0 && hi == G.NT) {
+        __syncthreads();
+        flush_stage(G.NT);
+    }
+    if (loc) {
+        float *p = loc + (bh * G.NP + j) * D * D;
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++) {
+            int e = 8 * nt + 2 * t4;
+            *reinterpret_cast<float2 *>(p + r0 * D + e) = make_float2(X[nt][0], X[nt][1]);
+            *reinterpret_cast<float2 *>(p + (r0 + 8) * D + e) = make_float2(X[nt][2], X[nt][3]);
+        }
+        if (threadIdx.x < D) gsum[(bh * G.NP + j) * D + threadIdx.x] = gs;
+    }
+}
+
+/* Inclusive scan over pieces [j0, j1) of each (sequence, head), elementwise, in place; grid
+ * (K·V/1024, B·H), 256 threads, one float4 each. Forward (REV = false, pieces in order): L[j]
+ * becomes the state leaving piece j; reverse (pieces in reverse): the gradient of the state
+ * entering piece j. x ← e^{Σβ_j} x + L[j] from x0 (h0 or dht; NULL = 0). The loads of 8 pieces
+ * go out together (they do not depend on x), so the chain waits on memory once per 8 pieces. */
+template <bool REV>
+__global__ void __launch_bounds__(NTH) k_scan2(float *L, const float *gsum, int NP, int j0, int j1,
+                                               const float *x0) {
+    const int64_t bh = blockIdx.y;
+    const int idx = (blockIdx.x * NTH + threadIdx.x) * 4, c = idx / D;
+    float4 x = x0 ? *reinterpret_cast<const float4 *>(x0 + bh * D * D + idx)
+                  : make_float4(0.f, 0.f, 0.f, 0.f);
+    const int cnt = j1 - j0;
+    for (int base = 0; base < cnt; base += 8) {
+        float4 y[8];
+        float d[8];
+#pragma unroll
+        for (int s = 0; s < 8; s++) {
+            const int jj = REV ? j1 - 1 - (base + s) : j0 + base + s;
+            if (base + s < cnt) {
+                y[s] = *reinterpret_cast<const float4 *>(L + (bh * NP + jj) * D * D + idx);
+                d[s] = gsum[(bh * NP + jj) * D + c];
+            }
+        }
+#pragma unroll
+        for (int s = 0; s < 8; s++) {
+            const int jj = REV ? j1 - 1 - (base + s) : j0 + base + s;
+            if (base + s < cnt) {
+                const float e = __expf(d[s]);
+                x.x = e * x.x + y[s].x, x.y = e * x.y + y[s].y;
+                x.z = e * x.z + y[s].z, x.w = e * x.w + y[s].w;
+                *reinterpret_cast<float4 *>(L + (bh * NP + jj) * D * D + idx) = x;
+            }
+        }
+    }
+}
+
+/* Forward output over one segment, all 128 value columns; grid (nseg, B·H), 256 threads, one CTA
+ * per SM (q, k and the gates are read once: v1's k_fwd_out read them once per 64-column V tile).
+ * Warp w holds Sᵀ rows e ∈ [16w, 16w+16) in fp32 C fragments (load_st), which are exactly the B
+ * fragments of q̃ S for o's columns e ∈ [16w, 16w+16): the inter part needs no shared-memory copy
+ * of the state. Per chunk (b, β, q̃ = q ⊙ e^{b}, k̃ = k ⊙ e^{−b}, k̂ = k ⊙ e^{β−b}):
+ *   A = mask(q̃ k̃ᵀ) (bf16 in As; the 10 lower 16×16 blocks shared out over the 8 warps), then
+ *   o[:, 16w..] = s (q̃ S + A v)[:, 16w..] (staged in the kt tile, stored coalesced next
+ *   iteration), then Sᵀ ← e^{β} Sᵀ + vᵀ k̂.
+ * The entering state: h0 for segment 0 (NULL = 0), else slots[bh][seg·pps − 1] (the scan's state
+ * leaving the previous segment's last piece). Chunk n+1's tiles stream into the other stage while
+ * chunk n is computed; chunk n+2's rows are prefetched into L2. */
+template <typename GT>
+__global__ void __launch_bounds__(NTH, 1)
+    k_fwd2(Geo2 G, const bf16 *__restrict__ q, const bf16 *__restrict__ k,
+           const bf16 *__restrict__ v, const GT *__restrict__ gk, float scale,
+           const float *__restrict__ h0, const float *__restrict__ slots, bf16 *__restrict__ o,
+           float *__restrict__ ht) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    auto Q = [&](int s) { return reinterpret_cast<bf16 *>(smem + s * STAGE_FWD); };
+    auto K = [&](int s) { return Q(s) + CH * LDT; };
+    auto V = [&](int s) { return Q(s) + 2 * CH * LDT; };
+    auto Gt = [&](int s) { return reinterpret_cast<float *>(smem + s * STAGE_FWD + 3 * TILE_BYTES); };
+    bf16 *kt = reinterpret_cast<bf16 *>(smem + 2 * STAGE_FWD); /* k̃, then the o staging tile */
+    bf16 *As = kt + CH * LDT;
+    float *tot = reinterpret_cast<float *>(As + CH * LDP), *beta = tot + 2 * D, *ebeta = beta + D;
+
+    const int seg = blockIdx.x, l = threadIdx.x & 31, wp = threadIdx.x >> 5;
+    const int64_t bh = blockIdx.y, bi = bh / G.H, h = bh % G.H;
+    const int gq = l >> 2, t4 = l & 3;
+    const int64_t rs = G.H * D;
+    const int n_lo = seg * G.cps, n_hi = min(G.NT, n_lo + G.cps), cnt = n_hi - n_lo;
+    /* A's work: warp wp takes row block ib and ib+1 of its 2(ib+1) n8 column tiles; the two warps
+     * of an SM sub-partition (wp, wp+4) get ib and 3−ib, so each pair does 5 tiles. */
+    const int ib = wp < 4 ? wp : 7 - wp, acnt = ib + 1, aj0 = (wp >> 2) * acnt;
+
+    auto issue = [&](int n) {
+        const ChunkRows r = chunk_rows(G, bi, h, n);
+        const int s = (n - n_lo) & 1;
+        load_tile(Q(s), q + r.row0 * D, 0, rs, r.nvalid);
+        load_tile(K(s), k + r.row0 * D, 0, rs, r.nvalid);
+        load_tile(V(s), v + r.row0 * D, 0, rs, r.nvalid);
+        stage_gate(Gt(s), gk + r.row0 * D, rs, r.nvalid);
+    };
+    auto prefetch = [&](int n) {
+        const ChunkRows r = chunk_rows(G, bi, h, n);
+        const int row = threadIdx.x & 63, t = threadIdx.x >> 6;
+        if (row < r.nvalid) {
+            const int64_t at = r.row0 + row * G.H;
+            if (t == 0) l2_prefetch_row(q, at, 2 * D);
+            if (t == 1) l2_prefetch_row(k, at, 2 * D);
+            if (t == 2) l2_prefetch_row(v, at, 2 * D);
+            if (t == 3) l2_prefetch_row(gk, at, (int)sizeof(GT) * D);
+        }
+    };
+    auto flush_o = [&](const ChunkRows &r) {
+        for (int x = threadIdx.x; x < CH * 16; x += NTH) {
+            int i = x >> 4, c8 = (x & 15) << 3;
+            if (i < r.nvalid)
+                *reinterpret_cast<uint4 *>(o + (r.row0 + i * G.H) * D + c8) =
+                    *reinterpret_cast<const uint4 *>(kt + i * LDT + c8);
+        }
+    };
+
+    if (cnt > 0) issue(n_lo);
+    cp_commit();
+    if (cnt > 1) prefetch(n_lo + 1);
+    float X[16][4]; /* Sᵀ rows e ∈ [16wp, +16): X[nt][x] = Sᵀ[16wp+gq+8(x>>1)][8nt+2t4+(x&1)] */
+    load_st(X, seg == 0 ? (h0 ? h0 + bh * D * D : nullptr)
+                        : slots + (bh * G.NP + seg * G.pps - 1) * D * D,
+            wp, l);
+    ChunkRows prev = {0, 0};
+
+    for (int n = n_lo; n < n_hi; n++) {
+        const int cur = (n - n_lo) & 1;
+        const ChunkRows rr = chunk_rows(G, bi, h, n);
+        bf16 *qs = Q(cur), *ks = K(cur), *vs = V(cur);
+        float *g = Gt(cur);
+        cp_wait_all();
+        __syncthreads(); /* chunk n's tiles and the previous o tile visible; stage cur^1 free */
+        if (n > n_lo) flush_o(prev);
+        if (n + 1 < n_hi) issue(n + 1);
+        cp_commit();
+        if (n + 2 < n_hi) prefetch(n + 2);
+        widen_gate(g, (const GT *)nullptr);
+        const bool slow = gate_totals(g, tot, beta, ebeta);
+        scale_fwd(qs, ks, kt, g, tot, beta, ebeta, slow);
+        __syncthreads();
+
+        /* A: rows [16ib, +16) × n8 tiles [aj0, aj0 + acnt), masked j ≤ i, into As (bf16). */
+        {
+            float Ac[4][4];
+#pragma unroll
+            for (int u = 0; u < 4; u++) Ac[u][0] = Ac[u][1] = Ac[u][2] = Ac[u][3] = 0.f;
+            if (!slow) {
+#pragma unroll
+                for (int kk = 0; kk < 8; kk++) {
+                    uint32_t a[4];
+                    ldsm4(a, a_row(qs, LDT, 16 * ib, 16 * kk, l));
+#pragma unroll
+                    for (int u = 0; u < 4; u++) {
+                        if (u < acnt) {
+                            uint32_t b[2];
+                            ldsm2(b, b_nmaj(kt, LDT, 16 * kk, 8 * (aj0 + u), l & 15));
+                            mma(Ac[u], a, b[0], b[1]);
+                        }
+                    }
+                }
+            } else {
+#pragma unroll
+                for (int u = 0; u < 4; u++) {
+                    if (u < acnt) {
+#pragma unroll
+                        for (int x = 0; x < 4; x++) {
+                            int i = 16 * ib + gq + 8 * (x >> 1), j = 8 * (aj0 + u) + 2 * t4 + (x & 1);
+                            if (j <= i && i < rr.nvalid)
+                                Ac[u][x] = dot_decay(q + (rr.row0 + i * G.H) * D,
+                                                     k + (rr.row0 + j * G.H) * D, g + i * D, g + j * D);
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                if (u < acnt) {
+                    int i0 = 16 * ib + gq, j = 8 * (aj0 + u) + 2 * t4;
+                    float a0 = j <= i0 ? Ac[u][0] : 0.f, a1 = j + 1 <= i0 ? Ac[u][1] : 0.f;
+                    float a2 = j <= i0 + 8 ? Ac[u][2] : 0.f, a3 = j + 1 <= i0 + 8 ? Ac[u][3] : 0.f;
+                    *reinterpret_cast<uint32_t *>(As + i0 * LDP + j) = pack2(a0, a1);
+                    *reinterpret_cast<uint32_t *>(As + (i0 + 8) * LDP + j) = pack2(a2, a3);
+                }
+            }
+        }
+        __syncthreads(); /* As complete; kt no longer read (it becomes the o staging tile) */
+
+        /* o[:, 16wp..+16) = s (q̃ S + A v): B fragments of S from X (bf16), of v from vs. */
+        {
+            float O[4][2][4];
+#pragma unroll
+            for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+                for (int hh = 0; hh < 2; hh++) O[mt][hh][0] = O[mt][hh][1] = O[mt][hh][2] = O[mt][hh][3] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < 8; kk++) {
+                const uint32_t b00 = pack2(X[2 * kk][0], X[2 * kk][1]);
+                const uint32_t b01 = pack2(X[2 * kk + 1][0], X[2 * kk + 1][1]);
+                const uint32_t b10 = pack2(X[2 * kk][2], X[2 * kk][3]);
+                const uint32_t b11 = pack2(X[2 * kk + 1][2], X[2 * kk + 1][3]);
+#pragma unroll
+                for (int mt = 0; mt < 4; mt++) {
+                    uint32_t a[4];
+                    ldsm4(a, a_row(qs, LDT, 16 * mt, 16 * kk, l));
+                    mma(O[mt][0], a, b00, b01);
+                    mma(O[mt][1], a, b10, b11);
+                }
+            }
+            uint32_t bv[4][4];
+#pragma unroll
+            for (int jb = 0; jb < 4; jb++) ldsm4t(bv[jb], b_kmaj(vs, LDT, 16 * jb, 16 * wp, l));
+#pragma unroll
+            for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+                for (int jb = 0; jb <= mt; jb++) {
+                    uint32_t a[4];
+                    ldsm4(a, a_row(As, LDP, 16 * mt, 16 * jb, l));
+                    mma(O[mt][0], a, bv[jb][0], bv[jb][1]);
+                    mma(O[mt][1], a, bv[jb][2], bv[jb][3]);
+                }
+#pragma unroll
+            for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+                for (int hh = 0; hh < 2; hh++) {
+                    int i0 = 16 * mt + gq, e = 16 * wp + 8 * hh + 2 * t4;
+                    *reinterpret_cast<uint32_t *>(kt + i0 * LDT + e) =
+                        pack2(scale * O[mt][hh][0], scale * O[mt][hh][1]);
+                    *reinterpret_cast<uint32_t *>(kt + (i0 + 8) * LDT + e) =
+                        pack2(scale * O[mt][hh][2], scale * O[mt][hh][3]);
+                }
+        }
+
+        /* Sᵀ ← e^{β} Sᵀ + vᵀ k̂ (β per column c of Sᵀ) */
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++) {
+            const float2 d = *reinterpret_cast<const float2 *>(ebeta + 8 * nt + 2 * t4);
+            X[nt][0] *= d.x, X[nt][1] *= d.y, X[nt][2] *= d.x, X[nt][3] *= d.y;
+        }
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            uint32_t a[4];
+            ldsm4t(a, a_trans(vs, LDT, 16 * wp, 16 * kk, l));
+#pragma unroll
+            for (int np = 0; np < 8; np++) {
+                uint32_t b[4];
+                ldsm4t(b, b_kmaj(ks, LDT, 16 * kk, 16 * np, l));
+                mma(X[2 * np], a, b[0], b[1]);
+                mma(X[2 * np + 1], a, b[2], b[3]);
+            }
+        }
+        prev = rr;
+    }
+    if (cnt > 0) {
+        __syncthreads();
+        flush_o(prev);
+    }
+    if (ht && n_hi == G.NT) store_st(ht + bh * D * D, X, wp, l);
+}
+
+/* Backward over one segment (v2 of k_bwd: the same chunk step); grid (nseg, B·H), 256 threads,
+ * one CTA per SM. Carries D = dS (gradient of the state leaving the current chunk), fp32, warp w
+ * rows [16w, +16), from dht (last segment; NULL = 0) or slots[bh][(seg+1)·pps] (the reverse scan's
+ * gradient entering the next segment's first piece). Reads the chunk-entry states S_n (bf16,
+ * (B·H, NT+1, K, V)). While a chunk is computed, the previous chunk's rows and state are
+ * prefetched into L2 (shared memory has no room for a second stage: 205 KB). do is pre-scaled by
+ * s in shared memory, so dP = (s do) vᵀ carries the scale (spec §5.4, with s folded into do). */
+template <typename GT>
+__global__ void __launch_bounds__(NTH, 1)
+    k_bwd2(Geo2 G, const bf16 *__restrict__ q, const bf16 *__restrict__ k,
+           const bf16 *__restrict__ v, const GT *__restrict__ gk, const bf16 *__restrict__ dout,
+           float scale, const bf16 *__restrict__ states, const float *__restrict__ dht,
+           const float *__restrict__ slots, bf16 *__restrict__ dq, bf16 *__restrict__ dk,
+           bf16 *__restrict__ dv, GT *__restrict__ dgk, float *__restrict__ dh0) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16 *qs = reinterpret_cast<bf16 *>(smem);
+    bf16 *ks = qs + CH * LDT, *kt = ks + CH * LDT, *vs = kt + CH * LDT, *dos = vs + CH * LDT;
+    bf16 *Sn = dos + CH * LDT, *dSb = Sn + D * LDT, *dPs = dSb + D * LDT, *As = dPs + CH * LDP;
+    float *g = reinterpret_cast<float *>(As + CH * LDP);
+    float *tot = g + CH * D, *beta = tot + 2 * D, *rsum = beta + D;
+
+    const int seg = blockIdx.x, l = threadIdx.x & 31, wp = threadIdx.x >> 5;
+    const int64_t bh = blockIdx.y, bi = bh / G.H, h = bh % G.H;
+    const int gq = l >> 2, t4 = l & 3, r0 = 16 * wp + gq;
+    const int rb = wp & 3, chh = wp >> 2;
+    const int64_t rs = G.H * D;
+    const int n_lo = seg * G.cps, n_hi = min(G.NT, n_lo + G.cps);
+    const bf16 *st = states + bh * (int64_t)(G.NT + 1) * D * D;
+
+    float Dg[16][4];
+    {
+        const float *p = seg == G.nseg - 1 ? (dht ? dht + bh * D * D : nullptr)
+                                           : slots + (bh * G.NP + (seg + 1) * G.pps) * D * D;
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++) {
+            int e = 8 * nt + 2 * t4;
+            float2 a = p ? *reinterpret_cast<const float2 *>(p + r0 * D + e) : make_float2(0, 0);
+            float2 b = p ? *reinterpret_cast<const float2 *>(p + (r0 + 8) * D + e)
+                         : make_float2(0, 0);
+            Dg[nt][0] = a.x, Dg[nt][1] = a.y, Dg[nt][2] = b.x, Dg[nt][3] = b.y;
+        }
+    }
+    rowsum_sds(st + (int64_t)n_hi * D * D, D, Dg, r0, t4, rsum);
+
+    for (int n = n_hi - 1; n >= n_lo; n--) {
+        const int64_t t0 = (int64_t)n * CH;
+        const int nvalid = (int)(G.T - t0 < CH ? G.T - t0 : CH);
+        const int64_t row0 = bi * G.T * G.H + t0 * G.H + h;
+        __syncthreads();
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++) {
+            int e = 8 * nt + 2 * t4;
+            *reinterpret_cast<uint32_t *>(dSb + r0 * LDT + e) = pack2(Dg[nt][0], Dg[nt][1]);
+            *reinterpret_cast<uint32_t *>(dSb + (r0 + 8) * LDT + e) = pack2(Dg[nt][2], Dg[nt][3]);
+        }
+        load_tile(qs, q + row0 * D, 0, rs, nvalid);
+        load_tile(ks, k + row0 * D, 0, rs, nvalid);
+        load_tile(vs, v + row0 * D, 0, rs, nvalid);
+        load_tile(dos, dout + row0 * D, 0, rs, nvalid);
+        for (int x = threadIdx.x; x < D * 16; x += NTH) {
+            int r = x >> 4, c8 = (x & 15) << 3;
+            cp16(Sn + r * LDT + c8, st + (int64_t)n * D * D + r * D + c8, true);
+        }
+        load_gate(g, gk + row0 * D, 0, rs, nvalid);
+        /* chunk n−1's rows and state into L2 while this chunk is computed */
+        if (n > n_lo) {
+            const int64_t pr0 = row0 - CH * G.H;
+            for (int x = threadIdx.x; x < 5 * CH + D; x += NTH) {
+                const int r = x & 63, t = x >> 6;
+                if (t == 0) l2_prefetch_row(q, pr0 + r * G.H, 2 * D);
+                if (t == 1) l2_prefetch_row(k, pr0 + r * G.H, 2 * D);
+                if (t == 2) l2_prefetch_row(v, pr0 + r * G.H, 2 * D);
+                if (t == 3) l2_prefetch_row(dout, pr0 + r * G.H, 2 * D);
+                if (t == 4) l2_prefetch_row(gk, pr0 + r * G.H, (int)sizeof(GT) * D);
+                if (t >= 5) l2_prefetch_row(st + (int64_t)(n - 1) * D * D, x - 5 * CH, 2 * D);
+            }
+        }
+        cp_wait();
+        __syncthreads();
+        const bool slow = chunk_cumsum(g, tot, beta);
+        scale_tiles(qs, 1.f, ks, slow ? nullptr : kt, g, beta);
+        for (int x = threadIdx.x; x < CH * 16; x += NTH) {
+            int r = x >> 4, c8 = (x & 15) << 3;
+            uint4 *p = reinterpret_cast<uint4 *>(dos + r * LDT + c8);
+            uint4 y = *p;
+            __nv_bfloat162 *hh = reinterpret_cast<__nv_bfloat162 *>(&y);
+#pragma unroll
+            for (int z = 0; z < 4; z++) {
+                float2 f = __bfloat1622float2(hh[z]);
+                hh[z] = __floats2bfloat162_rn(scale * f.x, scale * f.y);
+            }
+            *p = y;
+        }
+        __syncthreads();
+
+        /* dP = (s do) vᵀ and A = q̃ k̃ᵀ (unscaled), masked j ≤ i: warp → rows 16rb, cols 32chh. */
+        {
+            float P[4][4], A[4][4];
+#pragma unroll
+            for (int x = 0; x < 4; x++)
+#pragma unroll
+                for (int y = 0; y < 4; y++) P[x][y] = A[x][y] = 0.f;
+            const bool live = 32 * chh <= 16 * rb + 15;
+            if (live) {
+#pragma unroll
+                for (int kk = 0; kk < 8; kk++) {
+                    uint32_t a[4], b[4];
+                    ldsm4(a, a_row(dos, LDT, 16 * rb, 16 * kk, l));
+#pragma unroll
+                    for (int np = 0; np < 2; np++) {
+                        ldsm4(b, b_nmaj(vs, LDT, 16 * kk, 32 * chh + 16 * np, l));
+                        mma(P[2 * np], a, b[0], b[1]);
+                        mma(P[2 * np + 1], a, b[2], b[3]);
+                    }
+                    if (!slow) {
+                        ldsm4(a, a_row(qs, LDT, 16 * rb, 16 * kk, l));
+#pragma unroll
+                        for (int np = 0; np < 2; np++) {
+                            ldsm4(b, b_nmaj(kt, LDT, 16 * kk, 32 * chh + 16 * np, l));
+                            mma(A[2 * np], a, b[0], b[1]);
+                            mma(A[2 * np + 1], a, b[2], b[3]);
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++) {
+#pragma unroll
+                for (int x = 0; x < 4; x++) {
+                    int i = 16 * rb + gq + 8 * (x >> 1), j = 32 * chh + 8 * nt + 2 * t4 + (x & 1);
+                    if (live && slow && j <= i && i < nvalid)
+                        A[nt][x] = dot_decay(q + (row0 + i * G.H) * D, k + (row0 + j * G.H) * D,
+                                             g + i * D, g + j * D);
+                    if (j > i) P[nt][x] = A[nt][x] = 0.f;
+                }
+                int i0 = 16 * rb + gq, j = 32 * chh + 8 * nt + 2 * t4;
+                *reinterpret_cast<uint32_t *>(dPs + i0 * LDP + j) = pack2(P[nt][0], P[nt][1]);
+                *reinterpret_cast<uint32_t *>(dPs + (i0 + 8) * LDP + j) = pack2(P[nt][2], P[nt][3]);
+                *reinterpret_cast<uint32_t *>(As + i0 * LDP + j) = pack2(A[nt][0], A[nt][1]);
+                *reinterpret_cast<uint32_t *>(As + (i0 + 8) * LDP + j) = pack2(A[nt][2], A[nt][3]);
+            }
+        }
+        __syncthreads();
+
+        /* dq, dk, dv: warp → rows [16rb, +16), columns [64chh, +64) (8 n8 tiles). dif collects
+         * q ⊙ dq − k ⊙ dk for dgk. */
+        float dif[8][4], acc[8][4];
+        const int cbase = 64 * chh;
+        /* dq = e^{b} ⊙ ((s do) S_nᵀ + dP k̃) */
+#pragma unroll
+        for (int x = 0; x < 8; x++) acc[x][0] = acc[x][1] = acc[x][2] = acc[x][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < 8; kk++) {
+            uint32_t a[4];
+            ldsm4(a, a_row(dos, LDT, 16 * rb, 16 * kk, l));
+#pragma unroll
+            for (int np = 0; np < 4; np++) {
+                uint32_t b[4];
+                ldsm4(b, b_nmaj(Sn, LDT, 16 * kk, cbase + 16 * np, l));
+                mma(acc[2 * np], a, b[0], b[1]);
+                mma(acc[2 * np + 1], a, b[2], b[3]);
+            }
+        }
+        if (!slow) {
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+                if (kk <= rb) {
+                    uint32_t a[4];
+                    ldsm4(a, a_row(dPs, LDP, 16 * rb, 16 * kk, l));
+#pragma unroll
+                    for (int np = 0; np < 4; np++) {
+                        uint32_t b[4];
+                        ldsm4t(b, b_kmaj(kt, LDT, 16 * kk, cbase + 16 * np, l));
+                        mma(acc[2 * np], a, b[0], b[1]);
+                        mma(acc[2 * np + 1], a, b[2], b[3]);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) {
+            float out[4];
+#pragma unroll
+            for (int x = 0; x < 4; x++) {
+                int i = 16 * rb + gq + 8 * (x >> 1), c = cbase + 8 * nt + 2 * t4 + (x & 1);
+                float b = g[i * D + c];
+                float qt = __bfloat162float(qs[i * LDT + c]);
+                float d = __expf(b) * acc[nt][x];
+                dif[nt][x] = qt * acc[nt][x];
+                if (slow && i < nvalid) {
+                    float s = 0.f;
+                    for (int j = 0; j <= i; j++)
+                        s += __bfloat162float(dPs[i * LDP + j]) *
+                             __bfloat162float(k[(row0 + j * G.H) * D + c]) *
+                             __expf(b - g[j * D + c]);
+                    d += s;
+                    dif[nt][x] += __bfloat162float(q[(row0 + i * G.H) * D + c]) * s;
+                }
+                out[x] = d;
+            }
+            int i0 = 16 * rb + gq, c = cbase + 8 * nt + 2 * t4;
+            if (i0 < nvalid)
+                *reinterpret_cast<uint32_t *>(dq + (row0 + i0 * G.H) * D + c) = pack2(out[0], out[1]);
+            if (i0 + 8 < nvalid)
+                *reinterpret_cast<uint32_t *>(dq + (row0 + (i0 + 8) * G.H) * D + c) =
+                    pack2(out[2], out[3]);
+        }
+
+        /* dk = e^{−b} ⊙ (dPᵀ q̃ + e^{β} ⊙ v dSᵀ) (fast), e^{β−b} ⊙ v dSᵀ + direct (slow) */
+#pragma unroll
+        for (int x = 0; x < 8; x++) acc[x][0] = acc[x][1] = acc[x][2] = acc[x][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < 8; kk++) {
+            uint32_t a[4];
+            ldsm4(a, a_row(vs, LDT, 16 * rb, 16 * kk, l));
+#pragma unroll
+            for (int np = 0; np < 4; np++) {
+                uint32_t b[4];
+                ldsm4(b, b_nmaj(dSb, LDT, 16 * kk, cbase + 16 * np, l));
+                mma(acc[2 * np], a, b[0], b[1]);
+                mma(acc[2 * np + 1], a, b[2], b[3]);
+            }
+        }
+        if (!slow) {
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++) {
+                int c = cbase + 8 * nt + 2 * t4;
+                float e0 = __expf(beta[c]), e1 = __expf(beta[c + 1]);
+                acc[nt][0] *= e0, acc[nt][1] *= e1, acc[nt][2] *= e0, acc[nt][3] *= e1;
+            }
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+                if (kk >= rb) {
+                    uint32_t a[4];
+                    ldsm4t(a, a_trans(dPs, LDP, 16 * rb, 16 * kk, l));
+#pragma unroll
+                    for (int np = 0; np < 4; np++) {
+                        uint32_t b[4];
+                        ldsm4t(b, b_kmaj(qs, LDT, 16 * kk, cbase + 16 * np, l));
+                        mma(acc[2 * np], a, b[0], b[1]);
+                        mma(acc[2 * np + 1], a, b[2], b[3]);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) {
+            float out[4];
+#pragma unroll
+            for (int x = 0; x < 4; x++) {
+                int j = 16 * rb + gq + 8 * (x >> 1), c = cbase + 8 * nt + 2 * t4 + (x & 1);
+                float b = g[j * D + c], d;
+                if (!slow) {
+                    d = __expf(-b) * acc[nt][x];
+                    dif[nt][x] -= __bfloat162float(kt[j * LDT + c]) * acc[nt][x];
+                } else {
+                    d = __expf(beta[c] - b) * acc[nt][x];
+                    dif[nt][x] -= __bfloat162float(ks[j * LDT + c]) * acc[nt][x];
+                    if (j < nvalid) {
+                        float s = 0.f;
+                        for (int i = j; i < nvalid; i++)
+                            s += __bfloat162float(dPs[i * LDP + j]) *
+                                 __bfloat162float(q[(row0 + i * G.H) * D + c]) *
+                                 __expf(g[i * D + c] - b);
+                        d += s;
+                        dif[nt][x] -= __bfloat162float(k[(row0 + j * G.H) * D + c]) * s;
+                    }
+                }
+                out[x] = d;
+            }
+            int j0 = 16 * rb + gq, c = cbase + 8 * nt + 2 * t4;
+            if (j0 < nvalid)
+                *reinterpret_cast<uint32_t *>(dk + (row0 + j0 * G.H) * D + c) = pack2(out[0], out[1]);
+            if (j0 + 8 < nvalid)
+                *reinterpret_cast<uint32_t *>(dk + (row0 + (j0 + 8) * G.H) * D + c) =
+                    pack2(out[2], out[3]);
+        }
+
+        /* dv = Aᵀ (s do) + k̂ dS */
+#pragma unroll
+        for (int x = 0; x < 8; x++) acc[x][0] = acc[x][1] = acc[x][2] = acc[x][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            if (kk >= rb) {
+                uint32_t a[4];
+                ldsm4t(a, a_trans(As, LDP, 16 * rb, 16 * kk, l));
+#pragma unroll
+                for (int np = 0; np < 4; np++) {
+                    uint32_t b[4];
+                    ldsm4t(b, b_kmaj(dos, LDT, 16 * kk, cbase + 16 * np, l));
+                    mma(acc[2 * np], a, b[0], b[1]);
+                    mma(acc[2 * np + 1], a, b[2], b[3]);
+                }
+            }
+        }
+#pragma unroll
+        for (int kk = 0; kk < 8; kk++) {
+            uint32_t a[4];
+            ldsm4(a, a_row(ks, LDT, 16 * rb, 16 * kk, l));
+#pragma unroll
+            for (int np = 0; np < 4; np++) {
+                uint32_t b[4];
+                ldsm4t(b, b_kmaj(dSb, LDT, 16 * kk, cbase + 16 * np, l));
+                mma(acc[2 * np], a, b[0], b[1]);
+                mma(acc[2 * np + 1], a, b[2], b[3]);
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) {
+            int j0 = 16 * rb + gq, c = cbase + 8 * nt + 2 * t4;
+            if (j0 < nvalid)
+                *reinterpret_cast<uint32_t *>(dv + (row0 + j0 * G.H) * D + c) =
+                    pack2(acc[nt][0], acc[nt][1]);
+            if (j0 + 8 < nvalid)
+                *reinterpret_cast<uint32_t *>(dv + (row0 + (j0 + 8) * G.H) * D + c) =
+                    pack2(acc[nt][2], acc[nt][3]);
+        }
+
+        /* dgk_t = Σ_{s ≥ t in chunk} (q ⊙ dq − k ⊙ dk)_s + rowsum(S_{n+1} ⊙ dS_{n+1}) */
+        __syncthreads();
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) {
+            int i0 = 16 * rb + gq, c = cbase + 8 * nt + 2 * t4;
+            *reinterpret_cast<float2 *>(g + i0 * D + c) = make_float2(dif[nt][0], dif[nt][1]);
+            *reinterpret_cast<float2 *>(g + (i0 + 8) * D + c) = make_float2(dif[nt][2], dif[nt][3]);
+        }
+        __syncthreads();
+        {
+            int c = threadIdx.x & 127, hf = threadIdx.x >> 7;
+            float *col = g + hf * 32 * D + c, a = 0.f;
+#pragma unroll 8
+            for (int i = 31; i >= 0; i--) {
+                a += col[i * D];
+                col[i * D] = a;
+            }
+            tot[hf * D + c] = a;
+            __syncthreads();
+            float off = rsum[c] + (hf ? 0.f : tot[D + c]);
+            for (int i = 0; i < 32; i++) {
+                int ii = hf * 32 + i;
+                if (ii < nvalid) st_g(dgk + (row0 + ii * G.H) * D + c, col[i * D] + off);
+            }
+        }
+        __syncthreads();
+
+        /* D ← e^{β} D + q̃ᵀ (s do) = dS_n; then rowsum(S_n ⊙ dS_n) for the next (earlier) chunk */
+        const float e0 = __expf(beta[r0]), e1 = __expf(beta[r0 + 8]);
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++)
+            Dg[nt][0] *= e0, Dg[nt][1] *= e0, Dg[nt][2] *= e1, Dg[nt][3] *= e1;
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            uint32_t a[4];
+            ldsm4t(a, a_trans(qs, LDT, 16 * wp, 16 * kk, l));
+#pragma unroll
+            for (int np = 0; np < 8; np++) {
+                uint32_t b[4];
+                ldsm4t(b, b_kmaj(dos, LDT, 16 * kk, 16 * np, l));
+                mma(Dg[2 * np], a, b[0], b[1]);
+                mma(Dg[2 * np + 1], a, b[2], b[3]);
+            }
+        }
+        rowsum_sds(Sn, LDT, Dg, r0, t4, rsum);
+    }
+    if (dh0 && seg == 0) {
+        float *p = dh0 + bh * D * D;
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++) {
+            int e = 8 * nt + 2 * t4;
+            *reinterpret_cast<float2 *>(p + r0 * D + e) = make_float2(Dg[nt][0], Dg[nt][1]);
+            *reinterpret_cast<float2 *>(p + (r0 + 8) * D + e) = make_float2(Dg[nt][2], Dg[nt][3]);
+        }
+    }
+}
+
+
 /* ---- host side ---------------------------------------------------------------------------- */
 
 constexpr size_t SMEM_WALK = 2 * CH * LDT * 2 + CH * D * 4 + 3 * D * 4 + D * LDT * 2;
@@ -1004,6 +1945,77 @@ Plan make_plan(const gla_cuda_args *a, int backward) {
         p.off_gsum = take((size_t)p.BH * p.G.nseg * D * 4);
     }
     if (backward) p.off_states = take((size_t)p.BH * (p.G.NT + 1) * D * D * 2);
+    p.total = c;
+    return p;
+}
+
+/* Which kernels serve a call (read once per process). The forward defaults to v2 and the
+ * backward to v1, by measurement (H100, 2026-12-07, bench/gla_cuda_bench, two runs each): the v2
+ * forward is 8-27% faster (B 1 x 32768: 0.967 -> 0.886 ms; 1 x 8192: 0.278 -> 0.238; 4 x 2048:
+ * 0.282 -> 0.207), the v2 backward 8-9% slower (4 x 2048: 1.050 -> 1.139 ms). The forward and the
+ * backward share nothing (the backward rebuilds its chunk-entry states), so they mix freely.
+ * GRAFT_GLA_CHUNK_V1=1: v1 for both (the A/B baseline); GRAFT_GLA_BWD_V2=1: the v2 backward (kept
+ * for tuning: correct, conformance and tests/ops/gla pass, not yet faster). */
+static bool env_is_1(const char *name) {
+    const char *e = getenv(name);
+    return e && e[0] == '1' && e[1] == 0;
+}
+bool chunk_v1() {
+    static const bool v1 = env_is_1("GRAFT_GLA_CHUNK_V1");
+    return v1;
+}
+bool backward_v1() {
+    static const bool v1 = chunk_v1() || !env_is_1("GRAFT_GLA_BWD_V2");
+    return v1;
+}
+
+struct Plan2 {
+    Geo2 G;
+    int64_t BH;
+    size_t off_loc, off_gsum, off_states, total;
+};
+
+/* v2 geometry: one segment per SM for the output and backward walks (n_sm / BH segments per
+ * (sequence, head), or chunks_per_seg chunks each if given), and pieces small enough that the
+ * pre-passes over all but the last segment still fill the GPU. The workspace holds each piece's
+ * local state and Σβ (reused by the reverse pass) and, for the backward, the bf16 chunk-entry
+ * states. */
+Plan2 make_plan2(const gla_cuda_args *a, int backward) {
+    Plan2 p;
+    Geo2 &G = p.G;
+    const int64_t sms = n_sm();
+    p.BH = a->B * a->H;
+    G.T = a->T;
+    G.H = a->H;
+    G.NT = (int)((a->T + CH - 1) / CH);
+    const int nt1 = G.NT > 1 ? G.NT : 1;
+    int64_t cps = a->chunks_per_seg;
+    if (cps <= 0) {
+        int64_t nseg0 = sms / (p.BH > 1 ? p.BH : 1);
+        nseg0 = nseg0 < 1 ? 1 : nseg0 > nt1 ? nt1 : nseg0;
+        cps = (nt1 + nseg0 - 1) / nseg0;
+    }
+    cps = cps < 1 ? 1 : cps > nt1 ? nt1 : cps;
+    G.cps = (int)cps;
+    G.nseg = (G.NT + G.cps - 1) / G.cps;
+    const int64_t need = (p.BH > 1 ? p.BH : 1) * (G.nseg > 1 ? G.nseg - 1 : 1);
+    int64_t f = sms / need;
+    f = f < 1 ? 1 : f > cps ? cps : f;
+    G.sub = (int)((cps + f - 1) / f);
+    G.pps = (G.cps + G.sub - 1) / G.sub;
+    G.NP = G.nseg * G.pps;
+    size_t c = 0;
+    auto take = [&c](size_t bytes) {
+        size_t o = c;
+        c += (bytes + 255) & ~(size_t)255;
+        return o;
+    };
+    p.off_loc = p.off_gsum = p.off_states = 0;
+    if (G.NP > 1) {
+        p.off_loc = take((size_t)p.BH * G.NP * D * D * 4);
+        p.off_gsum = take((size_t)p.BH * G.NP * D * 4);
+    }
+    if (backward) p.off_states = take((size_t)p.BH * (G.NT + 1) * D * D * 2);
     p.total = c;
     return p;
 }
@@ -1118,6 +2130,68 @@ graft_status backward_t(const gla_cuda_args *a, const Plan &p, cudaStream_t s, g
     return launched(err, "backward kernels");
 }
 
+/* v2 forward: pre-pass over the pieces of all segments but the last (their local states), scan
+ * (the state leaving each of those pieces), then the output walk, one CTA per segment. */
+template <typename GT>
+graft_status forward2_t(const gla_cuda_args *a, const Plan2 &p, cudaStream_t s, graft_err *err) {
+    const bf16 *q = (const bf16 *)a->q, *k = (const bf16 *)a->k, *v = (const bf16 *)a->v;
+    const GT *gk = (const GT *)a->gk;
+    const Geo2 &G = p.G;
+    unsigned char *w = (unsigned char *)a->work;
+    float *loc = G.NP > 1 ? (float *)(w + p.off_loc) : nullptr;
+    float *gsum = G.NP > 1 ? (float *)(w + p.off_gsum) : nullptr;
+    cudaFuncSetAttribute(k_walk2<GT, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WALK2);
+    cudaFuncSetAttribute(k_fwd2<GT>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD2);
+    const unsigned BH = (unsigned)p.BH;
+    const int npf = (G.nseg - 1) * G.pps;
+    if (npf > 0) {
+        k_walk2<GT, false><<<dim3(npf, BH), NTH, SMEM_WALK2, s>>>(G, 0, k, v, gk, 0.f, nullptr, nullptr,
+                                                                 nullptr, loc, gsum);
+        k_scan2<false><<<dim3(D * D / (4 * NTH), BH), NTH, 0, s>>>(loc, gsum, G.NP, 0, npf, a->h0);
+    }
+    k_fwd2<GT><<<dim3(G.nseg, BH), NTH, SMEM_FWD2, s>>>(G, q, k, v, gk, a->scale, a->h0, loc,
+                                                       (bf16 *)a->o, a->ht);
+    return launched(err, "forward kernels");
+}
+
+/* v2 backward: (1) the chunk-entry states S_0..S_NT in bf16 (pre-pass over all pieces but the
+ * last, scan, materialization walk over all pieces); (2) the gradient entering each piece of
+ * segments 1.. (reverse pre-pass, reverse scan; reuses the workspace of (1)); (3) the chunk
+ * gradients, one CTA per segment. */
+template <typename GT>
+graft_status backward2_t(const gla_cuda_args *a, const Plan2 &p, cudaStream_t s, graft_err *err) {
+    const bf16 *q = (const bf16 *)a->q, *k = (const bf16 *)a->k, *v = (const bf16 *)a->v;
+    const bf16 *dout = (const bf16 *)a->dout;
+    const GT *gk = (const GT *)a->gk;
+    const Geo2 &G = p.G;
+    unsigned char *w = (unsigned char *)a->work;
+    float *loc = G.NP > 1 ? (float *)(w + p.off_loc) : nullptr;
+    float *gsum = G.NP > 1 ? (float *)(w + p.off_gsum) : nullptr;
+    bf16 *states = (bf16 *)(w + p.off_states);
+    cudaFuncSetAttribute(k_walk2<GT, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WALK2);
+    cudaFuncSetAttribute(k_walk2<GT, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WALK2);
+    cudaFuncSetAttribute(k_bwd2<GT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM_BWD);
+    const unsigned BH = (unsigned)p.BH;
+    const dim3 gs(D * D / (4 * NTH), BH);
+    if (G.NP > 1) {
+        k_walk2<GT, false><<<dim3(G.NP - 1, BH), NTH, SMEM_WALK2, s>>>(G, 0, k, v, gk, 0.f, nullptr,
+                                                                      nullptr, nullptr, loc, gsum);
+        k_scan2<false><<<gs, NTH, 0, s>>>(loc, gsum, G.NP, 0, G.NP - 1, a->h0);
+    }
+    k_walk2<GT, false><<<dim3(G.NP, BH), NTH, SMEM_WALK2, s>>>(G, 0, k, v, gk, 0.f, a->h0, loc,
+                                                              states, nullptr, nullptr);
+    const int npr = G.NP - G.pps;
+    if (npr > 0) {
+        k_walk2<GT, true><<<dim3(npr, BH), NTH, SMEM_WALK2, s>>>(G, G.pps, q, dout, gk, a->scale,
+                                                                nullptr, nullptr, nullptr, loc, gsum);
+        k_scan2<true><<<gs, NTH, 0, s>>>(loc, gsum, G.NP, G.pps, G.NP, a->dht);
+    }
+    k_bwd2<GT><<<dim3(G.nseg, BH), NTH, SMEM_BWD, s>>>(G, q, k, v, gk, dout, a->scale, states, a->dht,
+                                                      loc, (bf16 *)a->dq, (bf16 *)a->dk,
+                                                      (bf16 *)a->dv, (GT *)a->dgk, a->dh0);
+    return launched(err, "backward kernels");
+}
+
 /* T == 0: the final state is the initial one (forward), dh0 = dht (backward). */
 graft_status pass_state(const float *src, float *dst, int64_t BH, cudaStream_t s, graft_err *err) {
     if (!dst) return GRAFT_STATUS_OK;
@@ -1130,12 +2204,12 @@ graft_status pass_state(const float *src, float *dst, int64_t BH, cudaStream_t s
     return GRAFT_STATUS_OK;
 }
 
-graft_status check_work(const gla_cuda_args *a, const Plan &p, graft_err *err) {
-    if (p.total > 0 && (!a->work || a->work_bytes < p.total))
+graft_status check_work(const gla_cuda_args *a, size_t total, graft_err *err) {
+    if (total > 0 && (!a->work || a->work_bytes < total))
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
                              "gla_cuda: workspace: %zu bytes at %p, expected at least %zu "
                              "(gla_cuda_work_bytes)",
-                             a->work_bytes, a->work, p.total);
+                             a->work_bytes, a->work, total);
     return GRAFT_STATUS_OK;
 }
 
@@ -1153,7 +2227,9 @@ gla_cuda_args gla_cuda_default_args(void) {
 
 size_t gla_cuda_work_bytes(const gla_cuda_args *a, int backward) {
     if (!a) return 0;
-    return make_plan(a, backward).total;
+    /* enough for either set of kernels, so GRAFT_GLA_CHUNK_V1 never changes what callers allocate */
+    size_t v1 = make_plan(a, backward).total, v2 = make_plan2(a, backward).total;
+    return v1 > v2 ? v1 : v2;
 }
 
 graft_status gla_cuda_forward(const gla_cuda_args *a, void *stream, graft_err *err) {
@@ -1162,9 +2238,14 @@ graft_status gla_cuda_forward(const gla_cuda_args *a, void *stream, graft_err *e
     cudaStream_t s = (cudaStream_t)stream;
     if (a->B == 0 || a->H == 0) return GRAFT_STATUS_OK;
     if (a->T == 0) return pass_state(a->h0, a->ht, a->B * a->H, s, err);
-    Plan p = make_plan(a, 0);
-    if ((st = check_work(a, p, err)) != GRAFT_STATUS_OK) return st;
-    return a->gk_bf16 ? forward_t<bf16>(a, p, s, err) : forward_t<float>(a, p, s, err);
+    if (chunk_v1()) {
+        Plan p = make_plan(a, 0);
+        if ((st = check_work(a, p.total, err)) != GRAFT_STATUS_OK) return st;
+        return a->gk_bf16 ? forward_t<bf16>(a, p, s, err) : forward_t<float>(a, p, s, err);
+    }
+    Plan2 p = make_plan2(a, 0);
+    if ((st = check_work(a, p.total, err)) != GRAFT_STATUS_OK) return st;
+    return a->gk_bf16 ? forward2_t<bf16>(a, p, s, err) : forward2_t<float>(a, p, s, err);
 }
 
 graft_status gla_cuda_backward(const gla_cuda_args *a, void *stream, graft_err *err) {
@@ -1173,9 +2254,14 @@ graft_status gla_cuda_backward(const gla_cuda_args *a, void *stream, graft_err *
     cudaStream_t s = (cudaStream_t)stream;
     if (a->B == 0 || a->H == 0) return GRAFT_STATUS_OK;
     if (a->T == 0) return pass_state(a->dht, a->dh0, a->B * a->H, s, err);
-    Plan p = make_plan(a, 1);
-    if ((st = check_work(a, p, err)) != GRAFT_STATUS_OK) return st;
-    return a->gk_bf16 ? backward_t<bf16>(a, p, s, err) : backward_t<float>(a, p, s, err);
+    if (backward_v1()) {
+        Plan p = make_plan(a, 1);
+        if ((st = check_work(a, p.total, err)) != GRAFT_STATUS_OK) return st;
+        return a->gk_bf16 ? backward_t<bf16>(a, p, s, err) : backward_t<float>(a, p, s, err);
+    }
+    Plan2 p = make_plan2(a, 1);
+    if ((st = check_work(a, p.total, err)) != GRAFT_STATUS_OK) return st;
+    return a->gk_bf16 ? backward2_t<bf16>(a, p, s, err) : backward2_t<float>(a, p, s, err);
 }
 
 graft_status gla_cuda_decode(int64_t B, int64_t H, int64_t K, int64_t V, const void *q,
