@@ -20,10 +20,10 @@ Usage (GPU machine): python3 bench/decode_roofline.py --graft BIN/graft --config
 import argparse, json, os, re, subprocess, sys, time
 
 
-def graft_decode(graft, config, contexts, gen, graphs, skinny=True, pdl=True, l2_mb=None):
+def graft_decode(graft, config, contexts, gen, graphs, skinny=True, pdl=True, setenv=None):
     env = dict(os.environ)
-    if l2_mb is not None:
-        env["GRAFT_CUDA_L2_PREFETCH_MB"] = str(l2_mb)
+    if setenv:
+        env.update(setenv)
     if not graphs:
         env["GRAFT_CUDA_GRAPHS"] = "0"
     if not skinny:
@@ -33,7 +33,7 @@ def graft_decode(graft, config, contexts, gen, graphs, skinny=True, pdl=True, l2
     cmd = [graft, "bench", "--device", "cuda", "--config", config, "--contexts", ",".join(map(str, contexts)),
            "--batch", "1", "--gen-tokens", str(gen), "--repeat", "3"]
     print("+", " ".join(cmd), "(graphs off)" if not graphs else "", "(cuBLASLt products)" if not skinny else "",
-          "(PDL off)" if not pdl else "", f"(L2 prefetch {l2_mb} MB)" if l2_mb is not None else "", flush=True)
+          "(PDL off)" if not pdl else "", " ".join(f"({k}={v})" for k, v in (setenv or {}).items()), flush=True)
     t0 = time.time()
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
     print(out, f"[graft bench: {time.time() - t0:.1f} s wall]", flush=True)
@@ -55,10 +55,10 @@ def main():
     ap.add_argument("--no-hf", action="store_true")
     ap.add_argument("--hf-gen", type=int, default=48, help="HF new tokens per run (HF decodes ~30 tok/s)")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--l2-sweep", default="",
-                    help="comma list of GRAFT_CUDA_L2_PREFETCH_MB values: graft (graphs on) once per value, "
-                         "the list run twice in alternating order, a table of each (same run)")
-    ap.add_argument("--sweep-only", action="store_true", help="with --l2-sweep: skip the other graft variants and HF")
+    ap.add_argument("--sweep", default="",
+                    help="VAR=V1,V2,...: an A/B of a run-time switch (docs/cuda.md lists them): graft (graphs "
+                         "on) once per value, the list run twice in alternating order, a table of each (same run)")
+    ap.add_argument("--sweep-only", action="store_true", help="with --sweep: skip the other graft variants and HF")
     a = ap.parse_args()
     contexts = [int(x) for x in a.contexts.split(",")]
     cfg = json.load(open(a.config))
@@ -89,15 +89,18 @@ def main():
         return weights + 2 * L * 2 * nkv * D * ctx  # + the K and V cache read at that context
 
     sweep_lines = []
-    if a.l2_sweep:
-        vals = [int(v) for v in a.l2_sweep.split(",")]
+    if a.sweep:
+        if "=" not in a.sweep:
+            sys.exit(f"decode_roofline: --sweep {a.sweep!r}: expected VAR=V1,V2,...")
+        var, vals = a.sweep.split("=", 1)
+        vals = vals.split(",")
         runs = {v: [] for v in vals}
         for order in (vals, vals[::-1]):
             for v in order:
-                runs[v].append(graft_decode(a.graft, a.config, contexts, a.gen, True, l2_mb=v))
-        sweep_lines = ["", "L2 prefetch sweep (GRAFT_CUDA_L2_PREFETCH_MB; two runs per value, alternating order; "
+                runs[v].append(graft_decode(a.graft, a.config, contexts, a.gen, True, setenv={var: v}))
+        sweep_lines = ["", f"Sweep of {var} (two runs per value, alternating order; "
                        "tok/s and % of the roofline):", "",
-                       "| MB | " + " | ".join(f"{c} tok/s | {c} %roof" for c in contexts) + " |",
+                       f"| {var} | " + " | ".join(f"{c} tok/s | {c} %roof" for c in contexts) + " |",
                        "|---|" + "---|---|" * len(contexts)]
         for v in vals:
             cells = []

@@ -2,12 +2,8 @@
 #include "block.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#ifndef GRAFT_DECODE_PREFETCH_MB
-#define GRAFT_DECODE_PREFETCH_MB 0 /* set from the measurement */
-#endif
 #define A64(x) ((((size_t)(x)) + 63) & ~(size_t)63) /* every view 64-byte aligned */
 
 /* es: bytes of one activation element (act_dtype); `da` is F32-sized whatever it is (the backward
@@ -102,31 +98,6 @@ static graft_status mixer_failed(const graft_block *b, const char *what, graft_e
     return graft_err_prefix(err, where);
 }
 
-/* Bytes of the MLP's weights a CUDA decode step hints to its mixer for an L2 prefetch
- * (graft_mixer_io.next_weights): GRAFT_CUDA_L2_PREFETCH_MB, read once; 0 turns the hint off.
- * Why and how much: graft/cuda_l2_prefetch.cuh, bench/results/decode-l2-2026-12-07.md. */
-static size_t decode_prefetch_bytes(void) {
-    static long long mb = -1;
-    if (mb < 0) {
-        const char *e = getenv("GRAFT_CUDA_L2_PREFETCH_MB");
-        char *end = NULL;
-        long long v = e && *e ? strtoll(e, &end, 10) : GRAFT_DECODE_PREFETCH_MB;
-        mb = (e && *e && (*end || v < 0 || v > 1024)) ? GRAFT_DECODE_PREFETCH_MB : v;
-    }
-    return (size_t)mb << 20;
-}
-
-/* The front of the gate and up matrices (the decode MLP reads row j of both together), half the
- * hinted bytes each. */
-static void hint_next_weights(const graft_block *b, int64_t N, graft_mixer_io *io) {
-    size_t total = decode_prefetch_bytes(), mat = (size_t)(b->I * b->C) * graft_dtype_size(b->be->weight_dtype);
-    if (b->be->device != GRAFT_DEVICE_CUDA || N > 8 || total == 0) return;
-    size_t half = (total / 2) & ~(size_t)15;
-    io->next_weights[0] = b->gate;
-    io->next_weights[1] = b->up;
-    io->next_weights_bytes[0] = io->next_weights_bytes[1] = half < mat ? half : mat;
-}
-
 static graft_status block_forward(const graft_block *b, graft_block_ws *ws, void *out, const void *h,
                                   int64_t B, int64_t T, int train, void *state, int64_t capacity,
                                   const int64_t *past_len, const int32_t *past_len_dev, graft_err *err) {
@@ -145,7 +116,6 @@ static graft_status block_forward(const graft_block *b, graft_block_ws *ws, void
         io.state_out = state;
         io.past_len = past_len;
         io.past_len_dev = past_len ? past_len_dev : NULL;
-        if (T == 1) hint_next_weights(b, N, &io);
     }
     if ((st = b->mx->forward(&io, err))) return mixer_failed(b, "forward", err);
     /* Inference keeps nothing for a backward: the mid-layer residual goes straight into `out` (never

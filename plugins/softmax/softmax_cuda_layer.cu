@@ -32,7 +32,6 @@ extern "C" {
 #include "softmax.h"
 }
 #include "graft/cuda_colsum.cuh"
-#include "graft/cuda_l2_prefetch.cuh"
 #include "softmax_cuda_common.cuh" /* bf16, HD, CU_CHECK */
 
 static size_t r256(size_t b) { return (b + 255) & ~(size_t)255; }
@@ -298,40 +297,13 @@ static bool qkv_rows_fused(void) {
     return on != 0;
 }
 
-/* Ranges to prefetch into L2 at the start of a decode step's attention chain: the output
- * projection's weights and the core's hint (graft_mixer_io.next_weights); NULL / 0 = none. */
-struct L2Hint {
-    const void *p[3];
-    size_t bytes[3];
-};
-
-static L2Hint decode_l2_hint(const graft_mixer_io *io, const sm_layer *l) {
-    L2Hint h;
-    memset(&h, 0, sizeof h);
-    if (io->struct_size < offsetof(graft_mixer_io, next_weights_bytes) + sizeof io->next_weights_bytes ||
-        !io->next_weights[0])
-        return h; /* no hint from the core: it does not want prefetches here */
-    h.p[0] = io->params[P_O].data;
-    h.bytes[0] = (size_t)(l->nq * l->D * l->C) * sizeof(bf16);
-    for (int i = 0; i < 2; i++) {
-        h.p[i + 1] = io->next_weights[i];
-        h.bytes[i + 1] = io->next_weights_bytes[i];
-    }
-    return h;
-}
-
 /* A decode step's q/k/v rows after the fused q|k|v product, in one launch (one warp per
  * (b, head) of nq + 2 nkv): q heads normalized + rotated into qr (B, nq, D); k heads normalized
  * + rotated straight into the cache slot at past[b]; v heads copied there. The same arithmetic as
  * norm_rope_fwd_kernel + cache_write_kernel. qkv row b: q (nq D) | k (nkv D) | v (nkv D). */
 static __global__ void decode_qkv_kernel(bf16 *qr, bf16 *state, const bf16 *qkv, const bf16 *wq, const bf16 *wk,
                                          const float *inv_freq, const int32_t *past, int64_t B, int nq, int nkv, int D,
-                                         int64_t cap, int64_t slot_elems, float eps, L2Hint pf) {
-    { /* first: the weights read after the attention chain, fetched into L2 while it runs */
-        const unsigned t = blockIdx.x * blockDim.x + threadIdx.x, nt = gridDim.x * blockDim.x;
-#pragma unroll
-        for (int i = 0; i < 3; i++) l2_prefetch_range(pf.p[i], pf.bytes[i], t, nt);
-    }
+                                         int64_t cap, int64_t slot_elems, float eps) {
     int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x & 31, H = nq + 2 * nkv;
     if (row >= B * H) return;
@@ -476,7 +448,7 @@ static graft_status forward_decode_graph(const graft_mixer_io *io, const sm_laye
         decode_qkv_kernel<<<blocks_for(N * (nq + 2 * nkv), 8), 256, 0, s>>>(
             c.qr, (bf16 *)io->state_out, c.qkv, (const bf16 *)io->params[P_QNORM].data,
             (const bf16 *)io->params[P_KNORM].data, c.inv_freq, past, N, (int)nq, (int)nkv, (int)D, cap,
-            (int64_t)(slot_bytes / 2), (float)l->eps, decode_l2_hint(io, l));
+            (int64_t)(slot_bytes / 2), (float)l->eps);
         if ((st = launched("decode_qkv", err))) return st;
     } else {
         if ((st = mm(l, s, 0, 1, N, qd, C, io->x, C, wq, C, c.q_raw, qd, 0.0f, 0, err)) ||

@@ -285,14 +285,6 @@ typedef struct graft_mixer_io {
                                     take lengths from it, and the host code must not branch on
                                     past_len's values, synchronize, read host memory asynchronously
                                     or allocate. past_len stays valid for validation.            */
-    /* ---- appended (read only when struct_size covers it) ---- */
-    /* CUDA decode (T = 1): device ranges the core streams right after this call (the front of
-     * the block's MLP weights), or NULL / 0. A HINT: a mixer whose step waits on latency
-     * (softmax's attention chain) may ask the L2 to prefetch them there
-     * (graft/cuda_l2_prefetch.cuh), together with its own next product's weights; ignoring it
-     * is correct. 16-byte aligned. */
-    const void *next_weights[2];
-    size_t next_weights_bytes[2];
 } graft_mixer_io;
 
 /* Mixer capabilities (graft_mixer.caps). */
