@@ -971,10 +971,10 @@ __global__ void __launch_bounds__(NTH)
     }
 }
 
-/* ==== v2 chunk kernels (the forward's default; see backward_v1() for the backward) ========== */
+/* ==== v2 chunk kernels (the forward's default; see chunk_v1() for why the backward is v1's) === */
 
-/* Segments and pieces. The output walk (k_fwd2) and the backward walk (k_bwd2) give one CTA to
- * each segment of `cps` chunks; the pre-passes and the state materialization (k_walk2) give one
+/* Segments and pieces. The output walk (k_fwd2) gives one CTA to each segment of `cps` chunks;
+ * the pre-passes and the state materialization (k_walk2) give one
  * CTA to each piece of `sub` chunks, `pps` pieces per segment (piece j = segment j / pps), so they
  * fill the GPU even where there are few segments. Pieces of the last segment may be empty (their
  * range is clipped at NT); an empty piece is the identity (X = 0, Σβ = 0) and writes no state. */
@@ -1153,7 +1153,9 @@ constexpr int SMEM_FWD2 = 2 * STAGE_FWD + TILE_BYTES + CH * LDP * 2 + 4 * D * 4;
  *   states[bh][n] and, for the piece that ends the sequence, the final one to states[bh][NT]
  *   (shape (B·H, NT+1, K, V)).
  * Chunk n+1's tiles stream into the other stage while chunk n is computed; chunk n+2's rows are
- * prefetched into L2. */
+ * prefetched into L2. The forward launches the pre-pass (REV = false, loc); the reverse walk and
+ * the materialization served a v2 backward that measured slower than v1's and was removed
+ * (chunk_v1()); they stay as the pieces a faster backward would start from. */
 template <typename GT, bool REV>
 __global__ void __launch_bounds__(NTH, 1)
     k_walk2(Geo2 G, int j0, const bf16 *__restrict__ u, const bf16 *__restrict__ w,
@@ -1518,382 +1520,6 @@ __global__ void __launch_bounds__(NTH, 1)
     if (ht && n_hi == G.NT) store_st(ht + bh * D * D, X, wp, l);
 }
 
-/* Backward over one segment (v2 of k_bwd: the same chunk step); grid (nseg, B·H), 256 threads,
- * one CTA per SM. Carries D = dS (gradient of the state leaving the current chunk), fp32, warp w
- * rows [16w, +16), from dht (last segment; NULL = 0) or slots[bh][(seg+1)·pps] (the reverse scan's
- * gradient entering the next segment's first piece). Reads the chunk-entry states S_n (bf16,
- * (B·H, NT+1, K, V)). While a chunk is computed, the previous chunk's rows and state are
- * prefetched into L2 (shared memory has no room for a second stage: 205 KB). do is pre-scaled by
- * s in shared memory, so dP = (s do) vᵀ carries the scale (spec §5.4, with s folded into do). */
-template <typename GT>
-__global__ void __launch_bounds__(NTH, 1)
-    k_bwd2(Geo2 G, const bf16 *__restrict__ q, const bf16 *__restrict__ k,
-           const bf16 *__restrict__ v, const GT *__restrict__ gk, const bf16 *__restrict__ dout,
-           float scale, const bf16 *__restrict__ states, const float *__restrict__ dht,
-           const float *__restrict__ slots, bf16 *__restrict__ dq, bf16 *__restrict__ dk,
-           bf16 *__restrict__ dv, GT *__restrict__ dgk, float *__restrict__ dh0) {
-    extern __shared__ __align__(16) unsigned char smem[];
-    bf16 *qs = reinterpret_cast<bf16 *>(smem);
-    bf16 *ks = qs + CH * LDT, *kt = ks + CH * LDT, *vs = kt + CH * LDT, *dos = vs + CH * LDT;
-    bf16 *Sn = dos + CH * LDT, *dSb = Sn + D * LDT, *dPs = dSb + D * LDT, *As = dPs + CH * LDP;
-    float *g = reinterpret_cast<float *>(As + CH * LDP);
-    float *tot = g + CH * D, *beta = tot + 2 * D, *rsum = beta + D;
-
-    const int seg = blockIdx.x, l = threadIdx.x & 31, wp = threadIdx.x >> 5;
-    const int64_t bh = blockIdx.y, bi = bh / G.H, h = bh % G.H;
-    const int gq = l >> 2, t4 = l & 3, r0 = 16 * wp + gq;
-    const int rb = wp & 3, chh = wp >> 2;
-    const int64_t rs = G.H * D;
-    const int n_lo = seg * G.cps, n_hi = min(G.NT, n_lo + G.cps);
-    const bf16 *st = states + bh * (int64_t)(G.NT + 1) * D * D;
-
-    float Dg[16][4];
-    {
-        const float *p = seg == G.nseg - 1 ? (dht ? dht + bh * D * D : nullptr)
-                                           : slots + (bh * G.NP + (seg + 1) * G.pps) * D * D;
-#pragma unroll
-        for (int nt = 0; nt < 16; nt++) {
-            int e = 8 * nt + 2 * t4;
-            float2 a = p ? *reinterpret_cast<const float2 *>(p + r0 * D + e) : make_float2(0, 0);
-            float2 b = p ? *reinterpret_cast<const float2 *>(p + (r0 + 8) * D + e)
-                         : make_float2(0, 0);
-            Dg[nt][0] = a.x, Dg[nt][1] = a.y, Dg[nt][2] = b.x, Dg[nt][3] = b.y;
-        }
-    }
-    rowsum_sds(st + (int64_t)n_hi * D * D, D, Dg, r0, t4, rsum);
-
-    for (int n = n_hi - 1; n >= n_lo; n--) {
-        const int64_t t0 = (int64_t)n * CH;
-        const int nvalid = (int)(G.T - t0 < CH ? G.T - t0 : CH);
-        const int64_t row0 = bi * G.T * G.H + t0 * G.H + h;
-        __syncthreads();
-#pragma unroll
-        for (int nt = 0; nt < 16; nt++) {
-            int e = 8 * nt + 2 * t4;
-            *reinterpret_cast<uint32_t *>(dSb + r0 * LDT + e) = pack2(Dg[nt][0], Dg[nt][1]);
-            *reinterpret_cast<uint32_t *>(dSb + (r0 + 8) * LDT + e) = pack2(Dg[nt][2], Dg[nt][3]);
-        }
-        load_tile(qs, q + row0 * D, 0, rs, nvalid);
-        load_tile(ks, k + row0 * D, 0, rs, nvalid);
-        load_tile(vs, v + row0 * D, 0, rs, nvalid);
-        load_tile(dos, dout + row0 * D, 0, rs, nvalid);
-        for (int x = threadIdx.x; x < D * 16; x += NTH) {
-            int r = x >> 4, c8 = (x & 15) << 3;
-            cp16(Sn + r * LDT + c8, st + (int64_t)n * D * D + r * D + c8, true);
-        }
-        load_gate(g, gk + row0 * D, 0, rs, nvalid);
-        /* chunk n−1's rows and state into L2 while this chunk is computed */
-        if (n > n_lo) {
-            const int64_t pr0 = row0 - CH * G.H;
-            for (int x = threadIdx.x; x < 5 * CH + D; x += NTH) {
-                const int r = x & 63, t = x >> 6;
-                if (t == 0) l2_prefetch_row(q, pr0 + r * G.H, 2 * D);
-                if (t == 1) l2_prefetch_row(k, pr0 + r * G.H, 2 * D);
-                if (t == 2) l2_prefetch_row(v, pr0 + r * G.H, 2 * D);
-                if (t == 3) l2_prefetch_row(dout, pr0 + r * G.H, 2 * D);
-                if (t == 4) l2_prefetch_row(gk, pr0 + r * G.H, (int)sizeof(GT) * D);
-                if (t >= 5) l2_prefetch_row(st + (int64_t)(n - 1) * D * D, x - 5 * CH, 2 * D);
-            }
-        }
-        cp_wait();
-        __syncthreads();
-        const bool slow = chunk_cumsum(g, tot, beta);
-        scale_tiles(qs, 1.f, ks, slow ? nullptr : kt, g, beta);
-        for (int x = threadIdx.x; x < CH * 16; x += NTH) {
-            int r = x >> 4, c8 = (x & 15) << 3;
-            uint4 *p = reinterpret_cast<uint4 *>(dos + r * LDT + c8);
-            uint4 y = *p;
-            __nv_bfloat162 *hh = reinterpret_cast<__nv_bfloat162 *>(&y);
-#pragma unroll
-            for (int z = 0; z < 4; z++) {
-                float2 f = __bfloat1622float2(hh[z]);
-                hh[z] = __floats2bfloat162_rn(scale * f.x, scale * f.y);
-            }
-            *p = y;
-        }
-        __syncthreads();
-
-        /* dP = (s do) vᵀ and A = q̃ k̃ᵀ (unscaled), masked j ≤ i: warp → rows 16rb, cols 32chh. */
-        {
-            float P[4][4], A[4][4];
-#pragma unroll
-            for (int x = 0; x < 4; x++)
-#pragma unroll
-                for (int y = 0; y < 4; y++) P[x][y] = A[x][y] = 0.f;
-            const bool live = 32 * chh <= 16 * rb + 15;
-            if (live) {
-#pragma unroll
-                for (int kk = 0; kk < 8; kk++) {
-                    uint32_t a[4], b[4];
-                    ldsm4(a, a_row(dos, LDT, 16 * rb, 16 * kk, l));
-#pragma unroll
-                    for (int np = 0; np < 2; np++) {
-                        ldsm4(b, b_nmaj(vs, LDT, 16 * kk, 32 * chh + 16 * np, l));
-                        mma(P[2 * np], a, b[0], b[1]);
-                        mma(P[2 * np + 1], a, b[2], b[3]);
-                    }
-                    if (!slow) {
-                        ldsm4(a, a_row(qs, LDT, 16 * rb, 16 * kk, l));
-#pragma unroll
-                        for (int np = 0; np < 2; np++) {
-                            ldsm4(b, b_nmaj(kt, LDT, 16 * kk, 32 * chh + 16 * np, l));
-                            mma(A[2 * np], a, b[0], b[1]);
-                            mma(A[2 * np + 1], a, b[2], b[3]);
-                        }
-                    }
-                }
-            }
-#pragma unroll
-            for (int nt = 0; nt < 4; nt++) {
-#pragma unroll
-                for (int x = 0; x < 4; x++) {
-                    int i = 16 * rb + gq + 8 * (x >> 1), j = 32 * chh + 8 * nt + 2 * t4 + (x & 1);
-                    if (live && slow && j <= i && i < nvalid)
-                        A[nt][x] = dot_decay(q + (row0 + i * G.H) * D, k + (row0 + j * G.H) * D,
-                                             g + i * D, g + j * D);
-                    if (j > i) P[nt][x] = A[nt][x] = 0.f;
-                }
-                int i0 = 16 * rb + gq, j = 32 * chh + 8 * nt + 2 * t4;
-                *reinterpret_cast<uint32_t *>(dPs + i0 * LDP + j) = pack2(P[nt][0], P[nt][1]);
-                *reinterpret_cast<uint32_t *>(dPs + (i0 + 8) * LDP + j) = pack2(P[nt][2], P[nt][3]);
-                *reinterpret_cast<uint32_t *>(As + i0 * LDP + j) = pack2(A[nt][0], A[nt][1]);
-                *reinterpret_cast<uint32_t *>(As + (i0 + 8) * LDP + j) = pack2(A[nt][2], A[nt][3]);
-            }
-        }
-        __syncthreads();
-
-        /* dq, dk, dv: warp → rows [16rb, +16), columns [64chh, +64) (8 n8 tiles). dif collects
-         * q ⊙ dq − k ⊙ dk for dgk. */
-        float dif[8][4], acc[8][4];
-        const int cbase = 64 * chh;
-        /* dq = e^{b} ⊙ ((s do) S_nᵀ + dP k̃) */
-#pragma unroll
-        for (int x = 0; x < 8; x++) acc[x][0] = acc[x][1] = acc[x][2] = acc[x][3] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < 8; kk++) {
-            uint32_t a[4];
-            ldsm4(a, a_row(dos, LDT, 16 * rb, 16 * kk, l));
-#pragma unroll
-            for (int np = 0; np < 4; np++) {
-                uint32_t b[4];
-                ldsm4(b, b_nmaj(Sn, LDT, 16 * kk, cbase + 16 * np, l));
-                mma(acc[2 * np], a, b[0], b[1]);
-                mma(acc[2 * np + 1], a, b[2], b[3]);
-            }
-        }
-        if (!slow) {
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++) {
-                if (kk <= rb) {
-                    uint32_t a[4];
-                    ldsm4(a, a_row(dPs, LDP, 16 * rb, 16 * kk, l));
-#pragma unroll
-                    for (int np = 0; np < 4; np++) {
-                        uint32_t b[4];
-                        ldsm4t(b, b_kmaj(kt, LDT, 16 * kk, cbase + 16 * np, l));
-                        mma(acc[2 * np], a, b[0], b[1]);
-                        mma(acc[2 * np + 1], a, b[2], b[3]);
-                    }
-                }
-            }
-        }
-#pragma unroll
-        for (int nt = 0; nt < 8; nt++) {
-            float out[4];
-#pragma unroll
-            for (int x = 0; x < 4; x++) {
-                int i = 16 * rb + gq + 8 * (x >> 1), c = cbase + 8 * nt + 2 * t4 + (x & 1);
-                float b = g[i * D + c];
-                float qt = __bfloat162float(qs[i * LDT + c]);
-                float d = __expf(b) * acc[nt][x];
-                dif[nt][x] = qt * acc[nt][x];
-                if (slow && i < nvalid) {
-                    float s = 0.f;
-                    for (int j = 0; j <= i; j++)
-                        s += __bfloat162float(dPs[i * LDP + j]) *
-                             __bfloat162float(k[(row0 + j * G.H) * D + c]) *
-                             __expf(b - g[j * D + c]);
-                    d += s;
-                    dif[nt][x] += __bfloat162float(q[(row0 + i * G.H) * D + c]) * s;
-                }
-                out[x] = d;
-            }
-            int i0 = 16 * rb + gq, c = cbase + 8 * nt + 2 * t4;
-            if (i0 < nvalid)
-                *reinterpret_cast<uint32_t *>(dq + (row0 + i0 * G.H) * D + c) = pack2(out[0], out[1]);
-            if (i0 + 8 < nvalid)
-                *reinterpret_cast<uint32_t *>(dq + (row0 + (i0 + 8) * G.H) * D + c) =
-                    pack2(out[2], out[3]);
-        }
-
-        /* dk = e^{−b} ⊙ (dPᵀ q̃ + e^{β} ⊙ v dSᵀ) (fast), e^{β−b} ⊙ v dSᵀ + direct (slow) */
-#pragma unroll
-        for (int x = 0; x < 8; x++) acc[x][0] = acc[x][1] = acc[x][2] = acc[x][3] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < 8; kk++) {
-            uint32_t a[4];
-            ldsm4(a, a_row(vs, LDT, 16 * rb, 16 * kk, l));
-#pragma unroll
-            for (int np = 0; np < 4; np++) {
-                uint32_t b[4];
-                ldsm4(b, b_nmaj(dSb, LDT, 16 * kk, cbase + 16 * np, l));
-                mma(acc[2 * np], a, b[0], b[1]);
-                mma(acc[2 * np + 1], a, b[2], b[3]);
-            }
-        }
-        if (!slow) {
-#pragma unroll
-            for (int nt = 0; nt < 8; nt++) {
-                int c = cbase + 8 * nt + 2 * t4;
-                float e0 = __expf(beta[c]), e1 = __expf(beta[c + 1]);
-                acc[nt][0] *= e0, acc[nt][1] *= e1, acc[nt][2] *= e0, acc[nt][3] *= e1;
-            }
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++) {
-                if (kk >= rb) {
-                    uint32_t a[4];
-                    ldsm4t(a, a_trans(dPs, LDP, 16 * rb, 16 * kk, l));
-#pragma unroll
-                    for (int np = 0; np < 4; np++) {
-                        uint32_t b[4];
-                        ldsm4t(b, b_kmaj(qs, LDT, 16 * kk, cbase + 16 * np, l));
-                        mma(acc[2 * np], a, b[0], b[1]);
-                        mma(acc[2 * np + 1], a, b[2], b[3]);
-                    }
-                }
-            }
-        }
-#pragma unroll
-        for (int nt = 0; nt < 8; nt++) {
-            float out[4];
-#pragma unroll
-            for (int x = 0; x < 4; x++) {
-                int j = 16 * rb + gq + 8 * (x >> 1), c = cbase + 8 * nt + 2 * t4 + (x & 1);
-                float b = g[j * D + c], d;
-                if (!slow) {
-                    d = __expf(-b) * acc[nt][x];
-                    dif[nt][x] -= __bfloat162float(kt[j * LDT + c]) * acc[nt][x];
-                } else {
-                    d = __expf(beta[c] - b) * acc[nt][x];
-                    dif[nt][x] -= __bfloat162float(ks[j * LDT + c]) * acc[nt][x];
-                    if (j < nvalid) {
-                        float s = 0.f;
-                        for (int i = j; i < nvalid; i++)
-                            s += __bfloat162float(dPs[i * LDP + j]) *
-                                 __bfloat162float(q[(row0 + i * G.H) * D + c]) *
-                                 __expf(g[i * D + c] - b);
-                        d += s;
-                        dif[nt][x] -= __bfloat162float(k[(row0 + j * G.H) * D + c]) * s;
-                    }
-                }
-                out[x] = d;
-            }
-            int j0 = 16 * rb + gq, c = cbase + 8 * nt + 2 * t4;
-            if (j0 < nvalid)
-                *reinterpret_cast<uint32_t *>(dk + (row0 + j0 * G.H) * D + c) = pack2(out[0], out[1]);
-            if (j0 + 8 < nvalid)
-                *reinterpret_cast<uint32_t *>(dk + (row0 + (j0 + 8) * G.H) * D + c) =
-                    pack2(out[2], out[3]);
-        }
-
-        /* dv = Aᵀ (s do) + k̂ dS */
-#pragma unroll
-        for (int x = 0; x < 8; x++) acc[x][0] = acc[x][1] = acc[x][2] = acc[x][3] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++) {
-            if (kk >= rb) {
-                uint32_t a[4];
-                ldsm4t(a, a_trans(As, LDP, 16 * rb, 16 * kk, l));
-#pragma unroll
-                for (int np = 0; np < 4; np++) {
-                    uint32_t b[4];
-                    ldsm4t(b, b_kmaj(dos, LDT, 16 * kk, cbase + 16 * np, l));
-                    mma(acc[2 * np], a, b[0], b[1]);
-                    mma(acc[2 * np + 1], a, b[2], b[3]);
-                }
-            }
-        }
-#pragma unroll
-        for (int kk = 0; kk < 8; kk++) {
-            uint32_t a[4];
-            ldsm4(a, a_row(ks, LDT, 16 * rb, 16 * kk, l));
-#pragma unroll
-            for (int np = 0; np < 4; np++) {
-                uint32_t b[4];
-                ldsm4t(b, b_kmaj(dSb, LDT, 16 * kk, cbase + 16 * np, l));
-                mma(acc[2 * np], a, b[0], b[1]);
-                mma(acc[2 * np + 1], a, b[2], b[3]);
-            }
-        }
-#pragma unroll
-        for (int nt = 0; nt < 8; nt++) {
-            int j0 = 16 * rb + gq, c = cbase + 8 * nt + 2 * t4;
-            if (j0 < nvalid)
-                *reinterpret_cast<uint32_t *>(dv + (row0 + j0 * G.H) * D + c) =
-                    pack2(acc[nt][0], acc[nt][1]);
-            if (j0 + 8 < nvalid)
-                *reinterpret_cast<uint32_t *>(dv + (row0 + (j0 + 8) * G.H) * D + c) =
-                    pack2(acc[nt][2], acc[nt][3]);
-        }
-
-        /* dgk_t = Σ_{s ≥ t in chunk} (q ⊙ dq − k ⊙ dk)_s + rowsum(S_{n+1} ⊙ dS_{n+1}) */
-        __syncthreads();
-#pragma unroll
-        for (int nt = 0; nt < 8; nt++) {
-            int i0 = 16 * rb + gq, c = cbase + 8 * nt + 2 * t4;
-            *reinterpret_cast<float2 *>(g + i0 * D + c) = make_float2(dif[nt][0], dif[nt][1]);
-            *reinterpret_cast<float2 *>(g + (i0 + 8) * D + c) = make_float2(dif[nt][2], dif[nt][3]);
-        }
-        __syncthreads();
-        {
-            int c = threadIdx.x & 127, hf = threadIdx.x >> 7;
-            float *col = g + hf * 32 * D + c, a = 0.f;
-#pragma unroll 8
-            for (int i = 31; i >= 0; i--) {
-                a += col[i * D];
-                col[i * D] = a;
-            }
-            tot[hf * D + c] = a;
-            __syncthreads();
-            float off = rsum[c] + (hf ? 0.f : tot[D + c]);
-            for (int i = 0; i < 32; i++) {
-                int ii = hf * 32 + i;
-                if (ii < nvalid) st_g(dgk + (row0 + ii * G.H) * D + c, col[i * D] + off);
-            }
-        }
-        __syncthreads();
-
-        /* D ← e^{β} D + q̃ᵀ (s do) = dS_n; then rowsum(S_n ⊙ dS_n) for the next (earlier) chunk */
-        const float e0 = __expf(beta[r0]), e1 = __expf(beta[r0 + 8]);
-#pragma unroll
-        for (int nt = 0; nt < 16; nt++)
-            Dg[nt][0] *= e0, Dg[nt][1] *= e0, Dg[nt][2] *= e1, Dg[nt][3] *= e1;
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++) {
-            uint32_t a[4];
-            ldsm4t(a, a_trans(qs, LDT, 16 * wp, 16 * kk, l));
-#pragma unroll
-            for (int np = 0; np < 8; np++) {
-                uint32_t b[4];
-                ldsm4t(b, b_kmaj(dos, LDT, 16 * kk, 16 * np, l));
-                mma(Dg[2 * np], a, b[0], b[1]);
-                mma(Dg[2 * np + 1], a, b[2], b[3]);
-            }
-        }
-        rowsum_sds(Sn, LDT, Dg, r0, t4, rsum);
-    }
-    if (dh0 && seg == 0) {
-        float *p = dh0 + bh * D * D;
-#pragma unroll
-        for (int nt = 0; nt < 16; nt++) {
-            int e = 8 * nt + 2 * t4;
-            *reinterpret_cast<float2 *>(p + r0 * D + e) = make_float2(Dg[nt][0], Dg[nt][1]);
-            *reinterpret_cast<float2 *>(p + (r0 + 8) * D + e) = make_float2(Dg[nt][2], Dg[nt][3]);
-        }
-    }
-}
-
-
 /* ---- host side ---------------------------------------------------------------------------- */
 
 constexpr size_t SMEM_WALK = 2 * CH * LDT * 2 + CH * D * 4 + 3 * D * 4 + D * LDT * 2;
@@ -1949,38 +1575,31 @@ Plan make_plan(const gla_cuda_args *a, int backward) {
     return p;
 }
 
-/* Which kernels serve a call (read once per process). The forward defaults to v2 and the
- * backward to v1, by measurement (H100, 2026-12-07, bench/gla_cuda_bench, two runs each): the v2
- * forward is 8-27% faster (B 1 x 32768: 0.967 -> 0.886 ms; 1 x 8192: 0.278 -> 0.238; 4 x 2048:
- * 0.282 -> 0.207), the v2 backward 8-9% slower (4 x 2048: 1.050 -> 1.139 ms). The forward and the
- * backward share nothing (the backward rebuilds its chunk-entry states), so they mix freely.
- * GRAFT_GLA_CHUNK_V1=1: v1 for both (the A/B baseline); GRAFT_GLA_BWD_V2=1: the v2 backward (kept
- * for tuning: correct, conformance and tests/ops/gla pass, not yet faster). */
-static bool env_is_1(const char *name) {
-    const char *e = getenv(name);
-    return e && e[0] == '1' && e[1] == 0;
-}
+/* Which kernels serve a forward (read once per process): v2 by default, by measurement (H100,
+ * 2026-12-07, bench/gla_cuda_bench, two runs each: B 1 x 32768 0.967 -> 0.886 ms, 1 x 8192 0.278 ->
+ * 0.238, 4 x 2048 0.282 -> 0.207); GRAFT_GLA_CHUNK_V1=1 selects v1 (the A/B baseline). The
+ * backward is v1's: a v2 backward (k_bwd2 over the v2 walks, commit cbe677a) was correct but 8-9%
+ * slower (4 x 2048: 1.050 -> 1.139 ms) and was removed. The forward and the backward share nothing
+ * (the backward rebuilds its chunk-entry states), so they mix freely. */
 bool chunk_v1() {
-    static const bool v1 = env_is_1("GRAFT_GLA_CHUNK_V1");
-    return v1;
-}
-bool backward_v1() {
-    static const bool v1 = chunk_v1() || !env_is_1("GRAFT_GLA_BWD_V2");
+    static const bool v1 = [] {
+        const char *e = getenv("GRAFT_GLA_CHUNK_V1");
+        return e && e[0] == '1' && e[1] == 0;
+    }();
     return v1;
 }
 
 struct Plan2 {
     Geo2 G;
     int64_t BH;
-    size_t off_loc, off_gsum, off_states, total;
+    size_t off_loc, off_gsum, total;
 };
 
-/* v2 geometry: one segment per SM for the output and backward walks (n_sm / BH segments per
+/* v2 geometry (the forward): one segment per SM for the output walk (n_sm / BH segments per
  * (sequence, head), or chunks_per_seg chunks each if given), and pieces small enough that the
- * pre-passes over all but the last segment still fill the GPU. The workspace holds each piece's
- * local state and Σβ (reused by the reverse pass) and, for the backward, the bf16 chunk-entry
- * states. */
-Plan2 make_plan2(const gla_cuda_args *a, int backward) {
+ * pre-pass over all but the last segment still fills the GPU. The workspace holds each piece's
+ * local state and Σβ. */
+Plan2 make_plan2(const gla_cuda_args *a) {
     Plan2 p;
     Geo2 &G = p.G;
     const int64_t sms = n_sm();
@@ -2010,12 +1629,11 @@ Plan2 make_plan2(const gla_cuda_args *a, int backward) {
         c += (bytes + 255) & ~(size_t)255;
         return o;
     };
-    p.off_loc = p.off_gsum = p.off_states = 0;
+    p.off_loc = p.off_gsum = 0;
     if (G.NP > 1) {
         p.off_loc = take((size_t)p.BH * G.NP * D * D * 4);
         p.off_gsum = take((size_t)p.BH * G.NP * D * 4);
     }
-    if (backward) p.off_states = take((size_t)p.BH * (G.NT + 1) * D * D * 2);
     p.total = c;
     return p;
 }
@@ -2154,44 +1772,6 @@ graft_status forward2_t(const gla_cuda_args *a, const Plan2 &p, cudaStream_t s, 
     return launched(err, "forward kernels");
 }
 
-/* v2 backward: (1) the chunk-entry states S_0..S_NT in bf16 (pre-pass over all pieces but the
- * last, scan, materialization walk over all pieces); (2) the gradient entering each piece of
- * segments 1.. (reverse pre-pass, reverse scan; reuses the workspace of (1)); (3) the chunk
- * gradients, one CTA per segment. */
-template <typename GT>
-graft_status backward2_t(const gla_cuda_args *a, const Plan2 &p, cudaStream_t s, graft_err *err) {
-    const bf16 *q = (const bf16 *)a->q, *k = (const bf16 *)a->k, *v = (const bf16 *)a->v;
-    const bf16 *dout = (const bf16 *)a->dout;
-    const GT *gk = (const GT *)a->gk;
-    const Geo2 &G = p.G;
-    unsigned char *w = (unsigned char *)a->work;
-    float *loc = G.NP > 1 ? (float *)(w + p.off_loc) : nullptr;
-    float *gsum = G.NP > 1 ? (float *)(w + p.off_gsum) : nullptr;
-    bf16 *states = (bf16 *)(w + p.off_states);
-    cudaFuncSetAttribute(k_walk2<GT, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WALK2);
-    cudaFuncSetAttribute(k_walk2<GT, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WALK2);
-    cudaFuncSetAttribute(k_bwd2<GT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM_BWD);
-    const unsigned BH = (unsigned)p.BH;
-    const dim3 gs(D * D / (4 * NTH), BH);
-    if (G.NP > 1) {
-        k_walk2<GT, false><<<dim3(G.NP - 1, BH), NTH, SMEM_WALK2, s>>>(G, 0, k, v, gk, 0.f, nullptr,
-                                                                      nullptr, nullptr, loc, gsum);
-        k_scan2<false><<<gs, NTH, 0, s>>>(loc, gsum, G.NP, 0, G.NP - 1, a->h0);
-    }
-    k_walk2<GT, false><<<dim3(G.NP, BH), NTH, SMEM_WALK2, s>>>(G, 0, k, v, gk, 0.f, a->h0, loc,
-                                                              states, nullptr, nullptr);
-    const int npr = G.NP - G.pps;
-    if (npr > 0) {
-        k_walk2<GT, true><<<dim3(npr, BH), NTH, SMEM_WALK2, s>>>(G, G.pps, q, dout, gk, a->scale,
-                                                                nullptr, nullptr, nullptr, loc, gsum);
-        k_scan2<true><<<gs, NTH, 0, s>>>(loc, gsum, G.NP, G.pps, G.NP, a->dht);
-    }
-    k_bwd2<GT><<<dim3(G.nseg, BH), NTH, SMEM_BWD, s>>>(G, q, k, v, gk, dout, a->scale, states, a->dht,
-                                                      loc, (bf16 *)a->dq, (bf16 *)a->dk,
-                                                      (bf16 *)a->dv, (GT *)a->dgk, a->dh0);
-    return launched(err, "backward kernels");
-}
-
 /* T == 0: the final state is the initial one (forward), dh0 = dht (backward). */
 graft_status pass_state(const float *src, float *dst, int64_t BH, cudaStream_t s, graft_err *err) {
     if (!dst) return GRAFT_STATUS_OK;
@@ -2227,8 +1807,9 @@ gla_cuda_args gla_cuda_default_args(void) {
 
 size_t gla_cuda_work_bytes(const gla_cuda_args *a, int backward) {
     if (!a) return 0;
-    /* enough for either set of kernels, so GRAFT_GLA_CHUNK_V1 never changes what callers allocate */
-    size_t v1 = make_plan(a, backward).total, v2 = make_plan2(a, backward).total;
+    /* the forward: enough for either set of kernels, so GRAFT_GLA_CHUNK_V1 never changes what
+     * callers allocate; the backward is v1's */
+    size_t v1 = make_plan(a, backward).total, v2 = backward ? 0 : make_plan2(a).total;
     return v1 > v2 ? v1 : v2;
 }
 
@@ -2243,7 +1824,7 @@ graft_status gla_cuda_forward(const gla_cuda_args *a, void *stream, graft_err *e
         if ((st = check_work(a, p.total, err)) != GRAFT_STATUS_OK) return st;
         return a->gk_bf16 ? forward_t<bf16>(a, p, s, err) : forward_t<float>(a, p, s, err);
     }
-    Plan2 p = make_plan2(a, 0);
+    Plan2 p = make_plan2(a);
     if ((st = check_work(a, p.total, err)) != GRAFT_STATUS_OK) return st;
     return a->gk_bf16 ? forward2_t<bf16>(a, p, s, err) : forward2_t<float>(a, p, s, err);
 }
@@ -2254,14 +1835,9 @@ graft_status gla_cuda_backward(const gla_cuda_args *a, void *stream, graft_err *
     cudaStream_t s = (cudaStream_t)stream;
     if (a->B == 0 || a->H == 0) return GRAFT_STATUS_OK;
     if (a->T == 0) return pass_state(a->dht, a->dh0, a->B * a->H, s, err);
-    if (backward_v1()) {
-        Plan p = make_plan(a, 1);
-        if ((st = check_work(a, p.total, err)) != GRAFT_STATUS_OK) return st;
-        return a->gk_bf16 ? backward_t<bf16>(a, p, s, err) : backward_t<float>(a, p, s, err);
-    }
-    Plan2 p = make_plan2(a, 1);
+    Plan p = make_plan(a, 1);
     if ((st = check_work(a, p.total, err)) != GRAFT_STATUS_OK) return st;
-    return a->gk_bf16 ? backward2_t<bf16>(a, p, s, err) : backward2_t<float>(a, p, s, err);
+    return a->gk_bf16 ? backward_t<bf16>(a, p, s, err) : backward_t<float>(a, p, s, err);
 }
 
 graft_status gla_cuda_decode(int64_t B, int64_t H, int64_t K, int64_t V, const void *q,
