@@ -9,7 +9,15 @@
 # CUPTI kernel timeline of one 16384-token forward per value (bench/trace_summary.py) to $OUT.
 #   sh bench/prefill_ab.sh GRAFT_CUDA_QKV_ROWS 0,1
 set -eu
+if [ $# -lt 2 ] || [ -z "$1" ] || [ -z "$2" ]; then
+  echo "usage: sh bench/prefill_ab.sh VAR VALUES [T]   e.g. GRAFT_CUDA_QKV_ROWS 0,1 16384" >&2
+  exit 2
+fi
 var=$1 vals=$2 Ts=${3:-4096,16384}
+[ -x "${BUNDLE:-$(pwd)/.xfer-bundle}/bin/graft_bench_prefill" ] || {
+  echo "prefill_ab: ${BUNDLE:-$(pwd)/.xfer-bundle}/bin/graft_bench_prefill missing: unpack the bundle of scripts/device-bundle first" >&2
+  exit 1
+}
 root=$(pwd)
 bundle=${BUNDLE:-$root/.xfer-bundle}
 out=${OUT:-/tmp/prefill-ab}
