@@ -679,6 +679,9 @@ graft_status rwkv7_cuda_forward(const rwkv7_cuda_args *a, void *stream, graft_er
         ck = (float *)((unsigned char *)a->work + p.off_ck);
         sa = (float *)((unsigned char *)a->work + p.off_sa);
     }
+    /* A/B: the chunked tensor-core forward (rwkv7_cuda_chunk.cu), same outputs and saved states */
+    if (rwkv7_cuda_chunk_enabled() && rwkv7_cuda_chunk_supported(a))
+        return rwkv7_cuda_chunk_forward(a, ck, sa, stream, err);
     const int ln = pick_lanes(a);
     if (a->w_bf16) run_fwd<bf16>(a, ln, s, ck, sa, true);
     else run_fwd<float>(a, ln, s, ck, sa, true);

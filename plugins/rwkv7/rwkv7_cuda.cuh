@@ -54,6 +54,11 @@ typedef struct rwkv7_cuda_args {
        rwkv7_cuda_work_bytes(a, 0) bytes, e.g. in the layer's saved activations), or NULL = the
        start of `work`. When set, `work` needs only rwkv7_cuda_work_bytes(a, 1) − (a, 0) bytes. */
     const void *fwd_work;
+    /* -- appended -- the chunked forward (GRAFT_RWKV7_CHUNK=1, rwkv7_cuda_chunk.cu): its scratch of
+       rwkv7_cuda_chunk_work_bytes(a) bytes, or NULL = cudaMallocAsync / cudaFreeAsync on the stream
+       inside the call. Ignored by the recurrent kernels. */
+    void *chunk_work;
+    size_t chunk_work_bytes;
 } rwkv7_cuda_args;
 
 rwkv7_cuda_args rwkv7_cuda_default_args(void);
@@ -67,6 +72,17 @@ graft_status rwkv7_cuda_forward(const rwkv7_cuda_args *a, void *stream, graft_er
 
 /* Backward: writes dr, dw, dk, dv, da, db and (if dh0) dh0. */
 graft_status rwkv7_cuda_backward(const rwkv7_cuda_args *a, void *stream, graft_err *err);
+
+/* The chunked forward of rwkv7_cuda_chunk.cu (spec §5, C = 64, tensor cores), an A/B alternative to
+ * the recurrent forward with the same outputs; rwkv7_cuda_forward takes it when
+ * rwkv7_cuda_chunk_enabled() (env GRAFT_RWKV7_CHUNK=1) and rwkv7_cuda_chunk_supported(a). It
+ * assumes the layer's bounded log-decay w ≥ −e^{−1/2} (spec §5, safe_gate). ck, sa: where the saved
+ * states and pseudo-values go (the layout of rwkv7_cuda_work_bytes(a, 0)), or NULL. */
+int rwkv7_cuda_chunk_enabled(void);
+int rwkv7_cuda_chunk_supported(const rwkv7_cuda_args *a);
+size_t rwkv7_cuda_chunk_work_bytes(const rwkv7_cuda_args *a);
+graft_status rwkv7_cuda_chunk_forward(const rwkv7_cuda_args *a, float *ck, float *sa, void *stream,
+                                      graft_err *err);
 
 /* One decode step for N = B·H heads: state (B, H, K, V) fp32 updated in place,
  *     S ← Diag(e^{w}) S + b (aᵀ S) + k vᵀ,   o = Sᵀ r

@@ -31,7 +31,7 @@ plugin() { # name sources...
 plugin gla plugins/gla/gla.c plugins/gla/gla_cpu.c plugins/gla/gla_cuda.cu plugins/gla/gla_cuda_layer.cu &
 plugin softmax plugins/softmax/softmax.c plugins/softmax/softmax_cpu.c plugins/softmax/softmax_cuda.cu \
   plugins/softmax/softmax_cuda_fwd_wgmma.cu plugins/softmax/softmax_cuda_layer.cu &
-plugin rwkv7 plugins/rwkv7/rwkv7.c plugins/rwkv7/rwkv7_cpu.c plugins/rwkv7/rwkv7_cuda.cu \
+plugin rwkv7 plugins/rwkv7/rwkv7.c plugins/rwkv7/rwkv7_cpu.c plugins/rwkv7/rwkv7_cuda.cu plugins/rwkv7/rwkv7_cuda_chunk.cu \
   plugins/rwkv7/rwkv7_cuda_layer.cu &
 $nv -c "$here/bench/mixers_vs_fla_finite.cu" -o "$out/obj/finite.o" &
 $nv -c "$here/core/src/cuda/matmul.cu" -o "$out/obj/matmul.o" &

@@ -7,7 +7,7 @@ NVCC=${NVCC:-nvcc}
 OUT=${BUILD_DIR:-build-rwkv7-cuda}
 mkdir -p "$OUT"
 "$NVCC" -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Icore/include -Xcompiler -fopenmp \
-    tests/ops/rwkv7/test_rwkv7_cuda.cu plugins/rwkv7/rwkv7_cuda.cu -o "$OUT/test_rwkv7_cuda"
+    tests/ops/rwkv7/test_rwkv7_cuda.cu plugins/rwkv7/rwkv7_cuda.cu plugins/rwkv7/rwkv7_cuda_chunk.cu -o "$OUT/test_rwkv7_cuda"
 if [ "$1" = "--memcheck" ]; then
     compute-sanitizer --tool memcheck --error-exitcode 3 "$OUT/test_rwkv7_cuda" --small
 else
