@@ -11,8 +11,10 @@
  * the forward's saved states; decode token by token = forward; T = 0; refusal of K = 64; a long
  * T = 32768 bf16 forward + backward with pinned gates: all finite, error bounded. Outputs are
  * poisoned (NaN) before each run, so unwritten values fail.
- * Usage: test_rwkv7_cuda [--small | --long]  (--small: short cases for compute-sanitizer;
- *        --long: also the T = 32768 check)
+ * The chunked forward (GRAFT_RWKV7_CHUNK=1, rwkv7_cuda_chunk.cu) against the same reference and the
+ * recurrent forward: chunk_cases (T ∈ {1, 15, 64, 65, 1000, 4096}, B·H up to 64, with/without h0).
+ * Usage: test_rwkv7_cuda [--small | --long | --chunk]  (--small: short cases for compute-sanitizer;
+ *        --long: also the T = 32768 check; --chunk: only the chunked-forward cases)
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -22,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "../../../plugins/rwkv7/rwkv7_cuda.cuh"
@@ -311,14 +314,117 @@ static void misc_cases() {
     CK(cudaFree(ht));
 }
 
+/* The chunked forward (rwkv7_cuda_chunk.cu, GRAFT_RWKV7_CHUNK=1) against the float64 reference and
+ * the recurrent forward on the same inputs: o (bf16) and ht, the saved states S_n and pseudo-values
+ * sa (fp32, the recurrent backward's input), and the recurrent backward run from the chunked
+ * forward's saved work (with_bwd). Bounds: the CPU reference of the chunked algorithm
+ * (tests/ops/rwkv7/chunk_reference.c) predicts o rel ~1.7e-3 (the bf16 rounding of o) and ht rel
+ * ~4e-7; ht, S_n and sa are held to 1e-4, o to 5e-3 (both paths round o to bf16). */
+static void chunk_case(const Prob &P, const Ref &R, bool use_h0, bool wbf, bool with_bwd, const char *tag) {
+    const size_t N = (size_t)P.B * P.T * P.H * D, NS = (size_t)P.B * P.H * D * D;
+    void *r = dev_bf16(P.r), *k = dev_bf16(P.k), *v = dev_bf16(P.v), *a = dev_bf16(P.a), *b = dev_bf16(P.b);
+    void *w = wbf ? dev_bf16(P.w) : dev_f32(P.w), *dout = dev_bf16(P.dout);
+    void *h0 = dev_f32(P.h0), *dht = dev_f32(P.dht);
+    void *o1 = dev_nan(N * 2), *ht1 = dev_nan(NS * 4), *o2 = dev_nan(N * 2), *ht2 = dev_nan(NS * 4);
+    rwkv7_cuda_args A = rwkv7_cuda_default_args();
+    A.B = P.B, A.T = P.T, A.H = P.H, A.w_bf16 = wbf;
+    A.r = r, A.w = w, A.k = k, A.v = v, A.a = a, A.b = b, A.h0 = use_h0 ? (const float *)h0 : NULL;
+    const size_t wf = rwkv7_cuda_work_bytes(&A, 0), wb = rwkv7_cuda_work_bytes(&A, 1);
+    const size_t cw = rwkv7_cuda_chunk_work_bytes(&A);
+    void *work1 = dev_nan(wb), *work2 = dev_nan(wb), *cwork = dev_nan(cw);
+    graft_err err;
+    memset(&err, 0, sizeof err);
+    /* recurrent, saving */
+    A.o = o2, A.ht = (float *)ht2, A.work = work2, A.work_bytes = wb;
+    unsetenv("GRAFT_RWKV7_CHUNK");
+    if (rwkv7_cuda_forward(&A, NULL, &err) != GRAFT_STATUS_OK) {
+        printf("  %s: recurrent forward failed: %s\n", tag, err.msg);
+        n_fail++;
+        return;
+    }
+    /* chunked, saving; every other case with the workspace from cudaMallocAsync */
+    setenv("GRAFT_RWKV7_CHUNK", "1", 1);
+    A.o = o1, A.ht = (float *)ht1, A.work = work1, A.work_bytes = wb;
+    A.chunk_work = (P.T & 1) ? cwork : NULL, A.chunk_work_bytes = (P.T & 1) ? cw : 0;
+    graft_status st = rwkv7_cuda_forward(&A, NULL, &err);
+    unsetenv("GRAFT_RWKV7_CHUNK");
+    if (st != GRAFT_STATUS_OK) {
+        printf("  %s: chunked forward failed: %s\n", tag, err.msg);
+        n_fail++;
+        return;
+    }
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
+    std::vector<double> oc = get(o1, N, true), hc = get(ht1, NS, false);
+    check(tag, "o", oc, R.o, 5e-3);
+    check(tag, "ht", hc, R.ht, 1e-4);
+    check(tag, "o vs recurrent", oc, get(o2, N, true), 5e-3);
+    check(tag, "ht vs recurrent", hc, get(ht2, NS, false), 1e-4);
+    /* saved: S_n (B·H, NC, K, V) then sa (B, T, H, V), both fp32, at the offsets of the plan */
+    const size_t nck = (size_t)P.B * P.H * ((P.T + 63) / 64) * D * D;
+    check(tag, "S_n vs recurrent", get(work1, nck, false), get(work2, nck, false), 1e-4);
+    const size_t sa_off = ((nck * 4 + 255) & ~(size_t)255);
+    check(tag, "sa vs recurrent", get((char *)work1 + sa_off, N, false), get((char *)work2 + sa_off, N, false), 1e-4);
+    (void)wf;
+    if (with_bwd) { /* the recurrent backward from the chunked forward's saved work */
+        void *dr = dev_nan(N * 2), *dk = dev_nan(N * 2), *dv = dev_nan(N * 2), *da = dev_nan(N * 2),
+             *db = dev_nan(N * 2), *dw = dev_nan(N * (wbf ? 2 : 4)), *dh0 = dev_nan(NS * 4);
+        A.dout = dout, A.dht = (const float *)dht, A.dr = dr, A.dw = dw, A.dk = dk, A.dv = dv, A.da = da;
+        A.db = db, A.dh0 = (float *)dh0, A.saved = 1, A.work = work1, A.work_bytes = wb;
+        if (rwkv7_cuda_backward(&A, NULL, &err) != GRAFT_STATUS_OK) {
+            printf("  %s: backward failed: %s\n", tag, err.msg);
+            n_fail++;
+            return;
+        }
+        CK(cudaDeviceSynchronize());
+        check(tag, "bwd dr", get(dr, N, true), R.dr, 5e-3);
+        check(tag, "bwd dw", get(dw, N, wbf), R.dw, 5e-3);
+        check(tag, "bwd dk", get(dk, N, true), R.dk, 5e-3);
+        check(tag, "bwd da", get(da, N, true), R.da, 5e-3);
+        check(tag, "bwd db", get(db, N, true), R.db, 5e-3);
+        check(tag, "bwd dh0", get(dh0, NS, false), R.dh0, 5e-3);
+        for (void *p : {dr, dk, dv, da, db, dw, dh0}) CK(cudaFree(p));
+    }
+    for (void *p : {r, k, v, a, b, w, dout, h0, dht, o1, ht1, o2, ht2, work1, work2, cwork}) CK(cudaFree(p));
+}
+
+/* The chunked-forward cases: T ∈ {1, 15, 64, 65, 1000, 4096}, B·H up to 64, with and without h0,
+ * fp32 and bf16 w, random and pinned gates. */
+static void chunk_cases(bool small) {
+    struct {
+        int B, T, H, gates, h0, wbf, bwd;
+    } cs[] = {{1, 70, 2, 0, 1, 0, 1},    {2, 1, 2, 0, 1, 0, 1},     {2, 15, 2, 0, 0, 1, 1},
+              {2, 64, 2, 0, 1, 0, 1},    {2, 65, 2, 0, 0, 1, 1},    {2, 1000, 2, 0, 1, 0, 1},
+              {4, 65, 16, 0, 1, 0, 0},   {4, 1000, 16, 0, 0, 1, 0}, {1, 4096, 2, 0, 1, 0, 0},
+              {1, 4096, 2, 1, 1, 1, 0},  {1, 4096, 2, 1, 0, 0, 0}};
+    const int n = small ? 1 : (int)(sizeof cs / sizeof cs[0]);
+    char tag[96];
+    for (int i = 0; i < n; i++) {
+        Prob P;
+        Ref R;
+        make(P, cs[i].B, cs[i].T, cs[i].H, cs[i].gates, cs[i].wbf);
+        if (!cs[i].h0) std::fill(P.h0.begin(), P.h0.end(), 0.f);
+        ref_run(P, R, cs[i].bwd);
+        snprintf(tag, sizeof tag, "chunk B=%d T=%d H=%d%s%s%s", cs[i].B, cs[i].T, cs[i].H, cs[i].h0 ? " h0" : "",
+                 cs[i].wbf ? " w=bf16" : "", cs[i].gates ? " pinned" : "");
+        chunk_case(P, R, cs[i].h0, cs[i].wbf, cs[i].bwd, tag);
+    }
+}
+
 int main(int argc, char **argv) {
     bool small = argc > 1 && !strcmp(argv[1], "--small"), longrun = argc > 1 && !strcmp(argv[1], "--long");
+    bool chunk_only = argc > 1 && !strcmp(argv[1], "--chunk");
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
         printf("no CUDA device: skipped\n");
         return 77;
     }
     char tag[96];
+    if (chunk_only) {
+        chunk_cases(false);
+        printf("%s: %d failure(s)\n", n_fail ? "FAILED" : "ok", n_fail);
+        return n_fail ? 1 : 0;
+    }
     if (small) {
         for (int lanes : {4, 16}) {
             Prob P;
@@ -334,6 +440,7 @@ int main(int argc, char **argv) {
         ref_run(P, R, false);
         decode_case(P, R);
         misc_cases();
+        chunk_cases(true);
     } else {
         const int Ts[] = {1, 15, 16, 17, 63, 64, 65, 127, 1000};
         int i = 0;
@@ -370,6 +477,7 @@ int main(int argc, char **argv) {
             decode_case(P, R);
         }
         misc_cases();
+        chunk_cases(false);
         if (longrun) {
             Prob P;
             Ref R;
