@@ -6,7 +6,10 @@
  * the same shapes in the same device call; bench/results/ holds the comparisons.
  * Inputs as the layer makes them: r, k, v, do ~ U(±1.7); a = −κ with |κ_c| ~ 1/√128; b = −a ⊙ α;
  * w = −e^{−1/2} σ(z) (bf16).
- * Output: "graft <shape> <pass> lanes=<n> <ms> ..." lines.
+ * Also the chunked forward (rwkv7_cuda_chunk.cu, GRAFT_RWKV7_CHUNK=1) with its floors: bytes /
+ * copy bandwidth and tf32 tensor FLOPs / TF32_TFLOPS (default 494.7 = H100 SXM dense).
+ * BENCH_CHUNK_ONLY=1: only the automatic lanes for the recurrent kernel (no sweep).
+ * Output: "graft <shape> <pass> lanes=<n> <ms> ..." and "... CHUNK ..." lines.
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -99,7 +102,9 @@ int main() {
         double elems = (double)N * D;
         double fl_f = 2.0 * 5 * elems, fl_b = 2.0 * 15 * elems;
         double by_f = N * 7.0 * 2, by_b = N * 13.0 * 2;
+        const bool sweep = !getenv("BENCH_CHUNK_ONLY");
         for (int lanes : {0, 4, 8, 16}) {
+            if (!sweep && lanes) continue;
             A.lanes = lanes;
             auto fwd = [&](bool save) {
                 A.work = save ? work : nullptr, A.work_bytes = save ? wb : 0;
@@ -126,6 +131,47 @@ int main() {
                        sh.T, lanes, tfb, (fl_f + fl_b) / (peak * 1e12) * 1e3, wb / 1e6);
             }
             CK(cudaDeviceSynchronize());
+        }
+        {   /* the chunked forward (rwkv7_cuda_chunk.cu), GRAFT_RWKV7_CHUNK=1 */
+            const double NCH = (double)sh.B * H * ((sh.T + 63) / 64);
+            /* per (b, h, 64-token chunk): k_prep reads r, k, a, b, w (bf16), writes the images
+             * (45,184 floats); k_scan reads the images once from DRAM (its 8 column slices share
+             * them through L2), v, writes o. mma.m16n8k8 tf32 (2048 FLOP each, 3xTF32 counted 3x):
+             * k_prep 80 A tiles x 16 k-steps x 3 + TA 20 x 8 x 3 + Wm 64 x 8 x 3 = 5,856; k_scan
+             * 32 warps x (X 2 x (8x2 + 16x3) + O 2 x 32 + S 4 x (8x2 + 8x3)) = 11,264. */
+            const double by_c = NCH * (5.0 * 64 * D * 2 + 2.0 * 45184 * 4 + 2.0 * 64 * D * 2);
+            const double fl_c = NCH * (5856.0 + 11264.0) * 2048.0;
+            const double tf32_peak = getenv("TF32_TFLOPS") ? atof(getenv("TF32_TFLOPS")) : 494.7;
+            const size_t cw = rwkv7_cuda_chunk_work_bytes(&A);
+            void *cwork;
+            CK(cudaMalloc(&cwork, cw));
+            setenv("GRAFT_RWKV7_CHUNK", "1", 1);
+            auto cfwd = [&](bool save, bool own) {
+                A.work = save ? work : nullptr, A.work_bytes = save ? wb : 0;
+                A.chunk_work = own ? nullptr : cwork, A.chunk_work_bytes = own ? 0 : cw;
+                if (rwkv7_cuda_forward(&A, nullptr, &err)) { fprintf(stderr, "%s\n", err.msg); exit(2); }
+            };
+            float tc = median_ms([&] { cfwd(false, false); });
+            float tcs = median_ms([&] { cfwd(true, false); });
+            float tcm = median_ms([&] { cfwd(false, true); });
+            printf("graft B=%d T=%-6d fwd CHUNK               %8.3f ms  floor_bw %.3f  floor_tf32 %.3f  (images %.0f MB)\n",
+                   sh.B, sh.T, tc, by_c / bw * 1e3, fl_c / (tf32_peak * 1e12) * 1e3, cw / 1e6);
+            printf("graft B=%d T=%-6d fwd+save CHUNK          %8.3f ms\n", sh.B, sh.T, tcs);
+            printf("graft B=%d T=%-6d fwd CHUNK cudaMallocAsync %6.3f ms\n", sh.B, sh.T, tcm);
+            if (sh.bwd) {
+                cfwd(true, false);
+                A.work = work, A.work_bytes = wb, A.saved = 1;
+                float tcb = median_ms([&] {
+                    cfwd(true, false);
+                    A.work = work, A.work_bytes = wb, A.saved = 1;
+                    if (rwkv7_cuda_backward(&A, nullptr, &err)) { fprintf(stderr, "%s\n", err.msg); exit(2); }
+                });
+                printf("graft B=%d T=%-6d fwd CHUNK+bwd(saved)    %8.3f ms\n", sh.B, sh.T, tcb);
+            }
+            unsetenv("GRAFT_RWKV7_CHUNK");
+            A.chunk_work = nullptr, A.chunk_work_bytes = 0, A.saved = 0;
+            CK(cudaDeviceSynchronize());
+            cudaFree(cwork);
         }
         for (auto p : t) cudaFree(p);
         cudaFree(work);
