@@ -448,89 +448,39 @@ static double nmse_of(const float *got, const float *ref, int64_t n) {
     return den > 0 ? num / den : num;
 }
 
-static float *jittered(const float *p, int64_t n, graft_rng *rng) {
-    if (!p) return NULL;
-    float *q = malloc((size_t)(n ? n : 1) * 4);
-    for (int64_t i = 0; i < n; i++) q[i] = p[i] * (float)(1.0 + 0x1p-9 * (2.0 * graft_rng_uniform(rng) - 1.0));
-    return q;
-}
-
 /* The largest NMSE, over COND_DRAWS draws (from seed: reproducible), between dstate_in (ref, the
- * CPU's on in) and the CPU's dstate_in with every input of in (parameters, x, carry, state_in, dy,
- * dstate_out) multiplied by 1 + u, u ~ U[-2^-9, 2^-9]. Uses its own buffers (in and every output of
- * the comparison are left as they are). Negative on a failed call (printed). */
-static double dstate_sensitivity(const graft_mixer *m, void *layer, const cvc_env *env, const cvc_inputs *in,
-                                 const float *ref, uint64_t seed) {
-    const int64_t B = in->B, T = in->T, N = B * T, C = in->C, cw = in->carry_width;
-    const int64_t ns = (int64_t)(in->slot_bytes / 4) * B;
+ * CPU's on in) and the CPU's dstate_in with every input of in jittered by one bf16 rounding
+ * (cvc_inputs_jittered, CVC_JITTER_ALL). Negative on a failed call (printed). */
+static double dstate_sensitivity(const graft_mixer *m, void *layer, const cvc_inputs *in, const float *ref,
+                                 uint64_t seed) {
+    const int64_t ns = (int64_t)(in->slot_bytes / 4) * in->B;
     graft_rng rng = graft_rng_make(seed, 0xc0dd);
-    graft_err err;
-    memset(&err, 0, sizeof err);
-    size_t sv = 0, sc = 0;
-    if (m->workspace(layer, GRAFT_DEVICE_CPU, B, T, &sv, &sc, &err)) {
-        fprintf(stderr, "cpu workspace: %s\n", err.msg);
-        return -1;
-    }
-    graft_tensor *pj = calloc((size_t)in->n_params + 1, sizeof *pj), *gj = calloc((size_t)in->n_params + 1, sizeof *gj);
-    void *saved = calloc(sv + 64, 1), *scr = calloc(sc + 64, 1);
-    float *y = malloc((size_t)(N * C) * 4), *dx = malloc((size_t)(N * C) * 4), *dsi = malloc((size_t)ns * 4);
-    float *dcarry = cw ? malloc((size_t)(N * cw) * 4) : NULL;
+    float *dsi = malloc((size_t)ns * 4);
     double worst = 0;
     for (int d = 0; d < COND_DRAWS && worst >= 0; d++) {
-        for (int64_t i = 0; i < in->n_params; i++) {
-            const int64_t n = graft_tensor_numel(&in->params[i]);
-            pj[i] = in->params[i];
-            pj[i].data = jittered(in->params[i].data, n, &rng);
-            gj[i] = in->params[i];
-            gj[i].data = calloc((size_t)n, 4);
-        }
-        float *x = jittered(in->x, N * C, &rng), *carry = jittered(in->carry, N * cw, &rng);
-        float *sin = jittered(in->state_in, ns, &rng), *dy = jittered(in->dy, N * C, &rng);
-        float *dso = jittered(in->dstate_out, ns, &rng);
-        if (cw) memcpy(dcarry, in->dcarry, (size_t)(N * cw) * 4);
-        const side cpu = {GRAFT_DEVICE_CPU, pj, gj};
-        graft_status st = call(m, layer, env, &cpu, 0, B, T, x, y, NULL, NULL, saved, scr, T, sin, NULL, NULL, NULL,
-                               NULL, carry, dcarry, &err);
-        if (!st)
-            st = call(m, layer, env, &cpu, 1, B, T, x, NULL, dy, dx, saved, scr, T, sin, NULL, NULL, dso, dsi, carry,
-                      dcarry, &err);
-        if (st) {
-            fprintf(stderr, "cpu (jittered inputs) failed (%s): %s\n", graft_status_name(st), err.msg);
+        cvc_inputs p = cvc_inputs_jittered(in, CVC_JITTER_ALL, &rng);
+        if (cvc_cpu_dstate_in(m, layer, &p, p.dy, p.dstate_out, dsi)) {
+            fprintf(stderr, "cpu (jittered inputs) failed\n");
             worst = -1;
         } else {
             const double e = nmse_of(dsi, ref, ns);
             worst = e > worst ? e : worst;
         }
-        for (int64_t i = 0; i < in->n_params; i++) {
-            free(pj[i].data);
-            free(gj[i].data);
-        }
-        free(x);
-        free(carry);
-        free(sin);
-        free(dy);
-        free(dso);
+        cvc_inputs_unshare(&p, in);
     }
-    free(pj);
-    free(gj);
-    free(saved);
-    free(scr);
-    free(y);
-    free(dx);
     free(dsi);
-    free(dcarry);
     return worst;
 }
 
 /* dstate_in: CUDA (got) against the CPU (ref) within TOL_DSTATE, or, when it misses that, within
  * COND_FACTOR times the CPU's own sensitivity to bf16-level input jitter (the header says why).
  * Returns 0 or 1. */
-static int compare_dstate(const graft_mixer *m, void *layer, const cvc_env *env, const cvc_inputs *in,
+static int compare_dstate(const graft_mixer *m, void *layer, const cvc_inputs *in,
                           const float *got, const float *ref, uint64_t seed) {
     const int64_t ns = (int64_t)(in->slot_bytes / 4) * in->B;
     const double e = nmse_of(got, ref, ns);
     if (!(e > TOL_DSTATE) || !isfinite(e)) return compare("dstate_in", got, ref, ns, TOL_DSTATE);
-    const double sens = dstate_sensitivity(m, layer, env, in, ref, seed);
+    const double sens = dstate_sensitivity(m, layer, in, ref, seed);
     if (sens < 0) return 1 + compare("dstate_in", got, ref, ns, TOL_DSTATE);
     const double tol = COND_FACTOR * sens > TOL_DSTATE ? COND_FACTOR * sens : TOL_DSTATE;
     printf("  %-40s ill-conditioned draw? the CPU's own dstate_in moves by NMSE %.3e under 2^-9 input "
@@ -553,6 +503,98 @@ void cvc_inputs_free(cvc_inputs *in) {
     free(in->dstate_out);
     free(in->state_in);
     memset(in, 0, sizeof *in);
+}
+
+static float *dup_f32(const float *p, int64_t n) {
+    if (!p) return NULL;
+    float *q = malloc((size_t)(n ? n : 1) * 4);
+    memcpy(q, p, (size_t)n * 4);
+    return q;
+}
+
+/* p (n floats, NULL: nothing drawn) times 1 + u, u ~ U[-2^-9, 2^-9], in place */
+static void jitter(float *p, int64_t n, graft_rng *rng) {
+    for (int64_t i = 0; p && i < n; i++) p[i] *= (float)(1.0 + 0x1p-9 * (2.0 * graft_rng_uniform(rng) - 1.0));
+}
+
+static float *jittered(const float *p, int64_t n, graft_rng *rng) {
+    float *q = dup_f32(p, n);
+    jitter(q, n, rng);
+    return q;
+}
+
+cvc_inputs cvc_inputs_jittered(const cvc_inputs *in, unsigned groups, graft_rng *rng) {
+    cvc_inputs p = *in;
+    const int64_t N = in->B * in->T, ns = (int64_t)(in->slot_bytes / 4) * in->B;
+    if (groups & CVC_JITTER_WEIGHTS) {
+        p.params = malloc((size_t)(in->n_params ? in->n_params : 1) * sizeof *p.params);
+        for (int64_t i = 0; i < in->n_params; i++) {
+            p.params[i] = in->params[i];
+            p.params[i].data = jittered(in->params[i].data, graft_tensor_numel(&in->params[i]), rng);
+        }
+    }
+    if (groups & CVC_JITTER_X) {
+        p.x = jittered(in->x, N * in->C, rng);
+        p.carry = jittered(in->carry, N * in->carry_width, rng);
+        p.state_in = jittered(in->state_in, ns, rng);
+    }
+    if (groups & CVC_JITTER_DY) {
+        p.dy = jittered(in->dy, N * in->C, rng);
+        p.dstate_out = jittered(in->dstate_out, ns, rng);
+    }
+    return p;
+}
+
+void cvc_inputs_unshare(cvc_inputs *p, const cvc_inputs *in) {
+    if (p->params != in->params) {
+        for (int64_t i = 0; i < in->n_params; i++) free(p->params[i].data);
+        free(p->params);
+    }
+    if (p->x != in->x) free(p->x);
+    if (p->carry != in->carry) free(p->carry);
+    if (p->state_in != in->state_in) free(p->state_in);
+    if (p->dy != in->dy) free(p->dy);
+    if (p->dstate_out != in->dstate_out) free(p->dstate_out);
+    memset(p, 0, sizeof *p);
+}
+
+int cvc_cpu_dstate_in(const graft_mixer *m, void *layer, const cvc_inputs *in, const float *dy, const float *dso,
+                      float *dsi) {
+    const int64_t B = in->B, T = in->T, N = B * T, C = in->C, cw = in->carry_width;
+    const int64_t ns = (int64_t)(in->slot_bytes / 4) * B;
+    graft_err err;
+    memset(&err, 0, sizeof err);
+    size_t sv = 0, sc = 0;
+    if (m->workspace(layer, GRAFT_DEVICE_CPU, B, T, &sv, &sc, &err)) {
+        fprintf(stderr, "cpu workspace: %s\n", err.msg);
+        return 1;
+    }
+    graft_tensor *grads = calloc((size_t)in->n_params + 1, sizeof *grads);
+    for (int64_t i = 0; i < in->n_params; i++) {
+        grads[i] = in->params[i];
+        grads[i].data = calloc((size_t)graft_tensor_numel(&in->params[i]), 4);
+    }
+    void *saved = calloc(sv + 64, 1), *scr = calloc(sc + 64, 1);
+    float *y = malloc((size_t)(N * C) * 4), *dx = malloc((size_t)(N * C) * 4);
+    float *sout = ns ? malloc((size_t)ns * 4) : NULL;
+    float *carry = dup_f32(in->carry, N * cw), *dcarry = dup_f32(in->dcarry, N * cw); /* a producer writes carry */
+    const side cpu = {GRAFT_DEVICE_CPU, in->params, grads};
+    graft_status st = call(m, layer, NULL, &cpu, 0, B, T, in->x, y, NULL, NULL, saved, scr, T, in->state_in, sout,
+                           NULL, NULL, NULL, carry, dcarry, &err);
+    if (!st)
+        st = call(m, layer, NULL, &cpu, 1, B, T, in->x, NULL, dy, dx, saved, scr, T, in->state_in, NULL, NULL, dso,
+                  dsi, carry, dcarry, &err);
+    if (st) fprintf(stderr, "cpu forward/backward (%s): %s\n", graft_status_name(st), err.msg);
+    for (int64_t i = 0; i < in->n_params; i++) free(grads[i].data);
+    free(grads);
+    free(saved);
+    free(scr);
+    free(y);
+    free(dx);
+    free(sout);
+    free(carry);
+    free(dcarry);
+    return st ? 1 : 0;
 }
 
 int cvc_inputs_draw(const graft_mixer *m, void *layer, const cvc_case *tcase, uint64_t seed, cvc_inputs *in) {
@@ -813,7 +855,7 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const cvc_case *tcase, uin
         env->d2h(tmp, d_st, slot * (size_t)B);
         failures += compare("state_out", tmp, st_c, (int64_t)(slot / 4) * B, TOL_FWD);
         env->d2h(tmp, d_dsi, slot * (size_t)B);
-        failures += compare_dstate(m, layer, env, &in, tmp, dsi, seed);
+        failures += compare_dstate(m, layer, &in, tmp, dsi, seed);
     }
     env->d2h(hb, d_dx, (size_t)N * C * 2);
     bf16_to_f32(tmp, hb, N * C);

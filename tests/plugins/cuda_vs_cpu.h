@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "graft/plugin.h"
+#include "graft/rng.h"
 
 typedef struct cvc_env {
     const graft_host *host;              /* serves F32 CPU and BF16 CUDA products              */
@@ -77,5 +78,25 @@ typedef struct cvc_inputs {
 int cvc_inputs_draw(const graft_mixer *m, void *layer, const cvc_case *c, uint64_t seed, cvc_inputs *out);
 /* Frees what in holds and zeroes it; NULL is accepted. */
 void cvc_inputs_free(cvc_inputs *in);
+
+/* Input groups of cvc_inputs_jittered. */
+enum {
+    CVC_JITTER_WEIGHTS = 1, /* the parameters                  */
+    CVC_JITTER_X = 2,       /* x, carry, state_in              */
+    CVC_JITTER_DY = 4,      /* dy, dstate_out                  */
+    CVC_JITTER_ALL = 7
+};
+/* A copy of in whose arrays in `groups` are multiplied elementwise by 1 + u, u ~ U[-2^-9, 2^-9]
+ * (one bf16 rounding's worth), drawn from rng in a fixed order (parameters in declared order, x,
+ * carry, state_in, dy, dstate_out); the other arrays are shared with in. Free with
+ * cvc_inputs_unshare(&copy, in). */
+cvc_inputs cvc_inputs_jittered(const cvc_inputs *in, unsigned groups, graft_rng *rng);
+void cvc_inputs_unshare(cvc_inputs *copy, const cvc_inputs *in);
+
+/* The CPU forward then backward of layer on in, with dy and dstate_out given apart (the backward
+ * is linear in them, so a caller can split dstate_in by source); writes dstate_in (B slots) to dsi.
+ * Its own buffers; in is not written. 0, or 1 with a message printed. */
+int cvc_cpu_dstate_in(const graft_mixer *m, void *layer, const cvc_inputs *in, const float *dy, const float *dso,
+                      float *dsi);
 
 #endif

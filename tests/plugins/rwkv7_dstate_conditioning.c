@@ -26,121 +26,12 @@
 #include "graft/rng.h"
 #include "plugin_loader.h"
 
-/* ---- one CPU forward + backward ----------------------------------------------------------------- */
-
-typedef struct run_ctx {
-    const graft_mixer *m;
-    void *layer;
-    void *saved, *scratch;
-    float **grads;
-    graft_tensor *gt;
-    float *y, *dx, *st_out, *dcarry, *carry;
-} run_ctx;
-
-/* dstate_in (B slots) of the forward + backward on in, with dy and dstate_out replaced by the
- * arguments (so that the backward can be split by linearity). 0 or 1 (printed). */
-static int run(run_ctx *r, const cvc_inputs *in, const float *dy, const float *dso, float *dsi) {
-    const int64_t N = in->B * in->T, cw = in->carry_width;
-    graft_err err;
-    memset(&err, 0, sizeof err);
-    for (int64_t i = 0; i < in->n_params; i++)
-        memset(r->grads[i], 0, (size_t)graft_tensor_numel(&in->params[i]) * 4);
-    if (cw) {
-        memcpy(r->carry, in->carry, (size_t)(N * cw) * 4);
-        memcpy(r->dcarry, in->dcarry, (size_t)(N * cw) * 4);
-    }
-    graft_mixer_io io;
-    memset(&io, 0, sizeof io);
-    io.struct_size = sizeof io;
-    io.layer = r->layer;
-    io.device = GRAFT_DEVICE_CPU;
-    io.B = in->B;
-    io.T = in->T;
-    io.params = in->params;
-    io.x = in->x;
-    io.y = r->y;
-    io.saved = r->saved;
-    io.scratch = r->scratch;
-    io.state_capacity = in->T;
-    io.state_in = in->state_in;
-    io.state_out = r->st_out;
-    io.carry = cw ? r->carry : NULL;
-    if (r->m->forward(&io, &err)) {
-        fprintf(stderr, "forward: %s\n", err.msg);
-        return 1;
-    }
-    io.y = NULL;
-    io.state_out = NULL;
-    io.grads = r->gt;
-    io.dy = dy;
-    io.dx = r->dx;
-    io.dstate_out = dso;
-    io.dstate_in = dsi;
-    io.dcarry = cw ? r->dcarry : NULL;
-    if (r->m->backward(&io, &err)) {
-        fprintf(stderr, "backward: %s\n", err.msg);
-        return 1;
-    }
-    return 0;
-}
-
 /* ---- perturbation ------------------------------------------------------------------------------ */
 
-enum { G_ALL, G_WEIGHTS, G_X, G_DY, N_GROUP };
+/* the input groups perturbed in turn (cvc_inputs_jittered) */
+enum { N_GROUP = 4 };
+static const unsigned group_bits[N_GROUP] = {CVC_JITTER_ALL, CVC_JITTER_WEIGHTS, CVC_JITTER_X, CVC_JITTER_DY};
 static const char *group_name[N_GROUP] = {"all", "weights", "x", "dy"};
-
-static void jitter(float *p, int64_t n, graft_rng *rng) {
-    for (int64_t i = 0; p && i < n; i++) p[i] *= (float)(1.0 + 0x1p-9 * (2.0 * graft_rng_uniform(rng) - 1.0));
-}
-
-static float *dup(const float *p, int64_t n) {
-    if (!p) return NULL;
-    float *q = malloc((size_t)n * 4);
-    memcpy(q, p, (size_t)n * 4);
-    return q;
-}
-
-/* A copy of in with the group's arrays jittered (the others shared with in; free with unshare). */
-static cvc_inputs perturbed(const cvc_inputs *in, int group, graft_rng *rng) {
-    cvc_inputs p = *in;
-    const int64_t N = in->B * in->T, ns = (int64_t)(in->slot_bytes / 4) * in->B;
-    if (group == G_ALL || group == G_WEIGHTS) {
-        p.params = malloc((size_t)in->n_params * sizeof *p.params);
-        for (int64_t i = 0; i < in->n_params; i++) {
-            const int64_t n = graft_tensor_numel(&in->params[i]);
-            p.params[i] = in->params[i];
-            p.params[i].data = dup(in->params[i].data, n);
-            jitter(p.params[i].data, n, rng);
-        }
-    }
-    if (group == G_ALL || group == G_X) {
-        p.x = dup(in->x, N * in->C);
-        jitter(p.x, N * in->C, rng);
-        p.carry = dup(in->carry, N * in->carry_width);
-        jitter(p.carry, N * in->carry_width, rng);
-        p.state_in = dup(in->state_in, ns);
-        jitter(p.state_in, ns, rng);
-    }
-    if (group == G_ALL || group == G_DY) {
-        p.dy = dup(in->dy, N * in->C);
-        jitter(p.dy, N * in->C, rng);
-        p.dstate_out = dup(in->dstate_out, ns);
-        jitter(p.dstate_out, ns, rng);
-    }
-    return p;
-}
-
-static void unshare(cvc_inputs *p, const cvc_inputs *in) {
-    if (p->params != in->params) {
-        for (int64_t i = 0; i < in->n_params; i++) free(p->params[i].data);
-        free(p->params);
-    }
-    if (p->x != in->x) free(p->x);
-    if (p->carry != in->carry) free(p->carry);
-    if (p->state_in != in->state_in) free(p->state_in);
-    if (p->dy != in->dy) free(p->dy);
-    if (p->dstate_out != in->dstate_out) free(p->dstate_out);
-}
 
 /* ---- norms over parts of the slots --------------------------------------------------------------- */
 
@@ -178,28 +69,9 @@ static int study(const graft_mixer *m, const graft_host *host, const cvc_case *t
     }
     const int64_t B = in.B, T = in.T, C = in.C, N = B * T, slot = (int64_t)(in.slot_bytes / 4), ns = slot * B;
     const int64_t H = cvc_case_cfg(tc)->n_head, KV = (slot - C) / H; /* rwkv7 slot: H states of K x V, then C */
-    size_t sv = 0, sc = 0;
-    run_ctx r = {m, layer, NULL, NULL, calloc((size_t)in.n_params, sizeof(float *)),
-                 calloc((size_t)in.n_params, sizeof(graft_tensor)), malloc((size_t)N * C * 4),
-                 malloc((size_t)N * C * 4), malloc((size_t)ns * 4), NULL, NULL};
-    if (m->workspace(layer, GRAFT_DEVICE_CPU, B, T, &sv, &sc, &err)) {
-        fprintf(stderr, "workspace: %s\n", err.msg);
-        return 1;
-    }
-    r.saved = calloc(sv + 64, 1);
-    r.scratch = calloc(sc + 64, 1);
-    for (int64_t i = 0; i < in.n_params; i++) {
-        r.grads[i] = calloc((size_t)graft_tensor_numel(&in.params[i]), 4);
-        r.gt[i] = in.params[i];
-        r.gt[i].data = r.grads[i];
-    }
-    if (in.carry_width) {
-        r.carry = malloc((size_t)(N * in.carry_width) * 4);
-        r.dcarry = malloc((size_t)(N * in.carry_width) * 4);
-    }
     float *ref = malloc((size_t)ns * 4), *got = malloc((size_t)ns * 4), *dyp = calloc((size_t)(N * C), 4);
     float *zero = calloc((size_t)ns, 4);
-    int fail = run(&r, &in, in.dy, in.dstate_out, ref);
+    int fail = cvc_cpu_dstate_in(m, layer, &in, in.dy, in.dstate_out, ref);
 
     /* scale: ||dstate_in|| against ||dstate_out|| (what flows in at T), per part */
     const double n_ref = sq(ref, NULL, B, slot, 0, slot), n_dso = sq(in.dstate_out, NULL, B, slot, 0, slot);
@@ -217,7 +89,7 @@ static int study(const graft_mixer *m, const graft_host *host, const cvc_case *t
             for (int64_t t = 0; t < T; t++)
                 if ((part == 0 && t == 0) || (part == 1 && t == 1) || (part == 2 && t >= 2))
                     memcpy(dyp + (b * T + t) * C, in.dy + (b * T + t) * C, (size_t)C * 4);
-        fail |= run(&r, &in, dyp, part == 3 ? in.dstate_out : zero, got);
+        fail |= cvc_cpu_dstate_in(m, layer, &in, dyp, part == 3 ? in.dstate_out : zero, got);
         printf("%s  %s %.3f |", part ? "" : "\n   ", part_name[part],
                sq(got, NULL, B, slot, 0, H * KV) / sq(ref, NULL, B, slot, 0, H * KV));
         for (int64_t h = 0; h < H; h++)
@@ -232,9 +104,9 @@ static int study(const graft_mixer *m, const graft_host *host, const cvc_case *t
     for (int g = 0; g < N_GROUP && !fail; g++) {
         double mean = 0, mx = 0, head[64] = {0}, shift = 0;
         for (int d = 0; d < draws && !fail; d++) {
-            cvc_inputs p = perturbed(&in, g, &rng);
-            fail |= run(&r, &p, p.dy, p.dstate_out, got);
-            unshare(&p, &in);
+            cvc_inputs p = cvc_inputs_jittered(&in, group_bits[g], &rng);
+            fail |= cvc_cpu_dstate_in(m, layer, &p, p.dy, p.dstate_out, got);
+            cvc_inputs_unshare(&p, &in);
             const double e = sq(got, ref, B, slot, 0, slot) / n_ref;
             mean += e / draws;
             mx = e > mx ? e : mx;
@@ -251,16 +123,6 @@ static int study(const graft_mixer *m, const graft_host *host, const cvc_case *t
     free(got);
     free(dyp);
     free(zero);
-    for (int64_t i = 0; i < in.n_params; i++) free(r.grads[i]);
-    free(r.grads);
-    free(r.gt);
-    free(r.y);
-    free(r.dx);
-    free(r.st_out);
-    free(r.carry);
-    free(r.dcarry);
-    free(r.saved);
-    free(r.scratch);
     cvc_inputs_free(&in);
     m->destroy(layer);
     return fail;
