@@ -283,6 +283,18 @@ __global__ void __launch_bounds__(PTH) k_prep(Geo g, const bf16 *r, const WT *w,
     }
 }
 
+/* f(rr, j, e, row, col) over a warp's state fragments S[2][2][4] (the mma m16n8 C layout): row of
+ * S (of 128) and column within the CTA's 16 value columns. */
+template <class F>
+__device__ __forceinline__ void s_frag_each(int warp, int gq, int tq, F f) {
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++)
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) f(rr, j, e, 32 * warp + 16 * rr + gq + (e >> 1) * 8, 8 * j + 2 * tq + (e & 1));
+}
+
 /* ---- k_scan: one CTA per (16 value columns, b·h), sequential over chunks --------------------- */
 
 __global__ void __launch_bounds__(STH) k_scan(Geo g, int64_t NC, const float *img_all, const bf16 *v,
@@ -296,15 +308,9 @@ __global__ void __launch_bounds__(STH) k_scan(Geo g, int64_t NC, const float *im
 
     /* S rows 32·warp + 16·rr + gq (+8), columns e0 + 8j + 2tq (+1) */
     float S[2][2][4];
-#pragma unroll
-    for (int rr = 0; rr < 2; rr++)
-#pragma unroll
-        for (int j = 0; j < 2; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int row = 32 * warp + 16 * rr + gq + (e >> 1) * 8, col = e0 + 8 * j + 2 * tq + (e & 1);
-                S[rr][j][e] = h0 ? h0[(bh * D + row) * D + col] : 0.f;
-            }
+    s_frag_each(warp, gq, tq, [&](int rr, int j, int e, int row, int col) {
+        S[rr][j][e] = h0 ? h0[(bh * D + row) * D + e0 + col] : 0.f;
+    });
 
     for (int64_t n = 0; n < NC; n++) {
         const float *img = img_all + (bh * NC + n) * (int64_t)IMG;
@@ -326,16 +332,10 @@ __global__ void __launch_bounds__(STH) k_scan(Geo g, int64_t NC, const float *im
 #pragma unroll
             for (int i = 0; i < 8; i++) Vs[row * LDB + c8 + i] = f[i];
         }
-#pragma unroll
-        for (int rr = 0; rr < 2; rr++)
-#pragma unroll
-            for (int j = 0; j < 2; j++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int row = 32 * warp + 16 * rr + gq + (e >> 1) * 8, col = 8 * j + 2 * tq + (e & 1);
-                    Ss[row * LDB + col] = S[rr][j][e];
-                    if (ck) ck[((bh * NC + n) * D + row) * D + e0 + col] = S[rr][j][e];
-                }
+        s_frag_each(warp, gq, tq, [&](int rr, int j, int e, int row, int col) {
+            Ss[row * LDB + col] = S[rr][j][e];
+            if (ck) ck[((bh * NC + n) * D + row) * D + e0 + col] = S[rr][j][e];
+        });
         __syncthreads();
 
         /* X rows 16·warp.. (2 column tiles) = TA V + Wm S */
@@ -382,17 +382,10 @@ __global__ void __launch_bounds__(STH) k_scan(Geo g, int64_t NC, const float *im
             mma_rows<8, 2, true, true>(S[rr], img + OFF_BT + r0, 1, D, Xs, LDB, 1);
         }
     }
-    if (ht) {
-#pragma unroll
-        for (int rr = 0; rr < 2; rr++)
-#pragma unroll
-            for (int j = 0; j < 2; j++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int row = 32 * warp + 16 * rr + gq + (e >> 1) * 8, col = e0 + 8 * j + 2 * tq + (e & 1);
-                    ht[(bh * D + row) * D + col] = S[rr][j][e];
-                }
-    }
+    if (ht)
+        s_frag_each(warp, gq, tq, [&](int rr, int j, int e, int row, int col) {
+            ht[(bh * D + row) * D + e0 + col] = S[rr][j][e];
+        });
 }
 
 constexpr size_t PREP_SMEM = (size_t)4 * C * LDX * 4;
