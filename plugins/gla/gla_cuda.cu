@@ -351,174 +351,6 @@ __global__ void __launch_bounds__(NTH) k_scan(float *L, const float *gsum, int n
     }
 }
 
-/* Forward output over one segment, V tile of VT columns; grid (V/VT, nseg, B·H), 256 threads.
- * Warp w holds state rows c ∈ [16w, 16w+16) × VT (fp32), and computes output rows
- * [16(w%4), +16) × VT/2 columns. */
-template <typename GT, int VT>
-__global__ void __launch_bounds__(NTH, 2)
-    k_fwd_out(Geo G, const bf16 *__restrict__ q, const bf16 *__restrict__ k,
-              const bf16 *__restrict__ v, const GT *__restrict__ gk, float scale,
-              const float *__restrict__ init, int64_t init_sbh, int64_t init_sseg, bf16 *__restrict__ o,
-              float *__restrict__ ht) {
-    constexpr int LDV = VT + 8, NTS = VT / 8, NTO = VT / 16;
-    extern __shared__ __align__(16) unsigned char smem[];
-    bf16 *qs = reinterpret_cast<bf16 *>(smem);
-    bf16 *ks = qs + CH * LDT, *kt = ks + CH * LDT, *vs = kt + CH * LDT, *Sb = vs + CH * LDV;
-    float *g = reinterpret_cast<float *>(Sb + D * LDV);
-    float *tot = g + CH * D, *beta = tot + 2 * D;
-
-    const int vt = blockIdx.x, seg = blockIdx.y, l = threadIdx.x & 31, wp = threadIdx.x >> 5;
-    const int64_t bh = blockIdx.z, bi = bh / G.H, h = bh % G.H;
-    const int gq = l >> 2, t4 = l & 3, r0 = 16 * wp + gq;
-    const int rb = wp & 3, chh = wp >> 2;
-    const int64_t rs = G.H * D;
-    const int v0 = vt * VT;
-    const int n_lo = seg * G.cps, n_hi = min(G.NT, n_lo + G.cps);
-
-    float S[NTS][4];
-    {
-        const float *p = init ? init + bh * init_sbh + seg * init_sseg : nullptr;
-#pragma unroll
-        for (int nt = 0; nt < NTS; nt++) {
-            int e = v0 + 8 * nt + 2 * t4;
-            float2 a = p ? *reinterpret_cast<const float2 *>(p + r0 * D + e) : make_float2(0, 0);
-            float2 b = p ? *reinterpret_cast<const float2 *>(p + (r0 + 8) * D + e)
-                         : make_float2(0, 0);
-            S[nt][0] = a.x, S[nt][1] = a.y, S[nt][2] = b.x, S[nt][3] = b.y;
-        }
-    }
-
-    for (int n = n_lo; n < n_hi; n++) {
-        const int64_t t0 = (int64_t)n * CH;
-        const int nvalid = (int)(G.T - t0 < CH ? G.T - t0 : CH);
-        const int64_t row0 = bi * G.T * G.H + t0 * G.H + h;
-        __syncthreads();
-        load_tile(qs, q + row0 * D, 0, rs, nvalid);
-        load_tile(ks, k + row0 * D, 0, rs, nvalid);
-        for (int x = threadIdx.x; x < CH * (VT / 8); x += NTH) {
-            int r = x / (VT / 8), c8 = (x % (VT / 8)) * 8;
-            bool ok = r < nvalid;
-            cp16(vs + r * LDV + c8, ok ? v + (row0 + r * G.H) * D + v0 + c8 : v, ok);
-        }
-        load_gate(g, gk + row0 * D, 0, rs, nvalid);
-        cp_wait();
-        __syncthreads();
-        const bool slow = chunk_cumsum(g, tot, beta);
-        scale_tiles(qs, 1.f, ks, slow ? nullptr : kt, g, beta);
-#pragma unroll
-        for (int nt = 0; nt < NTS; nt++) {
-            int e = 8 * nt + 2 * t4;
-            *reinterpret_cast<uint32_t *>(Sb + r0 * LDV + e) = pack2(S[nt][0], S[nt][1]);
-            *reinterpret_cast<uint32_t *>(Sb + (r0 + 8) * LDV + e) = pack2(S[nt][2], S[nt][3]);
-        }
-        __syncthreads();
-
-        /* O = q̃ S_n (inter) + A v (intra), A = q̃ k̃ᵀ masked (j ≤ i); scale applied at the end. */
-        float O[NTO][4]; /* VT/16 n8 tiles per warp (VT/2 columns) */
-        float A[8][4];
-#pragma unroll
-        for (int x = 0; x < NTO; x++) O[x][0] = O[x][1] = O[x][2] = O[x][3] = 0.f;
-#pragma unroll
-        for (int x = 0; x < 8; x++) A[x][0] = A[x][1] = A[x][2] = A[x][3] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < 8; kk++) {
-            uint32_t a[4];
-            ldsm4(a, a_row(qs, LDT, 16 * rb, 16 * kk, l));
-#pragma unroll
-            for (int np = 0; np < NTO / 2; np++) {
-                uint32_t b[4];
-                ldsm4t(b, b_kmaj(Sb, LDV, 16 * kk, chh * (VT / 2) + 16 * np, l));
-                mma(O[2 * np], a, b[0], b[1]);
-                mma(O[2 * np + 1], a, b[2], b[3]);
-            }
-            if (!slow) {
-#pragma unroll
-                for (int jp = 0; jp < 4; jp++) {
-                    if (jp <= rb) {
-                        uint32_t b[4];
-                        ldsm4(b, b_nmaj(kt, LDT, 16 * kk, 16 * jp, l));
-                        mma(A[2 * jp], a, b[0], b[1]);
-                        mma(A[2 * jp + 1], a, b[2], b[3]);
-                    }
-                }
-            }
-        }
-        if (slow) {
-#pragma unroll
-            for (int jt = 0; jt < 8; jt++) {
-                if (jt < 2 * rb + 2) {
-#pragma unroll
-                    for (int x = 0; x < 4; x++) {
-                        int i = 16 * rb + gq + 8 * (x >> 1), j = 8 * jt + 2 * t4 + (x & 1);
-                        if (j <= i && i < nvalid)
-                            A[jt][x] = dot_decay(q + (row0 + i * G.H) * D, k + (row0 + j * G.H) * D,
-                                                 g + i * D, g + j * D);
-                    }
-                }
-            }
-        }
-#pragma unroll
-        for (int jt = 0; jt < 8; jt++)
-#pragma unroll
-            for (int x = 0; x < 4; x++) {
-                int i = 16 * rb + gq + 8 * (x >> 1), j = 8 * jt + 2 * t4 + (x & 1);
-                if (j > i) A[jt][x] = 0.f;
-            }
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++) {
-            if (kk <= rb) {
-                uint32_t a[4] = {pack2(A[2 * kk][0], A[2 * kk][1]), pack2(A[2 * kk][2], A[2 * kk][3]),
-                                 pack2(A[2 * kk + 1][0], A[2 * kk + 1][1]),
-                                 pack2(A[2 * kk + 1][2], A[2 * kk + 1][3])};
-#pragma unroll
-                for (int np = 0; np < NTO / 2; np++) {
-                    uint32_t b[4];
-                    ldsm4t(b, b_kmaj(vs, LDV, 16 * kk, chh * (VT / 2) + 16 * np, l));
-                    mma(O[2 * np], a, b[0], b[1]);
-                    mma(O[2 * np + 1], a, b[2], b[3]);
-                }
-            }
-        }
-#pragma unroll
-        for (int nt = 0; nt < NTO; nt++) {
-            int e = v0 + chh * (VT / 2) + 8 * nt + 2 * t4;
-            int i0 = 16 * rb + gq, i1 = i0 + 8;
-            if (i0 < nvalid)
-                *reinterpret_cast<uint32_t *>(o + (row0 + i0 * G.H) * D + e) =
-                    pack2(scale * O[nt][0], scale * O[nt][1]);
-            if (i1 < nvalid)
-                *reinterpret_cast<uint32_t *>(o + (row0 + i1 * G.H) * D + e) =
-                    pack2(scale * O[nt][2], scale * O[nt][3]);
-        }
-
-        /* S ← e^{β} S + k̂ᵀ v */
-        const float e0 = __expf(beta[r0]), e1 = __expf(beta[r0 + 8]);
-#pragma unroll
-        for (int nt = 0; nt < NTS; nt++) S[nt][0] *= e0, S[nt][1] *= e0, S[nt][2] *= e1, S[nt][3] *= e1;
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++) {
-            uint32_t a[4];
-            ldsm4t(a, a_trans(ks, LDT, 16 * wp, 16 * kk, l));
-#pragma unroll
-            for (int np = 0; np < NTS / 2; np++) {
-                uint32_t b[4];
-                ldsm4t(b, b_kmaj(vs, LDV, 16 * kk, 16 * np, l));
-                mma(S[2 * np], a, b[0], b[1]);
-                mma(S[2 * np + 1], a, b[2], b[3]);
-            }
-        }
-    }
-    if (ht && n_hi == G.NT) {
-        float *p = ht + bh * D * D;
-#pragma unroll
-        for (int nt = 0; nt < NTS; nt++) {
-            int e = v0 + 8 * nt + 2 * t4;
-            *reinterpret_cast<float2 *>(p + r0 * D + e) = make_float2(S[nt][0], S[nt][1]);
-            *reinterpret_cast<float2 *>(p + (r0 + 8) * D + e) = make_float2(S[nt][2], S[nt][3]);
-        }
-    }
-}
-
 /* Σ_e S[c][e] dS[c][e] for the warp's rows r0, r0+8 (S bf16 with row length ld, generic
  * pointer: shared or global), written to rsum[c]. */
 __device__ __forceinline__ void rowsum_sds(const bf16 *S, int ld, const float dS[16][4], int r0,
@@ -971,7 +803,7 @@ __global__ void __launch_bounds__(NTH)
     }
 }
 
-/* ==== v2 chunk kernels (the forward's default; see chunk_v1() for why the backward is v1's) === */
+/* ==== v2 chunk kernels: the forward (the host side says why the backward is v1's) =========== */
 
 /* Segments and pieces. The output walk (k_fwd2) gives one CTA to each segment of `cps` chunks;
  * the pre-passes and the state materialization (k_walk2) give one
@@ -1155,7 +987,7 @@ constexpr int SMEM_FWD2 = 2 * STAGE_FWD + TILE_BYTES + CH * LDP * 2 + 4 * D * 4;
  * Chunk n+1's tiles stream into the other stage while chunk n is computed; chunk n+2's rows are
  * prefetched into L2. The forward launches the pre-pass (REV = false, loc); the reverse walk and
  * the materialization served a v2 backward that measured slower than v1's and was removed
- * (chunk_v1()); they stay as the pieces a faster backward would start from. */
+ * (host side); they stay as the pieces a faster backward would start from. */
 template <typename GT, bool REV>
 __global__ void __launch_bounds__(NTH, 1)
     k_walk2(Geo2 G, int j0, const bf16 *__restrict__ u, const bf16 *__restrict__ w,
@@ -1315,7 +1147,8 @@ __global__ void __launch_bounds__(NTH) k_scan2(float *L, const float *gsum, int 
 }
 
 /* Forward output over one segment, all 128 value columns; grid (nseg, B·H), 256 threads, one CTA
- * per SM (q, k and the gates are read once: v1's k_fwd_out read them once per 64-column V tile).
+ * per SM (q, k and the gates are read once: v1's k_fwd_out, removed, read them once per 64-column
+ * V tile).
  * Warp w holds Sᵀ rows e ∈ [16w, 16w+16) in fp32 C fragments (load_st), which are exactly the B
  * fragments of q̃ S for o's columns e ∈ [16w, 16w+16): the inter part needs no shared-memory copy
  * of the state. Per chunk (b, β, q̃ = q ⊙ e^{b}, k̃ = k ⊙ e^{−b}, k̂ = k ⊙ e^{β−b}):
@@ -1523,9 +1356,6 @@ __global__ void __launch_bounds__(NTH, 1)
 /* ---- host side ---------------------------------------------------------------------------- */
 
 constexpr size_t SMEM_WALK = 2 * CH * LDT * 2 + CH * D * 4 + 3 * D * 4 + D * LDT * 2;
-constexpr int FWD_VT = 64;
-constexpr size_t SMEM_FWD =
-    3 * CH * LDT * 2 + CH * (FWD_VT + 8) * 2 + D * (FWD_VT + 8) * 2 + CH * D * 4 + 3 * D * 4;
 constexpr size_t SMEM_BWD =
     5 * CH * LDT * 2 + 2 * D * LDT * 2 + 2 * CH * LDP * 2 + CH * D * 4 + 4 * D * 4;
 
@@ -1542,7 +1372,8 @@ int n_sm() {
     return n > 0 ? n : 132;
 }
 
-Plan make_plan(const gla_cuda_args *a, int backward) {
+/* The backward's geometry and workspace (segment states and Σβ, then the bf16 chunk-entry states). */
+Plan make_plan(const gla_cuda_args *a) {
     Plan p;
     p.BH = a->B * a->H;
     p.G.T = a->T;
@@ -1570,25 +1401,17 @@ Plan make_plan(const gla_cuda_args *a, int backward) {
         p.off_loc = take((size_t)p.BH * p.G.nseg * D * D * 4);
         p.off_gsum = take((size_t)p.BH * p.G.nseg * D * 4);
     }
-    if (backward) p.off_states = take((size_t)p.BH * (p.G.NT + 1) * D * D * 2);
+    p.off_states = take((size_t)p.BH * (p.G.NT + 1) * D * D * 2);
     p.total = c;
     return p;
 }
 
-/* Which kernels serve a forward (read once per process): v2 by default, by measurement (H100,
- * 2026-12-07, bench/gla_cuda_bench, two runs each: B 1 x 32768 0.967 -> 0.886 ms, 1 x 8192 0.278 ->
- * 0.238, 4 x 2048 0.282 -> 0.207); GRAFT_GLA_CHUNK_V1=1 selects v1 (the A/B baseline). The
- * backward is v1's: a v2 backward (k_bwd2 over the v2 walks, commit cbe677a) was correct but 8-9%
- * slower (4 x 2048: 1.050 -> 1.139 ms) and was removed. The forward and the backward share nothing
- * (the backward rebuilds its chunk-entry states), so they mix freely. */
-bool chunk_v1() {
-    static const bool v1 = [] {
-        const char *e = getenv("GRAFT_GLA_CHUNK_V1");
-        return e && e[0] == '1' && e[1] == 0;
-    }();
-    return v1;
-}
-
+/* The forward is v2 (below), by measurement (H100, 2026-12-07, bench/gla_cuda_bench, v1/v2/v1/v2 in
+ * one call: B 1 x 32768 0.967 -> 0.886 ms, 1 x 8192 0.278 -> 0.238, 4 x 2048 0.282 -> 0.207; the v1
+ * forward, k_fwd_out, was then removed, commit cbe677a has it). The backward is v1's: a v2 backward
+ * (k_bwd2 over the v2 walks, also in cbe677a) was correct but 8-9% slower (4 x 2048: 1.050 -> 1.139
+ * ms). The forward and the backward share nothing (the backward rebuilds its chunk-entry states),
+ * so they mix freely. */
 struct Plan2 {
     Geo2 G;
     int64_t BH;
@@ -1672,33 +1495,6 @@ graft_status launched(graft_err *err, const char *what) {
         return graft_err_set(err, GRAFT_STATUS_DEVICE, "gla_cuda: %s: %s", what,
                              cudaGetErrorString(e));
     return GRAFT_STATUS_OK;
-}
-
-template <typename GT>
-graft_status forward_t(const gla_cuda_args *a, const Plan &p, cudaStream_t s, graft_err *err) {
-    const bf16 *q = (const bf16 *)a->q, *k = (const bf16 *)a->k, *v = (const bf16 *)a->v;
-    const GT *gk = (const GT *)a->gk;
-    unsigned char *w = (unsigned char *)a->work;
-    float *loc = p.G.nseg > 1 ? (float *)(w + p.off_loc) : nullptr;
-    float *gsum = p.G.nseg > 1 ? (float *)(w + p.off_gsum) : nullptr;
-    cudaFuncSetAttribute(k_state_walk<GT, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         (int)SMEM_WALK);
-    cudaFuncSetAttribute(k_fwd_out<GT, FWD_VT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         (int)SMEM_FWD);
-    const float *init = a->h0;
-    int64_t sbh = (int64_t)D * D, sseg = 0;
-    if (p.G.nseg > 1) {
-        k_state_walk<GT, false><<<dim3(p.G.nseg, (unsigned)p.BH), NTH, SMEM_WALK, s>>>(
-            p.G, k, v, gk, 0.f, nullptr, 0, 0, nullptr, loc, gsum);
-        k_scan<false><<<dim3(D * D / (4 * NTH), (unsigned)p.BH), NTH, 0, s>>>(loc, gsum, p.G.nseg,
-                                                                              a->h0);
-        init = loc;
-        sbh = (int64_t)p.G.nseg * D * D;
-        sseg = (int64_t)D * D;
-    }
-    k_fwd_out<GT, FWD_VT><<<dim3(D / FWD_VT, p.G.nseg, (unsigned)p.BH), NTH, SMEM_FWD, s>>>(
-        p.G, q, k, v, gk, a->scale, init, sbh, sseg, (bf16 *)a->o, a->ht);
-    return launched(err, "forward kernels");
 }
 
 template <typename GT>
@@ -1807,10 +1603,7 @@ gla_cuda_args gla_cuda_default_args(void) {
 
 size_t gla_cuda_work_bytes(const gla_cuda_args *a, int backward) {
     if (!a) return 0;
-    /* the forward: enough for either set of kernels, so GRAFT_GLA_CHUNK_V1 never changes what
-     * callers allocate; the backward is v1's */
-    size_t v1 = make_plan(a, backward).total, v2 = backward ? 0 : make_plan2(a).total;
-    return v1 > v2 ? v1 : v2;
+    return backward ? make_plan(a).total : make_plan2(a).total;
 }
 
 graft_status gla_cuda_forward(const gla_cuda_args *a, void *stream, graft_err *err) {
@@ -1819,11 +1612,6 @@ graft_status gla_cuda_forward(const gla_cuda_args *a, void *stream, graft_err *e
     cudaStream_t s = (cudaStream_t)stream;
     if (a->B == 0 || a->H == 0) return GRAFT_STATUS_OK;
     if (a->T == 0) return pass_state(a->h0, a->ht, a->B * a->H, s, err);
-    if (chunk_v1()) {
-        Plan p = make_plan(a, 0);
-        if ((st = check_work(a, p.total, err)) != GRAFT_STATUS_OK) return st;
-        return a->gk_bf16 ? forward_t<bf16>(a, p, s, err) : forward_t<float>(a, p, s, err);
-    }
     Plan2 p = make_plan2(a);
     if ((st = check_work(a, p.total, err)) != GRAFT_STATUS_OK) return st;
     return a->gk_bf16 ? forward2_t<bf16>(a, p, s, err) : forward2_t<float>(a, p, s, err);
@@ -1835,7 +1623,7 @@ graft_status gla_cuda_backward(const gla_cuda_args *a, void *stream, graft_err *
     cudaStream_t s = (cudaStream_t)stream;
     if (a->B == 0 || a->H == 0) return GRAFT_STATUS_OK;
     if (a->T == 0) return pass_state(a->dht, a->dh0, a->B * a->H, s, err);
-    Plan p = make_plan(a, 1);
+    Plan p = make_plan(a);
     if ((st = check_work(a, p.total, err)) != GRAFT_STATUS_OK) return st;
     return a->gk_bf16 ? backward_t<bf16>(a, p, s, err) : backward_t<float>(a, p, s, err);
 }
