@@ -121,6 +121,13 @@ __device__ __forceinline__ void tri_tile(int idx, int &I, int &J) {
     I = idx < 2 ? 0 : idx < 6 ? 1 : idx < 12 ? 2 : 3;
     J = idx - (I == 0 ? 0 : I == 1 ? 2 : I == 2 ? 6 : 12);
 }
+/* Warp `warp`'s s-th (of 10) tile of the four A matrices (80 tiles over 8 warps): which matrix
+ * (0 A_qk, 1 A_qb, 2 A_ak, 3 A_ab: idx / 20) and its (I, J) */
+__device__ __forceinline__ void warp_tile(int warp, int s, int &mat, int &I, int &J) {
+    const int idx = warp + 8 * s;
+    mat = idx / 20;
+    tri_tile(idx % 20, I, J);
+}
 
 /* ---- k_prep: one CTA per (chunk, b·h) ------------------------------------------------------- */
 
@@ -188,9 +195,8 @@ __global__ void __launch_bounds__(PTH) k_prep(Geo g, const bf16 *r, const WT *w,
         __syncthreads();
 #pragma unroll
         for (int s = 0; s < 10; s++) {
-            const int idx = warp + 8 * s, mat = idx / 20;
-            int I, J;
-            tri_tile(idx % 20, I, J);
+            int mat, I, J;
+            warp_tile(warp, s, mat, I, J);
             const float *L = (mat < 2 ? Xr : Xa) + 16 * I * LDX;
             const float *R = ((mat & 1) ? Xb : Xk) + 8 * J * LDX;
             mma_rows<8, 1, true, true>(acc[s], L, LDX, 1, R, 1, LDX);
@@ -209,9 +215,8 @@ __global__ void __launch_bounds__(PTH) k_prep(Geo g, const bf16 *r, const WT *w,
     __syncthreads();
 #pragma unroll
     for (int s = 0; s < 10; s++) {
-        const int idx = warp + 8 * s, mat = idx / 20;
-        int I, J;
-        tri_tile(idx % 20, I, J);
+        int mat, I, J;
+        warp_tile(warp, s, mat, I, J);
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             const int row = 16 * I + gq + (e >> 1) * 8, col = 8 * J + 2 * tq + (e & 1);
