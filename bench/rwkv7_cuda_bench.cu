@@ -145,7 +145,7 @@ int main() {
             const size_t cw = rwkv7_cuda_chunk_work_bytes(&A);
             void *cwork;
             CK(cudaMalloc(&cwork, cw));
-            setenv("GRAFT_RWKV7_CHUNK", "1", 1);
+            rwkv7_cuda_chunk_enable(1);
             auto cfwd = [&](bool save, bool own) {
                 A.work = save ? work : nullptr, A.work_bytes = save ? wb : 0;
                 A.chunk_work = own ? nullptr : cwork, A.chunk_work_bytes = own ? 0 : cw;
@@ -168,7 +168,7 @@ int main() {
                 });
                 printf("graft B=%d T=%-6d fwd CHUNK+bwd(saved)    %8.3f ms\n", sh.B, sh.T, tcb);
             }
-            unsetenv("GRAFT_RWKV7_CHUNK");
+            rwkv7_cuda_chunk_enable(0);
             A.chunk_work = nullptr, A.chunk_work_bytes = 0, A.saved = 0;
             CK(cudaDeviceSynchronize());
             cudaFree(cwork);

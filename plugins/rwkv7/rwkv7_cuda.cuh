@@ -79,6 +79,8 @@ graft_status rwkv7_cuda_backward(const rwkv7_cuda_args *a, void *stream, graft_e
  * assumes the layer's bounded log-decay w ≥ −e^{−1/2} (spec §5, safe_gate). ck, sa: where the saved
  * states and pseudo-values go (the layout of rwkv7_cuda_work_bytes(a, 0)), or NULL. */
 int rwkv7_cuda_chunk_enabled(void);
+/* Turns the chunked forward on or off for this process (tests and benches compare both). */
+void rwkv7_cuda_chunk_enable(int on);
 int rwkv7_cuda_chunk_supported(const rwkv7_cuda_args *a);
 size_t rwkv7_cuda_chunk_work_bytes(const rwkv7_cuda_args *a);
 graft_status rwkv7_cuda_chunk_forward(const rwkv7_cuda_args *a, float *ck, float *sa, void *stream,

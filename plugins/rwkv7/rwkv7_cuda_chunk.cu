@@ -407,10 +407,17 @@ template <typename WT> void launch_prep(const rwkv7_cuda_args *a, int64_t NC, fl
 
 extern "C" {
 
+static int chunk_state = -1; /* GRAFT_RWKV7_CHUNK=1 (read once), or rwkv7_cuda_chunk_enable */
+
 int rwkv7_cuda_chunk_enabled(void) {
-    const char *e = getenv("GRAFT_RWKV7_CHUNK");
-    return e && e[0] == '1' && e[1] == 0;
+    if (chunk_state < 0) {
+        const char *e = getenv("GRAFT_RWKV7_CHUNK");
+        chunk_state = e && e[0] == '1' && e[1] == 0;
+    }
+    return chunk_state;
 }
+
+void rwkv7_cuda_chunk_enable(int on) { chunk_state = on != 0; }
 
 int rwkv7_cuda_chunk_supported(const rwkv7_cuda_args *a) {
     return a && a->K == D && a->V == D && a->T > 0 && a->B * a->H > 0 &&

@@ -336,18 +336,18 @@ static void chunk_case(const Prob &P, const Ref &R, bool use_h0, bool wbf, bool 
     memset(&err, 0, sizeof err);
     /* recurrent, saving */
     A.o = o2, A.ht = (float *)ht2, A.work = work2, A.work_bytes = wb;
-    unsetenv("GRAFT_RWKV7_CHUNK");
+    rwkv7_cuda_chunk_enable(0);
     if (rwkv7_cuda_forward(&A, NULL, &err) != GRAFT_STATUS_OK) {
         printf("  %s: recurrent forward failed: %s\n", tag, err.msg);
         n_fail++;
         return;
     }
     /* chunked, saving; every other case with the workspace from cudaMallocAsync */
-    setenv("GRAFT_RWKV7_CHUNK", "1", 1);
+    rwkv7_cuda_chunk_enable(1);
     A.o = o1, A.ht = (float *)ht1, A.work = work1, A.work_bytes = wb;
     A.chunk_work = (P.T & 1) ? cwork : NULL, A.chunk_work_bytes = (P.T & 1) ? cw : 0;
     graft_status st = rwkv7_cuda_forward(&A, NULL, &err);
-    unsetenv("GRAFT_RWKV7_CHUNK");
+    rwkv7_cuda_chunk_enable(0);
     if (st != GRAFT_STATUS_OK) {
         printf("  %s: chunked forward failed: %s\n", tag, err.msg);
         n_fail++;
