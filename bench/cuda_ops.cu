@@ -165,8 +165,8 @@ int main(int argc, char **argv) {
 
     /* decode products: m rows x a bf16 weight^T, skinny.cu vs cuBLASLt, as bandwidth of the weight */
     printf("\n## decode products (m rows . W^T, bf16 W), weight GB/s vs copy %.0f GB/s\n\n", copy_gbs);
-    printf("| m | n x k | C | skinny us | skinny GB/s | of copy | streaming us | streaming GB/s | of copy | cuBLASLt us | "
-           "cuBLASLt GB/s | of copy |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("| m | n x k | C | skinny us | skinny GB/s | of copy | cuBLASLt us | cuBLASLt GB/s | of copy |\n"
+           "|---|---|---|---|---|---|---|---|---|\n");
     {
         struct { int64_t m, n, k; graft_dtype c; } ds[] = {
             {1, QD, C, GRAFT_DTYPE_BF16}, {1, KVD, C, GRAFT_DTYPE_BF16}, {1, I, C, GRAFT_DTYPE_BF16},
@@ -183,16 +183,13 @@ int main(int argc, char **argv) {
             double bytes = 2.0 * d.n * d.k;
             graft_cuda_skinny_enable(1);
             double ms1 = time_ms([&] { OK(graft_cuda_matmul(blas, &g, d.c, &g_e)); });
-            graft_cuda_skinny_stream_enable(1);
-            double ms3 = time_ms([&] { OK(graft_cuda_matmul(blas, &g, d.c, &g_e)); });
-            graft_cuda_skinny_stream_enable(0);
             graft_cuda_skinny_enable(0);
             double ms2 = time_ms([&] { OK(graft_cuda_matmul(blas, &g, d.c, &g_e)); });
             graft_cuda_skinny_enable(1);
-            double g1 = bytes / (ms1 * 1e-3) / 1e9, g2 = bytes / (ms2 * 1e-3) / 1e9, g3 = bytes / (ms3 * 1e-3) / 1e9;
-            printf("| %lld | %lld x %lld | %s | %.1f | %.0f | %.0f%% | %.1f | %.0f | %.0f%% | %.1f | %.0f | %.0f%% |\n",
-                   (long long)d.m, (long long)d.n, (long long)d.k, graft_dtype_name(d.c), ms1 * 1e3, g1,
-                   100 * g1 / copy_gbs, ms3 * 1e3, g3, 100 * g3 / copy_gbs, ms2 * 1e3, g2, 100 * g2 / copy_gbs);
+            double g1 = bytes / (ms1 * 1e-3) / 1e9, g2 = bytes / (ms2 * 1e-3) / 1e9;
+            printf("| %lld | %lld x %lld | %s | %.1f | %.0f | %.0f%% | %.1f | %.0f | %.0f%% |\n", (long long)d.m,
+                   (long long)d.n, (long long)d.k, graft_dtype_name(d.c), ms1 * 1e3, g1, 100 * g1 / copy_gbs, ms2 * 1e3,
+                   g2, 100 * g2 / copy_gbs);
             fflush(stdout);
             CK(cudaFree(A)); CK(cudaFree(W)); CK(cudaFree(Cm));
         }

@@ -36,7 +36,6 @@ extern "C" {
 #include "cuda/matmul.cuh"
 #include "cuda/qk_norm_rope.cuh"
 #include "cuda/rmsnorm.cuh"
-#include "cuda/skinny.cuh"
 #include "cuda/swiglu.cuh"
 #include "graft/plugin.h"
 
@@ -295,66 +294,6 @@ static void case_gemm_skinny(void) {
     gemm_case("gemm_skinny_m2_beta1_bf16", 0, 1, 2, 2048, 6144, 8, 1, GRAFT_DTYPE_BF16, 1.0f, 1.0f);
     /* the same at prefill size: cuBLASLt, c read and written in place */
     gemm_case("gemm_prefill_beta1_bf16", 0, 1, 96, 2048, 6144, 0, 1, GRAFT_DTYPE_BF16, 1.0f, 1.0f);
-}
-/* the streaming decode products (GRAFT_CUDA_SKINNY_STREAM=1) against skinny_kernel, bit for bit:
- * they promise the same per-lane FMA order and the same reduction (skinny.cu) */
-static void stream_matmul(const char *name, int64_t m, int64_t n, int64_t k, graft_dtype cdt, float beta) {
-    g_case = name;
-    hb A = make_bf16((size_t)(m * k), 1.0f), W = make_bf16((size_t)(n * k), 1.0f), C0 = make_bf16((size_t)(m * n), 1.0f);
-    const size_t cbytes = (size_t)(m * n) * (cdt == GRAFT_DTYPE_F32 ? 4 : 2);
-    std::vector<unsigned char> got[2];
-    const graft_bf16 *da = dput(A.b), *dw = dput(W.b);
-    for (int st = 0; st < 2; st++) {
-        /* bf16 c: the residual of beta = 1, the same bits for both; f32 c: written whole */
-        void *dc = cdt == GRAFT_DTYPE_F32 ? dalloc(cbytes) : (void *)dput(C0.b);
-        graft_matmul_args g = margs(GRAFT_DTYPE_BF16, 0, 1, m, n, k, da, k, dw, k, dc, n, 1.0f, beta);
-        graft_cuda_skinny_stream_enable(st);
-        OKST(graft_cuda_matmul(g_blas, &g, cdt, ERR));
-        got[st] = dget((const unsigned char *)dc, cbytes);
-    }
-    graft_cuda_skinny_stream_enable(0);
-    size_t at = 0;
-    while (at < cbytes && got[0][at] == got[1][at]) at++;
-    char what[96];
-    snprintf(what, sizeof what, "streaming == classic, bit for bit (%lld x %lld x %lld)%s", (long long)m, (long long)n,
-             (long long)k, at < cbytes ? ": FIRST DIFFERENCE" : "");
-    expect(at == cbytes, what);
-    if (at < cbytes) printf("     first differing byte %zu of %zu\n", at, cbytes);
-    release_all();
-}
-static void case_gemm_skinny_stream(void) {
-    stream_matmul("stream_m1_qkv", 1, 4096, 2048, GRAFT_DTYPE_BF16, 0.0f);
-    stream_matmul("stream_m1_down_resid", 1, 2048, 6144, GRAFT_DTYPE_BF16, 1.0f);
-    stream_matmul("stream_m1_head_f32", 1, 151936, 2048, GRAFT_DTYPE_F32, 0.0f);
-    stream_matmul("stream_m3_odd_f32", 3, 1001, 6144, GRAFT_DTYPE_F32, 0.0f);
-    stream_matmul("stream_m5_ktail", 5, 40000, 136, GRAFT_DTYPE_BF16, 0.0f);
-    stream_matmul("stream_m8_gate", 8, 6144, 2048, GRAFT_DTYPE_BF16, 0.0f);
-    stream_matmul("stream_m2_down_resid", 2, 2048, 6144, GRAFT_DTYPE_BF16, 1.0f);
-    /* the decode MLP: gate/up + SwiGLU (the gate row and the up row in one unit), down + residual */
-    const int64_t shapes[][3] = {{1, 2048, 6144}, {2, 2048, 6144}, {8, 136, 264}};
-    for (const auto &sh : shapes) {
-        const int64_t N = sh[0], C = sh[1], I = sh[2];
-        g_case = "stream_mlp_small";
-        hb M = make_bf16((size_t)(N * C), 1.0f), G = make_bf16((size_t)(I * C), 0.05f), Up = make_bf16((size_t)(I * C), 0.05f);
-        hb Dn = make_bf16((size_t)(C * I), 0.05f), Hm = make_bf16((size_t)(N * C), 1.0f);
-        const graft_bf16 *dm = dput(M.b), *dg = dput(G.b), *du = dput(Up.b), *dd = dput(Dn.b), *dh = dput(Hm.b);
-        std::vector<graft_bf16> out[2], act[2];
-        for (int st = 0; st < 2; st++) {
-            graft_bf16 *o = (graft_bf16 *)dalloc((size_t)(N * C) * 2), *a = (graft_bf16 *)dalloc((size_t)(N * I) * 2);
-            graft_cuda_skinny_stream_enable(st);
-            OKST(graft_cuda_mlp_small(o, a, dh, dm, dg, du, dd, N, C, I, NULL, ERR));
-            out[st] = dget(o, (size_t)(N * C));
-            act[st] = dget(a, (size_t)(N * I));
-        }
-        graft_cuda_skinny_stream_enable(0);
-        char what[96];
-        snprintf(what, sizeof what, "mlp_small N %lld C %lld I %lld: act and out bit for bit", (long long)N, (long long)C,
-                 (long long)I);
-        expect(!memcmp(out[0].data(), out[1].data(), out[0].size() * 2) &&
-                   !memcmp(act[0].data(), act[1].data(), act[0].size() * 2),
-               what);
-        release_all();
-    }
 }
 static void case_gemm_odd(void) { gemm_case("gemm_odd_batched_tt", 1, 1, 63, 17, 33, 7, 3, GRAFT_DTYPE_BF16, 0.75f, 0.25f); }
 static void case_gemm_odd2(void) { gemm_case("gemm_odd_batched_nn", 0, 0, 1, 129, 65, 1, 5, GRAFT_DTYPE_F32, 1.0f, 1.0f); }
@@ -879,7 +818,6 @@ static const test_case cases[] = {
     {"gemm_dw_transa", case_gemm_dw},
     {"gemm_dx_nn", case_gemm_dx},
     {"gemm_skinny_decode", case_gemm_skinny},
-    {"gemm_skinny_stream_bitwise", case_gemm_skinny_stream},
     {"gemm_odd_batched_tt", case_gemm_odd},
     {"gemm_odd_batched_nn", case_gemm_odd2},
     {"gemm_f32_host_service", case_gemm_f32},

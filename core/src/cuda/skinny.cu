@@ -11,6 +11,10 @@
  *
  * Called by graft_cuda_matmul (matmul.cu) when the arguments fit (graft_cuda_skinny_fits);
  * GRAFT_CUDA_SKINNY=0 sends everything to cuBLASLt (for comparisons).
+ *
+ * Not here: a persistent variant whose warps walk several units with the next batch of weights in
+ * flight (commit e6b5063). Same bits, but 5% slower at batch-1 decode on an H100
+ * (bench/results/decode-skinny-stream-2026-12-07.md).
  */
 #include <cuda_bf16.h>
 #include <stdlib.h>
@@ -155,145 +159,6 @@ __global__ void __launch_bounds__(SK_THREADS) skinny_kernel(TC *c, int64_t ldc, 
     sk_finish<R, RPW, TC, EPI>(acc, lane, n0, c, ldc, m, n, alpha, resid, ldr);
 }
 
-/* ---- the streaming variant (GRAFT_CUDA_SKINNY_STREAM=1; off until measured on a GPU) -----------
- *
- * Why: skinny_kernel gives each warp one unit (RPW weight rows; EPI_SWIGLU: a gate row and an up
- * row) and exits, so a product runs as 2-3 waves of blocks that each issue their loads, wait one
- * round trip, reduce and retire; between waves the DRAM queue drains and refills. ncu put the
- * decode products at 1.1-2.25 TB/s against a 3.0 TB/s copy (bench/results/decode-cuda-2026-11-24.md).
- * Here the grid is what fits on the GPU at once (occupancy x SMs) and each warp walks a stream of
- * units (its first, then + W warps, ...), each in batches of 32 x U chunks of 16 bytes a row; the
- * next batch's loads go into a second register buffer before the current batch is used, so a warp
- * keeps a batch in flight from its first load to its last: no waves, no block churn. U is half of
- * skinny_kernel's unroll, so the two buffers take the registers of its one. Predicted: the 50 MB
- * gate/up product from ~22 us toward ~18 us (2.8 TB/s); decode from 61% toward 66-70% of the
- * roofline.
- *
- * Same bits as skinny_kernel: a lane visits the chunks of a row in the same increasing order
- * (lane, lane + 32, ...) with the same fp32 FMAs, and sk_finish reduces and stores, so switching
- * changes no result (test_ops_cuda: gemm_skinny_stream_bitwise). */
-template <int RPW, int EPI>
-static __device__ __forceinline__ void sks_rows(const uint4 *(&wr)[RPW], const bf16 *w, const bf16 *w2, int64_t ldw,
-                                                int64_t unit, int64_t n) {
-#pragma unroll
-    for (int j = 0; j < RPW; j++)
-        wr[j] = EPI == EPI_SWIGLU ? reinterpret_cast<const uint4 *>((j ? w2 : w) + unit * ldw)
-                                  : reinterpret_cast<const uint4 *>(w + min(unit * RPW + j, n - 1) * ldw);
-}
-
-/* chunks i0 + 32 u (u < U) of each row into dst; past kc: zeros, never used */
-template <int U, int RPW>
-static __device__ __forceinline__ void sks_load(uint4 (&dst)[U][RPW], const uint4 *const (&wr)[RPW], int64_t i0,
-                                                int64_t kc) {
-#pragma unroll
-    for (int u = 0; u < U; u++)
-#pragma unroll
-        for (int j = 0; j < RPW; j++)
-            dst[u][j] = i0 + 32 * u < kc ? __ldg(wr[j] + i0 + 32 * u) : make_uint4(0u, 0u, 0u, 0u);
-}
-
-/* The state of one warp's stream: its units are unit0, unit0 + W, ...; batch p of the stream is
- * batch p % nb of unit unit0 + (p / nb) W. */
-template <int R, int RPW, typename TC, int EPI>
-struct SksArgs {
-    TC *c;
-    int64_t ldc;
-    const bf16 *w, *w2, *resid;
-    int64_t ldw, ldr, n, kc, nb, P, W;
-    int m;
-    float alpha;
-};
-
-/* One batch: issue batch p + 1 into nxt (rows wn), then use cur (batch p of `unit`, rows wr);
- * at a unit's last batch, finish it. Advances p, unit and wr. */
-template <int R, int RPW, int U, typename TC, int EPI>
-static __device__ __forceinline__ void sks_step(const SksArgs<R, RPW, TC, EPI> &g, uint4 (&cur)[U][RPW],
-                                                uint4 (&nxt)[U][RPW], int64_t &p, int64_t &unit,
-                                                const uint4 *(&wr)[RPW], float (&acc)[RPW][R],
-                                                const uint4 *const (&ar)[R], int lane) {
-    const int64_t b = p % g.nb, i0 = b * 32 * U + lane;
-    int64_t unit_n = unit;
-    const uint4 *wn[RPW];
-#pragma unroll
-    for (int j = 0; j < RPW; j++) wn[j] = wr[j];
-    if (p + 1 < g.P) {
-        int64_t bn = b + 1;
-        if (bn == g.nb) {
-            bn = 0;
-            unit_n = unit + g.W;
-            sks_rows<RPW, EPI>(wn, g.w, g.w2, g.ldw, unit_n, g.n);
-        }
-        sks_load<U, RPW>(nxt, wn, bn * 32 * U + lane, g.kc);
-    }
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-        if (i0 + 32 * u >= g.kc) continue;
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            uint4 xv = __ldg(ar[r] + i0 + 32 * u);
-#pragma unroll
-            for (int j = 0; j < RPW; j++) fma8(acc[j][r], cur[u][j], xv);
-        }
-    }
-    if (b == g.nb - 1) {
-        sk_finish<R, RPW, TC, EPI>(acc, lane, EPI == EPI_SWIGLU ? unit : unit * RPW, g.c, g.ldc, g.m, g.n, g.alpha,
-                                   g.resid, g.ldr);
-#pragma unroll
-        for (int j = 0; j < RPW; j++)
-#pragma unroll
-            for (int r = 0; r < R; r++) acc[j][r] = 0.f;
-    }
-    p++;
-    unit = unit_n;
-#pragma unroll
-    for (int j = 0; j < RPW; j++) wr[j] = wn[j];
-}
-
-/* grid: at most what is resident at once; nunits = output rows / RPW (EPI_SWIGLU: output rows). */
-template <int R, int RPW, typename TC, int EPI>
-__global__ void __launch_bounds__(SK_THREADS)
-    skinny_stream_kernel(TC *c, int64_t ldc, const bf16 *__restrict__ a, int64_t lda, const bf16 *__restrict__ w,
-                         const bf16 *__restrict__ w2, int64_t ldw, int m, int64_t n, int64_t kc, float alpha,
-                         const bf16 *resid, int64_t ldr, int64_t nunits) {
-    constexpr int U = (RPW * R <= 2 ? 8 : 4) / 2;
-    const int lane = threadIdx.x & 31;
-    const int64_t W = (int64_t)gridDim.x * (SK_THREADS / 32);
-    int64_t unit = (int64_t)blockIdx.x * (SK_THREADS / 32) + (threadIdx.x >> 5);
-    if (unit >= nunits) return;
-    SksArgs<R, RPW, TC, EPI> g;
-    g.c = c, g.ldc = ldc, g.w = w, g.w2 = w2, g.resid = resid, g.ldw = ldw, g.ldr = ldr, g.n = n, g.kc = kc;
-    g.nb = (kc + 32 * U - 1) / (32 * U);
-    g.P = ((nunits - 1 - unit) / W + 1) * g.nb;
-    g.W = W, g.m = m, g.alpha = alpha;
-    const uint4 *ar[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) ar[r] = reinterpret_cast<const uint4 *>(a + (int64_t)min(r, m - 1) * lda);
-    const uint4 *wr[RPW];
-    sks_rows<RPW, EPI>(wr, w, w2, ldw, unit, n);
-    float acc[RPW][R];
-#pragma unroll
-    for (int j = 0; j < RPW; j++)
-#pragma unroll
-        for (int r = 0; r < R; r++) acc[j][r] = 0.f;
-    pdl_trigger();
-    /* as skinny_kernel: the first chunks of the first unit's rows into L2 before the wait */
-#pragma unroll
-    for (int u = 0; u < U; u++)
-#pragma unroll
-        for (int j = 0; j < RPW; j++)
-            if (lane + 32 * u < kc) asm volatile("prefetch.global.L2 [%0];" ::"l"(wr[j] + lane + 32 * u));
-    pdl_wait();
-    uint4 b0[U][RPW], b1[U][RPW];
-    sks_load<U, RPW>(b0, wr, lane, kc);
-    int64_t p = 0;
-    for (;;) { /* two steps a trip, so the buffers swap roles without a register copy */
-        sks_step<R, RPW, U, TC, EPI>(g, b0, b1, p, unit, wr, acc, ar, lane);
-        if (p == g.P) break;
-        sks_step<R, RPW, U, TC, EPI>(g, b1, b0, p, unit, wr, acc, ar, lane);
-        if (p == g.P) break;
-    }
-}
-
 static int skinny_state = -1; /* decided once per process (GRAFT_CUDA_SKINNY), or by enable() */
 
 static int skinny_enabled(void) {
@@ -307,21 +172,6 @@ static int skinny_enabled(void) {
 extern "C" void graft_cuda_skinny_enable(int on) {
     skinny_enabled();
     skinny_state = on != 0;
-}
-
-static int stream_state = -1; /* GRAFT_CUDA_SKINNY_STREAM=1 (read once), or graft_cuda_skinny_stream_enable */
-
-static int stream_enabled(void) {
-    if (stream_state < 0) {
-        const char *e = getenv("GRAFT_CUDA_SKINNY_STREAM");
-        stream_state = e && !strcmp(e, "1");
-    }
-    return stream_state;
-}
-
-extern "C" void graft_cuda_skinny_stream_enable(int on) {
-    stream_enabled();
-    stream_state = on != 0;
 }
 
 extern "C" int graft_cuda_skinny_fits(const graft_matmul_args *a, graft_dtype c_dtype) {
@@ -361,35 +211,13 @@ static int pdl_enabled(void) {
  * become resident while the kernel before them finishes (it triggers early: rmsnorm.cu, this
  * kernel), prefetch their weights and wait in pdl_wait. Decode is a chain of ~250 small kernels
  * per token, so the launch gap each one hides adds up. */
-/* The streaming kernel's grid: blocks resident at once (occupancy x SMs, asked once per
- * instantiation; the occupancy calculator is not a stream operation, so this is legal while a
- * decode step is being captured into a graph), at most one warp per unit. */
-template <int R, int RPW, typename TC, int EPI>
-static unsigned stream_grid(int64_t nunits) {
-    static int resident = 0;
-    if (!resident) {
-        int dev = 0, sms = 0, occ = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, skinny_stream_kernel<R, RPW, TC, EPI>, SK_THREADS, 0) !=
-                cudaSuccess ||
-            sms < 1 || occ < 1)
-            sms = 132, occ = 1;
-        resident = sms * occ;
-    }
-    const int64_t need = (nunits + SK_THREADS / 32 - 1) / (SK_THREADS / 32);
-    return (unsigned)(need < resident ? need : resident);
-}
-
 template <int R, int RPW, typename TC, int EPI>
 static cudaError_t launch_rpw(const sk_call *k, cudaStream_t s) {
     const unsigned rows_per_block = (EPI == EPI_SWIGLU ? 1 : RPW) * SK_THREADS / 32;
     const unsigned g = (unsigned)((k->n + rows_per_block - 1) / rows_per_block);
-    const int64_t nunits = EPI == EPI_SWIGLU ? k->n : (k->n + RPW - 1) / RPW;
-    const int stream = stream_enabled();
     cudaLaunchConfig_t cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.gridDim = dim3(stream ? stream_grid<R, RPW, TC, EPI>(nunits) : g);
+    cfg.gridDim = dim3(g);
     cfg.blockDim = dim3(SK_THREADS);
     cfg.stream = s;
     cudaLaunchAttribute attr[1];
@@ -397,9 +225,6 @@ static cudaError_t launch_rpw(const sk_call *k, cudaStream_t s) {
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
     cfg.numAttrs = pdl_enabled() ? 1 : 0;
-    if (stream)
-        return cudaLaunchKernelEx(&cfg, skinny_stream_kernel<R, RPW, TC, EPI>, (TC *)k->c, k->ldc, k->a, k->lda, k->w,
-                                  k->w2, k->ldw, k->m, k->n, k->k / 8, k->alpha, k->resid, k->ldr, nunits);
     return cudaLaunchKernelEx(&cfg, skinny_kernel<R, RPW, TC, EPI>, (TC *)k->c, k->ldc, k->a, k->lda, k->w, k->w2, k->ldw,
                        k->m, k->n, k->k / 8, k->alpha, k->resid, k->ldr);
 }

@@ -18,11 +18,6 @@ int graft_cuda_skinny_fits(const graft_matmul_args *a, graft_dtype c_dtype);
 /* Turns the skinny path on or off for this process (benches compare it with cuBLASLt). */
 void graft_cuda_skinny_enable(int on);
 
-/* Turns the streaming variant of the decode products on or off for this process (persistent
- * warps, the next batch of weights in flight while the current one is used; the same bits).
- * Default: GRAFT_CUDA_SKINNY_STREAM=1 in the environment, else off. */
-void graft_cuda_skinny_stream_enable(int on);
-
 /* The product on a->stream (asynchronous). Call only when graft_cuda_skinny_fits says so. */
 graft_status graft_cuda_skinny_matmul(const graft_matmul_args *a, graft_dtype c_dtype, graft_err *err);
 
