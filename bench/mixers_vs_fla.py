@@ -5,7 +5,8 @@ device, same shapes (Qwen3-1.7B-sized layer: hidden 2048, 16 heads of 128):
            GatedLinearAttention(mode="chunk", hidden 2048, 16 heads, expand 1, conv 4, swish; bf16)
   softmax  graft plugins/softmax vs transformers' Qwen3Attention (attn_implementation "sdpa",
            16 q heads / 8 kv heads, bf16; RoPE cos/sin computed once outside the timed region)
-  RWKV-7   slot: graft plugins/rwkv7 vs FLA's RWKV7Attention, when --rwkv7 names its plugin .so
+  RWKV-7   slot: graft plugins/rwkv7 vs FLA's RWKV7Attention, when --rwkv7 names its plugin .so;
+           --rwkv7-chunk adds a row with graft's chunked forward (GRAFT_RWKV7_CHUNK=1), same peer
 
 Shapes: B=4 T=2048 forward+backward (parameter and input gradients), B=1 T=8192 and T=32768
 forward (inference: torch.no_grad / no saved activations). Peers timed with triton's do_bench
@@ -100,8 +101,9 @@ def fla_rwkv7():
     return lambda x: layer(x)[0]
 
 
-def graft_times(driver, so, name):
-    r = subprocess.run([driver, so, name], capture_output=True, text=True, timeout=300)
+def graft_times(driver, so, name, env=None):
+    r = subprocess.run([driver, so, name], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, **(env or {})))
     sys.stdout.write(r.stdout)
     sys.stderr.write(r.stderr)
     out = {}
@@ -116,6 +118,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True, help="folder of cuda_standalone.sh's outputs")
     ap.add_argument("--rwkv7", help="libgraft_rwkv7.so with a CUDA path (the RWKV-7 row)")
+    ap.add_argument("--rwkv7-chunk", action="store_true",
+                    help="also time graft's RWKV-7 with GRAFT_RWKV7_CHUNK=1 (chunked forward) against the same peer")
     ap.add_argument("--out", help="append the table to this markdown file")
     ap.add_argument("--full-autotune", action="store_true")
     ap.add_argument("--only", choices=["gla", "softmax", "rwkv7"], action="append")
@@ -137,8 +141,12 @@ def main():
         rows.append(("softmax", "Qwen3Attention, SDPA", g, time_layer(qwen3_sdpa(), SHAPES)))
     if "rwkv7" in todo:
         if args.rwkv7:
-            g = graft_times(driver, args.rwkv7, "rwkv7")
-            rows.append(("RWKV-7", "FLA RWKV7Attention (chunk)", g, time_layer(fla_rwkv7(), SHAPES)))
+            g = graft_times(driver, args.rwkv7, "rwkv7", {"GRAFT_RWKV7_CHUNK": "0"})
+            gc = graft_times(driver, args.rwkv7, "rwkv7", {"GRAFT_RWKV7_CHUNK": "1"}) if args.rwkv7_chunk else None
+            peer = time_layer(fla_rwkv7(), SHAPES)
+            rows.append(("RWKV-7", "FLA RWKV7Attention (chunk)", g, peer))
+            if gc is not None:
+                rows.append(("RWKV-7, chunked fwd", "FLA RWKV7Attention (chunk)", gc, peer))
         else:
             rows.append(("RWKV-7", "FLA RWKV7Attention (chunk)", {}, {}))
     dev = torch.cuda.get_device_name()

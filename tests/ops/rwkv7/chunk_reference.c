@@ -4,7 +4,8 @@
  *   exact  (-e): every quantity in float64 — checks the algebra against the float64 recurrence
  *                (expected ~1e-13 relative);
  *   kernel (default): rounded where the kernels round: fp32 cumsum, gated operands, T by fp32
- *                forward substitution (fmaf, j increasing), every tensor-core product as
+ *                forward substitution (four fmaf partial sums per entry, as the kernel's four
+ *                lanes per column), every tensor-core product as
  *                mma.m16n8k8.tf32 with 3xTF32 splits (hi = rna_tf32(x), lo = rna_tf32(x − hi);
  *                terms lo·hi, hi·lo, hi·hi per 8-wide k-step, each k-step's products summed exactly
  *                and rounded once into the fp32 accumulator), v exact in tf32, the three O products
@@ -202,12 +203,13 @@ static void prep(const Prob *P, int b, int h, int n, Img *im) {
             im->aqb[i * C + j] = j <= i ? A[1][i * C + j] : 0;
             if (j >= i) A[2][i * C + j] = 0, A[3][i * C + j] = 0;
         }
-    /* T = (I − A_ab)^{-1}: column m, rows i, j increasing, fmaf */
+    /* T = (I − A_ab)^{-1}: column m, rows i; four partial sums over j ≡ m + q (mod 4), j increasing,
+       fmaf, added as (p0 + p1) + (p2 + p3) (the kernel's four lanes per column) */
     for (int m = 0; m < C; m++)
         for (int i = 0; i < C; i++) {
-            double s = i == m ? 1 : 0;
-            for (int j = 0; j < i; j++) s = fl(A[3][i * C + j] * Tm[j * C + m] + s);
-            Tm[i * C + m] = i < m ? 0 : s;
+            double p[4] = {0, 0, 0, 0};
+            for (int j = m; j < i; j++) p[(j - m) & 3] = fl(A[3][i * C + j] * Tm[j * C + m] + p[(j - m) & 3]);
+            Tm[i * C + m] = i < m ? 0 : i == m ? 1 : fl(fl(p[0] + p[1]) + fl(p[2] + p[3]));
         }
     memset(im->ta, 0, sizeof im->ta), memset(im->wm, 0, sizeof im->wm);
     mma(im->ta, C, C, C, C, Tm, C, 1, 1, A[2], C, 1, 1);
