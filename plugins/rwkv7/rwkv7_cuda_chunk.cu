@@ -377,7 +377,8 @@ __device__ __forceinline__ void mma_frag(float (*c)[4], const float *A, int nks,
  * three mma chains, k_prep's two changes): still no faster than the recurrent kernel (10.8 ms).
  * ncu at B4 x 2048: 1.38 ms, one 8-warp CTA per SM, 4.3 cycles per issued instruction, DRAM 9%,
  * L2 30%: neither bound; the likely cost is each group's single phase of lead time for a copy
- * from DRAM (a hypothesis: an L2 prefetch one chunk ahead is the next thing to measure). */
+ * from DRAM (a hypothesis). Hence group_fill's L2 prefetch one chunk ahead (RWKV7_CHUNK_L2_AHEAD,
+ * default on): compiled, not yet run on a GPU; bench/rwkv7_chunk_ab.sh measures it against 0. */
 constexpr int CLU = D / NVS; /* CTAs per cluster = value-column slices */
 __host__ __device__ constexpr int g_beg(int g) { return g == 0 ? 0 : g == 1 ? G1_END : G2_END; }
 __host__ __device__ constexpr int g_end(int g) { return g == 0 ? G1_END : g == 1 ? G2_END : IMG; }
@@ -401,10 +402,21 @@ __device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity) {
                      : "r"(smem_u32(bar)), "r"(parity)
                      : "memory");
 }
+#ifndef RWKV7_CHUNK_L2_AHEAD
+#define RWKV7_CHUNK_L2_AHEAD 1
+#endif
 /* One thread per CTA: expect group g's bytes on this CTA's barrier, and copy this CTA's eighth of
- * it (for chunk image `src`) into the same offset of every CTA of the cluster. */
-__device__ __forceinline__ void group_fill(int g, float *sm, uint64_t *bar, const float *src, int rank) {
+ * it (for chunk image `src`) into the same offset of every CTA of the cluster. With `ahead` (the
+ * image of the chunk after, or NULL) the same eighth of that one is prefetched into L2: a group
+ * has only one phase of lead time in shared memory, too short for a fetch from DRAM. */
+__device__ __forceinline__ void group_fill(int g, float *sm, uint64_t *bar, const float *src, int rank,
+                                           const float *ahead = nullptr) {
     const uint32_t bytes = (uint32_t)(g_end(g) - g_beg(g)) * 4, part = bytes / CLU;
+    if (RWKV7_CHUNK_L2_AHEAD && ahead)
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(reinterpret_cast<const char *>(ahead) +
+                                                                       (uint32_t)g_beg(g) * 4 + (uint32_t)rank * part),
+                     "r"(part)
+                     : "memory");
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar + g)), "r"(bytes)
                  : "memory");
     const uint32_t off = (uint32_t)g_beg(g) * 4 + (uint32_t)rank * part;
@@ -440,7 +452,7 @@ __global__ void __cluster_dims__(CLU, 1, 1) __launch_bounds__(STH)
     cluster_arrive(); /* every CTA's barriers exist before any copy signals them */
     cluster_wait();
     if (tid == 0)
-        for (int i = 0; i < 3; i++) group_fill(i, im, bar, img_bh, rank);
+        for (int i = 0; i < 3; i++) group_fill(i, im, bar, img_bh, rank, NC > 1 ? img_bh + IMG : nullptr);
 
     float S[2][4];
     s_frag_each(warp, gq, tq, [&](int j, int e, int row, int col) {
@@ -491,7 +503,7 @@ __global__ void __cluster_dims__(CLU, 1, 1) __launch_bounds__(STH)
         __syncthreads();
         if (n > 0) {
             cluster_wait(); /* every CTA is done with G3 of chunk n − 1 */
-            if (tid == 0) group_fill(2, im, bar, img_bh + n * (int64_t)IMG, rank);
+            if (tid == 0) group_fill(2, im, bar, img_bh + n * (int64_t)IMG, rank, n + 1 < NC ? img_bh + (n + 1) * (int64_t)IMG : nullptr);
         }
         cluster_arrive(); /* done with G1 */
 
@@ -511,7 +523,7 @@ __global__ void __cluster_dims__(CLU, 1, 1) __launch_bounds__(STH)
             }
         }
         cluster_wait(); /* every CTA is done with G1 of chunk n */
-        if (tid == 0 && n + 1 < NC) group_fill(0, im, bar, img_bh + (n + 1) * (int64_t)IMG, rank);
+        if (tid == 0 && n + 1 < NC) group_fill(0, im, bar, img_bh + (n + 1) * (int64_t)IMG, rank, n + 2 < NC ? img_bh + (n + 2) * (int64_t)IMG : nullptr);
         cluster_arrive(); /* done with G2 */
 
         /* S ← Diag(el) S + ktᵀ V + btᵀ X (warp w: ktᵀ row tile w) */
@@ -524,7 +536,7 @@ __global__ void __cluster_dims__(CLU, 1, 1) __launch_bounds__(STH)
             mma_frag<2, true, true>(S, im + OFF_BT + warp * (C / 8) * 128, C / 8, Xs, LDB);
         }
         cluster_wait(); /* every CTA is done with G2 of chunk n */
-        if (tid == 0 && n + 1 < NC) group_fill(1, im, bar, img_bh + (n + 1) * (int64_t)IMG, rank);
+        if (tid == 0 && n + 1 < NC) group_fill(1, im, bar, img_bh + (n + 1) * (int64_t)IMG, rank, n + 2 < NC ? img_bh + (n + 2) * (int64_t)IMG : nullptr);
         cluster_arrive(); /* done with G3 */
     }
     cluster_wait(); /* pairs the last arrive; no copy is in flight to any CTA of the cluster */
