@@ -32,7 +32,8 @@
  *            (N, C) bf16 | o (N, C) bf16 before the norm | mean, rstd (N, H) f32 | the recurrence
  *            core's saved states (rwkv7_cuda_work_bytes(, 0))
  *   scratch: [the saved layout, used when io->saved is NULL] | xb[6] (N, C) bf16 | w f32, k, a, b,
- *            v bf16 (N, C) | og (N, C) bf16 | hA, hB (B, H, K, V) f32 | the core's backward work |
+ *            v bf16 (N, C) | og (N, C) bf16 | hA, hB (B, H, K, V) f32 | the core's backward work
+ *            (from here on backward only; a forward puts the chunked core's images here) |
  *            backward: dof f32, dO, dg, dr, dk, dv, da, db bf16, dw, drb, dkb, dvb f32, dznu bf16,
  *            dh f32 and dhb bf16 (N, max rank), dxt, A, Bm (N, C) f32 | the parameter-gradient
  *            partials, f32 (graft/cuda_colsum.cuh: written per warp or block, summed in a fixed order, so a
@@ -795,6 +796,15 @@ extern "C" graft_status rwkv7_cuda_layer_forward(const rwkv7_layer *L, const gra
         if (io->saved) {
             a.work = c.kfw;
             a.work_bytes = p.kfw_bytes;
+        }
+        /* The chunked core's images (GRAFT_RWKV7_CHUNK=1) go to the backward-only part of scratch
+         * (from kbw on), dead during a forward: the images take 22 bytes a token and channel, that
+         * part at least 46, so they fit unless padding the last chunk to 64 tokens dominates (short
+         * T); then the core allocates them itself (cudaMallocAsync, which measured +0.45 ms at
+         * B4 x 2048 and +1.2-1.9 ms at B1 x 32768 on an H100). */
+        if (rwkv7_cuda_chunk_work_bytes(&a) <= p.scratch_bytes - p.kbw) {
+            a.chunk_work = scr + p.kbw;
+            a.chunk_work_bytes = p.scratch_bytes - p.kbw;
         }
         if ((st = rwkv7_cuda_forward(&a, s, err))) return prefixed(err, "forward");
         if (sout && (st = copy_s(sout, slot, c.hA, sfl, sfl, B, s, err))) return st;
