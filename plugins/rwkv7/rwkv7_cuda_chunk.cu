@@ -91,6 +91,27 @@ __device__ __forceinline__ void mma8(float c[4], const uint32_t a[4], const uint
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+/* The tf32 operands of one k step: hi = rna(x), and with SPLIT lo = rna(x − hi) (else 0). */
+template <bool SPLIT, int N>
+__device__ __forceinline__ void tf32_split(const float (&x)[N], uint32_t (&hi)[N], uint32_t (&lo)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+        hi[i] = tf32(x[i]);
+        lo[i] = SPLIT ? tf32(x[i] - __uint_as_float(hi[i])) : 0u;
+    }
+}
+/* One k step of A·B into three accumulators (pass the same one thrice for a single chain): lo·hi
+ * (SA), hi·lo (SB), then hi·hi. */
+template <bool SA, bool SB>
+__device__ __forceinline__ void mma_step(float cm[4], float cxa[4], float cxb[4], const uint32_t ah[4],
+                                         const uint32_t al[4], const float (&b)[2]) {
+    uint32_t bh[2], bl[2];
+    tf32_split<SB>(b, bh, bl);
+    if (SA) mma8(cxa, al, bh);
+    if (SB) mma8(cxb, ah, bl);
+    mma8(cm, ah, bh);
+}
+
 /* c[j] += A · B_j for NT 16 × 8 output tiles of one warp, over K = 8·KS:
  *   A(m, k) = A[m·am + k·ak] (16 rows), B_j(k, n) = B[k·bk + (8j + n)·bn].
  * Fragments of mma.m16n8k8.tf32 (g = lane / 4, t = lane % 4): a0 (g, t), a1 (g+8, t), a2 (g, t+4),
@@ -106,24 +127,12 @@ __device__ __forceinline__ void mma_rows(float (*c)[4], const float *A, int am, 
         const float a[4] = {A[g * am + k * ak], A[(g + 8) * am + k * ak], A[g * am + (k + 4) * ak],
                             A[(g + 8) * am + (k + 4) * ak]};
         uint32_t ah[4], al[4];
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            ah[i] = tf32(a[i]);
-            al[i] = SA ? tf32(a[i] - __uint_as_float(ah[i])) : 0u;
-        }
+        tf32_split<SA>(a, ah, al);
 #pragma unroll
         for (int j = 0; j < NT; j++) {
             const float *Bj = B + 8 * j * bn;
             const float b[2] = {Bj[k * bk + g * bn], Bj[(k + 4) * bk + g * bn]};
-            uint32_t bh[2], bl[2];
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                bh[i] = tf32(b[i]);
-                bl[i] = SB ? tf32(b[i] - __uint_as_float(bh[i])) : 0u;
-            }
-            if (SA) mma8(c[j], al, bh);
-            if (SB) mma8(c[j], ah, bl);
-            mma8(c[j], ah, bh);
+            mma_step<SA, SB>(c[j], c[j], c[j], ah, al, b);
         }
     }
 }
@@ -334,24 +343,12 @@ __device__ __forceinline__ void mma_frag(float (*c)[4], const float *A, int nks,
         const float4 a4 = *reinterpret_cast<const float4 *>(A + ks * 128 + lane * 4);
         const float a[4] = {a4.x, a4.y, a4.z, a4.w};
         uint32_t ah[4], al[4];
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            ah[i] = tf32(a[i]);
-            al[i] = SA ? tf32(a[i] - __uint_as_float(ah[i])) : 0u;
-        }
+        tf32_split<SA>(a, ah, al);
         const int k = ks * 8 + t;
 #pragma unroll
         for (int j = 0; j < NT; j++) {
             const float b[2] = {B[k * bk + 8 * j + g], B[(k + 4) * bk + 8 * j + g]};
-            uint32_t bh[2], bl[2];
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                bh[i] = tf32(b[i]);
-                bl[i] = SB ? tf32(b[i] - __uint_as_float(bh[i])) : 0u;
-            }
-            if (SA) mma8(xa[j], al, bh);
-            if (SB) mma8(xb[j], ah, bl);
-            mma8(m[j], ah, bh);
+            mma_step<SA, SB>(m[j], xa[j], xb[j], ah, al, b);
         }
     }
 #pragma unroll
