@@ -456,10 +456,11 @@ static double dstate_sensitivity(const graft_mixer *m, void *layer, const cvc_in
     const int64_t ns = (int64_t)(in->slot_bytes / 4) * in->B;
     graft_rng rng = graft_rng_make(seed, 0xc0dd);
     float *dsi = malloc((size_t)ns * 4);
+    const cvc_grads out = {dsi, NULL, NULL, NULL};
     double worst = 0;
     for (int d = 0; d < COND_DRAWS && worst >= 0; d++) {
         cvc_inputs p = cvc_inputs_jittered(in, CVC_JITTER_ALL, &rng);
-        if (cvc_cpu_dstate_in(m, layer, &p, p.dy, p.dstate_out, dsi)) {
+        if (cvc_cpu_backward(m, layer, &p, p.dy, p.dstate_out, &out)) {
             fprintf(stderr, "cpu (jittered inputs) failed\n");
             worst = -1;
         } else {
@@ -558,8 +559,8 @@ void cvc_inputs_unshare(cvc_inputs *p, const cvc_inputs *in) {
     memset(p, 0, sizeof *p);
 }
 
-int cvc_cpu_dstate_in(const graft_mixer *m, void *layer, const cvc_inputs *in, const float *dy, const float *dso,
-                      float *dsi) {
+int cvc_cpu_backward(const graft_mixer *m, void *layer, const cvc_inputs *in, const float *dy, const float *dso,
+                     const cvc_grads *out) {
     const int64_t B = in->B, T = in->T, N = B * T, C = in->C, cw = in->carry_width;
     const int64_t ns = (int64_t)(in->slot_bytes / 4) * B;
     graft_err err;
@@ -569,14 +570,17 @@ int cvc_cpu_dstate_in(const graft_mixer *m, void *layer, const cvc_inputs *in, c
         fprintf(stderr, "cpu workspace: %s\n", err.msg);
         return 1;
     }
+    /* the parameter gradients accumulate (+=): from zero, into the caller's arrays where given */
     graft_tensor *grads = calloc((size_t)in->n_params + 1, sizeof *grads);
     for (int64_t i = 0; i < in->n_params; i++) {
+        const int64_t n = graft_tensor_numel(&in->params[i]);
         grads[i] = in->params[i];
-        grads[i].data = calloc((size_t)graft_tensor_numel(&in->params[i]), 4);
+        grads[i].data = out->params && out->params[i] ? memset(out->params[i], 0, (size_t)n * 4) : calloc((size_t)n, 4);
     }
     void *saved = calloc(sv + 64, 1), *scr = calloc(sc + 64, 1);
-    float *y = malloc((size_t)(N * C) * 4), *dx = malloc((size_t)(N * C) * 4);
+    float *y = malloc((size_t)(N * C) * 4), *dx = out->dx ? out->dx : malloc((size_t)(N * C) * 4);
     float *sout = ns ? malloc((size_t)ns * 4) : NULL;
+    float *dsi = !ns ? NULL : out->dstate_in ? out->dstate_in : malloc((size_t)ns * 4);
     float *carry = dup_f32(in->carry, N * cw), *dcarry = dup_f32(in->dcarry, N * cw); /* a producer writes carry */
     const side cpu = {GRAFT_DEVICE_CPU, in->params, grads};
     graft_status st = call(m, layer, NULL, &cpu, 0, B, T, in->x, y, NULL, NULL, saved, scr, T, in->state_in, sout,
@@ -585,12 +589,15 @@ int cvc_cpu_dstate_in(const graft_mixer *m, void *layer, const cvc_inputs *in, c
         st = call(m, layer, NULL, &cpu, 1, B, T, in->x, NULL, dy, dx, saved, scr, T, in->state_in, NULL, NULL, dso,
                   dsi, carry, dcarry, &err);
     if (st) fprintf(stderr, "cpu forward/backward (%s): %s\n", graft_status_name(st), err.msg);
-    for (int64_t i = 0; i < in->n_params; i++) free(grads[i].data);
+    if (!st && out->dcarry && dcarry) memcpy(out->dcarry, dcarry, (size_t)(N * cw) * 4);
+    for (int64_t i = 0; i < in->n_params; i++)
+        if (!out->params || !out->params[i]) free(grads[i].data);
     free(grads);
     free(saved);
     free(scr);
     free(y);
-    free(dx);
+    if (dx != out->dx) free(dx);
+    if (dsi != out->dstate_in) free(dsi);
     free(sout);
     free(carry);
     free(dcarry);

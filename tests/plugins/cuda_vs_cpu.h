@@ -93,10 +93,20 @@ enum {
 cvc_inputs cvc_inputs_jittered(const cvc_inputs *in, unsigned groups, graft_rng *rng);
 void cvc_inputs_unshare(cvc_inputs *copy, const cvc_inputs *in);
 
+/* The outputs of one backward on the host, fp32; in cvc_cpu_backward each NULL = not wanted:
+ * dstate_in (B slots; CAP_STATE_GRAD only), dx (B, T, C), dcarry (B, T, carry_width) after the
+ * backward (in's dcarry, plus a consumer's +=), and params[i], parameter i's gradient (numel floats;
+ * params itself NULL: no parameter gradient wanted). */
+typedef struct cvc_grads {
+    float *dstate_in, *dx, *dcarry;
+    float **params;
+} cvc_grads;
+
 /* The CPU forward then backward of layer on in, with dy and dstate_out given apart (the backward
- * is linear in them, so a caller can split dstate_in by source); writes dstate_in (B slots) to dsi.
- * Its own buffers; in is not written. 0, or 1 with a message printed. */
-int cvc_cpu_dstate_in(const graft_mixer *m, void *layer, const cvc_inputs *in, const float *dy, const float *dso,
-                      float *dsi);
+ * is linear in them, so a caller can split dstate_in by source); writes the outputs out asks for
+ * (the parameter gradients from zero, not added to). Its own buffers for the rest; in is not
+ * written. 0, or 1 with a message printed. */
+int cvc_cpu_backward(const graft_mixer *m, void *layer, const cvc_inputs *in, const float *dy, const float *dso,
+                     const cvc_grads *out);
 
 #endif

@@ -71,7 +71,8 @@ static int study(const graft_mixer *m, const graft_host *host, const cvc_case *t
     const int64_t H = cvc_case_cfg(tc)->n_head, KV = (slot - C) / H; /* rwkv7 slot: H states of K x V, then C */
     float *ref = malloc((size_t)ns * 4), *got = malloc((size_t)ns * 4), *dyp = calloc((size_t)(N * C), 4);
     float *zero = calloc((size_t)ns, 4);
-    int fail = cvc_cpu_dstate_in(m, layer, &in, in.dy, in.dstate_out, ref);
+    const cvc_grads out_ref = {ref, NULL, NULL, NULL}, out = {got, NULL, NULL, NULL};
+    int fail = cvc_cpu_backward(m, layer, &in, in.dy, in.dstate_out, &out_ref);
 
     /* scale: ||dstate_in|| against ||dstate_out|| (what flows in at T), per part */
     const double n_ref = sq(ref, NULL, B, slot, 0, slot), n_dso = sq(in.dstate_out, NULL, B, slot, 0, slot);
@@ -89,7 +90,7 @@ static int study(const graft_mixer *m, const graft_host *host, const cvc_case *t
             for (int64_t t = 0; t < T; t++)
                 if ((part == 0 && t == 0) || (part == 1 && t == 1) || (part == 2 && t >= 2))
                     memcpy(dyp + (b * T + t) * C, in.dy + (b * T + t) * C, (size_t)C * 4);
-        fail |= cvc_cpu_dstate_in(m, layer, &in, dyp, part == 3 ? in.dstate_out : zero, got);
+        fail |= cvc_cpu_backward(m, layer, &in, dyp, part == 3 ? in.dstate_out : zero, &out);
         printf("%s  %s %.3f |", part ? "" : "\n   ", part_name[part],
                sq(got, NULL, B, slot, 0, H * KV) / sq(ref, NULL, B, slot, 0, H * KV));
         for (int64_t h = 0; h < H; h++)
@@ -105,7 +106,7 @@ static int study(const graft_mixer *m, const graft_host *host, const cvc_case *t
         double mean = 0, mx = 0, head[64] = {0}, shift = 0;
         for (int d = 0; d < draws && !fail; d++) {
             cvc_inputs p = cvc_inputs_jittered(&in, group_bits[g], &rng);
-            fail |= cvc_cpu_dstate_in(m, layer, &p, p.dy, p.dstate_out, got);
+            fail |= cvc_cpu_backward(m, layer, &p, p.dy, p.dstate_out, &out);
             cvc_inputs_unshare(&p, &in);
             const double e = sq(got, ref, B, slot, 0, slot) / n_ref;
             mean += e / draws;
