@@ -454,7 +454,7 @@ static double nmse_of(const float *got, const float *ref, int64_t n) {
 static double dstate_sensitivity(const graft_mixer *m, void *layer, const cvc_inputs *in, const float *ref,
                                  uint64_t seed) {
     const int64_t ns = (int64_t)(in->slot_bytes / 4) * in->B;
-    graft_rng rng = graft_rng_make(seed, 0xc0dd);
+    graft_rng rng = graft_rng_make(seed, CVC_COND_STREAM);
     float *dsi = malloc((size_t)ns * 4);
     const cvc_grads out = {dsi, NULL, NULL, NULL};
     double worst = 0;
@@ -602,6 +602,49 @@ int cvc_cpu_backward(const graft_mixer *m, void *layer, const cvc_inputs *in, co
     free(carry);
     free(dcarry);
     return st ? 1 : 0;
+}
+
+int cvc_cpu_sensitivity(const graft_mixer *m, void *layer, const cvc_inputs *in, const cvc_grads *ref,
+                        unsigned groups, graft_rng *rng, int draws, double *max, double *mean) {
+    const int64_t np = in->n_params, nq = CVC_Q_PARAM + np;
+    int64_t *n = calloc((size_t)nq, sizeof *n);
+    const float **r = calloc((size_t)nq, sizeof *r);
+    float **got = calloc((size_t)nq, sizeof *got);
+    r[CVC_Q_DSTATE_IN] = ref->dstate_in;
+    n[CVC_Q_DSTATE_IN] = (int64_t)(in->slot_bytes / 4) * in->B;
+    r[CVC_Q_DX] = ref->dx;
+    n[CVC_Q_DX] = in->B * in->T * in->C;
+    r[CVC_Q_DCARRY] = ref->dcarry;
+    n[CVC_Q_DCARRY] = in->B * in->T * in->carry_width;
+    for (int64_t i = 0; i < np; i++) {
+        r[CVC_Q_PARAM + i] = ref->params ? ref->params[i] : NULL;
+        n[CVC_Q_PARAM + i] = graft_tensor_numel(&in->params[i]);
+    }
+    for (int64_t q = 0; q < nq; q++) {
+        if (!n[q]) r[q] = NULL;
+        got[q] = r[q] ? malloc((size_t)n[q] * 4) : NULL;
+        max[q] = 0;
+        if (mean) mean[q] = 0;
+    }
+    const cvc_grads out = {got[CVC_Q_DSTATE_IN], got[CVC_Q_DX], got[CVC_Q_DCARRY], got + CVC_Q_PARAM};
+    int fail = 0;
+    for (int d = 0; d < draws && !fail; d++) {
+        cvc_inputs p = cvc_inputs_jittered(in, groups, rng);
+        fail = cvc_cpu_backward(m, layer, &p, p.dy, p.dstate_out, &out);
+        cvc_inputs_unshare(&p, in);
+        for (int64_t q = 0; q < nq && !fail; q++) {
+            if (!r[q]) continue;
+            const double e = nmse_of(got[q], r[q], n[q]);
+            max[q] = e > max[q] ? e : max[q];
+            if (mean) mean[q] += e / draws;
+        }
+    }
+    if (fail) fprintf(stderr, "cpu (jittered inputs) failed\n");
+    for (int64_t q = 0; q < nq; q++) free(got[q]);
+    free(got);
+    free(r);
+    free(n);
+    return fail;
 }
 
 int cvc_inputs_draw(const graft_mixer *m, void *layer, const cvc_case *tcase, uint64_t seed, cvc_inputs *in) {

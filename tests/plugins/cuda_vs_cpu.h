@@ -95,8 +95,8 @@ void cvc_inputs_unshare(cvc_inputs *copy, const cvc_inputs *in);
 
 /* The outputs of one backward on the host, fp32; in cvc_cpu_backward each NULL = not wanted:
  * dstate_in (B slots; CAP_STATE_GRAD only), dx (B, T, C), dcarry (B, T, carry_width) after the
- * backward (in's dcarry, plus a consumer's +=), and params[i], parameter i's gradient (numel floats;
- * params itself NULL: no parameter gradient wanted). */
+ * backward (in's dcarry, plus a consumer's +=), and params[i], parameter i's gradient (numel
+ * floats; params itself NULL: no parameter gradient wanted). */
 typedef struct cvc_grads {
     float *dstate_in, *dx, *dcarry;
     float **params;
@@ -108,5 +108,19 @@ typedef struct cvc_grads {
  * written. 0, or 1 with a message printed. */
 int cvc_cpu_backward(const graft_mixer *m, void *layer, const cvc_inputs *in, const float *dy, const float *dso,
                      const cvc_grads *out);
+
+/* The backward outputs, numbered as cvc_cpu_sensitivity numbers them: dstate_in, dx,
+ * dcarry, then parameter i as CVC_Q_PARAM + i (CVC_Q_PARAM + n_params in all). */
+enum { CVC_Q_DSTATE_IN, CVC_Q_DX, CVC_Q_DCARRY, CVC_Q_PARAM };
+
+/* How far bf16-level input jitter moves the CPU's own backward outputs: draws CPU forward +
+ * backward runs on cvc_inputs_jittered(in, groups, rng) copies, and per quantity q the largest
+ * (max[q]) and the mean (mean[q]; mean may be NULL) NMSE against ref[q], ref being the CPU's
+ * outputs on in. A quantity ref lacks gets 0. 0, or 1 with a message printed. */
+int cvc_cpu_sensitivity(const graft_mixer *m, void *layer, const cvc_inputs *in, const cvc_grads *ref,
+                        unsigned groups, graft_rng *rng, int draws, double *max, double *mean);
+/* The stream, graft_rng_make(seed, CVC_COND_STREAM), that cvc_run's conditioning-aware check
+ * draws its jitter from. */
+#define CVC_COND_STREAM 0xc0dd
 
 #endif
