@@ -109,7 +109,7 @@ typedef struct cvc_grads {
 int cvc_cpu_backward(const graft_mixer *m, void *layer, const cvc_inputs *in, const float *dy, const float *dso,
                      const cvc_grads *out);
 
-/* The backward outputs, numbered as cvc_cpu_sensitivity numbers them: dstate_in, dx,
+/* The backward outputs, numbered as cvc_cond and cvc_cpu_sensitivity number them: dstate_in, dx,
  * dcarry, then parameter i as CVC_Q_PARAM + i (CVC_Q_PARAM + n_params in all). */
 enum { CVC_Q_DSTATE_IN, CVC_Q_DX, CVC_Q_DCARRY, CVC_Q_PARAM };
 
@@ -122,5 +122,19 @@ int cvc_cpu_sensitivity(const graft_mixer *m, void *layer, const cvc_inputs *in,
 /* The stream, graft_rng_make(seed, CVC_COND_STREAM), that cvc_run's conditioning-aware check
  * draws its jitter from. */
 #define CVC_COND_STREAM 0xc0dd
+
+/* The conditioning-aware comparison of the backward outputs (cuda_vs_cpu.c's header says why):
+ * quantity q of got against ref's within strict; when it misses, within max(strict, COND_FACTOR x
+ * the largest NMSE by which COND_DRAWS CPU runs on jittered inputs (CVC_JITTER_ALL, drawn from
+ * seed) move the CPU's own value. Those runs happen once, at the first miss, and serve every
+ * quantity. in and ref are held, not copied, and MUST outlive the cvc_cond; ref MUST be the
+ * CPU's outputs on in, the values got is compared with. cvc_cond_free frees it (NULL accepted). */
+typedef struct cvc_cond cvc_cond;
+cvc_cond *cvc_cond_init(const graft_mixer *m, void *layer, const cvc_inputs *in, const cvc_grads *ref,
+                        uint64_t seed);
+void cvc_cond_free(cvc_cond *c);
+/* Compares got (n floats) with quantity q of the reference as above, printing one line per
+ * comparison (and one explaining a widened bound); 0 = within, 1 = not (or a failed CPU run). */
+int cvc_cond_compare(cvc_cond *c, int q, const char *name, const float *got, int64_t n, double strict);
 
 #endif
