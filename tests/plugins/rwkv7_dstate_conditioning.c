@@ -15,9 +15,11 @@
  *   --grads  instead: every backward output the test compares (dstate_in, dx, a consumer's dcarry,
  *            every parameter gradient), the mean and max NMSE by which jittering every input moves
  *            the CPU's own value, over K draws from the stream the test draws from (with K = 3,
- *            max is the sensitivity the test's conditioning-aware check computes)
+ *            max is the sensitivity the test's conditioning-aware check computes for that seed)
+ *   --emulate E  instead: that check itself (cvc_cond) on the CPU, every CUDA output emulated by
+ *            the CPU's own plus noise of NMSE E: prints the bound each output gets at the seed
  *
- *   rwkv7_dstate_conditioning --case 'key=value ...' [--draws K] [--grads] SEED...
+ *   rwkv7_dstate_conditioning --case 'key=value ...' [--draws K] [--grads | --emulate E] SEED...
  *
  * Built in-tree (tests/plugins/CMakeLists.txt, build/bin/rwkv7_dstate_conditioning; run with
  * GRAFT_PLUGIN_PATH=build/lib/graft/plugins), not a ctest test. Results and reasoning:
@@ -134,7 +136,7 @@ static int study(const graft_mixer *m, const graft_host *host, const cvc_case *t
     return fail;
 }
 
-/* ---- every backward output (--grads) ------------------------------------------------------- */
+/* ---- every backward output (--grads, --emulate) -------------------------------------------- */
 
 /* A case's inputs at one seed and the CPU's backward outputs on them (the conformance test's CPU
  * reference), numbered CVC_Q_*, each with its element count (0: absent, or not compared by the
@@ -228,19 +230,58 @@ static int grads_report(const graft_mixer *m, const graft_host *host, const cvc_
     return fail;
 }
 
+/* --emulate E: the test's conditioning-aware comparison (cvc_cond, with the test's strict bounds:
+ * 2e-3 for dstate_in, 5e-4 for the rest) run on the CPU, every backward output of "CUDA" emulated by
+ * the CPU's own plus Gaussian noise scaled to NMSE exactly E. The verdict does not depend on how the
+ * error is spread, only on E against each output's bound, so this shows the bound each output gets
+ * at this seed. 0, or 1 when a CPU run fails (a failed comparison is the point, not a failure). */
+static int emulate(const graft_mixer *m, const graft_host *host, const cvc_case *tc, uint64_t seed, double e) {
+    outputs o;
+    if (outputs_make(m, host, tc, seed, &o)) return 1;
+    cvc_cond *cond = cvc_cond_init(m, o.layer, &o.in, &o.ref, seed);
+    graft_rng rng = graft_rng_make(seed, 4242);
+    int n = 0, n_fail = 0;
+    printf("seed %llu: every backward output emulated as the CPU's plus noise of NMSE %.2e\n",
+           (unsigned long long)seed, e);
+    for (int64_t q = 0; q < o.nq; q++) {
+        if (!o.n[q]) continue;
+        const float *ref = q == CVC_Q_DSTATE_IN ? o.ref.dstate_in : q == CVC_Q_DX ? o.ref.dx
+                         : q == CVC_Q_DCARRY ? o.ref.dcarry : o.ref.params[q - CVC_Q_PARAM];
+        float *got = malloc((size_t)o.n[q] * 4);
+        double nr = 0, nz = 0;
+        for (int64_t i = 0; i < o.n[q]; i++) {
+            got[i] = (float)graft_rng_normal(&rng);
+            nr += (double)ref[i] * ref[i];
+            nz += (double)got[i] * got[i];
+        }
+        const double scale = sqrt(e * nr / nz);
+        for (int64_t i = 0; i < o.n[q]; i++) got[i] = (float)(ref[i] + scale * got[i]);
+        n_fail += cvc_cond_compare(cond, (int)q, o.name[q], got, o.n[q], q == CVC_Q_DSTATE_IN ? 2e-3 : 5e-4);
+        n++;
+        free(got);
+    }
+    printf("  %d of %d outputs fail\n", n_fail, n);
+    cvc_cond_free(cond);
+    outputs_free(m, &o);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *case_text = NULL;
     int draws = 4, fails = 0, grads = 0;
+    double emulate_nmse = 0;
     uint64_t seeds[256];
     int n_seed = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--case") && i + 1 < argc) case_text = argv[++i];
         else if (!strcmp(argv[i], "--draws") && i + 1 < argc) draws = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--grads")) grads = 1;
+        else if (!strcmp(argv[i], "--emulate") && i + 1 < argc) emulate_nmse = strtod(argv[++i], NULL);
         else if (n_seed < 256) seeds[n_seed++] = strtoull(argv[i], NULL, 10);
     }
-    if (!case_text || !n_seed || draws < 1) {
-        fprintf(stderr, "usage: rwkv7_dstate_conditioning --case 'key=value ...' [--draws K] [--grads] SEED...\n");
+    if (!case_text || !n_seed || draws < 1 || emulate_nmse < 0) {
+        fprintf(stderr, "usage: rwkv7_dstate_conditioning --case 'key=value ...' [--draws K] [--grads | "
+                        "--emulate NMSE] SEED...\n");
         return 2;
     }
     graft_err err;
@@ -257,10 +298,15 @@ int main(int argc, char **argv) {
     }
     const graft_mixer *m = graft_plugin_mixer(lp);
     const graft_host *host = graft_plugin_host(lp);
-    printf("rwkv7 case '%s', %d draws%s, u ~ U[-2^-9, 2^-9] relative\n", case_text, draws,
-           grads ? " of every input" : " per group");
-    for (int s = 0; s < n_seed; s++)
-        fails += grads ? grads_report(m, host, tc, seeds[s], draws) : study(m, host, tc, seeds[s], draws);
+    if (emulate_nmse > 0) {
+        printf("rwkv7 case '%s': the conditioning-aware check on emulated CUDA outputs\n", case_text);
+        for (int s = 0; s < n_seed; s++) fails += emulate(m, host, tc, seeds[s], emulate_nmse);
+    } else {
+        printf("rwkv7 case '%s', %d draws%s, u ~ U[-2^-9, 2^-9] relative\n", case_text, draws,
+               grads ? " of every input" : " per group");
+        for (int s = 0; s < n_seed; s++)
+            fails += grads ? grads_report(m, host, tc, seeds[s], draws) : study(m, host, tc, seeds[s], draws);
+    }
     cvc_case_free(tc);
     graft_plugin_unload(lp);
     return fails ? 1 : 0;
