@@ -3,6 +3,8 @@
  * conformance_cuda.c). Runs every case line of a configs/cuda/<M>.txt file.
  *
  *   cuda_conformance PLUGIN.so CASES.txt [--seed N]
+ *
+ * Case k (from 0) draws its inputs from seed N + k, the seed printed on its line.
  */
 #include <cuda_runtime_api.h>
 #include <stdio.h>
@@ -64,7 +66,7 @@ int main(int argc, char **argv) {
             fails++;
             continue;
         }
-        printf("%s case '%s' seed %llu\n", m->name, line, (unsigned long long)seed);
+        printf("%s case '%s' seed %llu\n", m->name, line, (unsigned long long)(seed + (uint64_t)cases));
         int fl = cvc_run(m, &env, c, seed + (uint64_t)cases);
         printf("  -> %s\n", fl ? "FAIL" : "ok");
         fails += fl;

@@ -93,10 +93,48 @@ enum {
 cvc_inputs cvc_inputs_jittered(const cvc_inputs *in, unsigned groups, graft_rng *rng);
 void cvc_inputs_unshare(cvc_inputs *copy, const cvc_inputs *in);
 
+/* The outputs of one backward on the host, fp32; in cvc_cpu_backward each NULL = not wanted:
+ * dstate_in (B slots; CAP_STATE_GRAD only), dx (B, T, C), dcarry (B, T, carry_width) after the
+ * backward (in's dcarry, plus a consumer's +=), and params[i], parameter i's gradient (numel
+ * floats; params itself NULL: no parameter gradient wanted). */
+typedef struct cvc_grads {
+    float *dstate_in, *dx, *dcarry;
+    float **params;
+} cvc_grads;
+
 /* The CPU forward then backward of layer on in, with dy and dstate_out given apart (the backward
- * is linear in them, so a caller can split dstate_in by source); writes dstate_in (B slots) to dsi.
- * Its own buffers; in is not written. 0, or 1 with a message printed. */
-int cvc_cpu_dstate_in(const graft_mixer *m, void *layer, const cvc_inputs *in, const float *dy, const float *dso,
-                      float *dsi);
+ * is linear in them, so a caller can split dstate_in by source); writes the outputs out asks for
+ * (the parameter gradients from zero, not added to). Its own buffers for the rest; in is not
+ * written. 0, or 1 with a message printed. */
+int cvc_cpu_backward(const graft_mixer *m, void *layer, const cvc_inputs *in, const float *dy, const float *dso,
+                     const cvc_grads *out);
+
+/* The backward outputs, numbered as cvc_cond and cvc_cpu_sensitivity number them: dstate_in, dx,
+ * dcarry, then parameter i as CVC_Q_PARAM + i (CVC_Q_PARAM + n_params in all). */
+enum { CVC_Q_DSTATE_IN, CVC_Q_DX, CVC_Q_DCARRY, CVC_Q_PARAM };
+
+/* How far bf16-level input jitter moves the CPU's own backward outputs: draws CPU forward +
+ * backward runs on cvc_inputs_jittered(in, groups, rng) copies, and per quantity q the largest
+ * (max[q]) and the mean (mean[q]; mean may be NULL) NMSE against ref[q], ref being the CPU's
+ * outputs on in. A quantity ref lacks gets 0. 0, or 1 with a message printed. */
+int cvc_cpu_sensitivity(const graft_mixer *m, void *layer, const cvc_inputs *in, const cvc_grads *ref,
+                        unsigned groups, graft_rng *rng, int draws, double *max, double *mean);
+/* The stream, graft_rng_make(seed, CVC_COND_STREAM), that cvc_run's conditioning-aware check
+ * draws its jitter from. */
+#define CVC_COND_STREAM 0xc0dd
+
+/* The conditioning-aware comparison of the backward outputs (cuda_vs_cpu.c's header says why):
+ * quantity q of got against ref's within strict; when it misses, within max(strict, COND_FACTOR x
+ * the largest NMSE by which COND_DRAWS CPU runs on jittered inputs (CVC_JITTER_ALL, drawn from
+ * seed) move the CPU's own value. Those runs happen once, at the first miss, and serve every
+ * quantity. in and ref are held, not copied, and MUST outlive the cvc_cond; ref MUST be the
+ * CPU's outputs on in, the values got is compared with. cvc_cond_free frees it (NULL accepted). */
+typedef struct cvc_cond cvc_cond;
+cvc_cond *cvc_cond_init(const graft_mixer *m, void *layer, const cvc_inputs *in, const cvc_grads *ref,
+                        uint64_t seed);
+void cvc_cond_free(cvc_cond *c);
+/* Compares got (n floats) with quantity q of the reference as above, printing one line per
+ * comparison (and one explaining a widened bound); 0 = within, 1 = not (or a failed CPU run). */
+int cvc_cond_compare(cvc_cond *c, int q, const char *name, const float *got, int64_t n, double strict);
 
 #endif
