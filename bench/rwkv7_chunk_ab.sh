@@ -5,7 +5,7 @@
 # MACRO=0 and MACRO=1 and tests/ops/rwkv7/test_rwkv7_cuda.cu (MACRO at its default), runs the
 # chunk test, then the bench twice per value in alternating order (BENCH_CHUNK_ONLY=1: the "fwd
 # CHUNK" lines), then with the CUPTI trace (libgraft_cupti_trace.so from scripts/device-bundle,
-# TRACE_LIB=path) the per-launch k_prep / k_scan times of each value. Output to stdout.
+# TRACE_LIB=path; libcupti is looked for beside it) the per-launch k_prep / k_scan times of each value. Output to stdout.
 set -u
 m=${1:-RWKV7_CHUNK_L2_AHEAD}
 NV="nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Icore/include"
@@ -25,7 +25,8 @@ done
 lib=${TRACE_LIB:-.xfer-bundle/lib/libgraft_cupti_trace.so}
 if [ -f "$lib" ]; then
   for v in 0 1; do
-    GRAFT_TRACE_OUT="$tmp/trace$v.csv" LD_PRELOAD="$lib" BENCH_CHUNK_ONLY=1 "$tmp/bn$v" > /dev/null
+    GRAFT_TRACE_OUT="$tmp/trace$v.csv" LD_PRELOAD="$lib" LD_LIBRARY_PATH="$(dirname "$lib"):${LD_LIBRARY_PATH:-}" \
+      BENCH_CHUNK_ONLY=1 "$tmp/bn$v" > /dev/null
     python3 - "$tmp/trace$v.csv" "$m=$v" <<'PY'
 import csv, sys
 rows = sorted((r for r in csv.reader(open(sys.argv[1])) if r and r[0] == 'K'), key=lambda r: int(r[1]))
