@@ -806,7 +806,7 @@ __global__ void __launch_bounds__(NTH)
 /* ==== v2 chunk kernels: the forward (the host side says why the backward is v1's) =========== */
 
 /* Segments and pieces. The output walk (k_fwd2) gives one CTA to each segment of `cps` chunks;
- * the pre-passes and the state materialization (k_walk2) give one
+ * the pre-pass (k_walk2) gives one
  * CTA to each piece of `sub` chunks, `pps` pieces per segment (piece j = segment j / pps), so they
  * fill the GPU even where there are few segments. Pieces of the last segment may be empty (their
  * range is clipped at NT); an empty piece is the identity (X = 0, Σβ = 0) and writes no state. */
@@ -929,15 +929,12 @@ __device__ __forceinline__ void scale_fwd(bf16 *qs, bf16 *ks, bf16 *kt, float *g
         }
     });
 }
-/* State walk operand, in place: forward us ← u ⊙ e^{β−b}; reverse us ← umul · u ⊙ e^{b} (the
- * expressions of scale_tiles, so the same bits). */
-template <bool REV>
-__device__ __forceinline__ void scale_walk(bf16 *us, float umul, const float *g, const float *tot,
-                                           const float *beta) {
+/* State walk operand, in place: us ← u ⊙ e^{β−b} (scale_tiles' expression, so the same bits). */
+__device__ __forceinline__ void scale_walk(bf16 *us, const float *g, const float *tot, const float *beta) {
     const float bt = beta[threadIdx.x & 127];
     gate_rows(g, tot, [&](int i, int c, float b) {
         const float x = __bfloat162float(us[i * LDT + c]);
-        us[i * LDT + c] = __float2bfloat16_rn(REV ? umul * x * __expf(b) : x * __expf(bt - b));
+        us[i * LDT + c] = __float2bfloat16_rn(x * __expf(bt - b));
     });
 }
 
@@ -970,53 +967,41 @@ constexpr int TILE_BYTES = CH * LDT * 2;                      /* (64, 128) bf16,
 constexpr int GATE_BYTES = CH * D * 4;                        /* (64, 128) fp32            */
 constexpr int STAGE_WALK = 2 * TILE_BYTES + GATE_BYTES;       /* u, w, g                   */
 constexpr int STAGE_FWD = 3 * TILE_BYTES + GATE_BYTES;        /* q, k, v, g                */
-constexpr int SMEM_WALK2 = 2 * STAGE_WALK + D * LDT * 2 + 4 * D * 4;
+constexpr int SMEM_WALK2 = 2 * STAGE_WALK + 4 * D * 4;        /* + tot, β, e^β             */
 constexpr int SMEM_FWD2 = 2 * STAGE_FWD + TILE_BYTES + CH * LDP * 2 + 4 * D * 4;
 
-/* State walk over one piece (v2 of k_state_walk); grid (pieces, B·H), piece j0 + blockIdx.x,
- * 256 threads, one CTA per SM; warp w holds X rows c ∈ [16w, 16w+16) (fp32).
- * Forward (REV = false): X ← e^{β} X + (u ⊙ e^{β−b})ᵀ w over the piece's chunks in order
- *   (u = k, w = v). Reverse (REV = true): X ← e^{β} X + (umul · u ⊙ e^{b})ᵀ w, chunks in reverse
- *   (u = q, w = do, umul = s: the gradient of the state entering each chunk, spec §5.4).
- * Pre-pass (loc): X starts at 0; writes the piece's final X (fp32, (B·H, NP, K, V)) and its Σβ
- *   (gsum, (B·H, NP, K)).
- * Materialization (states; forward): X starts at h0 (piece 0; NULL = 0) or at slots[bh][j−1] (the
- *   scan's state leaving piece j−1, (B·H, NP, K, V)); writes the bf16 state entering each chunk n to
- *   states[bh][n] and, for the piece that ends the sequence, the final one to states[bh][NT]
- *   (shape (B·H, NT+1, K, V)).
+/* The forward's pre-pass over one piece (k_state_walk's forward walk, re-tiled); grid (pieces,
+ * B·H), piece blockIdx.x, 256 threads, one CTA per SM; warp w holds X rows c ∈ [16w, 16w+16)
+ * (fp32). From X = 0, X ← e^{β} X + (k ⊙ e^{β−b})ᵀ v over the piece's chunks in order; writes the
+ * piece's final X (fp32, (B·H, NP, K, V)) to loc and its Σβ to gsum ((B·H, NP, K)).
  * Chunk n+1's tiles stream into the other stage while chunk n is computed; chunk n+2's rows are
- * prefetched into L2. The forward launches the pre-pass (REV = false, loc); the reverse walk and
- * the materialization served a v2 backward that measured slower than v1's and was removed
- * (host side); they stay as the pieces a faster backward would start from. */
-template <typename GT, bool REV>
+ * prefetched into L2. (Commit cbe677a also has a reverse walk and a state materialization here,
+ * for a v2 backward that measured slower than v1's and was removed.) */
+template <typename GT>
 __global__ void __launch_bounds__(NTH, 1)
-    k_walk2(Geo2 G, int j0, const bf16 *__restrict__ u, const bf16 *__restrict__ w,
-            const GT *__restrict__ gk, float umul, const float *__restrict__ h0,
-            const float *__restrict__ slots, bf16 *__restrict__ states, float *__restrict__ loc,
-            float *__restrict__ gsum) {
+    k_walk2(Geo2 G, const bf16 *__restrict__ u, const bf16 *__restrict__ w, const GT *__restrict__ gk,
+            float *__restrict__ loc, float *__restrict__ gsum) {
     extern __shared__ __align__(16) unsigned char smem[];
-    bf16 *stage = reinterpret_cast<bf16 *>(smem + 2 * STAGE_WALK);
-    float *tot = reinterpret_cast<float *>(stage + D * LDT), *beta = tot + 2 * D, *ebeta = beta + D;
+    float *tot = reinterpret_cast<float *>(smem + 2 * STAGE_WALK), *beta = tot + 2 * D, *ebeta = beta + D;
     auto U = [&](int s) { return reinterpret_cast<bf16 *>(smem + s * STAGE_WALK); };
     auto W = [&](int s) { return U(s) + CH * LDT; };
     auto Gt = [&](int s) { return reinterpret_cast<float *>(smem + s * STAGE_WALK + 2 * TILE_BYTES); };
 
-    const int j = j0 + blockIdx.x, l = threadIdx.x & 31, wp = threadIdx.x >> 5;
+    const int j = blockIdx.x, l = threadIdx.x & 31, wp = threadIdx.x >> 5;
     const int64_t bh = blockIdx.y, bi = bh / G.H, h = bh % G.H;
     const int gq = l >> 2, t4 = l & 3, r0 = 16 * wp + gq;
     const int64_t rs = G.H * D;
     int lo, hi;
     piece_range(G, j, lo, hi);
     const int cnt = hi - lo;
-    auto chunk_of = [&](int it) { return REV ? hi - 1 - it : lo + it; };
     auto issue = [&](int it) {
-        const ChunkRows r = chunk_rows(G, bi, h, chunk_of(it));
+        const ChunkRows r = chunk_rows(G, bi, h, lo + it);
         load_tile(U(it & 1), u + r.row0 * D, 0, rs, r.nvalid);
         load_tile(W(it & 1), w + r.row0 * D, 0, rs, r.nvalid);
         stage_gate(Gt(it & 1), gk + r.row0 * D, rs, r.nvalid);
     };
     auto prefetch = [&](int it) {
-        const ChunkRows r = chunk_rows(G, bi, h, chunk_of(it));
+        const ChunkRows r = chunk_rows(G, bi, h, lo + it);
         const int row = threadIdx.x & 63, t = threadIdx.x >> 6;
         if (row < r.nvalid && t < 3) {
             const int64_t at = r.row0 + row * G.H;
@@ -1025,54 +1010,26 @@ __global__ void __launch_bounds__(NTH, 1)
             if (t == 2) l2_prefetch_row(gk, at, (int)sizeof(GT) * D);
         }
     };
-    auto to_stage = [&](const float X[16][4]) {
-#pragma unroll
-        for (int nt = 0; nt < 16; nt++) {
-            int e = 8 * nt + 2 * t4;
-            *reinterpret_cast<uint32_t *>(stage + r0 * LDT + e) = pack2(X[nt][0], X[nt][1]);
-            *reinterpret_cast<uint32_t *>(stage + (r0 + 8) * LDT + e) = pack2(X[nt][2], X[nt][3]);
-        }
-    };
-    auto flush_stage = [&](int n) {
-        bf16 *dst = states + (bh * (G.NT + 1) + n) * D * D;
-        for (int x = threadIdx.x; x < D * 16; x += NTH) {
-            int r = x >> 4, c8 = (x & 15) << 3;
-            *reinterpret_cast<uint4 *>(dst + r * D + c8) =
-                *reinterpret_cast<const uint4 *>(stage + r * LDT + c8);
-        }
-    };
 
     if (cnt > 0) issue(0);
     cp_commit();
     if (cnt > 1) prefetch(1);
     float X[16][4];
-    {
-        const float *p = nullptr;
-        if (!loc) p = j == 0 ? (h0 ? h0 + bh * D * D : nullptr) : slots + (bh * G.NP + j - 1) * D * D;
 #pragma unroll
-        for (int nt = 0; nt < 16; nt++) {
-            int e = 8 * nt + 2 * t4;
-            float2 a = p ? *reinterpret_cast<const float2 *>(p + r0 * D + e) : make_float2(0, 0);
-            float2 b = p ? *reinterpret_cast<const float2 *>(p + (r0 + 8) * D + e)
-                         : make_float2(0, 0);
-            X[nt][0] = a.x, X[nt][1] = a.y, X[nt][2] = b.x, X[nt][3] = b.y;
-        }
-    }
-    if (states) to_stage(X);
+    for (int nt = 0; nt < 16; nt++) X[nt][0] = X[nt][1] = X[nt][2] = X[nt][3] = 0.f;
     float gs = 0.f;
 
     for (int it = 0; it < cnt; it++) {
         const int cur = it & 1;
         cp_wait_all();
-        __syncthreads(); /* chunk it's tiles (and the staged X) visible; stage cur^1 free */
-        if (states) flush_stage(chunk_of(it));
+        __syncthreads(); /* chunk it's tiles visible; stage cur^1 free */
         if (it + 1 < cnt) issue(it + 1);
         cp_commit();
         if (it + 2 < cnt) prefetch(it + 2);
         float *g = Gt(cur);
         widen_gate(g, (const GT *)nullptr);
         gate_totals(g, tot, beta, ebeta);
-        scale_walk<REV>(U(cur), umul, g, tot, beta);
+        scale_walk(U(cur), g, tot, beta);
         if (threadIdx.x < D) gs += beta[threadIdx.x];
         __syncthreads();
         const float e0 = ebeta[r0], e1 = ebeta[r0 + 8];
@@ -1091,52 +1048,41 @@ __global__ void __launch_bounds__(NTH, 1)
                 mma(X[2 * np + 1], a, b[2], b[3]);
             }
         }
-        if (states) to_stage(X);
     }
-    if (states && cnt > 0 && hi == G.NT) {
-        __syncthreads();
-        flush_stage(G.NT);
-    }
-    if (loc) {
-        float *p = loc + (bh * G.NP + j) * D * D;
+    float *p = loc + (bh * G.NP + j) * D * D;
 #pragma unroll
-        for (int nt = 0; nt < 16; nt++) {
-            int e = 8 * nt + 2 * t4;
-            *reinterpret_cast<float2 *>(p + r0 * D + e) = make_float2(X[nt][0], X[nt][1]);
-            *reinterpret_cast<float2 *>(p + (r0 + 8) * D + e) = make_float2(X[nt][2], X[nt][3]);
-        }
-        if (threadIdx.x < D) gsum[(bh * G.NP + j) * D + threadIdx.x] = gs;
+    for (int nt = 0; nt < 16; nt++) {
+        int e = 8 * nt + 2 * t4;
+        *reinterpret_cast<float2 *>(p + r0 * D + e) = make_float2(X[nt][0], X[nt][1]);
+        *reinterpret_cast<float2 *>(p + (r0 + 8) * D + e) = make_float2(X[nt][2], X[nt][3]);
     }
+    if (threadIdx.x < D) gsum[(bh * G.NP + j) * D + threadIdx.x] = gs;
 }
 
-/* Inclusive scan over pieces [j0, j1) of each (sequence, head), elementwise, in place; grid
- * (K·V/1024, B·H), 256 threads, one float4 each. Forward (REV = false, pieces in order): L[j]
- * becomes the state leaving piece j; reverse (pieces in reverse): the gradient of the state
- * entering piece j. x ← e^{Σβ_j} x + L[j] from x0 (h0 or dht; NULL = 0). The loads of 8 pieces
- * go out together (they do not depend on x), so the chain waits on memory once per 8 pieces. */
-template <bool REV>
-__global__ void __launch_bounds__(NTH) k_scan2(float *L, const float *gsum, int NP, int j0, int j1,
-                                               const float *x0) {
+/* Inclusive scan over pieces [0, NPF) of each (sequence, head), elementwise, in place; grid
+ * (K·V/1024, B·H), 256 threads, one float4 each: L[j] becomes the state leaving piece j,
+ * x ← e^{Σβ_j} x + L[j] from x0 (h0; NULL = 0). The loads of 8 pieces go out together (they do not
+ * depend on x), so the chain waits on memory once per 8 pieces. */
+__global__ void __launch_bounds__(NTH) k_scan2(float *L, const float *gsum, int NP, int NPF, const float *x0) {
     const int64_t bh = blockIdx.y;
     const int idx = (blockIdx.x * NTH + threadIdx.x) * 4, c = idx / D;
     float4 x = x0 ? *reinterpret_cast<const float4 *>(x0 + bh * D * D + idx)
                   : make_float4(0.f, 0.f, 0.f, 0.f);
-    const int cnt = j1 - j0;
-    for (int base = 0; base < cnt; base += 8) {
+    for (int base = 0; base < NPF; base += 8) {
         float4 y[8];
         float d[8];
 #pragma unroll
         for (int s = 0; s < 8; s++) {
-            const int jj = REV ? j1 - 1 - (base + s) : j0 + base + s;
-            if (base + s < cnt) {
+            const int jj = base + s;
+            if (jj < NPF) {
                 y[s] = *reinterpret_cast<const float4 *>(L + (bh * NP + jj) * D * D + idx);
                 d[s] = gsum[(bh * NP + jj) * D + c];
             }
         }
 #pragma unroll
         for (int s = 0; s < 8; s++) {
-            const int jj = REV ? j1 - 1 - (base + s) : j0 + base + s;
-            if (base + s < cnt) {
+            const int jj = base + s;
+            if (jj < NPF) {
                 const float e = __expf(d[s]);
                 x.x = e * x.x + y[s].x, x.y = e * x.y + y[s].y;
                 x.z = e * x.z + y[s].z, x.w = e * x.w + y[s].w;
@@ -1554,14 +1500,13 @@ graft_status forward2_t(const gla_cuda_args *a, const Plan2 &p, cudaStream_t s, 
     unsigned char *w = (unsigned char *)a->work;
     float *loc = G.NP > 1 ? (float *)(w + p.off_loc) : nullptr;
     float *gsum = G.NP > 1 ? (float *)(w + p.off_gsum) : nullptr;
-    cudaFuncSetAttribute(k_walk2<GT, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WALK2);
+    cudaFuncSetAttribute(k_walk2<GT>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WALK2);
     cudaFuncSetAttribute(k_fwd2<GT>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD2);
     const unsigned BH = (unsigned)p.BH;
     const int npf = (G.nseg - 1) * G.pps;
     if (npf > 0) {
-        k_walk2<GT, false><<<dim3(npf, BH), NTH, SMEM_WALK2, s>>>(G, 0, k, v, gk, 0.f, nullptr, nullptr,
-                                                                 nullptr, loc, gsum);
-        k_scan2<false><<<dim3(D * D / (4 * NTH), BH), NTH, 0, s>>>(loc, gsum, G.NP, 0, npf, a->h0);
+        k_walk2<GT><<<dim3(npf, BH), NTH, SMEM_WALK2, s>>>(G, k, v, gk, loc, gsum);
+        k_scan2<<<dim3(D * D / (4 * NTH), BH), NTH, 0, s>>>(loc, gsum, G.NP, npf, a->h0);
     }
     k_fwd2<GT><<<dim3(G.nseg, BH), NTH, SMEM_FWD2, s>>>(G, q, k, v, gk, a->scale, a->h0, loc,
                                                        (bf16 *)a->o, a->ht);
