@@ -226,15 +226,11 @@ __global__ void __launch_bounds__(PTH) k_prep(Geo g, const bf16 *r, const WT *w,
         __syncthreads();
     }
 
-    /* phase 2: masked A's: A_qk, A_qb (j ≤ i) to the image, A_ak, A_ab (j < i) to smem; the
-     * entries no tile covers are zero */
+    /* phase 2: masked A's: A_qk, A_qb (j ≤ i) to the image, A_ak, A_ab (j < i) to smem, where the
+     * entries no tile covers are zero. The image's tiles above the diagonal blocks are left
+     * unwritten: k_scan stops its k loop before them (nks = 2·mt + 2), for TA too. */
     float *Sab = xs, *Sak = xs + C * LDX, *Ts = xs + 2 * C * LDX, *Se = xs + 3 * C * LDX;
     for (int i = tid; i < 2 * C * LDX; i += PTH) xs[i] = 0.f;
-    for (int i = tid; i < C * C; i += PTH) {
-        const int row = i / C, col = i % C;
-        if (col / 8 > 2 * (row / 16) + 1)
-            img[OFF_AQK + frag_off(C / 8, row, col)] = 0.f, img[OFF_AQB + frag_off(C / 8, row, col)] = 0.f;
-    }
     __syncthreads();
 #pragma unroll
     for (int s = 0; s < 10; s++) {
@@ -270,11 +266,7 @@ __global__ void __launch_bounds__(PTH) k_prep(Geo g, const bf16 *r, const WT *w,
     }
     __syncthreads();
 
-    /* phase 4: TA = T A_ak (strictly lower; upper tiles zero) */
-    for (int i = tid; i < C * C; i += PTH) {
-        const int row = i / C, col = i % C;
-        if (col / 8 > 2 * (row / 16) + 1) img[OFF_TA + frag_off(C / 8, row, col)] = 0.f;
-    }
+    /* phase 4: TA = T A_ak (strictly lower: its 20 lower tiles) */
     for (int s = 0; s < 3; s++) {
         const int idx = warp + 8 * s;
         if (idx >= 20) break;
