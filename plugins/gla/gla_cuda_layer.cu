@@ -19,7 +19,10 @@
  * (README "Decode state"): S as [H, dv, dk] fp32 (V-first, FLA's layout) then the q, k, v conv
  * caches [width, W] fp32. A state written on one device reads the same on the other. The chunk
  * kernels want K-first (B, H, dk, dv): a prefill transposes once in and once out (1 MiB per sequence
- * and layer); a one-token step updates the V-first slot in place (gla_cuda_decode_vfirst).
+ * and layer); a one-token step updates the V-first slot in place: with the short conv, as three
+ * launches (the q|k|v|g product, gla_cuda_decode.cu's fused step from the gate's low-rank
+ * products through the gated norm, the output product); without it, or with
+ * GRAFT_GLA_FUSED_DECODE=0, through the separate kernels here and gla_cuda_decode_vfirst.
  *
  * Buffers (bf16 unless marked; token-major rows n = b*T + t; N = B*T; Kch = Kq + Kkv + Vkv):
  *   saved:   qt (N, Kq) | kt (N, Kkv) | vt (N, Vkv) | gh (N, Vq) | lr (N, r) | z (N, Kkv) f32, bias
@@ -42,7 +45,9 @@
 extern "C" {
 #include "gla.h"
 #include "gla_cuda.cuh"
+#include "gla_cuda_decode.cuh"
 }
+#include "gla_cuda_math.cuh"
 #include "graft/cuda_colsum.cuh"
 
 typedef __nv_bfloat16 bf16;
@@ -56,15 +61,6 @@ typedef __nv_bfloat16 bf16;
     } while (0)
 
 /* ---- elementwise kernels ---------------------------------------------------------------------- */
-
-__device__ __forceinline__ float sigm_d(float z) { return 1.0f / (1.0f + __expf(-z)); }
-__device__ __forceinline__ float silu_d(float z) { return z * sigm_d(z); }
-__device__ __forceinline__ float dsilu_d(float z) {
-    float s = sigm_d(z);
-    return s * (1.0f + z * (1.0f - s));
-}
-/* logsigmoid(z) = min(z,0) − log1p(exp(−|z|)): no overflow for any z (spec §7.1: α unbounded). */
-__device__ __forceinline__ float logsigm_d(float z) { return fminf(z, 0.0f) - log1pf(expf(-fabsf(z))); }
 
 /* E index i of channel c of sequence b: the conv's extended input [hist[0..W-1], in_0..in_{T-1}]
  * (input rows ld elements apart). */
@@ -858,6 +854,38 @@ static graft_status conv_forward(const gla_layer *L, const graft_mixer_io *io, c
     return launched("conv", err);
 }
 
+/* The fused decode step's arguments: the layer input, the q|k|v|g product's rows (ld apart), the
+ * weights it reads, the state slots, and the gated norm's output u. */
+static gla_decode_args decode_args(const gla_layer *L, const graft_mixer_io *io, const bf16 *proj, int64_t ld,
+                                   bf16 *u) {
+    gla_decode_args d;
+    memset(&d, 0, sizeof d);
+    d.B = io->B;
+    d.H = L->H;
+    d.C = L->C;
+    d.r = L->r;
+    d.W = L->W;
+    d.x = io->x;
+    d.proj = proj;
+    d.ld = ld;
+    d.w_gk0 = PB(L, io, GLA_P_GK0);
+    d.w_gk1 = PB(L, io, GLA_P_GK1);
+    d.b_gk1 = PB(L, io, GLA_P_GK1_BIAS);
+    d.w_conv[0] = PB(L, io, GLA_P_QCONV);
+    d.w_conv[1] = PB(L, io, GLA_P_KCONV);
+    d.w_conv[2] = PB(L, io, GLA_P_VCONV);
+    d.w_norm = PB(L, io, GLA_P_NORM);
+    d.inv_gamma = (float)(1.0 / L->gamma);
+    d.scale = L->scale;
+    d.eps = (float)L->eps;
+    d.state_in = (const float *)io->state_in;
+    d.state_out = (float *)io->state_out;
+    d.slot_floats = (int64_t)gla_state_floats(L);
+    d.hist_off = L->H * L->dk * L->dv;
+    d.u = u;
+    return d;
+}
+
 extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_mixer_io *io, graft_err *err) {
     if (check_io(L, io, 0, err)) return err->status;
     const int64_t B = io->B, T = io->T, N = B * T, C = L->C, H = L->H, W = L->W;
@@ -904,6 +932,14 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
         c.vt = c.kt + L->Kkv;
         c.gh = c.vt + L->Vkv;
         ld[0] = ld[1] = ld[2] = ldg = wsum;
+        /* then everything up to the output product as one launch (gla_cuda_decode.cu) */
+        gla_decode_args d = decode_args(L, io, c.qt, wsum, c.u);
+        if (gla_cuda_decode_fused_enabled() && gla_cuda_decode_fused_usable(&d)) {
+            if ((st = gla_cuda_decode_fused(&d, s, err))) return prefixed(err, "decode");
+            if ((st = mm(L, s, 0, 1, N, C, L->Vq, c.u, L->Vq, PB(L, io, GLA_P_O), L->Vq, io->y, C, 0, 0, err)))
+                return prefixed(err, "forward");
+            return GRAFT_STATUS_OK;
+        }
     } else if ((st = mm(L, s, 0, 1, N, L->Kq, C, x, C, PB(L, io, GLA_P_Q), C, c.qt, L->Kq, 0, 0, err)) ||
                (st = mm(L, s, 0, 1, N, L->Kkv, C, x, C, PB(L, io, GLA_P_K), C, c.kt, L->Kkv, 0, 0, err)) ||
                (st = mm(L, s, 0, 1, N, L->Vkv, C, x, C, PB(L, io, GLA_P_V), C, c.vt, L->Vkv, 0, 0, err)) ||
