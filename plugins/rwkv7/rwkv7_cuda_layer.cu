@@ -73,6 +73,53 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+/* ---- per-channel arithmetic shared by the token-parallel kernels and the fused decode step -------
+ * One definition each, so a kernel fusing several of these steps rounds and contracts exactly as
+ * the token-parallel kernels do: same inputs, same bits. */
+
+/* x^box = x + delta * mu, rounded to bf16 (delta = x_{t-1} - x_t). */
+__device__ __forceinline__ bf16 shift_mix(float xv, float d, float mu) { return __float2bfloat16(xv + d * mu); }
+
+/* Spec §2 steps 5-9 for one channel: w = -e^{-1/2} sigmoid(zw + b_w), alpha = sigmoid(za + b_a),
+ * k = k0 (1 + (alpha - 1) k_a), a = -kappa, b = kappa alpha with kappa = u inv (u = k0 k_k). */
+__device__ __forceinline__ void prep_one(float k0, float u, float inv, float zw, float za, float bw, float ba,
+                                         float ka, float *w, bf16 *k, bf16 *a, bf16 *b) {
+    float al = sigm_d(za + ba);
+    *w = -CW * sigm_d(zw + bw);
+    *k = __float2bfloat16(k0 * (1.0f + (al - 1.0f) * ka));
+    float kap = u * inv;
+    *a = __float2bfloat16(-kap);
+    *b = __float2bfloat16(kap * al);
+}
+
+/* A consumer's value residual (spec §2 step 10): v = lerp(v0, v_first, sigmoid(znu + b_v)). */
+__device__ __forceinline__ bf16 value_mix(float v0, float znu, float bv, float vf) {
+    float nu = sigm_d(znu + bv);
+    return __float2bfloat16(v0 + nu * (vf - v0));
+}
+
+/* One term of the bonus beta = sum_i r_i k_i r_k,i of a head. */
+__device__ __forceinline__ float bonus_add(float bt, float r, float k, float rk) { return bt + r * k * rk; }
+
+/* GroupNorm statistics of one head from a warp holding its 128 outputs, 4 a lane (lane + 32 j). */
+__device__ __forceinline__ void gn_stats(const float ov[4], float eps, float *m, float *rs) {
+    float s = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 4; j++) s += ov[j];
+    const float mm = warp_sum(s) / 128.0f;
+    float var = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 4; j++) var += (ov[j] - mm) * (ov[j] - mm);
+    var = warp_sum(var) / 128.0f;
+    *m = mm;
+    *rs = rsqrtf(var + eps);
+}
+
+/* (GroupNorm + bonus) of one channel: ((o - mean) rstd gn_w + gn_b + beta v), before the gate. */
+__device__ __forceinline__ float gn_out(float ov, float m, float rs, float gw, float gb, float bt, float v) {
+    return (ov - m) * rs * gw + gb + bt * v;
+}
+
 /* ---- token shift ------------------------------------------------------------------------------ */
 
 /* delta = x_{t-1} - x_t (x_{-1} = hist[b]), xb[box] = x + delta * mu_box. One thread per (n, c). */
@@ -87,7 +134,7 @@ static __global__ void shift_kernel(bf16 *xb, int64_t box_stride, const bf16 *x,
     float d = prev - xv;
     const bf16 *mu[6] = {mu0, mu1, mu2, mu3, mu4, mu5};
 #pragma unroll
-    for (int k = 0; k < 6; k++) xb[k * box_stride + idx] = __float2bfloat16(xv + d * bf(mu[k][c]));
+    for (int k = 0; k < 6; k++) xb[k * box_stride + idx] = shift_mix(xv, d, bf(mu[k][c]));
 }
 
 /* Token-shift backward for one mix (box): d = dxt (the gradient of x^box), A += (1-mu) d,
@@ -189,19 +236,14 @@ static __global__ void prep_kernel(prep_p p) {
 #pragma unroll
     for (int j = 0; j < 4; j++) {
         int64_t i = base + lane + 32 * j, ch = h * 128 + lane + 32 * j;
-        float al = sigm_d(p.za[i] + bf(p.ba[ch]));
-        p.w[i] = -CW * sigm_d(p.zw[i] + bf(p.bw[ch]));
-        p.k[i] = __float2bfloat16(k0[j] * (1.0f + (al - 1.0f) * bf(p.ka[ch])));
-        float kap = u[j] * inv;
-        p.a[i] = __float2bfloat16(-kap);
-        p.b[i] = __float2bfloat16(kap * al);
+        prep_one(k0[j], u[j], inv, p.zw[i], p.za[i], bf(p.bw[ch]), bf(p.ba[ch]), bf(p.ka[ch]), &p.w[i], &p.k[i],
+                 &p.a[i], &p.b[i]);
         float v0 = bf(p.v0[i]);
         if (p.producer) {
             p.v[i] = p.v0[i];
             if (p.write_carry) p.carry[i] = p.v0[i];
         } else {
-            float nu = sigm_d(p.znu[i] + bf(p.bv[ch]));
-            p.v[i] = __float2bfloat16(v0 + nu * (bf(p.carry[i]) - v0));
+            p.v[i] = value_mix(v0, p.znu[i], bf(p.bv[ch]), bf(p.carry[i]));
         }
     }
 }
@@ -217,23 +259,17 @@ static __global__ void out_kernel(bf16 *og, float *mean, float *rstd, int stats,
     int lane = threadIdx.x & 31;
     if (row >= rows) return;
     const int64_t h = row % H, base = row * 128;
-    float ov[4], s = 0.0f, bt = 0.0f;
+    float ov[4], bt = 0.0f;
 #pragma unroll
     for (int j = 0; j < 4; j++) {
         int64_t i = base + lane + 32 * j;
         ov[j] = bf(o[i]);
-        s += ov[j];
-        bt += bf(r[i]) * bf(k[i]) * bf(rk[h * 128 + lane + 32 * j]);
+        bt = bonus_add(bt, bf(r[i]), bf(k[i]), bf(rk[h * 128 + lane + 32 * j]));
     }
     float m, rs;
     bt = warp_sum(bt);
     if (stats) {
-        m = warp_sum(s) / 128.0f;
-        float var = 0.0f;
-#pragma unroll
-        for (int j = 0; j < 4; j++) var += (ov[j] - m) * (ov[j] - m);
-        var = warp_sum(var) / 128.0f;
-        rs = rsqrtf(var + eps);
+        gn_stats(ov, eps, &m, &rs);
         if (lane == 0) mean[row] = m, rstd[row] = rs;
     } else {
         m = mean[row];
@@ -242,8 +278,7 @@ static __global__ void out_kernel(bf16 *og, float *mean, float *rstd, int stats,
 #pragma unroll
     for (int j = 0; j < 4; j++) {
         int64_t i = base + lane + 32 * j, ch = h * 128 + lane + 32 * j;
-        float y = (ov[j] - m) * rs * bf(gw[ch]) + bf(gb[ch]) + bt * bf(v[i]);
-        og[i] = __float2bfloat16(y * bf(g[i]));
+        og[i] = __float2bfloat16(gn_out(ov[j], m, rs, bf(gw[ch]), bf(gb[ch]), bt, bf(v[i])) * bf(g[i]));
     }
 }
 
