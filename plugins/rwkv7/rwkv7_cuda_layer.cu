@@ -22,8 +22,14 @@
  *
  * Decode state: the CPU layout and dtype (README "Decode state"): S [H, K, V] fp32 then the
  * token-shift tail [C] fp32 per sequence. A one-token step (T = 1, state_out set, no saved buffer)
- * updates S in place (rwkv7_cuda_decode_strided) and reads nothing of past_len: the step is CUDA
- * graph capturable (no host sync, no host memory, no allocation, no branch on lengths).
+ * updates S in place and reads nothing of past_len: the step is CUDA graph capturable (no host
+ * sync, no host memory, no allocation, no branch on lengths). It is the fused decode step
+ * (fdec_kernel below: shift, the first-stage products, one cluster kernel per head for the LoRA
+ * second stages, preparation, recurrence, GroupNorm and gate, then o_proj: 9-10 launches instead of
+ * 18-20; the unfused step's bits wherever its LoRA products take the core's skinny kernel, i.e.
+ * B <= 8) wherever it serves the layer (compute capability 9.0, LoRA ranks multiples of 8);
+ * GRAFT_RWKV7_FUSED_DECODE=0 (read once per process) selects the unfused step: the token-parallel
+ * kernels, with rwkv7_cuda_decode_strided for the recurrence.
  *
  * Buffers (token-major rows n = b*T + t; N = B*T; C = Vt):
  *   saved:   hist (B, C) f32, the shift tail the call started from | h0 (B, H, K, V) f32, the state
@@ -40,11 +46,13 @@
  *            rerun is bitwise identical): pout (3, nwarp, 128) r_k, gn_w, gn_b | pprep (5, nwarp,
  *            128) k_a, k_k, w bias, a bias, v bias | pshift (6, N/64 row blocks, C) the mixes mu
  */
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 extern "C" {
@@ -74,8 +82,8 @@ __device__ __forceinline__ float warp_sum(float v) {
 }
 
 /* ---- per-channel arithmetic shared by the token-parallel kernels and the fused decode step -------
- * One definition each, so a kernel fusing several of these steps rounds and contracts exactly as
- * the token-parallel kernels do: same inputs, same bits. */
+ * One definition each, so the fused decode step (fdec_kernel) rounds and contracts exactly as the
+ * kernels of the unfused path do: same inputs, same bits. */
 
 /* x^box = x + delta * mu, rounded to bf16 (delta = x_{t-1} - x_t). */
 __device__ __forceinline__ bf16 shift_mix(float xv, float d, float mu) { return __float2bfloat16(xv + d * mu); }
@@ -463,6 +471,295 @@ static __global__ void prep_bwd_kernel(prepb_p p) {
     }
 }
 
+/* ---- the fused decode step (T = 1, in the decode slots) ---------------------------------------
+ *
+ * The unfused step launches 18 (producer) or 20 (consumer) kernels per layer and token: the tail
+ * copy, the shift, the products (r, k, v, both stages of each LoRA, o: 10 or 12), tanh, sigmoid,
+ * prep, decode, out and tail; at batch 1 each costs a few µs of launch ramp and tail however
+ * little it computes. The fused step is the shift (which also writes the new tail, below), the six
+ * or seven first-stage products (through host->matmul: they read the whole width C), fdec_kernel
+ * for everything per head between them and the o product, and the o product: 9 (producer) or 10
+ * (consumer).
+ *
+ * fdec_kernel: a cluster of FD_CL = 8 CTAs per (sequence, head) (16 CTAs at the 1.7B shape would
+ * leave most SMs idle at batch 1; 8 x 16 = 128 fill an H100), CTA q owning the head's channels
+ * [16 q, 16 q + 16) on both sides: key channels (LoRA second stages, w / k / a / b) and value
+ * columns (state columns, v, the gated output). Phases, in order:
+ *   1. loads: CTA q's 16 rows of each second-stage weight (cp.async, one contiguous block each),
+ *      warp 0's 16 state columns into registers, the LoRA middles (tanh / sigmoid applied and
+ *      rounded to bf16 as act_kernel does), r of all 128 key channels.
+ *   2. the second stages of its 16 channels (zw, za, g, znu), each a dot of length rank summed in
+ *      skinny_kernel's order (core/src/cuda/skinny.cu, which serves these products at m = 1 in the
+ *      unfused step): 32 virtual lanes take chunks of 8 in turn, each lane's sum in chunk order,
+ *      then the lanes by the butterfly 16, 8, 4, 2, 1 (8 threads a dot, 4 virtual lanes each: the
+ *      levels 16 and 8 in registers, 4, 2, 1 by shuffles).
+ *   3. the key norm 1/|u| of the head (every CTA: it needs only k0 and k_k), then w, k, a, b of its
+ *      16 key channels (prep_one), written into every CTA of the cluster (distributed shared
+ *      memory), v of its value columns (and the producer's carry); cluster barrier.
+ *   4. warp 0: the recurrence of its 16 columns exactly as k_decode orders it (rwkv7_cuda.cu),
+ *      two lanes a column: lane parity p holds rows c = 2 i + p, so its two accumulators of
+ *      a^T S are k_decode's q_p and q_{p+2} and its o sum is k_decode's y_p; the state goes back to
+ *      the slot; o (bf16) into every CTA. Warp 1 meanwhile: the bonus beta of the head. Cluster
+ *      barrier.
+ *   5. warp 0: GroupNorm statistics of the head from the 128 o values, gn_out and the gate for its
+ *      16 columns -> og.
+ * Every reduction is done in a fixed order by one warp or thread group (the 128-wide ones
+ * redundantly in each CTA that needs them, from identical inputs): no atomics, a rerun gives the
+ * same bits. Same order, same roundings and the shared per-channel helpers above: the fused step
+ * gives the unfused step's bits, wherever skinny_kernel served the unfused step's second-stage products (B <= 8,
+ * ranks multiples of 8, GRAFT_CUDA_SKINNY not 0; cuBLASLt sums zw, za, g, znu in another order,
+ * which moves them by fp32 rounding and what depends on them by up to a bf16 rounding).
+ *
+ * Launch: programmatic stream serialization (PDL, GRAFT_CUDA_PDL=0 turns it off like the core's
+ * products): the CTAs may start while the product before them finishes; they prefetch their
+ * weight rows and state columns into L2 (a prefetch cannot return stale data), then wait for that
+ * grid (griddepcontrol.wait: it and everything before it done and visible) before touching any
+ * memory, and let the o product's blocks start right away (they wait for this grid the same way
+ * before reading og). */
+constexpr int FD_D = 128;            /* head dim K = V                                          */
+constexpr int FD_CL = 8;             /* CTAs per head: a cluster                                */
+constexpr int FD_NC = FD_D / FD_CL;  /* channels (and value columns) per CTA                    */
+constexpr int FD_NT = 128;           /* threads per CTA                                         */
+constexpr int FD_SMEM_MAX = 40 << 10; /* dynamic shared memory (middles + weight rows), bytes  */
+static_assert(FD_NT == FD_D && FD_NT == FD_CL * FD_NC && FD_NC == 16 && FD_NT % 32 == 0,
+              "one thread per key channel of the head; 16 threads per destination CTA in phase 3; "
+              "16 value columns = 32 lanes of warp 0 in phase 4");
+
+__device__ __forceinline__ void griddep_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void griddep_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/* The decode step's token shift: the six mixes as shift_kernel (T = 1, the previous x from the
+ * slot's tail, zeros without state_in), and the new tail (x) into state_out's slot by the thread
+ * that read the old one, so in place is safe. One thread per (b, c). */
+static __global__ void shift_dec_kernel(bf16 *xb, int64_t box_stride, const bf16 *x, const float *sin,
+                                        float *sout, int64_t slot, int64_t soff, const bf16 *mu0, const bf16 *mu1,
+                                        const bf16 *mu2, const bf16 *mu3, const bf16 *mu4, const bf16 *mu5,
+                                        int64_t B, int64_t C) {
+    griddep_wait();
+    griddep_launch();
+    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= B * C) return;
+    int64_t b = idx / C, c = idx % C;
+    float xv = bf(x[idx]);
+    float prev = sin ? sin[b * slot + soff + c] : 0.0f;
+    float d = prev - xv;
+    const bf16 *mu[6] = {mu0, mu1, mu2, mu3, mu4, mu5};
+#pragma unroll
+    for (int k = 0; k < 6; k++) xb[k * box_stride + idx] = shift_mix(xv, d, bf(mu[k][c]));
+    sout[b * slot + soff + c] = xv;
+}
+
+struct fdec_p {
+    const bf16 *r, *k0, *v0;        /* (B, C) products of the step                               */
+    const bf16 *h[4];               /* LoRA middles before the activation, (B, rank): w, a, g, v */
+    const bf16 *l2[4];              /* second-stage weights (C, rank): w, a, g, v                */
+    int rank[4], moff[4], soff[4];  /* ranks; bf16 offsets of each middle / weight block in the
+                                       dynamic shared memory                                     */
+    int nl, producer;               /* LoRAs in use: 3 (producer: no v_lora) or 4                */
+    const bf16 *bw, *ba, *ka, *kk, *bv, *rk, *gw, *gb;
+    bf16 *carry;                    /* (B, C) v_first: the producer writes v0, a consumer reads  */
+    const float *sin;               /* slots (stride slot floats), S [H, K, V] first; NULL = 0    */
+    float *sout;
+    int64_t slot, H, C;
+    bf16 *og;                       /* (B, C) gated GroupNorm output, the o product's input       */
+    float eps;
+};
+
+/* acc += w . x over one 16-byte chunk (8 bf16), in skinny_kernel's element order */
+static __device__ __forceinline__ void fma8(float &acc, const uint4 &w, const uint4 &x) {
+    const __nv_bfloat162 *wp = reinterpret_cast<const __nv_bfloat162 *>(&w);
+    const __nv_bfloat162 *xp = reinterpret_cast<const __nv_bfloat162 *>(&x);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 a = __bfloat1622float2(wp[i]), b = __bfloat1622float2(xp[i]);
+        acc = fmaf(a.x, b.x, acc);
+        acc = fmaf(a.y, b.y, acc);
+    }
+}
+
+static __global__ void __cluster_dims__(FD_CL, 1, 1) __launch_bounds__(FD_NT) fdec_kernel(fdec_p p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    namespace cg = cooperative_groups;
+    cg::cluster_group cl = cg::this_cluster();
+    __shared__ float kv[5][FD_D];  /* r, e^w, k, a, b of the head's key channels (k_decode's staging) */
+    __shared__ float ob[FD_D];     /* o of the head's value columns, bf16-rounded                     */
+    __shared__ float z[4][FD_NC];  /* this CTA's zw, za (f32), g (bf16-rounded), znu (f32)            */
+    __shared__ float vown[FD_NC];  /* v of this CTA's value columns                                  */
+    __shared__ float red[2];       /* the head's key norm 1/|u| and bonus beta                       */
+    extern __shared__ uint4 fd_dyn[];
+    bf16 *dyn = reinterpret_cast<bf16 *>(fd_dyn);
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int q = (int)cl.block_rank(), cq = q * FD_NC;
+    const int64_t bh = blockIdx.y, b = bh / p.H, h = bh % p.H, hb = h * FD_D, xr = b * p.C + hb;
+    const float *S0 = p.sin ? p.sin + b * p.slot + hb * FD_D : nullptr;
+    float *S1 = p.sout + b * p.slot + hb * FD_D;
+    /* this CTA runs (pairs with the wait before the first write into another CTA) */
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+
+    /* 1. loads. L2 prefetches may precede the wait for the previous grid; nothing else does. */
+    if (S0) asm volatile("prefetch.global.L2 [%0];" ::"l"(S0 + tid * FD_D + cq));
+    for (int l = 0; l < p.nl; l++) {
+        const char *w = reinterpret_cast<const char *>(p.l2[l] + (hb + cq) * p.rank[l]);
+        for (int i = tid; i * 128 < 32 * p.rank[l]; i += FD_NT)
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(w + 128 * i));
+    }
+    griddep_wait();
+    griddep_launch();
+    for (int l = 0; l < p.nl; l++) { /* rows cq .. cq + 15: 32 rank bytes, 16-byte units */
+        const bf16 *src = p.l2[l] + (hb + cq) * p.rank[l];
+        bf16 *dst = dyn + p.soff[l];
+        for (int i = tid; i < 2 * p.rank[l]; i += FD_NT)
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
+                             (uint32_t)__cvta_generic_to_shared(dst + 8 * i)),
+                         "l"(src + 8 * i)
+                         : "memory");
+    }
+    asm volatile("cp.async.commit_group;" ::: "memory");
+    const int el = lane >> 1, par = lane & 1; /* warp 0: value column cq + el, rows 2 i + par */
+    float s[FD_D / 2];
+    if (warp == 0) {
+        if (S0) {
+#pragma unroll
+            for (int i = 0; i < FD_D / 2; i++) s[i] = S0[(2 * i + par) * FD_D + cq + el];
+        } else {
+#pragma unroll
+            for (int i = 0; i < FD_D / 2; i++) s[i] = 0.0f;
+        }
+    }
+    for (int l = 0; l < p.nl; l++)
+        for (int i = tid; i < p.rank[l]; i += FD_NT) {
+            float v = bf(p.h[l][b * p.rank[l] + i]);
+            if (l == 0) v = tanhf(v);
+            else if (l == 2) v = sigm_d(v);
+            dyn[p.moff[l] + i] = __float2bfloat16(v);
+        }
+    kv[0][tid] = bf(p.r[xr + tid]);
+    asm volatile("cp.async.wait_all;" ::: "memory");
+    __syncthreads();
+
+    /* 2. the second LoRA stages of channels cq .. cq + 15: dot u = (LoRA l, channel j) by the 8
+     * threads of group g; thread t holds virtual lanes t, t + 8, t + 16, t + 24 */
+    {
+        const int g = tid >> 3, t = tid & 7;
+        for (int u = g; u < p.nl * FD_NC; u += FD_NT / 8) {
+            const int l = u / FD_NC, j = u % FD_NC, kc = p.rank[l] >> 3;
+            const uint4 *w = reinterpret_cast<const uint4 *>(dyn + p.soff[l] + j * p.rank[l]);
+            const uint4 *x = reinterpret_cast<const uint4 *>(dyn + p.moff[l]);
+            float a4[4];
+#pragma unroll
+            for (int vl = 0; vl < 4; vl++) {
+                float acc = 0.0f;
+                for (int i = t + 8 * vl; i < kc; i += 32) fma8(acc, w[i], x[i]);
+                a4[vl] = acc;
+            }
+            float v = (a4[0] + a4[2]) + (a4[1] + a4[3]); /* butterfly levels 16, 8 */
+            v += __shfl_xor_sync(0xffffffffu, v, 4);
+            v += __shfl_xor_sync(0xffffffffu, v, 2);
+            v += __shfl_xor_sync(0xffffffffu, v, 1);
+            if (t == 0) z[l][j] = l == 2 ? bf(__float2bfloat16(v)) : v;
+        }
+    }
+    /* 3. key norm (as prep_kernel), then w, k, a, b of this CTA's channels into every CTA:
+     * thread tid computes channel cq + tid % 16 for CTA tid / 16 */
+    if (warp == 0) {
+        float ss = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int c = lane + 32 * j;
+            float u = bf(p.k0[xr + c]) * bf(p.kk[hb + c]);
+            ss += u * u;
+        }
+        float inv = rsqrtf(warp_sum(ss) + L2_EPS);
+        if (lane == 0) red[0] = inv;
+    }
+    __syncthreads();
+    asm volatile("barrier.cluster.wait.aligned;" ::: "memory"); /* every CTA of the cluster runs */
+    {
+        const int j = tid % FD_NC, dst = tid / FD_NC, c = cq + j;
+        const int64_t ch = hb + c, i = xr + c;
+        const float k0 = bf(p.k0[i]);
+        float w;
+        bf16 kb, ab, bb;
+        prep_one(k0, k0 * bf(p.kk[ch]), red[0], z[0][j], z[1][j], bf(p.bw[ch]), bf(p.ba[ch]), bf(p.ka[ch]), &w, &kb,
+                 &ab, &bb);
+        float *kvd = cl.map_shared_rank(&kv[0][0], (unsigned)dst);
+        kvd[FD_D + c] = expf(w);
+        kvd[2 * FD_D + c] = bf(kb);
+        kvd[3 * FD_D + c] = bf(ab);
+        kvd[4 * FD_D + c] = bf(bb);
+        if (dst == q) {
+            if (p.producer) {
+                vown[j] = bf(p.v0[i]);
+                p.carry[i] = p.v0[i];
+            } else {
+                vown[j] = bf(value_mix(bf(p.v0[i]), z[3][j], bf(p.bv[ch]), bf(p.carry[i])));
+            }
+        }
+    }
+    asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+
+    /* 4. warp 0: S <- Diag(e^w) S + b (a^T S) + k v^T, o = S^T r for columns cq .. cq + 15 */
+    if (warp == 0) {
+        const int e = cq + el;
+        const float vv = vown[el];
+        float qe = 0.0f, qo = 0.0f; /* k_decode's q_par and q_{par+2} */
+#pragma unroll
+        for (int i = 0; i < FD_D / 2; i += 2) {
+            qe = fmaf(kv[3][2 * i + par], s[i], qe);
+            qo = fmaf(kv[3][2 * i + 2 + par], s[i + 1], qo);
+        }
+        const float qe1 = __shfl_xor_sync(0xffffffffu, qe, 1), qo1 = __shfl_xor_sync(0xffffffffu, qo, 1);
+        const float sa = (qe + qe1) + (qo + qo1);
+        float y = 0.0f; /* k_decode's y_par */
+#pragma unroll
+        for (int i = 0; i < FD_D / 2; i++) {
+            const int c = 2 * i + par;
+            s[i] = fmaf(kv[1][c], s[i], fmaf(kv[4][c], sa, kv[2][c] * vv));
+            y = fmaf(kv[0][c], s[i], y);
+            S1[c * FD_D + e] = s[i];
+        }
+        const float o = bf(__float2bfloat16_rn(y + __shfl_xor_sync(0xffffffffu, y, 1)));
+#pragma unroll
+        for (int k = 0; k < FD_CL / 2; k++) cl.map_shared_rank(ob, (unsigned)(FD_CL / 2 * par + k))[e] = o;
+    } else if (warp == 1) { /* the bonus beta = sum_c r k r_k, as out_kernel */
+        float bt = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int c = lane + 32 * j;
+            bt = bonus_add(bt, kv[0][c], kv[2][c], bf(p.rk[hb + c]));
+        }
+        bt = warp_sum(bt);
+        if (lane == 0) red[1] = bt;
+    }
+    asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+
+    /* 5. GroupNorm + bonus + gate of columns cq .. cq + 15 (no shared memory of another CTA is
+     * touched after the barrier above, so the CTAs may exit in any order) */
+    if (warp == 0) {
+        float ov[4], m, rs;
+#pragma unroll
+        for (int j = 0; j < 4; j++) ov[j] = ob[lane + 32 * j];
+        gn_stats(ov, p.eps, &m, &rs);
+        if (lane < FD_NC) {
+            const int c = cq + lane;
+            const int64_t ch = hb + c;
+            p.og[xr + c] =
+                __float2bfloat16(gn_out(ob[c], m, rs, bf(p.gw[ch]), bf(p.gb[ch]), red[1], vown[lane]) * z[2][lane]);
+        }
+    }
+#else
+    __trap(); /* fdec_fits refuses devices below compute capability 9.0 */
+#endif
+}
+
 /* ---- host side -------------------------------------------------------------------------------- */
 
 static unsigned blocks_for(int64_t n, int per) { return (unsigned)((n + per - 1) / per); }
@@ -727,6 +1024,40 @@ static graft_status copy_s(float *dst, size_t dst_bs, const float *src, size_t s
     return GRAFT_STATUS_OK;
 }
 
+/* The projections and LoRAs of one call, from the mixes in c->xb (N = B T rows). full = 1: both
+ * stages of every LoRA with their activations between (tanh for w, sigmoid for g); full = 0: the
+ * first stages alone, raw (the fused decode step takes them from there, per head). */
+static graft_status products(const rwkv7_layer *L, const graft_mixer_io *io, cu_bufs *c, int full, graft_err *err) {
+    const int64_t N = io->B * io->T, C = L->C;
+    void *s = io->stream;
+    graft_status st;
+    bf16 *xb[6];
+    for (int i = 0; i < 6; i++) xb[i] = c->xb + (size_t)i * N * C;
+    if ((st = lin(L, s, c->r, 0, xb[0], PB(io, P_R_PROJ), N, C, C, err)) ||
+        (st = lin(L, s, c->k0, 0, xb[2], PB(io, P_K_PROJ), N, C, C, err)) ||
+        (st = lin(L, s, c->v0, 0, xb[3], PB(io, P_V_PROJ), N, C, C, err)) ||
+        (st = lin(L, s, c->hw, 0, xb[1], PB(io, P_W_L0), N, C, L->rw, err)))
+        return prefixed(err, "forward");
+    if (full) {
+        act_kernel<<<blocks_for(N * L->rw, 256), 256, 0, (cudaStream_t)s>>>(c->hw, N * L->rw, 0);
+        if ((st = launched("tanh", err))) return st;
+        if ((st = lin(L, s, c->zw, 1, c->hw, PB(io, P_W_L2), N, L->rw, C, err))) return prefixed(err, "forward");
+    }
+    if ((st = lin(L, s, c->ha, 0, xb[4], PB(io, P_A_L0), N, C, L->ra, err)) ||
+        (full && (st = lin(L, s, c->za, 1, c->ha, PB(io, P_A_L2), N, L->ra, C, err))) ||
+        (st = lin(L, s, c->hg, 0, xb[5], PB(io, P_G_L0), N, C, L->rg, err)))
+        return prefixed(err, "forward");
+    if (full) {
+        act_kernel<<<blocks_for(N * L->rg, 256), 256, 0, (cudaStream_t)s>>>(c->hg, N * L->rg, 1);
+        if ((st = launched("sigmoid", err))) return st;
+        if ((st = lin(L, s, c->g, 0, c->hg, PB(io, P_G_L2), N, L->rg, C, err))) return prefixed(err, "forward");
+    }
+    if (!L->producer && ((st = lin(L, s, c->hv, 0, xb[3], PB(io, P_V_L0), N, C, L->rv, err)) ||
+                         (full && (st = lin(L, s, c->znu, 1, c->hv, PB(io, P_V_L2), N, L->rv, C, err)))))
+        return prefixed(err, "forward");
+    return GRAFT_STATUS_OK;
+}
+
 /* The token shift, projections, LoRAs and key/value preparation shared by forward and the
  * backward's recomputation (which passes write_all = 0: the saved tensors are not rewritten). */
 static graft_status front(const rwkv7_layer *L, const graft_mixer_io *io, cu_bufs *c, int write_all, graft_err *err) {
@@ -737,28 +1068,7 @@ static graft_status front(const rwkv7_layer *L, const graft_mixer_io *io, cu_buf
         c->xb, N * C, (const bf16 *)io->x, c->hist, PB(io, P_X_R), PB(io, P_X_W), PB(io, P_X_K), PB(io, P_X_V),
         PB(io, P_X_A), PB(io, P_X_G), N, T, C);
     if ((st = launched("shift", err))) return st;
-    bf16 *xb[6];
-    for (int i = 0; i < 6; i++) xb[i] = c->xb + (size_t)i * N * C;
-    if (write_all) {
-        if ((st = lin(L, s, c->r, 0, xb[0], PB(io, P_R_PROJ), N, C, C, err)) ||
-            (st = lin(L, s, c->k0, 0, xb[2], PB(io, P_K_PROJ), N, C, C, err)) ||
-            (st = lin(L, s, c->v0, 0, xb[3], PB(io, P_V_PROJ), N, C, C, err)) ||
-            (st = lin(L, s, c->hw, 0, xb[1], PB(io, P_W_L0), N, C, L->rw, err)))
-            return prefixed(err, "forward");
-        act_kernel<<<blocks_for(N * L->rw, 256), 256, 0, (cudaStream_t)s>>>(c->hw, N * L->rw, 0);
-        if ((st = launched("tanh", err))) return st;
-        if ((st = lin(L, s, c->zw, 1, c->hw, PB(io, P_W_L2), N, L->rw, C, err)) ||
-            (st = lin(L, s, c->ha, 0, xb[4], PB(io, P_A_L0), N, C, L->ra, err)) ||
-            (st = lin(L, s, c->za, 1, c->ha, PB(io, P_A_L2), N, L->ra, C, err)) ||
-            (st = lin(L, s, c->hg, 0, xb[5], PB(io, P_G_L0), N, C, L->rg, err)))
-            return prefixed(err, "forward");
-        act_kernel<<<blocks_for(N * L->rg, 256), 256, 0, (cudaStream_t)s>>>(c->hg, N * L->rg, 1);
-        if ((st = launched("sigmoid", err))) return st;
-        if ((st = lin(L, s, c->g, 0, c->hg, PB(io, P_G_L2), N, L->rg, C, err))) return prefixed(err, "forward");
-        if (!L->producer && ((st = lin(L, s, c->hv, 0, xb[3], PB(io, P_V_L0), N, C, L->rv, err)) ||
-                             (st = lin(L, s, c->znu, 1, c->hv, PB(io, P_V_L2), N, L->rv, C, err))))
-            return prefixed(err, "forward");
-    }
+    if (write_all && (st = products(L, io, c, 1, err))) return st;
     prep_p pp;
     memset(&pp, 0, sizeof pp);
     pp.k0 = c->k0;
@@ -785,6 +1095,121 @@ static graft_status front(const rwkv7_layer *L, const graft_mixer_io *io, cu_buf
     return launched("prep", err);
 }
 
+/* ---- the fused decode step: switches, fit, launch ---------------------------------------------- */
+
+static int fdec_switch = -1; /* GRAFT_RWKV7_FUSED_DECODE, read once: "0" = the unfused step */
+static int fdec_device = -1; /* compute capability >= 9.0 (clusters, griddepcontrol), read once */
+static int fdec_pdl = -1;    /* GRAFT_CUDA_PDL, read once: "0" = ordinary launches (as the core's) */
+
+static int fdec_enabled(void) {
+    if (fdec_switch < 0) {
+        const char *e = getenv("GRAFT_RWKV7_FUSED_DECODE");
+        fdec_switch = !(e && !strcmp(e, "0"));
+    }
+    if (fdec_device < 0) {
+        int dev = 0, major = 0;
+        fdec_device = cudaGetDevice(&dev) == cudaSuccess &&
+                      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+                      major >= 9;
+    }
+    return fdec_switch && fdec_device;
+}
+
+static int fdec_pdl_on(void) {
+    if (fdec_pdl < 0) {
+        const char *e = getenv("GRAFT_CUDA_PDL");
+        fdec_pdl = !(e && !strcmp(e, "0"));
+    }
+    return fdec_pdl;
+}
+
+/* Whether the fused step serves this layer: every rank in use a multiple of 8 (16-byte chunks, as
+ * skinny_kernel reads them) with 16-byte aligned second-stage weights (cp.async), the middles and
+ * weight rows within FD_SMEM_MAX. Otherwise the unfused step runs (never a refusal). */
+static int fdec_fits(const rwkv7_layer *L, const graft_mixer_io *io, fdec_p *p, size_t *smem) {
+    if (!fdec_enabled() || L->K != FD_D || L->V != FD_D || L->C != L->H * FD_D) return 0;
+    const int64_t ranks[4] = {L->rw, L->ra, L->rg, L->rv};
+    const int l2[4] = {P_W_L2, P_A_L2, P_G_L2, P_V_L2};
+    const int nl = L->producer ? 3 : 4;
+    int64_t tot = 0;
+    for (int l = 0; l < nl; l++) {
+        if (ranks[l] < 8 || ranks[l] % 8 || ranks[l] > FD_SMEM_MAX || ((uintptr_t)io->params[l2[l]].data & 15u))
+            return 0;
+        tot += ranks[l];
+    }
+    if ((size_t)tot * 34 > (size_t)FD_SMEM_MAX) return 0; /* 2 bytes a middle, 16 x 2 a weight row */
+    memset(p, 0, sizeof *p);
+    int64_t moff = 0, soff = tot;
+    for (int l = 0; l < nl; l++) {
+        p->rank[l] = (int)ranks[l];
+        p->moff[l] = (int)moff;
+        p->soff[l] = (int)soff;
+        p->l2[l] = PB(io, l2[l]);
+        moff += ranks[l];
+        soff += FD_NC * ranks[l];
+    }
+    p->nl = nl;
+    *smem = (size_t)tot * 34;
+    return 1;
+}
+
+template <typename... KA, typename... A>
+static cudaError_t launch_pdl(void (*kernel)(KA...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A... args) {
+    cudaLaunchConfig_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = fdec_pdl_on() ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+
+/* One token per sequence, in the decode slots (state_in may be state_out or NULL): shift (and
+ * the new tail), the first-stage products, fdec_kernel, o_proj. p comes from fdec_fits. */
+static graft_status decode_fused(const rwkv7_layer *L, const graft_mixer_io *io, cu_bufs *c, fdec_p *p, size_t smem,
+                                 graft_err *err) {
+    const int64_t B = io->B, C = L->C, H = L->H;
+    const int64_t slot = (int64_t)(rwkv7_state_bytes(L) / 4), sfl = H * L->K * L->V;
+    cudaStream_t s = (cudaStream_t)io->stream;
+    graft_status st;
+    TRY(launch_pdl(shift_dec_kernel, dim3(blocks_for(B * C, 256)), dim3(256), 0, s, c->xb, B * C, (const bf16 *)io->x,
+                   (const float *)io->state_in, (float *)io->state_out, slot, sfl, PB(io, P_X_R), PB(io, P_X_W),
+                   PB(io, P_X_K), PB(io, P_X_V), PB(io, P_X_A), PB(io, P_X_G), B, C));
+    if ((st = products(L, io, c, 0, err))) return st;
+    p->r = c->r;
+    p->k0 = c->k0;
+    p->v0 = c->v0;
+    p->h[0] = c->hw;
+    p->h[1] = c->ha;
+    p->h[2] = c->hg;
+    p->h[3] = c->hv;
+    p->producer = L->producer;
+    p->bw = PB(io, P_W_B);
+    p->ba = PB(io, P_A_B);
+    p->ka = PB(io, P_K_A);
+    p->kk = PB(io, P_K_K);
+    p->bv = L->producer ? NULL : PB(io, P_V_B);
+    p->rk = PB(io, P_R_K);
+    p->gw = PB(io, P_GN_W);
+    p->gb = PB(io, P_GN_B);
+    p->carry = (bf16 *)io->carry;
+    p->sin = (const float *)io->state_in;
+    p->sout = (float *)io->state_out;
+    p->slot = slot;
+    p->H = H;
+    p->C = C;
+    p->og = c->og;
+    p->eps = (float)L->gn_eps;
+    TRY(launch_pdl(fdec_kernel, dim3(FD_CL, (unsigned)(B * H)), dim3(FD_NT), smem, s, *p));
+    if ((st = lin(L, io->stream, io->y, 0, c->og, PB(io, P_O_PROJ), B, C, C, err))) return prefixed(err, "decode");
+    return GRAFT_STATUS_OK;
+}
+
 extern "C" graft_status rwkv7_cuda_layer_forward(const rwkv7_layer *L, const graft_mixer_io *io, graft_err *err) {
     if (check_io(L, io, 0, err)) return err->status;
     const int64_t B = io->B, T = io->T, N = B * T, C = L->C, H = L->H, KV = L->K * L->V;
@@ -798,6 +1223,11 @@ extern "C" graft_status rwkv7_cuda_layer_forward(const rwkv7_layer *L, const gra
     char *scr = (char *)io->scratch;
     carve(&p, io->saved ? (char *)io->saved : scr, scr, &c);
     graft_status st;
+
+    /* a one-token step in the slots: the fused step where it serves the layer */
+    fdec_p fp;
+    size_t fsmem = 0;
+    if (T == 1 && sout && !io->saved && fdec_fits(L, io, &fp, &fsmem)) return decode_fused(L, io, &c, &fp, fsmem, err);
 
     /* the shift tail this call starts from (copied first: state_in may be state_out) */
     if (sin)
