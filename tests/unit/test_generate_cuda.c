@@ -18,9 +18,22 @@
  *     bf16 logits' error against fp32 is ~1% of their RMS: NMSE ~1e-4), so a mismatch is allowed
  *     only where the recomputed top-2 logits are within 5% of the row's logit RMS (a near tie at
  *     bf16 resolution); such ties are counted and printed with their margins.
- *  3. The same for a hybrid (GLA at layer 0, softmax at layer 1): its decode step is captured too
- *     (both mixers declare GRAFT_MIXER_CAP_CUDA_GRAPH), and cached == recompute. 2 and 3 again
- *     with the prompts prefilled 4 tokens per call (prefill_chunk: calls continuing the state).
+ *  3. The same for hybrids: GLA at layer 0 and softmax at layer 1; RWKV-7 at layer 0 (the
+ *     producer of v_first) and softmax at layer 1; RWKV-7 at layers 0 and 2 (producer and
+ *     consumer) around softmax at layer 1. Their decode steps are captured too (every mixer
+ *     declares GRAFT_MIXER_CAP_CUDA_GRAPH), and cached == recompute. 2 and 3 again with the
+ *     prompts prefilled 4 tokens per call (prefill_chunk: calls continuing the state). The RWKV-7
+ *     steps run the fused decode kernel (plugins/rwkv7, unless GRAFT_RWKV7_FUSED_DECODE=0); the
+ *     recompute runs the token-parallel forward, which shares none of it. FLA's init zeroes every
+ *     lora.0 and o_proj and closes a consumer's value gate, which would leave the LoRAs, the value
+ *     residual and the layer's output out of the test: those get random values.
+ *  3b. Graph vs eager (as 1) for the two RWKV-7 hybrids: the RWKV-7 kernels read no length, so
+ *     graph and eager differ only in the softmax layer's split (NMSE < 1e-6); against the CPU fp32
+ *     model on the same bf16 weights NMSE < 1e-2, looser than 1's 2e-3: RWKV-7 keeps more
+ *     intermediates in bf16, and the first token from an empty state is ill-conditioned (its
+ *     GroupNorm input is rank-1, tests/plugins/configs/cuda/rwkv7.txt). A wrong index in the
+ *     decode step shows as NMSE ~1 (the RWKV-7 layers' output moves these logits by NMSE 1.9);
+ *     its roundings are conformance_cuda's to check (decode vs full forward, 2e-4).
  *  4. The device greedy pick (backend op argmax_rows, used by graft_model_forward_state_greedy)
  *     against the host scan of generate.c on rows built to trip it: ties (first index wins), a
  *     NaN in the middle (never chosen), a leading NaN (0), all -inf, the maximum last, and random
@@ -48,8 +61,35 @@ static graft_qwen3_config small_config(void) {
     return c;
 }
 
-static graft_model_t *make_model_of(int hybrid) {
+/* The models of the tests: a plain Qwen3 and three hybrids */
+enum { MODEL_SOFTMAX, MODEL_GLA, MODEL_RWKV7, MODEL_RWKV7_PAIR };
+static const char *const model_names[] = {"softmax", "gla + softmax hybrid", "rwkv7 + softmax hybrid",
+                                          "rwkv7 + softmax + rwkv7 hybrid"};
+
+/* An RWKV-7 layer's parameters that FLA's init leaves degenerate for this test get random values:
+ * every lora.0 (0: no LoRA would reach its second stage), o_proj (0: the layer would add nothing),
+ * g_lora.lora.2 (orthogonal x 0.1: a gate near 0.03) at the scale of the Qwen3 weights
+ * (initializer_range), and a consumer's v_lora.lora.2.bias (-20: the value residual closed). */
+static void rwkv7_perturb(graft_model_t *m, int64_t layer, uint64_t seed) {
+    graft_rng rng = graft_rng_make(seed, (uint64_t)layer);
+    const double sd = small_config().initializer_range;
+    char pre[64];
+    snprintf(pre, sizeof pre, "model.layers.%lld.mixer.", (long long)layer);
+    for (int64_t i = 0; i < graft_model_n_params(m); i++) {
+        graft_model_param *p = graft_model_param_at(m, i);
+        if (strncmp(p->name, pre, strlen(pre))) continue;
+        const char *n = p->name + strlen(pre);
+        double s = 0.0;
+        if (strstr(n, "lora.0.weight") || !strcmp(n, "g_lora.lora.2.weight") || !strcmp(n, "o_proj.weight")) s = sd;
+        else if (!strcmp(n, "v_lora.lora.2.bias")) s = 1.0;
+        if (s > 0)
+            for (int64_t k = 0; k < p->numel; k++) p->data[k] = (float)(s * graft_rng_normal(&rng));
+    }
+}
+
+static graft_model_t *make_model_of(int kind) {
     graft_qwen3_config cfg = small_config();
+    if (kind == MODEL_RWKV7_PAIR) cfg.n_layer = 3;
     graft_err err = {0};
     graft_model_t *m = NULL;
     if (graft_model_create(&cfg, NULL, &m, &err) || graft_model_init_random(m, 11, &err)) {
@@ -57,10 +97,22 @@ static graft_model_t *make_model_of(int hybrid) {
         graft_model_free(m);
         return NULL;
     }
-    if (hybrid) { /* GLA at layer 0: 2 heads of 128 (what the CUDA kernels serve), short conv 4 */
-        static const graft_kv kv[] = {{"num_heads", "2", "test"}, {"expand_k", "1", "test"},
-                                      {"expand_v", "1", "test"}, {"conv_size", "4", "test"}};
-        graft_hybrid_layer layers[2] = {{.mixer = "gla", .kv = kv, .n_kv = 4, .origin = "test"}, {0}};
+    if (kind != MODEL_SOFTMAX) {
+        /* GLA: 2 heads of 128 (what the CUDA kernels serve), short conv 4. RWKV-7: heads of 128;
+         * the experiment's ranks for the producer, other multiples of 8 for the consumer */
+        static const graft_kv gla[] = {{"num_heads", "2", "test"}, {"expand_k", "1", "test"},
+                                       {"expand_v", "1", "test"}, {"conv_size", "4", "test"}};
+        static const graft_kv rw0[] = {{"head_dim", "128", "test"},          {"decay_low_rank_dim", "64", "test"},
+                                       {"a_low_rank_dim", "64", "test"},     {"v_low_rank_dim", "16", "test"},
+                                       {"gate_low_rank_dim", "128", "test"}};
+        static const graft_kv rw2[] = {{"head_dim", "128", "test"},          {"decay_low_rank_dim", "32", "test"},
+                                       {"a_low_rank_dim", "48", "test"},     {"v_low_rank_dim", "24", "test"},
+                                       {"gate_low_rank_dim", "96", "test"}};
+        graft_hybrid_layer layers[3] = {{0}, {0}, {0}};
+        if (kind == MODEL_GLA) layers[0] = (graft_hybrid_layer){.mixer = "gla", .kv = gla, .n_kv = 4, .origin = "test"};
+        else layers[0] = (graft_hybrid_layer){.mixer = "rwkv7", .kv = rw0, .n_kv = 5, .origin = "test"};
+        if (kind == MODEL_RWKV7_PAIR)
+            layers[2] = (graft_hybrid_layer){.mixer = "rwkv7", .kv = rw2, .n_kv = 5, .origin = "test"};
         graft_model_t *h = NULL;
         char *note = NULL;
         graft_status st = graft_hybrid_assemble(m, layers, 5, &h, &note, &err);
@@ -71,6 +123,8 @@ static graft_model_t *make_model_of(int hybrid) {
             return NULL;
         }
         m = h;
+        if (kind == MODEL_RWKV7 || kind == MODEL_RWKV7_PAIR) rwkv7_perturb(m, 0, 23);
+        if (kind == MODEL_RWKV7_PAIR) rwkv7_perturb(m, 2, 23);
     }
     for (int64_t i = 0; i < graft_model_n_params(m); i++) {
         graft_model_param *p = graft_model_param_at(m, i);
@@ -79,7 +133,7 @@ static graft_model_t *make_model_of(int hybrid) {
     return m;
 }
 
-static graft_model_t *make_model(void) { return make_model_of(0); }
+static graft_model_t *make_model(void) { return make_model_of(MODEL_SOFTMAX); }
 
 static double nmse(const float *a, const float *b, int64_t n) {
     double num = 0, den = 0;
@@ -164,9 +218,9 @@ static void test_graph_vs_eager(const graft_backend *cuda) {
     graft_model_free(c);
 }
 
-static void test_generate_vs_recompute(const graft_backend *cuda, int hybrid, int64_t chunk) {
+static void test_generate_vs_recompute(const graft_backend *cuda, int kind, int64_t chunk) {
     graft_err err = {0};
-    graft_model_t *m = make_model_of(hybrid);
+    graft_model_t *m = make_model_of(kind);
     CHECK(m != NULL);
     if (!m) return;
     CHECK(graft_model_set_backend(m, cuda, &err) == GRAFT_STATUS_OK);
@@ -217,10 +271,70 @@ static void test_generate_vs_recompute(const graft_backend *cuda, int hybrid, in
     if (chunk) snprintf(how, sizeof how, "in chunks of %lld", (long long)chunk);
     else snprintf(how, sizeof how, "in one call");
     printf("cached generation (CUDA graph decode, %s, prefill %s) vs full recompute: %lld sequences x %lld tokens, "
-           "%lld mismatches, %lld near ties, %lld graph replays\n", hybrid ? "gla + softmax hybrid" : "softmax", how,
+           "%lld mismatches, %lld near ties, %lld graph replays\n", model_names[kind], how,
            (long long)B, (long long)N, (long long)bad, (long long)ties, (long long)graft_model_graph_launches(m));
     CHECK(bad == 0);
     graft_model_free(m);
+}
+
+/* 3b: a hybrid's decode step replayed as a graph vs run eagerly vs the CPU fp32 model */
+static void test_hybrid_graph_vs_eager(const graft_backend *cuda, int kind) {
+    graft_err err = {0};
+    graft_model_t *g = make_model_of(kind), *e = make_model_of(kind), *c = make_model_of(kind);
+    CHECK(g && e && c);
+    if (!g || !e || !c) {
+        graft_model_free(g);
+        graft_model_free(e);
+        graft_model_free(c);
+        return;
+    }
+    CHECK(graft_model_set_backend(g, cuda, &err) == GRAFT_STATUS_OK);
+    CHECK(graft_model_set_backend(e, cuda, &err) == GRAFT_STATUS_OK);
+    const int64_t B = 2, P = 17, STEPS = 24, cap = 64, V = small_config().vocab_size;
+    size_t sb = graft_model_state_bytes(g, B, cap);
+    void *sg = cuda->alloc(cuda->ctx, sb), *se = cuda->alloc(cuda->ctx, sb);
+    void *sc = calloc(1, graft_model_state_bytes(c, B, cap));
+    float *lg = malloc(sizeof(float) * (size_t)(B * V)), *le = malloc(sizeof(float) * (size_t)(B * V)),
+          *lc = malloc(sizeof(float) * (size_t)(B * V));
+    int32_t ids[2 * 17];
+    for (int64_t i = 0; i < B * P; i++) ids[i] = (int32_t)((i * 7919 + 5) % V);
+    CHECK(graft_model_forward_state(g, ids, B, P, sg, cap, NULL, lg, &err) == GRAFT_STATUS_OK);
+    CHECK(graft_model_forward_state(e, ids, B, P, se, cap, NULL, le, &err) == GRAFT_STATUS_OK);
+    CHECK(graft_model_forward_state(c, ids, B, P, sc, cap, NULL, lc, &err) == GRAFT_STATUS_OK);
+    double worst_ge = 0, worst_gc = 0;
+    int same_tokens = 1;
+    for (int64_t s = 0; s < STEPS; s++) {
+        int32_t next[2];
+        int64_t past[2] = {P + s, P + s};
+        for (int64_t b = 0; b < B; b++) {
+            next[b] = argmax(lg + b * V, V);
+            if (next[b] != argmax(le + b * V, V)) same_tokens = 0;
+        }
+        unsetenv("GRAFT_CUDA_GRAPHS");
+        graft_status st = graft_model_forward_state(g, next, B, 1, sg, cap, past, lg, &err);
+        CHECK(st == GRAFT_STATUS_OK);
+        if (st) { fprintf(stderr, "graph step %lld: %s\n", (long long)s, err.msg); break; }
+        setenv("GRAFT_CUDA_GRAPHS", "0", 1);
+        CHECK(graft_model_forward_state(e, next, B, 1, se, cap, past, le, &err) == GRAFT_STATUS_OK);
+        unsetenv("GRAFT_CUDA_GRAPHS");
+        CHECK(graft_model_forward_state(c, next, B, 1, sc, cap, past, lc, &err) == GRAFT_STATUS_OK);
+        double a = nmse(lg, le, B * V), b2 = nmse(lg, lc, B * V);
+        if (a > worst_ge) worst_ge = a;
+        if (b2 > worst_gc) worst_gc = b2;
+    }
+    printf("%s decode graph vs eager (CUDA): worst NMSE %.3e over %lld steps; vs CPU fp32: %.3e; replays %lld\n",
+           model_names[kind], worst_ge, (long long)STEPS, worst_gc, (long long)graft_model_graph_launches(g));
+    CHECK(worst_ge < 1e-6);
+    CHECK(worst_gc < 1e-2);
+    CHECK(same_tokens);
+    CHECK(graft_model_graph_launches(g) == STEPS - 1);
+    CHECK(graft_model_graph_launches(e) == 0);
+    cuda->free(cuda->ctx, sg);
+    cuda->free(cuda->ctx, se);
+    free(sc); free(lg); free(le); free(lc);
+    graft_model_free(g);
+    graft_model_free(e);
+    graft_model_free(c);
 }
 
 static int32_t host_scan(const float *x, int64_t V) { /* generate.c's greedy pick itself */
@@ -281,11 +395,11 @@ int main(void) {
     }
     test_argmax_rows(cuda);
     test_graph_vs_eager(cuda);
-    test_generate_vs_recompute(cuda, 0, 0);
-    test_generate_vs_recompute(cuda, 1, 0);
-    /* prompts of 5, 13, 9 tokens prefilled 4 at a time: T > 1 calls continuing the state (the
-     * softmax layers' cached forward on Hopper) */
-    test_generate_vs_recompute(cuda, 0, 4);
-    test_generate_vs_recompute(cuda, 1, 4);
+    test_hybrid_graph_vs_eager(cuda, MODEL_RWKV7);
+    test_hybrid_graph_vs_eager(cuda, MODEL_RWKV7_PAIR);
+    /* prompts prefilled in one call, then prefilled 4 at a time (prompts of 5, 13, 9 tokens: T > 1
+     * calls continuing the state; the softmax layers' cached forward on Hopper) */
+    for (int64_t chunk = 0; chunk <= 4; chunk += 4)
+        for (int kind = MODEL_SOFTMAX; kind <= MODEL_RWKV7_PAIR; kind++) test_generate_vs_recompute(cuda, kind, chunk);
     return test_finish("test_generate_cuda");
 }
