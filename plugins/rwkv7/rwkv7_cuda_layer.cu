@@ -907,9 +907,12 @@ static graft_status check_layer(const rwkv7_layer *L, int64_t B, graft_err *err)
     return GRAFT_STATUS_OK;
 }
 
+static int fdec_enabled(void);
+
 extern "C" graft_status rwkv7_cuda_workspace(const rwkv7_layer *L, int64_t B, int64_t T, size_t *saved_bytes,
                                              size_t *scratch_bytes, graft_err *err) {
     if (check_layer(L, B, err)) return err->status;
+    (void)fdec_enabled(); /* the device questions are asked here, before any step could be captured */
     cu_plan p;
     plan_make(L, B, T, &p);
     if (saved_bytes) *saved_bytes = p.saved_bytes;
@@ -1098,7 +1101,8 @@ static graft_status front(const rwkv7_layer *L, const graft_mixer_io *io, cu_buf
 /* ---- the fused decode step: switches, fit, launch ---------------------------------------------- */
 
 static int fdec_switch = -1; /* GRAFT_RWKV7_FUSED_DECODE, read once: "0" = the unfused step */
-static int fdec_device = -1; /* compute capability >= 9.0 (clusters, griddepcontrol), read once */
+static int fdec_device = -1; /* compute capability >= 9.0 (clusters, griddepcontrol) and room for
+                                one 8-CTA cluster at the largest shared memory: asked once */
 static int fdec_pdl = -1;    /* GRAFT_CUDA_PDL, read once: "0" = ordinary launches (as the core's) */
 
 static int fdec_enabled(void) {
@@ -1107,10 +1111,20 @@ static int fdec_enabled(void) {
         fdec_switch = !(e && !strcmp(e, "0"));
     }
     if (fdec_device < 0) {
-        int dev = 0, major = 0;
+        int dev = 0, major = 0, clusters = 0;
         fdec_device = cudaGetDevice(&dev) == cudaSuccess &&
                       cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
                       major >= 9;
+        if (fdec_device) {
+            cudaLaunchConfig_t cfg;
+            memset(&cfg, 0, sizeof cfg);
+            cfg.gridDim = dim3(FD_CL, 1);
+            cfg.blockDim = dim3(FD_NT);
+            cfg.dynamicSmemBytes = FD_SMEM_MAX;
+            cudaError_t e = cudaOccupancyMaxActiveClusters(&clusters, fdec_kernel, &cfg);
+            if (e != cudaSuccess) (void)cudaGetLastError(); /* not left for the next launch check to find */
+            fdec_device = e == cudaSuccess && clusters > 0;
+        }
     }
     return fdec_switch && fdec_device;
 }
