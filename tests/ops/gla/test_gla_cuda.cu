@@ -264,7 +264,10 @@ static void case_full(const char *name, int B, int T, int H, int mode, bool gate
     size_t N = (size_t)B * T * H * D, NS = (size_t)B * H * D * D;
     a.o = poisoned(N * 2);
     a.ht = (float *)poisoned(NS * 4);
-    size_t wb = gla_cuda_work_bytes(&a, backward);
+    /* one workspace for both calls: the larger of the two needs (the v2 forward's pieces can need
+     * more than the backward's segments, e.g. one segment of three one-chunk pieces) */
+    size_t wb = gla_cuda_work_bytes(&a, 0);
+    if (backward && gla_cuda_work_bytes(&a, 1) > wb) wb = gla_cuda_work_bytes(&a, 1);
     void *work = nullptr;
     if (wb) CK(cudaMalloc(&work, wb));
     a.work = work, a.work_bytes = wb;
