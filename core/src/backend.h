@@ -86,12 +86,6 @@ typedef struct graft_backend {
          * N <= 8), and the caller takes the general path. */
         graft_status (*mlp_small)(void *ctx, void *out, void *act, const void *hmid, const void *m, const void *gate,
                                   const void *up, const void *down, int64_t N, int64_t C, int64_t I, graft_err *err);
-        /* A hint, queued where the next op would be: the first bytes of these n <= 4 tensors (this
-         * backend's memory) are read soon, in this order. The backend may start pulling them into
-         * a cache beside the queued work (CUDA: an L2 prefetch on a forked stream, sized by
-         * GRAFT_CUDA_DECODE_L2, off by default; cuda/prefetch.cuh); it never changes a result.
-         * NULL where a backend has none. */
-        graft_status (*prefetch)(void *ctx, const void *const *p, const size_t *bytes, int n, graft_err *err);
         /* ids (rows) int32 = the first index of each row's largest value in x (rows, V) F32, both
          * this backend's memory; NaN never chosen unless it leads the row (then 0), as the host's
          * greedy scan in generate.c. NULL on the CPU (the host scans its own logits). */

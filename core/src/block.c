@@ -117,14 +117,6 @@ static graft_status block_forward(const graft_block *b, graft_block_ws *ws, void
         io.past_len = past_len;
         io.past_len_dev = past_len ? past_len_dev : NULL;
     }
-    /* a decode step: the MLP's first weights may start moving into a cache while the mixer runs
-     * (its attention chain leaves the memory idle; backend.h op.prefetch) */
-    if (!train && N <= 8 && be->op.prefetch) {
-        const void *pw[2] = {b->gate, b->up};
-        const size_t w = (size_t)(I * C) * graft_dtype_size(be->weight_dtype);
-        const size_t bytes[2] = {w, w};
-        if ((st = be->op.prefetch(be->ctx, pw, bytes, 2, err))) return st;
-    }
     if ((st = b->mx->forward(&io, err))) return mixer_failed(b, "forward", err);
     /* Inference keeps nothing for a backward: the mid-layer residual goes straight into `out` (never
      * h: callers pass distinct buffers) and the down product accumulates onto it (beta = 1), which

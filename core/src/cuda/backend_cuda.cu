@@ -25,7 +25,6 @@
 #include "lmhead_loss.cuh"
 #include "skinny.cuh"
 #include "matmul.cuh"
-#include "prefetch.cuh"
 #include "rmsnorm.cuh"
 #include "swiglu.cuh"
 
@@ -42,11 +41,6 @@ struct cuda_backend {
     graft_backend be;
     graft_cuda_blas_t *blas;
     cudaStream_t stream;
-    /* op.prefetch's side branch (cuda/prefetch.cuh): a second stream forked from `stream` by
-     * fork_ev and joined back by join_ev before a capture ends or a sync returns */
-    cudaStream_t side;
-    cudaEvent_t fork_ev, join_ev;
-    int side_pending; /* prefetches queued on `side` since the last join */
     int index;
     void *ws;          /* shared scratch of the backward ops */
     size_t ws_bytes;
@@ -135,18 +129,7 @@ static graft_status cu_zero(void *ctx, void *dst, size_t bytes, graft_err *err) 
     return GRAFT_STATUS_OK;
 }
 
-/* The side branch joins the main stream: a captured graph must end with every forked stream
- * joined, and a sync waits for everything queued. */
-static graft_status side_join(cuda_backend *c, graft_err *err) {
-    if (!c->side_pending) return GRAFT_STATUS_OK;
-    c->side_pending = 0;
-    GRAFT_CUDA_TRY(cudaStreamWaitEvent(c->stream, c->join_ev, 0));
-    return GRAFT_STATUS_OK;
-}
-
 static graft_status cu_sync(void *ctx, graft_err *err) {
-    graft_status st = side_join(cb(ctx), err);
-    if (st) return st;
     GRAFT_CUDA_TRY(cudaStreamSynchronize(cb(ctx)->stream));
     GRAFT_CUDA_TRY(cudaGetLastError());
     return GRAFT_STATUS_OK;
@@ -162,8 +145,6 @@ static graft_status cu_graph_begin(void *ctx, graft_err *err) {
 static graft_status cu_graph_end(void *ctx, void **exec, graft_err *err) {
     cudaGraph_t g = NULL;
     *exec = NULL;
-    graft_status st = side_join(cb(ctx), err);
-    if (st) return st;
     GRAFT_CUDA_TRY(cudaStreamEndCapture(cb(ctx)->stream, &g));
     cudaGraphExec_t x = NULL;
     cudaError_t e = cudaGraphInstantiate(&x, g, 0);
@@ -211,24 +192,6 @@ static graft_status t_swiglu_fwd(void *ctx, void *h, const void *g, const void *
                                  graft_err *err) {
     return graft_cuda_swiglu_fwd((graft_bf16 *)h, (const graft_bf16 *)g, (const graft_bf16 *)u, N, I, I, I,
                                  cb(ctx)->stream, err);
-}
-
-/* op.prefetch: fork the side stream from the main one, queue the L2 prefetch there, and leave it
- * unjoined until the next sync or capture end, so no main-stream kernel waits for it */
-static graft_status t_prefetch(void *ctx, const void *const *p, const size_t *bytes, int n, graft_err *err) {
-    cuda_backend *c = cb(ctx);
-    int last = 0;
-    const size_t budget = graft_cuda_prefetch_budget(&last);
-    if (!budget || n < 1 || n > 4) return GRAFT_STATUS_OK;
-    size_t take[4];
-    for (int i = 0; i < n; i++) take[i] = bytes[i] < budget / (size_t)n ? bytes[i] : budget / (size_t)n;
-    GRAFT_CUDA_TRY(cudaEventRecord(c->fork_ev, c->stream));
-    GRAFT_CUDA_TRY(cudaStreamWaitEvent(c->side, c->fork_ev, 0));
-    graft_status st = graft_cuda_prefetch_l2(p, take, n, last, c->side, err);
-    if (st) return st;
-    GRAFT_CUDA_TRY(cudaEventRecord(c->join_ev, c->side));
-    c->side_pending = 1;
-    return GRAFT_STATUS_OK;
 }
 
 static graft_status t_mlp_small(void *ctx, void *out, void *act, const void *hmid, const void *m, const void *gate,
@@ -483,15 +446,6 @@ extern "C" graft_status graft_backend_cuda_open(int index, const graft_backend *
         free(c);
         return graft_err_set(err, GRAFT_STATUS_DEVICE, "cuda:%d: cudaStreamCreate: %s", index, cudaGetErrorString(e));
     }
-    e = cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking);
-    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&c->fork_ev, cudaEventDisableTiming);
-    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&c->join_ev, cudaEventDisableTiming);
-    if (e != cudaSuccess) {
-        cudaStreamDestroy(c->stream);
-        free(c);
-        return graft_err_set(err, GRAFT_STATUS_DEVICE, "cuda:%d: side stream / events: %s", index,
-                             cudaGetErrorString(e));
-    }
     graft_status st = graft_cuda_blas_init(&c->blas, 0, err);
     if (st) {
         cudaStreamDestroy(c->stream);
@@ -525,7 +479,6 @@ extern "C" graft_status graft_backend_cuda_open(int index, const graft_backend *
     b->op.add = t_add;
     b->op.add_rmsnorm_fwd = t_add_rmsnorm_fwd;
     b->op.mlp_small = t_mlp_small;
-    b->op.prefetch = t_prefetch;
     b->op.argmax_rows = t_argmax_rows;
     b->op.cast = t_cast;
     b->op.embedding_bwd = t_embedding_bwd;
