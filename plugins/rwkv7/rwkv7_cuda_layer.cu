@@ -60,6 +60,7 @@ extern "C" {
 #include "rwkv7_cuda.cuh"
 }
 #include "graft/cuda_colsum.cuh"
+#include "graft/cuda_dot.cuh"
 
 typedef __nv_bfloat16 bf16;
 
@@ -573,18 +574,6 @@ struct fdec_p {
     float eps;
 };
 
-/* acc += w . x over one 16-byte chunk (8 bf16), in skinny_kernel's element order */
-static __device__ __forceinline__ void fma8(float &acc, const uint4 &w, const uint4 &x) {
-    const __nv_bfloat162 *wp = reinterpret_cast<const __nv_bfloat162 *>(&w);
-    const __nv_bfloat162 *xp = reinterpret_cast<const __nv_bfloat162 *>(&x);
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        float2 a = __bfloat1622float2(wp[i]), b = __bfloat1622float2(xp[i]);
-        acc = fmaf(a.x, b.x, acc);
-        acc = fmaf(a.y, b.y, acc);
-    }
-}
-
 static __global__ void __cluster_dims__(FD_CL, 1, 1) __launch_bounds__(FD_NT) fdec_kernel(fdec_p p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     namespace cg = cooperative_groups;
@@ -657,7 +646,7 @@ static __global__ void __cluster_dims__(FD_CL, 1, 1) __launch_bounds__(FD_NT) fd
 #pragma unroll
             for (int vl = 0; vl < 4; vl++) {
                 float acc = 0.0f;
-                for (int i = t + 8 * vl; i < kc; i += 32) fma8(acc, w[i], x[i]);
+                for (int i = t + 8 * vl; i < kc; i += 32) graft_fma8(acc, w[i], x[i]);
                 a4[vl] = acc;
             }
             float v = (a4[0] + a4[2]) + (a4[1] + a4[3]); /* butterfly levels 16, 8 */

@@ -33,7 +33,8 @@
  *     intermediates in bf16, and the first token from an empty state is ill-conditioned (its
  *     GroupNorm input is rank-1, tests/plugins/configs/cuda/rwkv7.txt). A wrong index in the
  *     decode step shows as NMSE ~1 (the RWKV-7 layers' output moves these logits by NMSE 1.9);
- *     its roundings are conformance_cuda's to check (decode vs full forward, 2e-4).
+ *     its roundings are conformance_cuda's to check (decode vs full forward, 2e-4). The copy
+ *     without the fused decode MLP must give the same bits here too (the MLP is the core's).
  *  4. The device greedy pick (backend op argmax_rows, used by graft_model_forward_state_greedy)
  *     against the host scan of generate.c on rows built to trip it: ties (first index wins), a
  *     NaN in the middle (never chosen), a leading NaN (0), all -inf, the maximum last, and random
@@ -133,7 +134,6 @@ static graft_model_t *make_model_of(int kind) {
     return m;
 }
 
-static graft_model_t *make_model(void) { return make_model_of(MODEL_SOFTMAX); }
 
 static double nmse(const float *a, const float *b, int64_t n) {
     double num = 0, den = 0;
@@ -152,11 +152,20 @@ static int32_t argmax(const float *x, int64_t n) {
     return k;
 }
 
-static void test_graph_vs_eager(const graft_backend *cuda) {
+/* 1 and 3b: a model of this kind decoding as a replayed graph (g), eagerly (e), on the CPU in
+ * fp32 (c) and as a graph without the fused decode MLP (u); cpu_tol bounds g against c */
+static void test_graph_vs_eager(const graft_backend *cuda, int kind, double cpu_tol) {
     graft_err err = {0};
-    graft_model_t *g = make_model(), *e = make_model(), *c = make_model(), *u = make_model();
+    graft_model_t *g = make_model_of(kind), *e = make_model_of(kind), *c = make_model_of(kind),
+                  *u = make_model_of(kind);
     CHECK(g && e && c && u);
-    if (!g || !e || !c || !u) return;
+    if (!g || !e || !c || !u) {
+        graft_model_free(g);
+        graft_model_free(e);
+        graft_model_free(c);
+        graft_model_free(u);
+        return;
+    }
     static graft_backend unfused; /* the same backend, the decode MLP unfused (outlives the model) */
     unfused = *cuda;
     unfused.op.mlp_small = NULL;
@@ -199,12 +208,13 @@ static void test_graph_vs_eager(const graft_backend *cuda) {
         if (a > worst_ge) worst_ge = a;
         if (b2 > worst_gc) worst_gc = b2;
     }
-    printf("decode graph vs eager (CUDA): worst NMSE %.3e over %lld steps; vs CPU fp32: %.3e; replays %lld; "
-           "fused vs unfused MLP: %.3e\n",
-           worst_ge, (long long)STEPS, worst_gc, (long long)graft_model_graph_launches(g), worst_gu);
+    printf("%s decode graph vs eager (CUDA): worst NMSE %.3e over %lld steps; vs CPU fp32: %.3e (bound %.0e); "
+           "replays %lld; fused vs unfused MLP: %.3e\n",
+           model_names[kind], worst_ge, (long long)STEPS, worst_gc, cpu_tol, (long long)graft_model_graph_launches(g),
+           worst_gu);
     CHECK(worst_gu == 0.0);
     CHECK(worst_ge < 1e-6);
-    CHECK(worst_gc < 2e-3);
+    CHECK(worst_gc < cpu_tol);
     CHECK(same_tokens);
     CHECK(graft_model_graph_launches(g) == STEPS - 1); /* step 1 eager (warm-up), then captured */
     CHECK(graft_model_graph_launches(e) == 0);
@@ -277,66 +287,6 @@ static void test_generate_vs_recompute(const graft_backend *cuda, int kind, int6
     graft_model_free(m);
 }
 
-/* 3b: a hybrid's decode step replayed as a graph vs run eagerly vs the CPU fp32 model */
-static void test_hybrid_graph_vs_eager(const graft_backend *cuda, int kind) {
-    graft_err err = {0};
-    graft_model_t *g = make_model_of(kind), *e = make_model_of(kind), *c = make_model_of(kind);
-    CHECK(g && e && c);
-    if (!g || !e || !c) {
-        graft_model_free(g);
-        graft_model_free(e);
-        graft_model_free(c);
-        return;
-    }
-    CHECK(graft_model_set_backend(g, cuda, &err) == GRAFT_STATUS_OK);
-    CHECK(graft_model_set_backend(e, cuda, &err) == GRAFT_STATUS_OK);
-    const int64_t B = 2, P = 17, STEPS = 24, cap = 64, V = small_config().vocab_size;
-    size_t sb = graft_model_state_bytes(g, B, cap);
-    void *sg = cuda->alloc(cuda->ctx, sb), *se = cuda->alloc(cuda->ctx, sb);
-    void *sc = calloc(1, graft_model_state_bytes(c, B, cap));
-    float *lg = malloc(sizeof(float) * (size_t)(B * V)), *le = malloc(sizeof(float) * (size_t)(B * V)),
-          *lc = malloc(sizeof(float) * (size_t)(B * V));
-    int32_t ids[2 * 17];
-    for (int64_t i = 0; i < B * P; i++) ids[i] = (int32_t)((i * 7919 + 5) % V);
-    CHECK(graft_model_forward_state(g, ids, B, P, sg, cap, NULL, lg, &err) == GRAFT_STATUS_OK);
-    CHECK(graft_model_forward_state(e, ids, B, P, se, cap, NULL, le, &err) == GRAFT_STATUS_OK);
-    CHECK(graft_model_forward_state(c, ids, B, P, sc, cap, NULL, lc, &err) == GRAFT_STATUS_OK);
-    double worst_ge = 0, worst_gc = 0;
-    int same_tokens = 1;
-    for (int64_t s = 0; s < STEPS; s++) {
-        int32_t next[2];
-        int64_t past[2] = {P + s, P + s};
-        for (int64_t b = 0; b < B; b++) {
-            next[b] = argmax(lg + b * V, V);
-            if (next[b] != argmax(le + b * V, V)) same_tokens = 0;
-        }
-        unsetenv("GRAFT_CUDA_GRAPHS");
-        graft_status st = graft_model_forward_state(g, next, B, 1, sg, cap, past, lg, &err);
-        CHECK(st == GRAFT_STATUS_OK);
-        if (st) { fprintf(stderr, "graph step %lld: %s\n", (long long)s, err.msg); break; }
-        setenv("GRAFT_CUDA_GRAPHS", "0", 1);
-        CHECK(graft_model_forward_state(e, next, B, 1, se, cap, past, le, &err) == GRAFT_STATUS_OK);
-        unsetenv("GRAFT_CUDA_GRAPHS");
-        CHECK(graft_model_forward_state(c, next, B, 1, sc, cap, past, lc, &err) == GRAFT_STATUS_OK);
-        double a = nmse(lg, le, B * V), b2 = nmse(lg, lc, B * V);
-        if (a > worst_ge) worst_ge = a;
-        if (b2 > worst_gc) worst_gc = b2;
-    }
-    printf("%s decode graph vs eager (CUDA): worst NMSE %.3e over %lld steps; vs CPU fp32: %.3e; replays %lld\n",
-           model_names[kind], worst_ge, (long long)STEPS, worst_gc, (long long)graft_model_graph_launches(g));
-    CHECK(worst_ge < 1e-6);
-    CHECK(worst_gc < 1e-2);
-    CHECK(same_tokens);
-    CHECK(graft_model_graph_launches(g) == STEPS - 1);
-    CHECK(graft_model_graph_launches(e) == 0);
-    cuda->free(cuda->ctx, sg);
-    cuda->free(cuda->ctx, se);
-    free(sc); free(lg); free(le); free(lc);
-    graft_model_free(g);
-    graft_model_free(e);
-    graft_model_free(c);
-}
-
 static int32_t host_scan(const float *x, int64_t V) { /* generate.c's greedy pick itself */
     graft_generate_opts o = graft_generate_default_opts();
     o.greedy = 1;
@@ -394,9 +344,9 @@ int main(void) {
         return 77;
     }
     test_argmax_rows(cuda);
-    test_graph_vs_eager(cuda);
-    test_hybrid_graph_vs_eager(cuda, MODEL_RWKV7);
-    test_hybrid_graph_vs_eager(cuda, MODEL_RWKV7_PAIR);
+    test_graph_vs_eager(cuda, MODEL_SOFTMAX, 2e-3);
+    test_graph_vs_eager(cuda, MODEL_RWKV7, 1e-2); /* 3b: why 1e-2, in the header */
+    test_graph_vs_eager(cuda, MODEL_RWKV7_PAIR, 1e-2);
     /* prompts prefilled in one call, then prefilled 4 at a time (prompts of 5, 13, 9 tokens: T > 1
      * calls continuing the state; the softmax layers' cached forward on Hopper) */
     for (int64_t chunk = 0; chunk <= 4; chunk += 4)

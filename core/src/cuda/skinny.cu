@@ -22,6 +22,7 @@
 
 #include "cuda_util.cuh"
 #include "skinny.cuh"
+#include "graft/cuda_dot.cuh"
 
 typedef __nv_bfloat16 bf16;
 
@@ -32,17 +33,6 @@ typedef __nv_bfloat16 bf16;
  * ones, round trips in series. Either way a lane visits its chunks lane, lane + 32, ... in
  * increasing order, so the sums (and the bits) do not depend on the unroll. */
 #define SK_UNROLL (RPW * R <= 2 ? 8 : 4)
-
-static __device__ __forceinline__ void fma8(float &acc, const uint4 &w, const uint4 &x) {
-    const __nv_bfloat162 *wp = reinterpret_cast<const __nv_bfloat162 *>(&w);
-    const __nv_bfloat162 *xp = reinterpret_cast<const __nv_bfloat162 *>(&x);
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        float2 a = __bfloat1622float2(wp[i]), b = __bfloat1622float2(xp[i]);
-        acc = fmaf(a.x, b.x, acc);
-        acc = fmaf(a.y, b.y, acc);
-    }
-}
 
 static __device__ __forceinline__ void store(float *p, float v) { *p = v; }
 static __device__ __forceinline__ void store(bf16 *p, float v) { *p = __float2bfloat16(v); }
@@ -145,7 +135,7 @@ __global__ void __launch_bounds__(SK_THREADS) skinny_kernel(TC *c, int64_t ldc, 
             for (int r = 0; r < R; r++) {
                 uint4 xv = __ldg(ar[r] + i + 32 * u);
 #pragma unroll
-                for (int j = 0; j < RPW; j++) fma8(acc[j][r], wv[u][j], xv);
+                for (int j = 0; j < RPW; j++) graft_fma8(acc[j][r], wv[u][j], xv);
             }
     }
     for (; i < kc; i += 32) {
@@ -153,7 +143,7 @@ __global__ void __launch_bounds__(SK_THREADS) skinny_kernel(TC *c, int64_t ldc, 
         for (int r = 0; r < R; r++) {
             uint4 xv = __ldg(ar[r] + i);
 #pragma unroll
-            for (int j = 0; j < RPW; j++) fma8(acc[j][r], __ldg(wr[j] + i), xv);
+            for (int j = 0; j < RPW; j++) graft_fma8(acc[j][r], __ldg(wr[j] + i), xv);
         }
     }
     sk_finish<R, RPW, TC, EPI>(acc, lane, n0, c, ldc, m, n, alpha, resid, ldr);
