@@ -16,7 +16,9 @@ values, and agreement of the functions is checked elsewhere (tests/reference/fla
 
 FLA's Triton autotune takes minutes on a cold machine: by default its search spaces are trimmed to
 num_warps in {4, 8} and num_stages in {2, 3} (bench/fla_autotune.py); --full-autotune keeps
-them.
+them. FLA's RWKV7Attention still compiles for longer than one device call allows: keep Triton's
+cache between calls (TRITON_CACHE_DIR and bench/triton_cache.sh save / restore) and run --only rwkv7
+again.
 
   python3 bench/mixers_vs_fla.py --bin DIR [--rwkv7 DIR/libgraft_rwkv7.so] [--out results.md]
   (DIR from tests/plugins/cuda_standalone.sh; PYTHONPATH must reach FLA's fla/ package)
