@@ -61,6 +61,7 @@ extern "C" {
 }
 #include "graft/cuda_colsum.cuh"
 #include "graft/cuda_dot.cuh"
+#include "graft/cuda_pdl.cuh"
 
 typedef __nv_bfloat16 bf16;
 
@@ -526,17 +527,6 @@ static_assert(FD_NT == FD_D && FD_NT == FD_CL * FD_NC && FD_NC == 16 && FD_NT % 
               "one thread per key channel of the head; 16 threads per destination CTA in phase 3; "
               "16 value columns = 32 lanes of warp 0 in phase 4");
 
-__device__ __forceinline__ void griddep_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void griddep_launch() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-
 /* The decode step's token shift: the six mixes as shift_kernel (T = 1, the previous x from the
  * slot's tail, zeros without state_in), and the new tail (x) into state_out's slot by the thread
  * that read the old one, so in place is safe. One thread per (b, c). */
@@ -544,8 +534,8 @@ static __global__ void shift_dec_kernel(bf16 *xb, int64_t box_stride, const bf16
                                         float *sout, int64_t slot, int64_t soff, const bf16 *mu0, const bf16 *mu1,
                                         const bf16 *mu2, const bf16 *mu3, const bf16 *mu4, const bf16 *mu5,
                                         int64_t B, int64_t C) {
-    griddep_wait();
-    griddep_launch();
+    graft_pdl_wait();
+    graft_pdl_trigger();
     int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= B * C) return;
     int64_t b = idx / C, c = idx % C;
@@ -600,8 +590,8 @@ static __global__ void __cluster_dims__(FD_CL, 1, 1) __launch_bounds__(FD_NT) fd
         for (int i = tid; i * 128 < 32 * p.rank[l]; i += FD_NT)
             asm volatile("prefetch.global.L2 [%0];" ::"l"(w + 128 * i));
     }
-    griddep_wait();
-    griddep_launch();
+    graft_pdl_wait();
+    graft_pdl_trigger();
     for (int l = 0; l < p.nl; l++) { /* rows cq .. cq + 15: 32 rank bytes, 16-byte units */
         const bf16 *src = p.l2[l] + (hb + cq) * p.rank[l];
         bf16 *dst = dyn + p.soff[l];
@@ -1092,7 +1082,6 @@ static graft_status front(const rwkv7_layer *L, const graft_mixer_io *io, cu_buf
 static int fdec_switch = -1; /* GRAFT_RWKV7_FUSED_DECODE, read once: "0" = the unfused step */
 static int fdec_device = -1; /* compute capability >= 9.0 (clusters, griddepcontrol) and room for
                                 one 8-CTA cluster at the largest shared memory: asked once */
-static int fdec_pdl = -1;    /* GRAFT_CUDA_PDL, read once: "0" = ordinary launches (as the core's) */
 
 static int fdec_enabled(void) {
     if (fdec_switch < 0) {
@@ -1116,14 +1105,6 @@ static int fdec_enabled(void) {
         }
     }
     return fdec_switch && fdec_device;
-}
-
-static int fdec_pdl_on(void) {
-    if (fdec_pdl < 0) {
-        const char *e = getenv("GRAFT_CUDA_PDL");
-        fdec_pdl = !(e && !strcmp(e, "0"));
-    }
-    return fdec_pdl;
 }
 
 /* Whether the fused step serves this layer: every rank in use a multiple of 8 (16-byte chunks, as
@@ -1156,22 +1137,6 @@ static int fdec_fits(const rwkv7_layer *L, const graft_mixer_io *io, fdec_p *p, 
     return 1;
 }
 
-template <typename... KA, typename... A>
-static cudaError_t launch_pdl(void (*kernel)(KA...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A... args) {
-    cudaLaunchConfig_t cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = fdec_pdl_on() ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, kernel, args...);
-}
-
 /* One token per sequence, in the decode slots (state_in may be state_out or NULL): shift (and
  * the new tail), the first-stage products, fdec_kernel, o_proj. p comes from fdec_fits. */
 static graft_status decode_fused(const rwkv7_layer *L, const graft_mixer_io *io, cu_bufs *c, fdec_p *p, size_t smem,
@@ -1180,7 +1145,7 @@ static graft_status decode_fused(const rwkv7_layer *L, const graft_mixer_io *io,
     const int64_t slot = (int64_t)(rwkv7_state_bytes(L) / 4), sfl = H * L->K * L->V;
     cudaStream_t s = (cudaStream_t)io->stream;
     graft_status st;
-    TRY(launch_pdl(shift_dec_kernel, dim3(blocks_for(B * C, 256)), dim3(256), 0, s, c->xb, B * C, (const bf16 *)io->x,
+    TRY(graft_launch_pdl(shift_dec_kernel, dim3(blocks_for(B * C, 256)), dim3(256), 0, s, c->xb, B * C, (const bf16 *)io->x,
                    (const float *)io->state_in, (float *)io->state_out, slot, sfl, PB(io, P_X_R), PB(io, P_X_W),
                    PB(io, P_X_K), PB(io, P_X_V), PB(io, P_X_A), PB(io, P_X_G), B, C));
     if ((st = products(L, io, c, 0, err))) return st;
@@ -1208,7 +1173,7 @@ static graft_status decode_fused(const rwkv7_layer *L, const graft_mixer_io *io,
     p->C = C;
     p->og = c->og;
     p->eps = (float)L->gn_eps;
-    TRY(launch_pdl(fdec_kernel, dim3(FD_CL, (unsigned)(B * H)), dim3(FD_NT), smem, s, *p));
+    TRY(graft_launch_pdl(fdec_kernel, dim3(FD_CL, (unsigned)(B * H)), dim3(FD_NT), smem, s, *p));
     if ((st = lin(L, io->stream, io->y, 0, c->og, PB(io, P_O_PROJ), B, C, C, err))) return prefixed(err, "decode");
     return GRAFT_STATUS_OK;
 }

@@ -39,23 +39,9 @@ typedef __nv_bfloat16 bf16;
 
 static inline cudaStream_t graft_stream(void *s) { return (cudaStream_t)s; }
 
-/* Programmatic dependent launch (sm_90+; no-ops below). A kernel launched with the
- * programmatic-serialization attribute (skinny.cu, for the decode products) may start while the
- * kernel before it on the stream still runs, once every block of that one has called
- * pdl_trigger() or exited; it must call pdl_wait() before it reads anything the earlier kernel
- * writes (pdl_wait returns when that grid has completed and its writes are visible). So:
- * pdl_trigger() early in a kernel lets the next product's blocks become resident and prefetch its
- * weights meanwhile; it changes nothing for a successor launched the ordinary way. */
-static __device__ __forceinline__ void pdl_trigger() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-static __device__ __forceinline__ void pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
+/* Programmatic dependent launch (graft_pdl_trigger / graft_pdl_wait / graft_launch_pdl, the
+ * GRAFT_CUDA_PDL switch): graft/cuda_pdl.cuh, shared with the plugins' fused decode steps. */
+#include "graft/cuda_pdl.cuh"
 
 static inline int aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 

@@ -18,7 +18,7 @@
 template <int VEC>
 __global__ void rmsnorm_fwd_kernel(bf16 *y, float *rstd, bf16 *x, const bf16 *xin, const bf16 *delta, const bf16 *w,
                                    int64_t C, float eps) {
-    pdl_trigger(); /* the next product may start prefetching its weights (cuda_util.cuh) */
+    graft_pdl_trigger(); /* the next product may start prefetching its weights (graft/cuda_pdl.cuh) */
     __shared__ float sh[32];
     const int64_t n = blockIdx.x;
     bf16 *xr = x + n * C;
@@ -67,7 +67,7 @@ __global__ void rmsnorm_fwd_kernel(bf16 *y, float *rstd, bf16 *x, const bf16 *xi
 template <int CH>
 __global__ void rmsnorm_fwd_cached(bf16 *y, float *rstd, bf16 *x, const bf16 *xin, const bf16 *delta, const bf16 *w,
                                    int64_t C, float eps) {
-    pdl_trigger(); /* the next product may start prefetching its weights (cuda_util.cuh) */
+    graft_pdl_trigger(); /* the next product may start prefetching its weights (graft/cuda_pdl.cuh) */
     __shared__ float sh[32];
     const int64_t n = blockIdx.x;
     bf16 *xr = x + n * C;

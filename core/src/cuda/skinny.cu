@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(SK_THREADS) skinny_kernel(TC *c, int64_t ldc, 
 #pragma unroll
         for (int r = 0; r < R; r++) acc[j][r] = 0.f;
     int64_t i = lane;
-    pdl_trigger();
+    graft_pdl_trigger();
     /* Before waiting for the kernel this one may overlap (PDL, cuda_util.cuh): pull the first
      * chunks of this warp's weight rows into L2. A prefetch cannot return stale data (L2 is where
      * the earlier kernel's writes land), so this is safe even where W is an activation. */
@@ -122,7 +122,7 @@ __global__ void __launch_bounds__(SK_THREADS) skinny_kernel(TC *c, int64_t ldc, 
 #pragma unroll
         for (int j = 0; j < RPW; j++)
             if (i + 32 * u < kc) asm volatile("prefetch.global.L2 [%0];" ::"l"(wr[j] + i + 32 * u));
-    pdl_wait();
+    graft_pdl_wait();
     for (; i + 32 * (SK_UNROLL - 1) < kc; i += 32 * SK_UNROLL) {
         uint4 wv[SK_UNROLL][RPW];
 #pragma unroll
@@ -184,39 +184,16 @@ typedef struct sk_call {
     float alpha;
 } sk_call;
 
-static int pdl_state = -1; /* decided once per process: GRAFT_CUDA_PDL != "0" and sm_90+ */
-
-static int pdl_enabled(void) {
-    if (pdl_state < 0) {
-        const char *e = getenv("GRAFT_CUDA_PDL");
-        int dev = 0, major = 0;
-        pdl_state = !(e && !strcmp(e, "0")) && cudaGetDevice(&dev) == cudaSuccess &&
-                    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-                    major >= 9;
-    }
-    return pdl_state;
-}
-
 /* Launched with programmatic stream serialization (PDL) where the device has it: the blocks may
  * become resident while the kernel before them finishes (it triggers early: rmsnorm.cu, this
- * kernel), prefetch their weights and wait in pdl_wait. Decode is a chain of ~250 small kernels
+ * kernel), prefetch their weights and wait in graft_pdl_wait (graft/cuda_pdl.cuh). Decode is a chain of ~250 small kernels
  * per token, so the launch gap each one hides adds up. */
 template <int R, int RPW, typename TC, int EPI>
 static cudaError_t launch_rpw(const sk_call *k, cudaStream_t s) {
     const unsigned rows_per_block = (EPI == EPI_SWIGLU ? 1 : RPW) * SK_THREADS / 32;
     const unsigned g = (unsigned)((k->n + rows_per_block - 1) / rows_per_block);
-    cudaLaunchConfig_t cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.gridDim = dim3(g);
-    cfg.blockDim = dim3(SK_THREADS);
-    cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl_enabled() ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, skinny_kernel<R, RPW, TC, EPI>, (TC *)k->c, k->ldc, k->a, k->lda, k->w, k->w2, k->ldw,
-                       k->m, k->n, k->k / 8, k->alpha, k->resid, k->ldr);
+    return graft_launch_pdl(skinny_kernel<R, RPW, TC, EPI>, dim3(g), dim3(SK_THREADS), 0, s, (TC *)k->c, k->ldc, k->a,
+                            k->lda, k->w, k->w2, k->ldw, k->m, k->n, k->k / 8, k->alpha, k->resid, k->ldr);
 }
 
 /* enough warps to keep every SM's loads in flight: one row per warp up to 16K rows, then 2, 4
