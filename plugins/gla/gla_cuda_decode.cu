@@ -194,7 +194,18 @@ __global__ void __cluster_dims__(CL, 1, 1) __launch_bounds__(NT) k_decode_fused(
 #endif
 }
 
-int fused_state = -1; /* GRAFT_GLA_FUSED_DECODE (read once) */
+int fused_state = -1;  /* GRAFT_GLA_FUSED_DECODE (read once) */
+int device_state = -1; /* compute capability >= 9.0 (clusters, DSMEM): asked once */
+
+bool device_ok() {
+    if (device_state < 0) {
+        int dev = 0, major = 0;
+        device_state = cudaGetDevice(&dev) == cudaSuccess &&
+                       cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+                       major >= 9;
+    }
+    return device_state;
+}
 
 bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
@@ -211,7 +222,6 @@ int gla_cuda_decode_fused_enabled(void) {
 }
 
 int gla_cuda_decode_fused_usable(const gla_decode_args *a) {
-    int dev = 0, major = 0;
     if (!a || a->B < 1 || a->H < 1 || a->B * a->H * CL > 2147483647LL || a->r < 1 || a->r > RMAX || a->W < 1 ||
         a->W > WMAX || a->C < 8 || a->C % 8 || a->C > 2147483647LL || !a->x || !a->proj || !a->w_gk0 || !a->w_gk1 ||
         !a->b_gk1 || !a->w_conv[0] || !a->w_conv[1] || !a->w_conv[2] || !a->w_norm || !a->state_out || !a->u ||
@@ -221,8 +231,7 @@ int gla_cuda_decode_fused_usable(const gla_decode_args *a) {
     if (!aligned16(a->x) || !aligned16(a->w_gk0) || !aligned16(a->state_out) ||
         (a->state_in && !aligned16(a->state_in)) || a->slot_floats % 4)
         return 0;
-    return cudaGetDevice(&dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+    return device_ok();
 }
 
 graft_status gla_cuda_decode_fused(const gla_decode_args *a, void *stream, graft_err *err) {

@@ -948,12 +948,14 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
         c.gh = c.vt + L->Vkv;
         ld[0] = ld[1] = ld[2] = ldg = wsum;
         /* a decode step: then everything up to the output product as one launch (gla_cuda_decode.cu) */
-        gla_decode_args d = decode_args(L, io, c.qt, wsum, c.u);
-        if (decode && gla_cuda_decode_fused_enabled() && gla_cuda_decode_fused_usable(&d)) {
-            if ((st = gla_cuda_decode_fused(&d, s, err))) return prefixed(err, "decode");
-            if ((st = mm(L, s, 0, 1, N, C, L->Vq, c.u, L->Vq, PB(L, io, GLA_P_O), L->Vq, io->y, C, 0, 0, err)))
-                return prefixed(err, "forward");
-            return GRAFT_STATUS_OK;
+        if (decode && gla_cuda_decode_fused_enabled()) {
+            gla_decode_args d = decode_args(L, io, c.qt, wsum, c.u);
+            if (gla_cuda_decode_fused_usable(&d)) {
+                if ((st = gla_cuda_decode_fused(&d, s, err))) return prefixed(err, "decode");
+                if ((st = mm(L, s, 0, 1, N, C, L->Vq, c.u, L->Vq, PB(L, io, GLA_P_O), L->Vq, io->y, C, 0, 0, err)))
+                    return prefixed(err, "forward");
+                return GRAFT_STATUS_OK;
+            }
         }
     } else if ((st = mm(L, s, 0, 1, N, L->Kq, C, x, C, PB(L, io, GLA_P_Q), C, c.qt, L->Kq, 0, 0, err)) ||
                (st = mm(L, s, 0, 1, N, L->Kkv, C, x, C, PB(L, io, GLA_P_K), C, c.kt, L->Kkv, 0, 0, err)) ||
