@@ -61,6 +61,7 @@ extern "C" {
 }
 #include "graft/cuda_colsum.cuh"
 #include "graft/cuda_dot.cuh"
+#include "graft/cuda_skinny.cuh"
 #include "graft/cuda_pdl.cuh"
 
 typedef __nv_bfloat16 bf16;
@@ -479,9 +480,10 @@ static __global__ void prep_bwd_kernel(prepb_p p) {
  * copy, the shift, the products (r, k, v, both stages of each LoRA, o: 10 or 12), tanh, sigmoid,
  * prep, decode, out and tail; at batch 1 each costs a few µs of launch ramp and tail however
  * little it computes. The fused step is the shift (which also writes the new tail, below), the six
- * or seven first-stage products (through host->matmul: they read the whole width C), fdec_kernel
- * for everything per head between them and the o product, and the o product: 9 (producer) or 10
- * (consumer).
+ * or seven first-stage products (they read the whole width C: one grouped launch, gprod_kernel
+ * below, or through host->matmul one by one), fdec_kernel for everything per head between them and
+ * the o product, and the o product: 4 launches (9 for a producer, 10 for a consumer with the
+ * products apart).
  *
  * fdec_kernel: a cluster of FD_CL = 8 CTAs per (sequence, head) (16 CTAs at the 1.7B shape would
  * leave most SMs idle at batch 1; 8 x 16 = 128 fill an H100), CTA q owning the head's channels
@@ -546,6 +548,66 @@ static __global__ void shift_dec_kernel(bf16 *xb, int64_t box_stride, const bf16
 #pragma unroll
     for (int k = 0; k < 6; k++) xb[k * box_stride + idx] = shift_mix(xv, d, bf(mu[k][c]));
     sout[b * slot + soff + c] = xv;
+}
+
+/* The decode step's first-stage products (r, k, v and the first stage of every LoRA: six, or seven
+ * for a consumer) in ONE launch instead of six or seven through host->matmul. Each reads its own
+ * mix of x, so they cannot be one product as GLA's q|k|v|g is; at batch 1 the LoRA stages are
+ * 16-128 rows each, so most of their launch is ramp and tail. A warp owns one output row of one
+ * product and computes it as the core's skinny kernel does at RPW = 1 (graft/cuda_skinny.cuh: the
+ * same chunk order, unroll and butterfly), so r, k, v and the middles are the bits the separate
+ * products give wherever host->matmul served them by that kernel (B <= 8; GRAFT_CUDA_SKINNY not
+ * 0). Groups are told apart by the cumulative warp counts in first[]: selected by compile-time
+ * indices (no local-memory copy of the parameter block). */
+constexpr int GP_MAX = 7;   /* r, k, v, w_lora, a_lora, g_lora, v_lora */
+constexpr int GP_NT = 256;  /* 8 warps a block, as skinny_kernel     */
+
+struct gprod_p {
+    const bf16 *a[GP_MAX];   /* (m, C) mix rows, row stride C */
+    const bf16 *w[GP_MAX];   /* (n, C) weight rows            */
+    bf16 *c[GP_MAX];         /* (m, n) outputs                */
+    int n[GP_MAX];
+    int first[GP_MAX + 1];   /* first warp of each group; first[ng] = warps in all */
+    int ng, m;
+    int64_t C;
+};
+
+template <int R>
+static __global__ void __launch_bounds__(GP_NT) gprod_kernel(gprod_p p) {
+    constexpr int U = GRAFT_SKINNY_UNROLL(R, 1);
+    const int lane = threadIdx.x & 31;
+    const int warp = (int)blockIdx.x * (GP_NT / 32) + (int)(threadIdx.x >> 5);
+    if (warp >= p.first[p.ng]) return;
+    const bf16 *a = p.a[0], *w = p.w[0];
+    bf16 *c = p.c[0];
+    int first = 0, n = p.n[0];
+#pragma unroll
+    for (int q = 1; q < GP_MAX; q++)
+        if (q < p.ng && warp >= p.first[q]) {
+            a = p.a[q];
+            w = p.w[q];
+            c = p.c[q];
+            first = p.first[q];
+            n = p.n[q];
+        }
+    const int row = warp - first;
+    const int64_t kc = p.C / 8;
+    const uint4 *wr[1] = {reinterpret_cast<const uint4 *>(w + (int64_t)row * p.C)};
+    const uint4 *ar[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) ar[r] = reinterpret_cast<const uint4 *>(a + (int64_t)min(r, p.m - 1) * p.C);
+    float acc[1][R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[0][r] = 0.f;
+    graft_pdl_trigger();
+    graft_skinny_prefetch<1, U>(wr, lane, kc); /* weights only: the mixes are the shift's output */
+    graft_pdl_wait();
+    graft_skinny_dot<R, 1, U>(acc, wr, ar, lane, kc);
+    graft_skinny_reduce<R, 1>(acc);
+    if (lane == 0)
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            if (r < p.m) c[(int64_t)r * n + row] = __float2bfloat16(acc[0][r]);
 }
 
 struct fdec_p {
@@ -1137,8 +1199,58 @@ static int fdec_fits(const rwkv7_layer *L, const graft_mixer_io *io, fdec_p *p, 
     return 1;
 }
 
+/* The first-stage products of a decode step as one gprod_kernel launch, when it fits: batch <= 8
+ * (the rows skinny_kernel serves), C a multiple of 8, every operand 16-byte aligned (its 16-byte
+ * chunks). GRAFT_RWKV7_GROUPED_PROD=0: the separate products through host->matmul (for
+ * comparison). Returns 0 when it did not launch, so the caller takes the separate products. */
+static int gprod_switch = -1;
+
+static int gprod_launch(const rwkv7_layer *L, const graft_mixer_io *io, cu_bufs *c, graft_status *st, graft_err *err) {
+    if (gprod_switch < 0) {
+        const char *e = getenv("GRAFT_RWKV7_GROUPED_PROD");
+        gprod_switch = !(e && !strcmp(e, "0"));
+    }
+    const int64_t B = io->B, C = L->C;
+    if (!gprod_switch || io->T != 1 || B < 1 || B > 8 || C % 8) return 0;
+    gprod_p p;
+    memset(&p, 0, sizeof p);
+    const bf16 *xb[6];
+    for (int i = 0; i < 6; i++) xb[i] = c->xb + (size_t)i * B * C;
+    const struct { const bf16 *a; int w; bf16 *c; int64_t n; } g[GP_MAX] = {
+        {xb[0], P_R_PROJ, c->r, C}, {xb[2], P_K_PROJ, c->k0, C}, {xb[3], P_V_PROJ, c->v0, C},
+        {xb[1], P_W_L0, c->hw, L->rw}, {xb[4], P_A_L0, c->ha, L->ra}, {xb[5], P_G_L0, c->hg, L->rg},
+        {xb[3], P_V_L0, c->hv, L->rv}};
+    const int ng = L->producer ? 6 : 7;
+    int64_t warps = 0;
+    for (int i = 0; i < ng; i++) {
+        const bf16 *w = PB(io, g[i].w);
+        if (((uintptr_t)g[i].a | (uintptr_t)w) & 15u) return 0;
+        p.a[i] = g[i].a;
+        p.w[i] = w;
+        p.c[i] = g[i].c;
+        p.n[i] = (int)g[i].n;
+        p.first[i] = (int)warps;
+        warps += g[i].n;
+    }
+    p.first[ng] = (int)warps;
+    p.ng = ng;
+    p.m = (int)B;
+    p.C = C;
+    const dim3 grid((unsigned)((warps + GP_NT / 32 - 1) / (GP_NT / 32)));
+    cudaStream_t s = (cudaStream_t)io->stream;
+    cudaError_t e = B == 1   ? graft_launch_pdl(gprod_kernel<1>, grid, dim3(GP_NT), 0, s, p)
+                    : B == 2 ? graft_launch_pdl(gprod_kernel<2>, grid, dim3(GP_NT), 0, s, p)
+                    : B <= 4 ? graft_launch_pdl(gprod_kernel<4>, grid, dim3(GP_NT), 0, s, p)
+                             : graft_launch_pdl(gprod_kernel<8>, grid, dim3(GP_NT), 0, s, p);
+    *st = e == cudaSuccess ? GRAFT_STATUS_OK
+                           : graft_err_set(err, GRAFT_STATUS_DEVICE, "rwkv7: decode: launch of the grouped products: %s",
+                                           cudaGetErrorString(e));
+    return 1;
+}
+
 /* One token per sequence, in the decode slots (state_in may be state_out or NULL): shift (and
- * the new tail), the first-stage products, fdec_kernel, o_proj. p comes from fdec_fits. */
+ * the new tail), the first-stage products (one grouped launch where gprod_launch fits),
+ * fdec_kernel, o_proj. p comes from fdec_fits. */
 static graft_status decode_fused(const rwkv7_layer *L, const graft_mixer_io *io, cu_bufs *c, fdec_p *p, size_t smem,
                                  graft_err *err) {
     const int64_t B = io->B, C = L->C, H = L->H;
@@ -1148,7 +1260,10 @@ static graft_status decode_fused(const rwkv7_layer *L, const graft_mixer_io *io,
     TRY(graft_launch_pdl(shift_dec_kernel, dim3(blocks_for(B * C, 256)), dim3(256), 0, s, c->xb, B * C, (const bf16 *)io->x,
                    (const float *)io->state_in, (float *)io->state_out, slot, sfl, PB(io, P_X_R), PB(io, P_X_W),
                    PB(io, P_X_K), PB(io, P_X_V), PB(io, P_X_A), PB(io, P_X_G), B, C));
-    if ((st = products(L, io, c, 0, err))) return st;
+    if (gprod_launch(L, io, c, &st, err)) {
+        if (st) return st;
+    } else if ((st = products(L, io, c, 0, err)))
+        return st;
     p->r = c->r;
     p->k0 = c->k0;
     p->v0 = c->v0;

@@ -22,17 +22,15 @@
 
 #include "cuda_util.cuh"
 #include "skinny.cuh"
-#include "graft/cuda_dot.cuh"
+#include "graft/cuda_skinny.cuh"
 
 typedef __nv_bfloat16 bf16;
 
 #define SK_THREADS 256
-/* 16-byte chunks per lane and weight row in flight before the first use: 8 where registers
- * allow (RPW * R <= 2: then a 2048-wide row is one round trip, 32 lanes x 8 x 16 B), 4 otherwise.
- * ncu on an H100 (2026-11-24) timed the decode products at 4: 1.1-1.7 TB/s for the 2048-wide
- * ones, round trips in series. Either way a lane visits its chunks lane, lane + 32, ... in
- * increasing order, so the sums (and the bits) do not depend on the unroll. */
-#define SK_UNROLL (RPW * R <= 2 ? 8 : 4)
+/* chunks per lane and row in flight: graft/cuda_skinny.cuh. ncu on an H100 (2026-11-24) timed the
+ * decode products at 4: 1.1-1.7 TB/s for the 2048-wide ones, round trips in series; 8 where the
+ * registers allow made a 2048-wide row one round trip. */
+#define SK_UNROLL GRAFT_SKINNY_UNROLL(R, RPW)
 
 static __device__ __forceinline__ void store(float *p, float v) { *p = v; }
 static __device__ __forceinline__ void store(bf16 *p, float v) { *p = __float2bfloat16(v); }
@@ -57,15 +55,7 @@ static __device__ __forceinline__ float round_bf16(float v) { return __bfloat162
 template <int R, int RPW, typename TC, int EPI>
 static __device__ __forceinline__ void sk_finish(float (&acc)[RPW][R], int lane, int64_t n0, TC *c, int64_t ldc, int m,
                                                  int64_t n, float alpha, const bf16 *resid, int64_t ldr) {
-#pragma unroll
-    for (int j = 0; j < RPW; j++)
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            float v = acc[j][r];
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-            acc[j][r] = v;
-        }
+    graft_skinny_reduce<R, RPW>(acc);
     if (lane != 0) return;
     if constexpr (EPI == EPI_SWIGLU) {
 #pragma unroll
@@ -112,40 +102,12 @@ __global__ void __launch_bounds__(SK_THREADS) skinny_kernel(TC *c, int64_t ldc, 
     for (int j = 0; j < RPW; j++)
 #pragma unroll
         for (int r = 0; r < R; r++) acc[j][r] = 0.f;
-    int64_t i = lane;
     graft_pdl_trigger();
-    /* Before waiting for the kernel this one may overlap (PDL, cuda_util.cuh): pull the first
-     * chunks of this warp's weight rows into L2. A prefetch cannot return stale data (L2 is where
-     * the earlier kernel's writes land), so this is safe even where W is an activation. */
-#pragma unroll
-    for (int u = 0; u < SK_UNROLL; u++)
-#pragma unroll
-        for (int j = 0; j < RPW; j++)
-            if (i + 32 * u < kc) asm volatile("prefetch.global.L2 [%0];" ::"l"(wr[j] + i + 32 * u));
+    /* Before waiting for the kernel this one may overlap (PDL, graft/cuda_pdl.cuh): the first
+     * chunks of this warp's weight rows into L2. */
+    graft_skinny_prefetch<RPW, SK_UNROLL>(wr, lane, kc);
     graft_pdl_wait();
-    for (; i + 32 * (SK_UNROLL - 1) < kc; i += 32 * SK_UNROLL) {
-        uint4 wv[SK_UNROLL][RPW];
-#pragma unroll
-        for (int u = 0; u < SK_UNROLL; u++)
-#pragma unroll
-            for (int j = 0; j < RPW; j++) wv[u][j] = __ldg(wr[j] + i + 32 * u);
-#pragma unroll
-        for (int u = 0; u < SK_UNROLL; u++)
-#pragma unroll
-            for (int r = 0; r < R; r++) {
-                uint4 xv = __ldg(ar[r] + i + 32 * u);
-#pragma unroll
-                for (int j = 0; j < RPW; j++) graft_fma8(acc[j][r], wv[u][j], xv);
-            }
-    }
-    for (; i < kc; i += 32) {
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            uint4 xv = __ldg(ar[r] + i);
-#pragma unroll
-            for (int j = 0; j < RPW; j++) graft_fma8(acc[j][r], __ldg(wr[j] + i), xv);
-        }
-    }
+    graft_skinny_dot<R, RPW, SK_UNROLL>(acc, wr, ar, lane, kc);
     sk_finish<R, RPW, TC, EPI>(acc, lane, n0, c, ldc, m, n, alpha, resid, ldr);
 }
 
