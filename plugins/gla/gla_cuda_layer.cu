@@ -915,16 +915,6 @@ static graft_status conv_forward(const gla_layer *L, const graft_mixer_io *io, c
     return launched("conv", err);
 }
 
-/* GRAFT_GLA_FUSED_PROJ=1: an inference forward's q, k, v, g as one product (read once) */
-static int fused_proj_enabled(void) {
-    static int state = -1;
-    if (state < 0) {
-        const char *e = getenv("GRAFT_GLA_FUSED_PROJ");
-        state = e && e[0] == '1' && e[1] == 0;
-    }
-    return state;
-}
-
 /* The fused decode step's arguments: the layer input, the q|k|v|g product's rows (ld apart), the
  * weights it reads, the state slots, and the gated norm's output u. */
 static gla_decode_args decode_args(const gla_layer *L, const graft_mixer_io *io, const bf16 *proj, int64_t ld,
@@ -988,13 +978,13 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
      * their weights are adjacent (the core lays parameters out in declared order) and so are the
      * four output buffers: rows of qt | kt | vt | gh, wsum apart, which only the conv, its tail
      * and the gated norm read (with that stride; without the conv the recurrence would read them
-     * as (N, width)). Otherwise four products into (N, width) buffers. An inference forward
-     * (nothing saved: the backward, which reads them as (N, width), never follows) may take the one
-     * product too with GRAFT_GLA_FUSED_PROJ=1: x read once instead of four times (0.4 GB at 32768
-     * tokens) and one N = 4 x 2048 product; written 2026-12-07, not yet run on a GPU, off. */
+     * as (N, width)). Otherwise four products into (N, width) buffers. A prefill could take the
+     * one product too (x read once instead of four times); measured on an H100 on 2026-12-07 it
+     * gained nothing at 8192 or 32768 tokens (the four products are compute-bound there) and was
+     * removed (bench/results/gla-gate-rwkv7-gprod-2026-12-07.md; commit 7ae8878 has it). */
     const int64_t wsum = L->Kq + L->Kkv + L->Vkv + L->Vq;
     const bf16 *wq = PB(L, io, GLA_P_Q);
-    const int fused = (decode || (!io->saved && fused_proj_enabled())) && L->use_conv &&
+    const int fused = decode && L->use_conv &&
                       L->slot[GLA_P_G] == L->slot[GLA_P_Q] + 3 &&
                       graft_tensors_back_to_back(&io->params[L->slot[GLA_P_Q]], 4) &&
                       (char *)c.kt == (char *)c.qt + 2 * (size_t)(N * L->Kq) &&
