@@ -76,9 +76,13 @@ graft_status graft_bench_measure(graft_model_t *m, int64_t context, int64_t batc
                            (long long)batch, (long long)context);
         goto done;
     }
-    /* warm-up length: 16 tokens on the CPU (thread pool, first allocations); the whole context on
-     * a device, where the first product of a new shape builds its cuBLASLt plan and the first
-     * decode step of a state is captured into a CUDA graph */
+    /* warm-up length: 16 tokens and 2 new ones on the CPU (thread pool, first allocations); on a
+     * device the whole context and all gen_tokens new ones: the first product of a new shape builds
+     * its cuBLASLt plan, and the decode step is captured into a CUDA graph keyed by the batch, the
+     * state's capacity (context + new tokens) and its address. With the timed runs' capacity the
+     * warm-up leaves the graph they replay (where the state is allocated at the same address again,
+     * as cudaMalloc does for a block just freed); with 2 new tokens, as before, each measurement's
+     * first timed run also paid an eager step and the capture, which --repeat 2 averaged in. */
     const int full_warmup = graft_model_backend(m)->device != GRAFT_DEVICE_CPU;
     for (int64_t b = 0; b < batch; b++) {
         graft_bench_prompt(V, b, context, ids + b * context);
@@ -89,7 +93,7 @@ graft_status graft_bench_measure(graft_model_t *m, int64_t context, int64_t batc
     graft_generate_opts o = graft_generate_default_opts();
     o.greedy = 1;
     o.fixed_length = 1;
-    o.max_new_tokens = 2;
+    o.max_new_tokens = full_warmup || gen_tokens < 2 ? gen_tokens : 2; /* gen holds gen_tokens a sequence */
     o.prefill_chunk = out->prefill_chunk;
     graft_generate_stats gs;
     if ((st = graft_generate_batch(m, prompts, n_prompt, batch, &o, gen, n_out, &gs, err))) goto done;

@@ -2,6 +2,7 @@
  * explicit chunk resolved by graft_bench_prefill_chunk, the chunk a measurement records, the table
  * column, and the refusals. Timings are not checked beyond being positive (speed belongs to
  * bench/). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +61,10 @@ static void test_measure(void) {
     CHECK(graft_bench_measure(m, 10, 2, 3, 0, 1, &q, &err) == GRAFT_STATUS_OK && q.prefill_chunk == 0);
     CHECK(graft_bench_measure(m, 10, 2, 3, -1, 1, &q, &err) == GRAFT_STATUS_BAD_INPUT);
     CHECK_CONTAINS(err.msg, "bench: prefill_chunk -1, expected >= 0 (0 = the whole prompt in one call)");
+    /* one new token: nothing decoded after the prefill (tok/s NaN), and the warm-up writes no more
+     * tokens than gen holds (it wrote 2 a sequence into room for 1 before 2026-12-07: ASan) */
+    CHECK(graft_bench_measure(m, 10, 2, 1, 0, 1, &q, &err) == GRAFT_STATUS_OK);
+    CHECK(q.gen_tokens == 1 && q.ttft_ms > 0 && isnan(q.decode_tok_s));
     graft_model_free(m);
 }
 
