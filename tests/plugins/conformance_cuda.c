@@ -72,10 +72,7 @@ int main(int argc, char **argv) {
         }
     }
     if (!plugin) return 2;
-    uint64_t seed = 1469598103934665603ull; /* FNV-1a of "plugin case" */
-    for (const char *s = plugin; *s; s++) seed = (seed ^ (unsigned char)*s) * 1099511628211ull;
-    seed = (seed ^ ' ') * 1099511628211ull;
-    for (const char *s = case_text; *s; s++) seed = (seed ^ (unsigned char)*s) * 1099511628211ull;
+    uint64_t seed = cvc_case_seed(plugin, case_text);
     if (seed_arg && !strcmp(seed_arg, "random")) seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
     else if (seed_arg) {
         char *end = NULL;

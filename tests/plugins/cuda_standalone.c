@@ -2,9 +2,12 @@
  * without graft's dependencies (built by cuda_standalone.sh; the in-tree test is
  * conformance_cuda.c). Runs every case line of a configs/cuda/<M>.txt file.
  *
- *   cuda_conformance PLUGIN.so CASES.txt [--seed N]
+ *   cuda_conformance PLUGIN.so CASES.txt [--seed N|random]
  *
- * Case k (from 0) draws its inputs from seed N + k, the seed printed on its line.
+ * Each case draws its inputs from the seed printed on its line: by default cvc_case_seed of the
+ * plugin's name and the case text (the seed graft_conformance_cuda uses, fixed across runs, so two
+ * runs that differ in a switch compare line for line); with --seed N, case k (from 0) uses N + k;
+ * --seed random takes N from the clock.
  */
 #include <cuda_runtime_api.h>
 #include <stdio.h>
@@ -38,12 +41,21 @@ static int d_sync(char *msg, size_t size) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) {
-        fprintf(stderr, "usage: cuda_conformance PLUGIN.so CASES.txt [--seed N]\n");
+    if (argc != 3 && !(argc == 5 && !strcmp(argv[3], "--seed"))) {
+        fprintf(stderr, "usage: cuda_conformance PLUGIN.so CASES.txt [--seed N|random]\n");
         return 2;
     }
-    uint64_t seed = (uint64_t)time(NULL);
-    if (argc > 4 && !strcmp(argv[3], "--seed")) seed = strtoull(argv[4], NULL, 10);
+    int fixed = argc == 5; /* one seed N for the file: case k draws from N + k */
+    uint64_t seed = 0;
+    if (fixed && !strcmp(argv[4], "random")) seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
+    else if (fixed) {
+        char *end = NULL;
+        seed = strtoull(argv[4], &end, 10);
+        if (!argv[4][0] || *end) {
+            fprintf(stderr, "cuda_conformance: --seed '%s': expected a decimal integer or 'random'\n", argv[4]);
+            return 2;
+        }
+    }
     void *stream = NULL;
     const graft_host *host = sh_open(&stream);
     if (!host) return 77;
@@ -66,8 +78,9 @@ int main(int argc, char **argv) {
             fails++;
             continue;
         }
-        printf("%s case '%s' seed %llu\n", m->name, line, (unsigned long long)(seed + (uint64_t)cases));
-        int fl = cvc_run(m, &env, c, seed + (uint64_t)cases);
+        const uint64_t cs = fixed ? seed + (uint64_t)cases : cvc_case_seed(m->name, line);
+        printf("%s case '%s' seed %llu\n", m->name, line, (unsigned long long)cs);
+        int fl = cvc_run(m, &env, c, cs);
         printf("  -> %s\n", fl ? "FAIL" : "ok");
         fails += fl;
         cases++;

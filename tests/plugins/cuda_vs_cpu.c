@@ -1099,6 +1099,14 @@ done:
 
 /* ---- case lines ------------------------------------------------------------------------------ */
 
+uint64_t cvc_case_seed(const char *plugin, const char *case_text) {
+    uint64_t seed = 1469598103934665603ull;
+    for (const char *s = plugin; *s; s++) seed = (seed ^ (unsigned char)*s) * 1099511628211ull;
+    seed = (seed ^ ' ') * 1099511628211ull;
+    for (const char *s = case_text; *s; s++) seed = (seed ^ (unsigned char)*s) * 1099511628211ull;
+    return seed;
+}
+
 cvc_case *cvc_case_parse(const char *text) {
     cvc_case *c = calloc(1, sizeof *c);
     c->cfg.struct_size = sizeof c->cfg;

@@ -33,6 +33,11 @@ typedef struct cvc_case cvc_case;
 cvc_case *cvc_case_parse(const char *text);
 void cvc_case_free(cvc_case *c);
 
+/* A case's default seed: FNV-1a of "PLUGIN CASE_TEXT", so a case draws the same weights and inputs
+ * on every run and in both programs (conformance_cuda.c, cuda_standalone.c), and two runs that
+ * differ only in a switch (e.g. a fused path on and off) can be compared line for line. */
+uint64_t cvc_case_seed(const char *plugin, const char *case_text);
+
 /* Runs the CUDA-vs-CPU checks for one case with inputs drawn from seed. Prints one line per
  * comparison (name, NMSE, tolerance) and returns the number of failures (a refusal of the case
  * by the CUDA path, UNSUPPORTED, counts as a failure: cases are chosen to be served).
