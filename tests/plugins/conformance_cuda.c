@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "backend.h"
 #include "cuda_vs_cpu.h"
@@ -73,15 +72,7 @@ int main(int argc, char **argv) {
     }
     if (!plugin) return 2;
     uint64_t seed = cvc_case_seed(plugin, case_text);
-    if (seed_arg && !strcmp(seed_arg, "random")) seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
-    else if (seed_arg) {
-        char *end = NULL;
-        seed = strtoull(seed_arg, &end, 10);
-        if (!*seed_arg || *end) {
-            fprintf(stderr, "graft_conformance_cuda: --seed '%s': expected a decimal integer or 'random'\n", seed_arg);
-            return 2;
-        }
-    }
+    if (seed_arg && cvc_seed_arg("graft_conformance_cuda", seed_arg, &seed)) return 2;
     printf("graft_conformance_cuda --plugin %s --case '%s' --seed %llu\n", plugin, case_text,
            (unsigned long long)seed);
     graft_err err;

@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cuda_vs_cpu.h"
 #include "standalone_host.h"
@@ -47,15 +46,7 @@ int main(int argc, char **argv) {
     }
     int fixed = argc == 5; /* one seed N for the file: case k draws from N + k */
     uint64_t seed = 0;
-    if (fixed && !strcmp(argv[4], "random")) seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
-    else if (fixed) {
-        char *end = NULL;
-        seed = strtoull(argv[4], &end, 10);
-        if (!argv[4][0] || *end) {
-            fprintf(stderr, "cuda_conformance: --seed '%s': expected a decimal integer or 'random'\n", argv[4]);
-            return 2;
-        }
-    }
+    if (fixed && cvc_seed_arg("cuda_conformance", argv[4], &seed)) return 2;
     void *stream = NULL;
     const graft_host *host = sh_open(&stream);
     if (!host) return 77;

@@ -76,6 +76,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "graft/rng.h"
 
@@ -1105,6 +1106,21 @@ uint64_t cvc_case_seed(const char *plugin, const char *case_text) {
     seed = (seed ^ ' ') * 1099511628211ull;
     for (const char *s = case_text; *s; s++) seed = (seed ^ (unsigned char)*s) * 1099511628211ull;
     return seed;
+}
+
+int cvc_seed_arg(const char *prog, const char *arg, uint64_t *seed) {
+    if (!strcmp(arg, "random")) {
+        *seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
+        return 0;
+    }
+    char *end = NULL;
+    unsigned long long v = strtoull(arg, &end, 10);
+    if (!arg[0] || *end) {
+        fprintf(stderr, "%s: --seed '%s': expected a decimal integer or 'random'\n", prog, arg);
+        return -1;
+    }
+    *seed = (uint64_t)v;
+    return 0;
 }
 
 cvc_case *cvc_case_parse(const char *text) {

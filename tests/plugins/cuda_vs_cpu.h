@@ -38,6 +38,10 @@ void cvc_case_free(cvc_case *c);
  * differ only in a switch (e.g. a fused path on and off) can be compared line for line. */
 uint64_t cvc_case_seed(const char *plugin, const char *case_text);
 
+/* A --seed argument: a decimal integer, or "random" (from the clock). 0 with *seed set; -1 (a
+ * message naming prog printed on stderr) for anything else. */
+int cvc_seed_arg(const char *prog, const char *arg, uint64_t *seed);
+
 /* Runs the CUDA-vs-CPU checks for one case with inputs drawn from seed. Prints one line per
  * comparison (name, NMSE, tolerance) and returns the number of failures (a refusal of the case
  * by the CUDA path, UNSUPPORTED, counts as a failure: cases are chosen to be served).
