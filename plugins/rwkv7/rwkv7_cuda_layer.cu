@@ -567,8 +567,8 @@ struct gprod_p {
     const bf16 *w[GP_MAX];   /* (n, C) weight rows            */
     bf16 *c[GP_MAX];         /* (m, n) outputs                */
     int n[GP_MAX];
-    int first[GP_MAX + 1];   /* first warp of each group; first[ng] = warps in all */
-    int ng, m;
+    int first[GP_MAX];       /* first warp of each group */
+    int warps, ng, m;        /* warps in all groups */
     int64_t C;
 };
 
@@ -577,7 +577,7 @@ static __global__ void __launch_bounds__(GP_NT) gprod_kernel(gprod_p p) {
     constexpr int U = GRAFT_SKINNY_UNROLL(R, 1);
     const int lane = threadIdx.x & 31;
     const int warp = (int)blockIdx.x * (GP_NT / 32) + (int)(threadIdx.x >> 5);
-    if (warp >= p.first[p.ng]) return;
+    if (warp >= p.warps) return;
     const bf16 *a = p.a[0], *w = p.w[0];
     bf16 *c = p.c[0];
     int first = 0, n = p.n[0];
@@ -1232,7 +1232,7 @@ static int gprod_launch(const rwkv7_layer *L, const graft_mixer_io *io, cu_bufs 
         p.first[i] = (int)warps;
         warps += g[i].n;
     }
-    p.first[ng] = (int)warps;
+    p.warps = (int)warps;
     p.ng = ng;
     p.m = (int)B;
     p.C = C;
