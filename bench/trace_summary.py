@@ -1,4 +1,4 @@
-"""bench/trace_summary.py TRACE.csv [--from REGEX] [--skip N] [--top K]: what a CUDA run's GPU time went to,
+"""bench/trace_summary.py TRACE.csv [--from REGEX] [--skip N] [--top K] [--marginal]: what a CUDA run's GPU time went to,
 from the timeline bench/cupti_trace.c writes.
 
 Prints, over the window (from the Nth kernel whose name matches --from, default the first kernel, to
@@ -40,6 +40,8 @@ def main():
     ap.add_argument("--until", default=None, help="window ends before the first later kernel matching this")
     ap.add_argument("--top", type=int, default=20)
     ap.add_argument("--gap-us", type=float, default=2.0, help="gaps listed above this many microseconds")
+    ap.add_argument("--marginal", action="store_true",
+                    help="per kernel name, also what it adds to the timeline: its end minus the latest earlier end")
     a = ap.parse_args()
     rows = []
     with open(a.trace) as f:
@@ -91,6 +93,20 @@ def main():
     tot = sum(v[0] for v in agg.values())
     for key, (ns, cnt) in sorted(agg.items(), key=lambda x: -x[1][0])[:a.top]:
         print(f"{ns / 1e6:9.3f} ms {100 * ns / tot:5.1f}% x{cnt:5d} {ns / cnt / 1e3:8.1f} us  {key}")
+    if a.marginal:
+        # With programmatic dependent launch a kernel starts while its predecessor drains and waits,
+        # so its duration above counts the overlap too. On one stream the ends are ordered: what a
+        # kernel adds to the wall time is its end minus the latest end before it (gaps included).
+        marg = collections.defaultdict(lambda: [0, 0])
+        last = w[0][0]
+        for s, e, k, n in sorted(w, key=lambda r: r[1]):
+            key = short(names.get(n, n)) if k == "K" else n.split(" bytes")[0]
+            marg[key][0] += max(0, e - last)
+            marg[key][1] += 1
+            last = max(last, e)
+        print("marginal (end minus the previous end; sums to the span):")
+        for key, (ns, cnt) in sorted(marg.items(), key=lambda x: -x[1][0])[:a.top]:
+            print(f"{ns / 1e6:9.3f} ms {100 * ns / span:5.1f}% x{cnt:5d} {ns / cnt / 1e3:8.1f} us  {key}")
 
 
 if __name__ == "__main__":
