@@ -165,19 +165,27 @@ static __device__ __forceinline__ void conv_e8(float *dst, const float *h, const
 
 /* The same convs, vectorized (what conv_forward runs where every width and row stride is a
  * multiple of 8 and the buffers 16-byte aligned): each thread owns 8 adjacent channels (16-byte
- * loads and stores, a warp covering 512 contiguous bytes of a row) and CONV_RUN consecutive tokens
- * of one sequence, sliding a W-row window of the extended input through registers, so each input
- * row is read about (CONV_RUN + W - 1) / CONV_RUN times instead of W times, and the weights once
- * per run. Measured on the H100 at 1 x 32768 tokens (bench/results/gla-conv-2026-11-24.md):
- * conv_fwd_kernel took 2.0 ms of the layer's 5.4 ms for ~0.8 GB of traffic (0.27 ms at the copy
- * rate). Same products, added in the same order (j = 0 .. W-1): the same bits. */
+ * loads and stores, a warp covering 512 contiguous bytes of a row) and CONV_FWD_RUN consecutive
+ * tokens of one sequence, so each input row is read about (CONV_FWD_RUN + W - 1) / CONV_FWD_RUN
+ * times instead of W times, and the weights once per run.
+ *
+ * A run that starts at t0 >= W - 1 (no history) and is whole (every run but a sequence's first and
+ * last) loads all its CONV_FWD_RUN + W - 1 input rows before it uses the first: 11 loads of 16
+ * bytes in flight per thread. The window loop below (the first and last runs) has one: each token
+ * waits a full DRAM round trip, and at 2 blocks an SM (90 registers) that is ~8 KB in flight per SM
+ * where the copy rate needs ~25 KB. Traced on an H100 at 1 x 8192 (2026-12-07) the window loop
+ * alone (runs of 16) took 142 us for ~200 MB (1.4 TB/s), this kernel 100 us (2.0 TB/s; the 3 x 2048
+ * conv outputs are 100 MB written). Both paths form the same sums in the same order (j = 0 .. W-1):
+ * the same bits.
+ * (bench/results/gla-conv-2026-11-24.md has the per-element kernel this replaced.) */
 #define CONV_RUN 16
+#define CONV_FWD_RUN 8
 template <int W>
-static __global__ void __launch_bounds__(256) conv_fwd_vec_kernel(const __grid_constant__ ConvArgs a) {
+static __global__ void __launch_bounds__(256, 2) conv_fwd_vec_kernel(const __grid_constant__ ConvArgs a) {
     const ConvSeg &g = a.seg[blockIdx.y];
     int64_t b, c0, t0, t1;
-    if (!conv_slice<CONV_RUN>(g.width, a.N / a.T, a.T, b, c0, t0, t1)) return;
-    float w[8][W], e[W][8]; /* e[k] = E[t + 1 + k], the window of output t */
+    if (!conv_slice<CONV_FWD_RUN>(g.width, a.N / a.T, a.T, b, c0, t0, t1)) return;
+    float w[8][W];
     {
         const uint4 *wp = reinterpret_cast<const uint4 *>(g.w + c0 * W); /* 8 W contiguous bf16 */
 #pragma unroll
@@ -188,6 +196,29 @@ static __global__ void __launch_bounds__(256) conv_fwd_vec_kernel(const __grid_c
             for (int i = 0; i < 8; i++) w[(q * 8 + i) / W][(q * 8 + i) % W] = __bfloat162float(h[i]);
         }
     }
+    if (t0 >= W - 1 && t1 - t0 == CONV_FWD_RUN) {
+        /* raw[i] = input row t0 + 1 - W + i; output t0 + u takes raw[u .. u + W - 1] */
+        uint4 raw[CONV_FWD_RUN + W - 1];
+        const bf16 *base = g.in + (b * a.T + t0 + 1 - W) * g.ld_in + c0;
+#pragma unroll
+        for (int i = 0; i < CONV_FWD_RUN + W - 1; i++) raw[i] = *reinterpret_cast<const uint4 *>(base + i * g.ld_in);
+#pragma unroll
+        for (int u = 0; u < CONV_FWD_RUN; u++) {
+            uint4 o;
+            bf16 *op = reinterpret_cast<bf16 *>(&o);
+#pragma unroll
+            for (int ch = 0; ch < 8; ch++) {
+                float acc = 0.0f;
+#pragma unroll
+                for (int j = 0; j < W; j++)
+                    acc += w[ch][j] * __bfloat162float(reinterpret_cast<const bf16 *>(&raw[u + j])[ch]);
+                op[ch] = __float2bfloat16(silu_d(acc));
+            }
+            *reinterpret_cast<uint4 *>(g.out + (b * a.T + t0 + u) * g.width + c0) = o;
+        }
+        return;
+    }
+    float e[W][8]; /* e[k] = E[t + 1 + k], the window of output t */
     const float *hist = a.hist + b * a.hist_bs + g.hist_off;
     auto load = [&](float *dst, int64_t i) { conv_e8<W>(dst, hist, g.in, g.ld_in, b, a.T, c0, i); };
 #pragma unroll
@@ -435,6 +466,25 @@ static __global__ void __launch_bounds__(256) gate4_kernel(float *gk, float *z, 
  * the gate as gate_kernel: cuBLASLt's order for the product differs (fp32 reassociation only).
  * grid: x over 1024-channel spans (256 threads x 4), y over rows (grid-stride). */
 template <int R>
+static __device__ __forceinline__ void lowrank_gate_row(float *gk, float *z, const float (&w)[4][R], const float (&b)[4],
+                                                        const float (&l)[R], bool bias, int64_t idx, float inv_gamma) {
+    float v[4];
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        float acc = 0.f;
+#pragma unroll
+        for (int j = 0; j < R; j++) acc = fmaf(l[j], w[e][j], acc);
+        v[e] = bias ? acc + b[e] : acc;
+    }
+    if (z) *reinterpret_cast<float4 *>(z + idx) = make_float4(v[0], v[1], v[2], v[3]);
+    *reinterpret_cast<float4 *>(gk + idx) = make_float4(logsigm_d(v[0]) * inv_gamma, logsigm_d(v[1]) * inv_gamma,
+                                                        logsigm_d(v[2]) * inv_gamma, logsigm_d(v[3]) * inv_gamma);
+}
+/* Rows are taken two at a time (both middles loaded before either is used): one row's loads and
+ * serial FMA chains left the SM mostly waiting at 2 blocks an SM (96 registers). With the SFU
+ * logsigmoid (gla_cuda_math.cuh) the kernel went from 83 to 61 us at 1 x 8192 on an H100
+ * (bench/results/gla-prefill-elementwise-2026-12-07.md), still ~3x the 22 us its 67 MB of gk take. */
+template <int R>
 static __global__ void __launch_bounds__(256) lowrank_gate_kernel(float *gk, float *z, const bf16 *lr, const bf16 *w1,
                                                                   const bf16 *bias, int64_t N, int64_t width,
                                                                   float inv_gamma) {
@@ -446,22 +496,23 @@ static __global__ void __launch_bounds__(256) lowrank_gate_kernel(float *gk, flo
 #pragma unroll
         for (int j = 0; j < R; j += 4) ld4(&w[e][j], w1 + (c + e) * R + j);
     if (bias) ld4(b, bias + c);
-    for (int64_t n = blockIdx.y; n < N; n += gridDim.y) {
+    const int64_t step = gridDim.y;
+    int64_t n = blockIdx.y;
+    for (; n + step < N; n += 2 * step) {
+        float l0[R], l1[R];
+#pragma unroll
+        for (int j = 0; j < R; j += 4) {
+            ld4(&l0[j], lr + n * R + j);
+            ld4(&l1[j], lr + (n + step) * R + j);
+        }
+        lowrank_gate_row<R>(gk, z, w, b, l0, bias != NULL, n * width + c, inv_gamma);
+        lowrank_gate_row<R>(gk, z, w, b, l1, bias != NULL, (n + step) * width + c, inv_gamma);
+    }
+    if (n < N) {
         float l[R];
 #pragma unroll
         for (int j = 0; j < R; j += 4) ld4(&l[j], lr + n * R + j);
-        float v[4];
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            float acc = 0.f;
-#pragma unroll
-            for (int j = 0; j < R; j++) acc = fmaf(l[j], w[e][j], acc);
-            v[e] = bias ? acc + b[e] : acc;
-        }
-        const int64_t idx = n * width + c;
-        if (z) *reinterpret_cast<float4 *>(z + idx) = make_float4(v[0], v[1], v[2], v[3]);
-        *reinterpret_cast<float4 *>(gk + idx) = make_float4(logsigm_d(v[0]) * inv_gamma, logsigm_d(v[1]) * inv_gamma,
-                                                            logsigm_d(v[2]) * inv_gamma, logsigm_d(v[3]) * inv_gamma);
+        lowrank_gate_row<R>(gk, z, w, b, l, bias != NULL, n * width + c, inv_gamma);
     }
 }
 
@@ -904,7 +955,7 @@ static graft_status conv_forward(const gla_layer *L, const graft_mixer_io *io, c
         widest = g.width > widest ? g.width : widest;
     }
     if (vec) {
-        const int64_t items = N / T * ((T + CONV_RUN - 1) / CONV_RUN) * (widest / 8);
+        const int64_t items = N / T * ((T + CONV_FWD_RUN - 1) / CONV_FWD_RUN) * (widest / 8);
         const dim3 grid(blocks_for(items, 256), 3);
         if (L->W == 2) conv_fwd_vec_kernel<2><<<grid, 256, 0, s>>>(a);
         else if (L->W == 3) conv_fwd_vec_kernel<3><<<grid, 256, 0, s>>>(a);
