@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "gla_cuda.cuh"
+#include "gla_cuda_math.cuh"
 
 namespace {
 
@@ -810,6 +811,13 @@ __global__ void __launch_bounds__(NTH)
  * CTA to each piece of `sub` chunks, `pps` pieces per segment (piece j = segment j / pps), so they
  * fill the GPU even where there are few segments. Pieces of the last segment may be empty (their
  * range is clipped at NT); an empty piece is the identity (X = 0, Σβ = 0) and writes no state. */
+/* The gated norm k_fwd2 may apply in its store (gla_cuda_args.gn_*); gate NULL: store o. */
+struct GatedNorm {
+    const bf16 *gate, *w;
+    int64_t ld;
+    float eps;
+};
+
 struct Geo2 {
     int64_t T, H;                    /* sequence length, heads                                    */
     int NT, cps, nseg, sub, pps, NP; /* chunks, chunks per segment, segments, chunks per piece,
@@ -1104,12 +1112,12 @@ __global__ void __launch_bounds__(NTH) k_scan2(float *L, const float *gsum, int 
  * The entering state: h0 for segment 0 (NULL = 0), else slots[bh][seg·pps − 1] (the scan's state
  * leaving the previous segment's last piece). Chunk n+1's tiles stream into the other stage while
  * chunk n is computed; chunk n+2's rows are prefetched into L2. */
-template <typename GT>
+template <typename GT, bool GN>
 __global__ void __launch_bounds__(NTH, 1)
     k_fwd2(Geo2 G, const bf16 *__restrict__ q, const bf16 *__restrict__ k,
            const bf16 *__restrict__ v, const GT *__restrict__ gk, float scale,
            const float *__restrict__ h0, const float *__restrict__ slots, bf16 *__restrict__ o,
-           float *__restrict__ ht) {
+           float *__restrict__ ht, GatedNorm gn) {
     extern __shared__ __align__(16) unsigned char smem[];
     auto Q = [&](int s) { return reinterpret_cast<bf16 *>(smem + s * STAGE_FWD); };
     auto K = [&](int s) { return Q(s) + CH * LDT; };
@@ -1147,12 +1155,50 @@ __global__ void __launch_bounds__(NTH, 1)
             if (t == 3) l2_prefetch_row(gk, at, (int)sizeof(GT) * D);
         }
     };
+    /* with the gated norm: chunk n's gate rows (CH x 128 bf16, unpadded) after the other buffers,
+     * loaded once chunk n-1's store has read them (after the first barrier past the flush) */
+    bf16 *ghs = reinterpret_cast<bf16 *>(smem + SMEM_FWD2);
+    float wn[4] = {0.f, 0.f, 0.f, 0.f};
+    if constexpr (GN) {
+        const bf16 *wp4 = gn.w + 4 * l;
+#pragma unroll
+        for (int i = 0; i < 4; i++) wn[i] = __bfloat162float(wp4[i]);
+    }
+    auto issue_gate_rows = [&](const ChunkRows &r) {
+        const bf16 *src = gn.gate + (r.row0 / G.H) * gn.ld + h * D;
+        for (int u = threadIdx.x; u < CH * 16; u += NTH) {
+            int i = u >> 4, c8 = (u & 15) << 3;
+            bool ok = i < r.nvalid;
+            cp16(ghs + i * D + c8, ok ? src + i * gn.ld + c8 : src, ok);
+        }
+    };
     auto flush_o = [&](const ChunkRows &r) {
-        for (int x = threadIdx.x; x < CH * 16; x += NTH) {
-            int i = x >> 4, c8 = (x & 15) << 3;
-            if (i < r.nvalid)
-                *reinterpret_cast<uint4 *>(o + (r.row0 + i * G.H) * D + c8) =
-                    *reinterpret_cast<const uint4 *>(kt + i * LDT + c8);
+        if constexpr (GN) { /* norm_gate128_kernel's arithmetic: a warp a row, 4 channels a lane */
+            for (int i = wp; i < r.nvalid; i += NTH / 32) {
+                const uint2 ou = *reinterpret_cast<const uint2 *>(kt + i * LDT + 4 * l);
+                const uint2 gu = *reinterpret_cast<const uint2 *>(ghs + i * D + 4 * l);
+                const bf16 *ob = reinterpret_cast<const bf16 *>(&ou), *gb = reinterpret_cast<const bf16 *>(&gu);
+                float ov[4], ms = 0.0f;
+#pragma unroll
+                for (int e = 0; e < 4; e++) ov[e] = __bfloat162float(ob[e]);
+#pragma unroll
+                for (int e = 0; e < 4; e++) ms += ov[e] * ov[e];
+#pragma unroll
+                for (int off = 16; off > 0; off >>= 1) ms += __shfl_xor_sync(0xffffffffu, ms, off);
+                const float rs = rsqrtf(ms / 128.0f + gn.eps);
+                uint2 out;
+                bf16 *op = reinterpret_cast<bf16 *>(&out);
+#pragma unroll
+                for (int e = 0; e < 4; e++) op[e] = __float2bfloat16(ov[e] * rs * wn[e] * silu_d(__bfloat162float(gb[e])));
+                *reinterpret_cast<uint2 *>(o + (r.row0 + i * G.H) * D + 4 * l) = out;
+            }
+        } else {
+            for (int x = threadIdx.x; x < CH * 16; x += NTH) {
+                int i = x >> 4, c8 = (x & 15) << 3;
+                if (i < r.nvalid)
+                    *reinterpret_cast<uint4 *>(o + (r.row0 + i * G.H) * D + c8) =
+                        *reinterpret_cast<const uint4 *>(kt + i * LDT + c8);
+            }
         }
     };
 
@@ -1179,7 +1225,11 @@ __global__ void __launch_bounds__(NTH, 1)
         widen_gate(g, (const GT *)nullptr);
         const bool slow = gate_totals(g, tot, beta, ebeta);
         scale_fwd(qs, ks, kt, g, tot, beta, ebeta, slow);
-        __syncthreads();
+        __syncthreads(); /* also: chunk n-1's store has read ghs */
+        if constexpr (GN) {
+            issue_gate_rows(rr);
+            cp_commit();
+        }
 
         /* A: rows [16ib, +16) × n8 tiles [aj0, aj0 + acnt), masked j ≤ i, into As (bf16). */
         {
@@ -1293,6 +1343,7 @@ __global__ void __launch_bounds__(NTH, 1)
         prev = rr;
     }
     if (cnt > 0) {
+        if constexpr (GN) cp_wait_all(); /* the last chunk's gate rows */
         __syncthreads();
         flush_o(prev);
     }
@@ -1432,6 +1483,12 @@ graft_status check_args(const gla_cuda_args *a, int backward, graft_err *err) {
                              "gla_cuda: dout, dq, dk, dv, dgk: a NULL pointer");
     if (!(a->scale == a->scale))
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "gla_cuda: scale: NaN");
+    if (!backward && a->gn_gate &&
+        (!a->gn_weight || a->gn_ld < a->H * D || a->gn_ld % 8 || (uintptr_t)a->gn_gate % 16))
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "gla_cuda: gn_gate: expected a weight, a row stride (gn_ld = %lld) of at least "
+                             "H x 128 and a multiple of 8, and 16-byte aligned rows",
+                             (long long)a->gn_ld);
     return GRAFT_STATUS_OK;
 }
 
@@ -1501,15 +1558,23 @@ graft_status forward2_t(const gla_cuda_args *a, const Plan2 &p, cudaStream_t s, 
     float *loc = G.NP > 1 ? (float *)(w + p.off_loc) : nullptr;
     float *gsum = G.NP > 1 ? (float *)(w + p.off_gsum) : nullptr;
     cudaFuncSetAttribute(k_walk2<GT>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WALK2);
-    cudaFuncSetAttribute(k_fwd2<GT>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD2);
+    /* with the gated norm (gn_gate set) the walk is its own instantiation, so the plain one is
+     * the kernel it was */
+    const GatedNorm gn = {(const bf16 *)a->gn_gate, (const bf16 *)a->gn_weight, a->gn_ld, a->gn_eps};
+    cudaFuncSetAttribute(k_fwd2<GT, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD2);
+    cudaFuncSetAttribute(k_fwd2<GT, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD2 + CH * D * 2);
     const unsigned BH = (unsigned)p.BH;
     const int npf = (G.nseg - 1) * G.pps;
     if (npf > 0) {
         k_walk2<GT><<<dim3(npf, BH), NTH, SMEM_WALK2, s>>>(G, k, v, gk, loc, gsum);
         k_scan2<<<dim3(D * D / (4 * NTH), BH), NTH, 0, s>>>(loc, gsum, G.NP, npf, a->h0);
     }
-    k_fwd2<GT><<<dim3(G.nseg, BH), NTH, SMEM_FWD2, s>>>(G, q, k, v, gk, a->scale, a->h0, loc,
-                                                       (bf16 *)a->o, a->ht);
+    if (gn.gate)
+        k_fwd2<GT, true><<<dim3(G.nseg, BH), NTH, SMEM_FWD2 + CH * D * 2, s>>>(G, q, k, v, gk, a->scale, a->h0,
+                                                                              loc, (bf16 *)a->o, a->ht, gn);
+    else
+        k_fwd2<GT, false><<<dim3(G.nseg, BH), NTH, SMEM_FWD2, s>>>(G, q, k, v, gk, a->scale, a->h0, loc,
+                                                                  (bf16 *)a->o, a->ht, gn);
     return launched(err, "forward kernels");
 }
 

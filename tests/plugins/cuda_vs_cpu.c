@@ -1051,6 +1051,10 @@ int cvc_run(const graft_mixer *m, const cvc_env *env, const cvc_case *tcase, uin
         printf(" decode (prefill %lld, then %lld single tokens) vs full forward, on CUDA:\n", (long long)t0,
                (long long)(T - t0));
         failures += compare("y (decode vs full)", ydec, tmp, N * C, TOL_DEC);
+        /* that full forward kept no activations (inference): against the CPU too, where it started
+         * from the CPU's state (none). It can take other kernels than the training forward above
+         * (GLA: the gated norm in the chunk core's store). */
+        if (!sin) failures += compare("y (inference forward)", tmp, y, N * C, TOL_FWD);
         if (state_grad) {
             float *s1 = malloc(slot * (size_t)B), *s2 = malloc(slot * (size_t)B);
             env->d2h(s1, d_st, slot * (size_t)B);
