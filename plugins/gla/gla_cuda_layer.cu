@@ -188,6 +188,21 @@ static __device__ __forceinline__ void conv_e8(float *dst, const float *h, const
  * (bench/results/gla-conv-2026-11-24.md has the per-element kernel this replaced.) */
 #define CONV_RUN 16
 #define CONV_FWD_RUN 8
+/* One output row of 8 channels, SiLU(Σ_j w[ch][j] x(j, ch)) summed j = 0 .. W-1 in that order, as
+ * bf16: both paths below, so they give the same bits. x(j, ch) is tap j of channel ch's window. */
+template <int W, typename Tap>
+static __device__ __forceinline__ uint4 conv_row8(const float (&w)[8][W], Tap x) {
+    uint4 o;
+    bf16 *op = reinterpret_cast<bf16 *>(&o);
+#pragma unroll
+    for (int ch = 0; ch < 8; ch++) {
+        float acc = 0.0f;
+#pragma unroll
+        for (int j = 0; j < W; j++) acc += w[ch][j] * x(j, ch);
+        op[ch] = __float2bfloat16(silu_d(acc));
+    }
+    return o;
+}
 template <int W>
 static __global__ void __launch_bounds__(256, 2) conv_fwd_vec_kernel(const __grid_constant__ ConvArgs a) {
     const ConvSeg &g = a.seg[blockIdx.y];
@@ -211,19 +226,9 @@ static __global__ void __launch_bounds__(256, 2) conv_fwd_vec_kernel(const __gri
 #pragma unroll
         for (int i = 0; i < CONV_FWD_RUN + W - 1; i++) raw[i] = *reinterpret_cast<const uint4 *>(base + i * g.ld_in);
 #pragma unroll
-        for (int u = 0; u < CONV_FWD_RUN; u++) {
-            uint4 o;
-            bf16 *op = reinterpret_cast<bf16 *>(&o);
-#pragma unroll
-            for (int ch = 0; ch < 8; ch++) {
-                float acc = 0.0f;
-#pragma unroll
-                for (int j = 0; j < W; j++)
-                    acc += w[ch][j] * __bfloat162float(reinterpret_cast<const bf16 *>(&raw[u + j])[ch]);
-                op[ch] = __float2bfloat16(silu_d(acc));
-            }
-            *reinterpret_cast<uint4 *>(g.out + (b * a.T + t0 + u) * g.width + c0) = o;
-        }
+        for (int u = 0; u < CONV_FWD_RUN; u++)
+            *reinterpret_cast<uint4 *>(g.out + (b * a.T + t0 + u) * g.width + c0) = conv_row8<W>(
+                w, [&](int j, int ch) { return __bfloat162float(reinterpret_cast<const bf16 *>(&raw[u + j])[ch]); });
         return;
     }
     float e[W][8]; /* e[k] = E[t + 1 + k], the window of output t */
@@ -233,16 +238,8 @@ static __global__ void __launch_bounds__(256, 2) conv_fwd_vec_kernel(const __gri
     for (int k = 0; k < W - 1; k++) load(e[k], t0 + 1 + k);
     for (int64_t t = t0; t < t1; t++) {
         load(e[W - 1], t + W);
-        uint4 o;
-        bf16 *op = reinterpret_cast<bf16 *>(&o);
-#pragma unroll
-        for (int ch = 0; ch < 8; ch++) {
-            float acc = 0.0f;
-#pragma unroll
-            for (int j = 0; j < W; j++) acc += w[ch][j] * e[j][ch];
-            op[ch] = __float2bfloat16(silu_d(acc));
-        }
-        *reinterpret_cast<uint4 *>(g.out + (b * a.T + t) * g.width + c0) = o;
+        *reinterpret_cast<uint4 *>(g.out + (b * a.T + t) * g.width + c0) =
+            conv_row8<W>(w, [&](int j, int ch) { return e[j][ch]; });
         conv_window_shift<W>(e);
     }
 }
