@@ -24,20 +24,22 @@ case $ab in
   *.so) [ -f "$ab" ] || { echo "layer_ab: $ab: not found" >&2; exit 2; } ;;
   *) echo "layer_ab: $ab: expected VAR=V1,V2 or a plugin .so" >&2; exit 2 ;;
 esac
-nvidia-smi -L
+nvidia-smi -L 2>/dev/null || echo "layer_ab: no nvidia-smi here"
 rc=0
-conf() { "$dir/cuda_conformance" "$plugin" "tests/plugins/configs/cuda/$mixer.txt" > /tmp/layer_ab_conf.log 2>&1 || rc=1; }
+log=$(mktemp) || exit 1
+trap 'rm -f "$log"' EXIT
+conf() { "$dir/cuda_conformance" "$plugin" "tests/plugins/configs/cuda/$mixer.txt" > "$log" 2>&1 || rc=1; }
 time_one() { # prints $label, then each shape's median/min ms of the command given
   line=$("$@" 2>&1 | awk '/^RESULT/ {printf "%s:%s %s/%s  ", $3, $5, $6, $7}')
   echo "$label  $line"
 }
 if [ -n "$var" ]; then
   for v in $vals; do
-    export "$var=$v"; conf; echo "conformance $var=$v: $(tail -n 1 /tmp/layer_ab_conf.log)"
+    export "$var=$v"; conf; echo "conformance $var=$v: $(tail -n 1 "$log")"
   done
   unset "$var"
 else
-  conf; echo "conformance: $(tail -n 1 /tmp/layer_ab_conf.log)"
+  conf; echo "conformance: $(tail -n 1 "$log")"
 fi
 r=1
 while [ $r -le "$rounds" ]; do
