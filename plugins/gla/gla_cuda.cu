@@ -806,11 +806,6 @@ __global__ void __launch_bounds__(NTH)
 
 /* ==== v2 chunk kernels: the forward (the host side says why the backward is v1's) =========== */
 
-/* Segments and pieces. The output walk (k_fwd2) gives one CTA to each segment of `cps` chunks;
- * the pre-pass (k_walk2) gives one
- * CTA to each piece of `sub` chunks, `pps` pieces per segment (piece j = segment j / pps), so they
- * fill the GPU even where there are few segments. Pieces of the last segment may be empty (their
- * range is clipped at NT); an empty piece is the identity (X = 0, Σβ = 0) and writes no state. */
 /* The gated norm k_fwd2 may apply in its store (gla_cuda_args.gn_*); gate NULL: store o. */
 struct GatedNorm {
     const bf16 *gate, *w;
@@ -818,6 +813,11 @@ struct GatedNorm {
     float eps;
 };
 
+/* Segments and pieces. The output walk (k_fwd2) gives one CTA to each segment of `cps` chunks;
+ * the pre-pass (k_walk2) gives one
+ * CTA to each piece of `sub` chunks, `pps` pieces per segment (piece j = segment j / pps), so they
+ * fill the GPU even where there are few segments. Pieces of the last segment may be empty (their
+ * range is clipped at NT); an empty piece is the identity (X = 0, Σβ = 0) and writes no state. */
 struct Geo2 {
     int64_t T, H;                    /* sequence length, heads                                    */
     int NT, cps, nseg, sub, pps, NP; /* chunks, chunks per segment, segments, chunks per piece,
@@ -1173,24 +1173,16 @@ __global__ void __launch_bounds__(NTH, 1)
         }
     };
     auto flush_o = [&](const ChunkRows &r) {
-        if constexpr (GN) { /* norm_gate128_kernel's arithmetic: a warp a row, 4 channels a lane */
+        if constexpr (GN) { /* the layer's norm kernel's function: a warp a row, 4 channels a lane */
             for (int i = wp; i < r.nvalid; i += NTH / 32) {
                 const uint2 ou = *reinterpret_cast<const uint2 *>(kt + i * LDT + 4 * l);
                 const uint2 gu = *reinterpret_cast<const uint2 *>(ghs + i * D + 4 * l);
                 const bf16 *ob = reinterpret_cast<const bf16 *>(&ou), *gb = reinterpret_cast<const bf16 *>(&gu);
-                float ov[4], ms = 0.0f;
+                float ov[4], gv[4], rs;
 #pragma unroll
-                for (int e = 0; e < 4; e++) ov[e] = __bfloat162float(ob[e]);
-#pragma unroll
-                for (int e = 0; e < 4; e++) ms += ov[e] * ov[e];
-#pragma unroll
-                for (int off = 16; off > 0; off >>= 1) ms += __shfl_xor_sync(0xffffffffu, ms, off);
-                const float rs = rsqrtf(ms / 128.0f + gn.eps);
-                uint2 out;
-                bf16 *op = reinterpret_cast<bf16 *>(&out);
-#pragma unroll
-                for (int e = 0; e < 4; e++) op[e] = __float2bfloat16(ov[e] * rs * wn[e] * silu_d(__bfloat162float(gb[e])));
-                *reinterpret_cast<uint2 *>(o + (r.row0 + i * G.H) * D + 4 * l) = out;
+                for (int e = 0; e < 4; e++) ov[e] = __bfloat162float(ob[e]), gv[e] = __bfloat162float(gb[e]);
+                *reinterpret_cast<uint2 *>(o + (r.row0 + i * G.H) * D + 4 * l) =
+                    gated_rmsnorm128_lane(ov, gv, wn, gn.eps, &rs);
             }
         } else {
             for (int x = threadIdx.x; x < CH * 16; x += NTH) {

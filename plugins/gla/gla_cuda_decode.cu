@@ -60,12 +60,6 @@ struct Args {
 
 __device__ __forceinline__ float bf16r(float v) { return __bfloat162float(__float2bfloat16(v)); }
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 /* Σ_i x[i] w[i] over C (multiple of 8, 16-byte aligned rows) by the whole CTA: each thread adds its
  * 8-element slices in order, then the warps' sums, then the 4 warps in order (red: 4 floats). */
 __device__ float block_dot(const bf16 *x, const bf16 *w, int C, float *red) {

@@ -539,11 +539,6 @@ static __global__ void gate_bwd_kernel(bf16 *dzb, float *part, const float *dgk,
     if (part) part[blockIdx.y * width + c] = acc;
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 /* u = o / sqrt(mean_e o² + ε) ⊙ w_n ⊙ SiLU(ĝ), per (n, head) over dv (spec §2 step 6); one warp
  * per row, rows = N*H. rstd written when non-NULL. */
 static __global__ void norm_gate_kernel(bf16 *u, float *rstd, const bf16 *o, const bf16 *gh, int64_t ldg,
@@ -576,19 +571,12 @@ static __global__ void norm_gate128_kernel(bf16 *u, float *rstd, const bf16 *o, 
     const int64_t row = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     const int lane = threadIdx.x & 31, e0 = 4 * lane;
     if (row >= rows) return;
-    float ov[4], gv[4], wv[4], ms = 0.0f;
+    float ov[4], gv[4], wv[4], r;
     ld4(ov, o + row * 128 + e0);
     ld4(gv, gh + (row / H) * ldg + (row % H) * 128 + e0);
     ld4(wv, wn + e0);
-#pragma unroll
-    for (int i = 0; i < 4; i++) ms += ov[i] * ov[i];
-    ms = warp_sum(ms);
-    const float r = rsqrtf(ms / 128.0f + eps);
+    const uint2 out = gated_rmsnorm128_lane(ov, gv, wv, eps, &r);
     if (rstd && lane == 0) rstd[row] = r;
-    uint2 out;
-    bf16 *op = reinterpret_cast<bf16 *>(&out);
-#pragma unroll
-    for (int i = 0; i < 4; i++) op[i] = __float2bfloat16(ov[i] * r * wv[i] * silu_d(gv[i]));
     *reinterpret_cast<uint2 *>(u + row * 128 + e0) = out;
 }
 

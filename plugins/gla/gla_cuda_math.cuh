@@ -4,6 +4,16 @@
 #ifndef GRAFT_PLUGIN_GLA_CUDA_MATH_CUH
 #define GRAFT_PLUGIN_GLA_CUDA_MATH_CUH
 
+#include <cuda_bf16.h>
+#include <stdint.h>
+
+/* Σ over the warp's 32 lanes, butterfly order (every lane ends with the sum) */
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
 __device__ __forceinline__ float sigm_d(float z) { return 1.0f / (1.0f + __expf(-z)); }
 __device__ __forceinline__ float silu_d(float z) { return z * sigm_d(z); }
 __device__ __forceinline__ float dsilu_d(float z) {
@@ -23,5 +33,24 @@ __device__ __forceinline__ float log1p_unit_d(float e) {
 /* logsigmoid(z) = min(z,0) − log1p(exp(−|z|)): no overflow for any z (spec §7.1: α unbounded);
  * exp(−|z|) <= 1 through the SFU (underflows to 0 below −87: then logsigmoid = z exactly). */
 __device__ __forceinline__ float logsigm_d(float z) { return fminf(z, 0.0f) - log1p_unit_d(__expf(-fabsf(z))); }
+
+/* The gated RMSNorm (spec §2 step 6) of one (token, head) row of 128 channels by a warp, lane l
+ * holding channels 4l .. 4l+3 of o (ov), ĝ (gv) and w_n (wv): u = o · rsqrt(mean o² + ε) · w_n ·
+ * SiLU(ĝ), rounded to bf16 (the lane's 4, packed). *rstd receives the row's rsqrt. The layer's norm
+ * kernel and the chunk core's store (gla_cuda_args.gn_*) both call this, so they give the same bits. */
+__device__ __forceinline__ uint2 gated_rmsnorm128_lane(const float (&ov)[4], const float (&gv)[4],
+                                                       const float (&wv)[4], float eps, float *rstd) {
+    float ms = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) ms += ov[i] * ov[i];
+    ms = warp_sum(ms);
+    const float r = rsqrtf(ms / 128.0f + eps);
+    *rstd = r;
+    uint2 out;
+    __nv_bfloat16 *op = reinterpret_cast<__nv_bfloat16 *>(&out);
+#pragma unroll
+    for (int i = 0; i < 4; i++) op[i] = __float2bfloat16(ov[i] * r * wv[i] * silu_d(gv[i]));
+    return out;
+}
 
 #endif
