@@ -28,18 +28,22 @@ nvidia-smi -L 2>/dev/null || echo "layer_ab: no nvidia-smi here"
 rc=0
 log=$(mktemp) || exit 1
 trap 'rm -f "$log"' EXIT
-conf() { "$dir/cuda_conformance" "$plugin" "tests/plugins/configs/cuda/$mixer.txt" > "$log" 2>&1 || rc=1; }
-time_one() { # prints $label, then each shape's median/min ms of the command given
-  line=$("$@" 2>&1 | awk '/^RESULT/ {printf "%s:%s %s/%s  ", $3, $5, $6, $7}')
+conf() { # $1: label; the rest: an environment prefix (env VAR=V) or nothing
+  l=$1; shift
+  "$@" "$dir/cuda_conformance" "$plugin" "tests/plugins/configs/cuda/$mixer.txt" > "$log" 2>&1 || rc=1
+  echo "conformance$l: $(tail -n 1 "$log")"
+}
+time_one() { # prints $label, then each shape's median/min ms of the command given (a run without
+             # a RESULT line, e.g. a crash, prints its last line and fails the script)
+  out=$("$@" 2>&1)
+  line=$(echo "$out" | awk '/^RESULT/ {printf "%s:%s %s/%s  ", $3, $5, $6, $7}')
+  [ -n "$line" ] || { rc=1; line="FAILED: $(echo "$out" | tail -n 1)"; }
   echo "$label  $line"
 }
 if [ -n "$var" ]; then
-  for v in $vals; do
-    export "$var=$v"; conf; echo "conformance $var=$v: $(tail -n 1 "$log")"
-  done
-  unset "$var"
+  for v in $vals; do conf " $var=$v" env "$var=$v"; done
 else
-  conf; echo "conformance: $(tail -n 1 "$log")"
+  conf ""
 fi
 r=1
 while [ $r -le "$rounds" ]; do

@@ -180,8 +180,8 @@ static __device__ __forceinline__ void conv_e8(float *dst, const float *h, const
  * A run that starts at t0 >= W - 1 (no history) and is whole (every run but a sequence's first and
  * last) loads all its CONV_FWD_RUN + W - 1 input rows before it uses the first: 11 loads of 16
  * bytes in flight per thread. The window loop below (the first and last runs) has one: each token
- * waits a full DRAM round trip, and at 2 blocks an SM (90 registers) that is ~8 KB in flight per SM
- * where the copy rate needs ~25 KB. Traced on an H100 at 1 x 8192 (2026-12-07) the window loop
+ * waits a full DRAM round trip; when it served every run (16 tokens, 90 registers, 2 blocks an SM)
+ * that was ~8 KB in flight per SM where the copy rate needs ~25 KB. Traced on an H100 at 1 x 8192 (2026-12-07) the window loop
  * alone (runs of 16) took 142 us for ~200 MB (1.4 TB/s), this kernel 100 us (2.0 TB/s; the 3 x 2048
  * conv outputs are 100 MB written). Both paths form the same sums in the same order (j = 0 .. W-1):
  * the same bits.

@@ -36,6 +36,7 @@ ab "$work/none" gla; check "missing DIR: exit 2, names the plugin" sh -c "test $
 fake=$work/fake && mkdir -p "$fake" && : > "$fake/libgraft_gla.so"
 cat > "$fake/mixers_vs_fla_driver" <<'SH'
 #!/bin/sh
+[ "${GRAFT_X:-}" = 7 ] && { echo "driver: out of memory" >&2; exit 1; }
 echo "RESULT $2 fwd B=1 T=8192 ${GRAFT_X:-1.5} 1.25"
 SH
 cat > "$fake/cuda_conformance" <<'SH'
@@ -53,5 +54,6 @@ check "switch A/B: exit 0, each value conformed and timed twice, alternating" sh
   test \$(grep -c '^GRAFT_X=' '$work/ab.out') -eq 4 &&
   grep '^GRAFT_X=' '$work/ab.out' | tr '\n' ' ' | grep -q 'GRAFT_X=2  fwd:T=8192 2/1.25 .*GRAFT_X=3  fwd:T=8192 3/1.25 .*GRAFT_X=2 .*GRAFT_X=3'"
 ab "$fake" gla GRAFT_X=9,2 1; check "a failing conformance: exit 1, still timed" sh -c "test $? -eq 1 && grep -q 'conformance GRAFT_X=9: FAIL' '$work/ab.out' && test \$(grep -c '^GRAFT_X=' '$work/ab.out') -eq 2"
+ab "$fake" gla GRAFT_X=2,7 1; check "a driver that fails: exit 1, its last line shown" sh -c "test $? -eq 1 && grep -q 'GRAFT_X=7  FAILED: driver: out of memory' '$work/ab.out' && grep -q 'GRAFT_X=2  fwd:T=8192 2/1.25' '$work/ab.out'"
 ab "$fake" gla "$fake/libgraft_gla.so" 1; check "plugin A/B: both builds timed" sh -c "test $? -eq 0 && test \$(grep -c 'fwd:T=8192' '$work/ab.out') -eq 2"
 exit $fail
