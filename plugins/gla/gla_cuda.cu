@@ -976,24 +976,31 @@ constexpr int GATE_BYTES = CH * D * 4;                        /* (64, 128) fp32 
 constexpr int STAGE_WALK = 2 * TILE_BYTES + GATE_BYTES;       /* u, w, g                   */
 constexpr int STAGE_FWD = 3 * TILE_BYTES + GATE_BYTES;        /* q, k, v, g                */
 constexpr int SMEM_WALK2 = 2 * STAGE_WALK + 4 * D * 4;        /* + tot, β, e^β             */
+constexpr int SMEM_WALK1 = STAGE_WALK + 4 * D * 4;            /* one stage: two CTAs an SM */
 constexpr int SMEM_FWD2 = 2 * STAGE_FWD + TILE_BYTES + CH * LDP * 2 + 4 * D * 4;
+constexpr int SMEM_FWD1 = STAGE_FWD + TILE_BYTES + CH * LDP * 2 + 4 * D * 4; /* one stage: two CTAs an SM */
+static_assert(2 * (SMEM_FWD1 + 1024) <= 228 * 1024, "two one-stage output walks an SM");
 
 /* The forward's pre-pass over one piece (k_state_walk's forward walk, re-tiled); grid (pieces,
  * B·H), piece blockIdx.x, 256 threads, one CTA per SM; warp w holds X rows c ∈ [16w, 16w+16)
  * (fp32). From X = 0, X ← e^{β} X + (k ⊙ e^{β−b})ᵀ v over the piece's chunks in order; writes the
  * piece's final X (fp32, (B·H, NP, K, V)) to loc and its Σβ to gsum ((B·H, NP, K)).
- * Chunk n+1's tiles stream into the other stage while chunk n is computed; chunk n+2's rows are
- * prefetched into L2. (Commit cbe677a also has a reverse walk and a state materialization here,
+ * NS = 2 stages: chunk n+1's tiles stream into the other stage while chunk n is computed; chunk
+ * n+2's rows are prefetched into L2. NS = 1 (GRAFT_GLA_WALK_2CTA=1, not yet timed): one stage
+ * (68 KB) and at most 128 registers, so two CTAs share an SM and each one's load waits are the
+ * other's compute; chunk n+1 is prefetched into L2 during chunk n and copied in after it. Why: at
+ * 1 x 8192 the walk ran 112 CTAs of 8 warps, ~5 us a chunk, against ~1 us of tensor-core work
+ * (H100 trace, 2026-12-07): latency, not throughput. (Commit cbe677a also has a reverse walk and a state materialization here,
  * for a v2 backward that measured slower than v1's and was removed.) */
-template <typename GT>
-__global__ void __launch_bounds__(NTH, 1)
+template <typename GT, int NS>
+__global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
     k_walk2(Geo2 G, const bf16 *__restrict__ u, const bf16 *__restrict__ w, const GT *__restrict__ gk,
             float *__restrict__ loc, float *__restrict__ gsum) {
     extern __shared__ __align__(16) unsigned char smem[];
-    float *tot = reinterpret_cast<float *>(smem + 2 * STAGE_WALK), *beta = tot + 2 * D, *ebeta = beta + D;
-    auto U = [&](int s) { return reinterpret_cast<bf16 *>(smem + s * STAGE_WALK); };
+    float *tot = reinterpret_cast<float *>(smem + NS * STAGE_WALK), *beta = tot + 2 * D, *ebeta = beta + D;
+    auto U = [&](int s) { return reinterpret_cast<bf16 *>(smem + (NS == 1 ? 0 : s) * STAGE_WALK); };
     auto W = [&](int s) { return U(s) + CH * LDT; };
-    auto Gt = [&](int s) { return reinterpret_cast<float *>(smem + s * STAGE_WALK + 2 * TILE_BYTES); };
+    auto Gt = [&](int s) { return reinterpret_cast<float *>(smem + (NS == 1 ? 0 : s) * STAGE_WALK + 2 * TILE_BYTES); };
 
     const int j = blockIdx.x, l = threadIdx.x & 31, wp = threadIdx.x >> 5;
     const int64_t bh = blockIdx.y, bi = bh / G.H, h = bh % G.H;
@@ -1030,10 +1037,14 @@ __global__ void __launch_bounds__(NTH, 1)
     for (int it = 0; it < cnt; it++) {
         const int cur = it & 1;
         cp_wait_all();
-        __syncthreads(); /* chunk it's tiles visible; stage cur^1 free */
-        if (it + 1 < cnt) issue(it + 1);
-        cp_commit();
-        if (it + 2 < cnt) prefetch(it + 2);
+        __syncthreads(); /* chunk it's tiles visible; (NS = 2) stage cur^1 free */
+        if constexpr (NS == 2) {
+            if (it + 1 < cnt) issue(it + 1);
+            cp_commit();
+            if (it + 2 < cnt) prefetch(it + 2);
+        } else if (it + 1 < cnt) {
+            prefetch(it + 1); /* into L2 now; into the one stage once this chunk is done */
+        }
         float *g = Gt(cur);
         widen_gate(g, (const GT *)nullptr);
         gate_totals(g, tot, beta, ebeta);
@@ -1054,6 +1065,13 @@ __global__ void __launch_bounds__(NTH, 1)
                 ldsm4t(b, b_kmaj(W(cur), LDT, 16 * kk, 16 * np, l));
                 mma(X[2 * np], a, b[0], b[1]);
                 mma(X[2 * np + 1], a, b[2], b[3]);
+            }
+        }
+        if constexpr (NS == 1) {
+            if (it + 1 < cnt) {
+                __syncthreads(); /* every warp's mma operands read: the stage is free */
+                issue(it + 1);
+                cp_commit();
             }
         }
     }
@@ -1110,20 +1128,26 @@ __global__ void __launch_bounds__(NTH) k_scan2(float *L, const float *gsum, int 
  *   o[:, 16w..] = s (q̃ S + A v)[:, 16w..] (staged in the kt tile, stored coalesced next
  *   iteration), then Sᵀ ← e^{β} Sᵀ + vᵀ k̂.
  * The entering state: h0 for segment 0 (NULL = 0), else slots[bh][seg·pps − 1] (the scan's state
- * leaving the previous segment's last piece). Chunk n+1's tiles stream into the other stage while
- * chunk n is computed; chunk n+2's rows are prefetched into L2. */
-template <typename GT, bool GN>
-__global__ void __launch_bounds__(NTH, 1)
+ * leaving the previous segment's last piece). NS = 2 stages: chunk n+1's tiles stream into the
+ * other stage while chunk n is computed, chunk n+2's rows are prefetched into L2, and chunk n's o
+ * is stored at the top of the next iteration. NS = 1 (GRAFT_GLA_FWD_2CTA=1; no gated norm): one
+ * stage (111 KB) and at most 128 registers, so two CTAs share an SM, each one's waits the other's
+ * compute (ncu at 1 x 8192, 2026-12-07: 8 warps an SM, no warp eligible 65% of cycles, 5.8 cycles
+ * per issued instruction); chunk n+1 is prefetched into L2 during chunk n, and o is stored and the
+ * next tiles copied in after it. */
+template <typename GT, bool GN, int NS>
+__global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
     k_fwd2(Geo2 G, const bf16 *__restrict__ q, const bf16 *__restrict__ k,
            const bf16 *__restrict__ v, const GT *__restrict__ gk, float scale,
            const float *__restrict__ h0, const float *__restrict__ slots, bf16 *__restrict__ o,
            float *__restrict__ ht, GatedNorm gn) {
     extern __shared__ __align__(16) unsigned char smem[];
-    auto Q = [&](int s) { return reinterpret_cast<bf16 *>(smem + s * STAGE_FWD); };
+    static_assert(NS == 2 || !GN, "the one-stage output walk has no room for the gate rows");
+    auto Q = [&](int s) { return reinterpret_cast<bf16 *>(smem + (NS == 1 ? 0 : s) * STAGE_FWD); };
     auto K = [&](int s) { return Q(s) + CH * LDT; };
     auto V = [&](int s) { return Q(s) + 2 * CH * LDT; };
-    auto Gt = [&](int s) { return reinterpret_cast<float *>(smem + s * STAGE_FWD + 3 * TILE_BYTES); };
-    bf16 *kt = reinterpret_cast<bf16 *>(smem + 2 * STAGE_FWD); /* k̃, then the o staging tile */
+    auto Gt = [&](int s) { return reinterpret_cast<float *>(smem + (NS == 1 ? 0 : s) * STAGE_FWD + 3 * TILE_BYTES); };
+    bf16 *kt = reinterpret_cast<bf16 *>(smem + NS * STAGE_FWD); /* k̃, then the o staging tile */
     bf16 *As = kt + CH * LDT;
     float *tot = reinterpret_cast<float *>(As + CH * LDP), *beta = tot + 2 * D, *ebeta = beta + D;
 
@@ -1209,11 +1233,15 @@ __global__ void __launch_bounds__(NTH, 1)
         bf16 *qs = Q(cur), *ks = K(cur), *vs = V(cur);
         float *g = Gt(cur);
         cp_wait_all();
-        __syncthreads(); /* chunk n's tiles and the previous o tile visible; stage cur^1 free */
-        if (n > n_lo) flush_o(prev);
-        if (n + 1 < n_hi) issue(n + 1);
-        cp_commit();
-        if (n + 2 < n_hi) prefetch(n + 2);
+        __syncthreads(); /* chunk n's tiles and (NS = 2) the previous o tile visible; stage cur^1 free */
+        if constexpr (NS == 2) {
+            if (n > n_lo) flush_o(prev);
+            if (n + 1 < n_hi) issue(n + 1);
+            cp_commit();
+            if (n + 2 < n_hi) prefetch(n + 2);
+        } else if (n + 1 < n_hi) {
+            prefetch(n + 1); /* into L2 now; into the one stage once this chunk is done */
+        }
         widen_gate(g, (const GT *)nullptr);
         const bool slow = gate_totals(g, tot, beta, ebeta);
         scale_fwd(qs, ks, kt, g, tot, beta, ebeta, slow);
@@ -1332,9 +1360,17 @@ __global__ void __launch_bounds__(NTH, 1)
                 mma(X[2 * np + 1], a, b[2], b[3]);
             }
         }
+        if constexpr (NS == 1) {
+            __syncthreads(); /* the o tile complete; every warp's operands read: the stage is free */
+            flush_o(rr);
+            if (n + 1 < n_hi) {
+                issue(n + 1);
+                cp_commit();
+            }
+        }
         prev = rr;
     }
-    if (cnt > 0) {
+    if (NS == 2 && cnt > 0) {
         if constexpr (GN) cp_wait_all(); /* the last chunk's gate rows */
         __syncthreads();
         flush_o(prev);
@@ -1407,6 +1443,27 @@ struct Plan2 {
     size_t off_loc, off_gsum, total;
 };
 
+/* CTAs of the pre-pass an SM: 2 with GRAFT_GLA_WALK_2CTA=1 (k_walk2's one-stage build, twice the
+ * pieces), else 1 */
+int walk_ctas_per_sm() {
+    static int state = -1;
+    if (state < 0) {
+        const char *e = getenv("GRAFT_GLA_WALK_2CTA");
+        state = e && !strcmp(e, "1") ? 2 : 1;
+    }
+    return state;
+}
+/* ... and of the output walk: 2 with GRAFT_GLA_FWD_2CTA=1 (k_fwd2's one-stage build, twice the
+ * segments; not with the gated norm in the store), else 1 */
+int fwd_ctas_per_sm() {
+    static int state = -1;
+    if (state < 0) {
+        const char *e = getenv("GRAFT_GLA_FWD_2CTA");
+        state = e && !strcmp(e, "1") ? 2 : 1;
+    }
+    return state;
+}
+
 /* v2 geometry (the forward): one segment per SM for the output walk (n_sm / BH segments per
  * (sequence, head), or chunks_per_seg chunks each if given), and pieces small enough that the
  * pre-pass over all but the last segment still fills the GPU. The workspace holds each piece's
@@ -1422,7 +1479,7 @@ Plan2 make_plan2(const gla_cuda_args *a) {
     const int nt1 = G.NT > 1 ? G.NT : 1;
     int64_t cps = a->chunks_per_seg;
     if (cps <= 0) {
-        int64_t nseg0 = sms / (p.BH > 1 ? p.BH : 1);
+        int64_t nseg0 = (a->gn_gate ? 1 : fwd_ctas_per_sm()) * sms / (p.BH > 1 ? p.BH : 1);
         nseg0 = nseg0 < 1 ? 1 : nseg0 > nt1 ? nt1 : nseg0;
         cps = (nt1 + nseg0 - 1) / nseg0;
     }
@@ -1430,7 +1487,7 @@ Plan2 make_plan2(const gla_cuda_args *a) {
     G.cps = (int)cps;
     G.nseg = (G.NT + G.cps - 1) / G.cps;
     const int64_t need = (p.BH > 1 ? p.BH : 1) * (G.nseg > 1 ? G.nseg - 1 : 1);
-    int64_t f = sms / need;
+    int64_t f = walk_ctas_per_sm() * sms / need;
     f = f < 1 ? 1 : f > cps ? cps : f;
     G.sub = (int)((cps + f - 1) / f);
     G.pps = (G.cps + G.sub - 1) / G.sub;
@@ -1549,24 +1606,36 @@ graft_status forward2_t(const gla_cuda_args *a, const Plan2 &p, cudaStream_t s, 
     unsigned char *w = (unsigned char *)a->work;
     float *loc = G.NP > 1 ? (float *)(w + p.off_loc) : nullptr;
     float *gsum = G.NP > 1 ? (float *)(w + p.off_gsum) : nullptr;
-    cudaFuncSetAttribute(k_walk2<GT>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WALK2);
+    const int walk1 = walk_ctas_per_sm() == 2;
+    if (walk1) cudaFuncSetAttribute(k_walk2<GT, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WALK1);
+    else cudaFuncSetAttribute(k_walk2<GT, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WALK2);
     /* with the gated norm (gn_gate set) the walk is its own instantiation, so the plain one is
      * the kernel it was */
     const GatedNorm gn = {(const bf16 *)a->gn_gate, (const bf16 *)a->gn_weight, a->gn_ld, a->gn_eps};
-    cudaFuncSetAttribute(k_fwd2<GT, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD2);
-    cudaFuncSetAttribute(k_fwd2<GT, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD2 + CH * D * 2);
+    const int fwd1 = fwd_ctas_per_sm() == 2 && !gn.gate;
     const unsigned BH = (unsigned)p.BH;
     const int npf = (G.nseg - 1) * G.pps;
     if (npf > 0) {
-        k_walk2<GT><<<dim3(npf, BH), NTH, SMEM_WALK2, s>>>(G, k, v, gk, loc, gsum);
+        if (walk1) k_walk2<GT, 1><<<dim3(npf, BH), NTH, SMEM_WALK1, s>>>(G, k, v, gk, loc, gsum);
+        else k_walk2<GT, 2><<<dim3(npf, BH), NTH, SMEM_WALK2, s>>>(G, k, v, gk, loc, gsum);
         k_scan2<<<dim3(D * D / (4 * NTH), BH), NTH, 0, s>>>(loc, gsum, G.NP, npf, a->h0);
     }
-    if (gn.gate)
-        k_fwd2<GT, true><<<dim3(G.nseg, BH), NTH, SMEM_FWD2 + CH * D * 2, s>>>(G, q, k, v, gk, a->scale, a->h0,
-                                                                              loc, (bf16 *)a->o, a->ht, gn);
-    else
-        k_fwd2<GT, false><<<dim3(G.nseg, BH), NTH, SMEM_FWD2, s>>>(G, q, k, v, gk, a->scale, a->h0, loc,
-                                                                  (bf16 *)a->o, a->ht, gn);
+    const dim3 gf(G.nseg, BH);
+    if (gn.gate) {
+        cudaFuncSetAttribute(k_fwd2<GT, true, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD2 + CH * D * 2);
+        k_fwd2<GT, true, 2><<<gf, NTH, SMEM_FWD2 + CH * D * 2, s>>>(G, q, k, v, gk, a->scale, a->h0, loc,
+                                                                   (bf16 *)a->o, a->ht, gn);
+    } else if (fwd1) {
+        cudaFuncSetAttribute(k_fwd2<GT, false, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD1);
+        cudaFuncSetAttribute(k_fwd2<GT, false, 1>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                             cudaSharedmemCarveoutMaxShared);
+        k_fwd2<GT, false, 1><<<gf, NTH, SMEM_FWD1, s>>>(G, q, k, v, gk, a->scale, a->h0, loc, (bf16 *)a->o, a->ht,
+                                                        gn);
+    } else {
+        cudaFuncSetAttribute(k_fwd2<GT, false, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD2);
+        k_fwd2<GT, false, 2><<<gf, NTH, SMEM_FWD2, s>>>(G, q, k, v, gk, a->scale, a->h0, loc, (bf16 *)a->o, a->ht,
+                                                        gn);
+    }
     return launched(err, "forward kernels");
 }
 
