@@ -806,13 +806,6 @@ __global__ void __launch_bounds__(NTH)
 
 /* ==== v2 chunk kernels: the forward (the host side says why the backward is v1's) =========== */
 
-/* The gated norm k_fwd2 may apply in its store (gla_cuda_args.gn_*); gate NULL: store o. */
-struct GatedNorm {
-    const bf16 *gate, *w;
-    int64_t ld;
-    float eps;
-};
-
 /* Segments and pieces. The output walk (k_fwd2) gives one CTA to each segment of `cps` chunks;
  * the pre-pass (k_walk2) gives one
  * CTA to each piece of `sub` chunks, `pps` pieces per segment (piece j = segment j / pps), so they
@@ -1130,19 +1123,18 @@ __global__ void __launch_bounds__(NTH) k_scan2(float *L, const float *gsum, int 
  * The entering state: h0 for segment 0 (NULL = 0), else slots[bh][seg·pps − 1] (the scan's state
  * leaving the previous segment's last piece). NS = 2 stages: chunk n+1's tiles stream into the
  * other stage while chunk n is computed, chunk n+2's rows are prefetched into L2, and chunk n's o
- * is stored at the top of the next iteration. NS = 1 (GRAFT_GLA_FWD_2CTA=1; no gated norm): one
+ * is stored at the top of the next iteration. NS = 1 (GRAFT_GLA_FWD_2CTA=1): one
  * stage (111 KB) and at most 128 registers, so two CTAs share an SM, each one's waits the other's
  * compute (ncu at 1 x 8192, 2026-12-07: 8 warps an SM, no warp eligible 65% of cycles, 5.8 cycles
  * per issued instruction); chunk n+1 is prefetched into L2 during chunk n, and o is stored and the
  * next tiles copied in after it. */
-template <typename GT, bool GN, int NS>
+template <typename GT, int NS>
 __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
     k_fwd2(Geo2 G, const bf16 *__restrict__ q, const bf16 *__restrict__ k,
            const bf16 *__restrict__ v, const GT *__restrict__ gk, float scale,
            const float *__restrict__ h0, const float *__restrict__ slots, bf16 *__restrict__ o,
-           float *__restrict__ ht, GatedNorm gn) {
+           float *__restrict__ ht) {
     extern __shared__ __align__(16) unsigned char smem[];
-    static_assert(NS == 2 || !GN, "the one-stage output walk has no room for the gate rows");
     auto Q = [&](int s) { return reinterpret_cast<bf16 *>(smem + (NS == 1 ? 0 : s) * STAGE_FWD); };
     auto K = [&](int s) { return Q(s) + CH * LDT; };
     auto V = [&](int s) { return Q(s) + 2 * CH * LDT; };
@@ -1179,42 +1171,12 @@ __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
             if (t == 3) l2_prefetch_row(gk, at, (int)sizeof(GT) * D);
         }
     };
-    /* with the gated norm: chunk n's gate rows (CH x 128 bf16, unpadded) after the other buffers,
-     * loaded once chunk n-1's store has read them (after the first barrier past the flush) */
-    bf16 *ghs = reinterpret_cast<bf16 *>(smem + SMEM_FWD2);
-    float wn[4] = {0.f, 0.f, 0.f, 0.f};
-    if constexpr (GN) {
-        const bf16 *wp4 = gn.w + 4 * l;
-#pragma unroll
-        for (int i = 0; i < 4; i++) wn[i] = __bfloat162float(wp4[i]);
-    }
-    auto issue_gate_rows = [&](const ChunkRows &r) {
-        const bf16 *src = gn.gate + (r.row0 / G.H) * gn.ld + h * D;
-        for (int u = threadIdx.x; u < CH * 16; u += NTH) {
-            int i = u >> 4, c8 = (u & 15) << 3;
-            bool ok = i < r.nvalid;
-            cp16(ghs + i * D + c8, ok ? src + i * gn.ld + c8 : src, ok);
-        }
-    };
     auto flush_o = [&](const ChunkRows &r) {
-        if constexpr (GN) { /* the layer's norm kernel's function: a warp a row, 4 channels a lane */
-            for (int i = wp; i < r.nvalid; i += NTH / 32) {
-                const uint2 ou = *reinterpret_cast<const uint2 *>(kt + i * LDT + 4 * l);
-                const uint2 gu = *reinterpret_cast<const uint2 *>(ghs + i * D + 4 * l);
-                const bf16 *ob = reinterpret_cast<const bf16 *>(&ou), *gb = reinterpret_cast<const bf16 *>(&gu);
-                float ov[4], gv[4], rs;
-#pragma unroll
-                for (int e = 0; e < 4; e++) ov[e] = __bfloat162float(ob[e]), gv[e] = __bfloat162float(gb[e]);
-                *reinterpret_cast<uint2 *>(o + (r.row0 + i * G.H) * D + 4 * l) =
-                    gated_rmsnorm128_lane(ov, gv, wn, gn.eps, &rs);
-            }
-        } else {
-            for (int x = threadIdx.x; x < CH * 16; x += NTH) {
-                int i = x >> 4, c8 = (x & 15) << 3;
-                if (i < r.nvalid)
-                    *reinterpret_cast<uint4 *>(o + (r.row0 + i * G.H) * D + c8) =
-                        *reinterpret_cast<const uint4 *>(kt + i * LDT + c8);
-            }
+        for (int x = threadIdx.x; x < CH * 16; x += NTH) {
+            int i = x >> 4, c8 = (x & 15) << 3;
+            if (i < r.nvalid)
+                *reinterpret_cast<uint4 *>(o + (r.row0 + i * G.H) * D + c8) =
+                    *reinterpret_cast<const uint4 *>(kt + i * LDT + c8);
         }
     };
 
@@ -1245,11 +1207,7 @@ __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
         widen_gate(g, (const GT *)nullptr);
         const bool slow = gate_totals(g, tot, beta, ebeta);
         scale_fwd(qs, ks, kt, g, tot, beta, ebeta, slow);
-        __syncthreads(); /* also: chunk n-1's store has read ghs */
-        if constexpr (GN) {
-            issue_gate_rows(rr);
-            cp_commit();
-        }
+        __syncthreads();
 
         /* A: rows [16ib, +16) × n8 tiles [aj0, aj0 + acnt), masked j ≤ i, into As (bf16). */
         {
@@ -1371,7 +1329,6 @@ __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
         prev = rr;
     }
     if (NS == 2 && cnt > 0) {
-        if constexpr (GN) cp_wait_all(); /* the last chunk's gate rows */
         __syncthreads();
         flush_o(prev);
     }
@@ -1454,7 +1411,7 @@ int walk_ctas_per_sm() {
     return state;
 }
 /* ... and of the output walk: 2 with GRAFT_GLA_FWD_2CTA=1 (k_fwd2's one-stage build, twice the
- * segments; not with the gated norm in the store), else 1 */
+ * segments), else 1 */
 int fwd_ctas_per_sm() {
     static int state = -1;
     if (state < 0) {
@@ -1479,7 +1436,7 @@ Plan2 make_plan2(const gla_cuda_args *a) {
     const int nt1 = G.NT > 1 ? G.NT : 1;
     int64_t cps = a->chunks_per_seg;
     if (cps <= 0) {
-        int64_t nseg0 = (a->gn_gate ? 1 : fwd_ctas_per_sm()) * sms / (p.BH > 1 ? p.BH : 1);
+        int64_t nseg0 = fwd_ctas_per_sm() * sms / (p.BH > 1 ? p.BH : 1);
         nseg0 = nseg0 < 1 ? 1 : nseg0 > nt1 ? nt1 : nseg0;
         cps = (nt1 + nseg0 - 1) / nseg0;
     }
@@ -1532,12 +1489,6 @@ graft_status check_args(const gla_cuda_args *a, int backward, graft_err *err) {
                              "gla_cuda: dout, dq, dk, dv, dgk: a NULL pointer");
     if (!(a->scale == a->scale))
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "gla_cuda: scale: NaN");
-    if (!backward && a->gn_gate &&
-        (!a->gn_weight || a->gn_ld < a->H * D || a->gn_ld % 8 || (uintptr_t)a->gn_gate % 16))
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
-                             "gla_cuda: gn_gate: expected a weight, a row stride (gn_ld = %lld) of at least "
-                             "H x 128 and a multiple of 8, and 16-byte aligned rows",
-                             (long long)a->gn_ld);
     return GRAFT_STATUS_OK;
 }
 
@@ -1609,10 +1560,7 @@ graft_status forward2_t(const gla_cuda_args *a, const Plan2 &p, cudaStream_t s, 
     const int walk1 = walk_ctas_per_sm() == 2;
     if (walk1) cudaFuncSetAttribute(k_walk2<GT, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WALK1);
     else cudaFuncSetAttribute(k_walk2<GT, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WALK2);
-    /* with the gated norm (gn_gate set) the walk is its own instantiation, so the plain one is
-     * the kernel it was */
-    const GatedNorm gn = {(const bf16 *)a->gn_gate, (const bf16 *)a->gn_weight, a->gn_ld, a->gn_eps};
-    const int fwd1 = fwd_ctas_per_sm() == 2 && !gn.gate;
+    const int fwd1 = fwd_ctas_per_sm() == 2;
     const unsigned BH = (unsigned)p.BH;
     const int npf = (G.nseg - 1) * G.pps;
     if (npf > 0) {
@@ -1621,20 +1569,14 @@ graft_status forward2_t(const gla_cuda_args *a, const Plan2 &p, cudaStream_t s, 
         k_scan2<<<dim3(D * D / (4 * NTH), BH), NTH, 0, s>>>(loc, gsum, G.NP, npf, a->h0);
     }
     const dim3 gf(G.nseg, BH);
-    if (gn.gate) {
-        cudaFuncSetAttribute(k_fwd2<GT, true, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD2 + CH * D * 2);
-        k_fwd2<GT, true, 2><<<gf, NTH, SMEM_FWD2 + CH * D * 2, s>>>(G, q, k, v, gk, a->scale, a->h0, loc,
-                                                                   (bf16 *)a->o, a->ht, gn);
-    } else if (fwd1) {
-        cudaFuncSetAttribute(k_fwd2<GT, false, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD1);
-        cudaFuncSetAttribute(k_fwd2<GT, false, 1>, cudaFuncAttributePreferredSharedMemoryCarveout,
+    if (fwd1) {
+        cudaFuncSetAttribute(k_fwd2<GT, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD1);
+        cudaFuncSetAttribute(k_fwd2<GT, 1>, cudaFuncAttributePreferredSharedMemoryCarveout,
                              cudaSharedmemCarveoutMaxShared);
-        k_fwd2<GT, false, 1><<<gf, NTH, SMEM_FWD1, s>>>(G, q, k, v, gk, a->scale, a->h0, loc, (bf16 *)a->o, a->ht,
-                                                        gn);
+        k_fwd2<GT, 1><<<gf, NTH, SMEM_FWD1, s>>>(G, q, k, v, gk, a->scale, a->h0, loc, (bf16 *)a->o, a->ht);
     } else {
-        cudaFuncSetAttribute(k_fwd2<GT, false, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD2);
-        k_fwd2<GT, false, 2><<<gf, NTH, SMEM_FWD2, s>>>(G, q, k, v, gk, a->scale, a->h0, loc, (bf16 *)a->o, a->ht,
-                                                        gn);
+        cudaFuncSetAttribute(k_fwd2<GT, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD2);
+        k_fwd2<GT, 2><<<gf, NTH, SMEM_FWD2, s>>>(G, q, k, v, gk, a->scale, a->h0, loc, (bf16 *)a->o, a->ht);
     }
     return launched(err, "forward kernels");
 }

@@ -40,15 +40,6 @@ typedef struct gla_cuda_args {
     const float *h0;      /* may be NULL (zero initial state)                                   */
     void *o;              /* forward: written (may be NULL in backward)                         */
     float *ht;            /* forward: final state, may be NULL                                  */
-    /* forward, optional: the layer's gated RMSNorm (spec gla.md §2 step 6) in the output walk's
-     * store. With gn_gate non-NULL, o receives u = RMSNorm(o_th) ⊙ gn_weight ⊙ SiLU(ĝ_th) per
-     * (token t, head h) row of 128 instead of o (bf16; needs K = V = 128): ĝ_th = gn_gate[t·gn_ld
-     * + 128h ..] (bf16, 16-byte aligned rows), gn_weight 128 bf16, RMS + gn_eps in fp32. The same
-     * instructions as the layer's separate norm kernel on the same bf16 o, so the same bits; it
-     * saves writing o and reading it back (4 bytes a channel). No rstd: for inference only. */
-    const void *gn_gate, *gn_weight;
-    int64_t gn_ld;
-    float gn_eps;
     /* backward (inputs q, k, v, gk, h0 as above) */
     const void *dout;     /* upstream gradient of o                                             */
     const float *dht;     /* upstream gradient of the final state, may be NULL                  */

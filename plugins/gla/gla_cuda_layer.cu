@@ -134,7 +134,7 @@ static __device__ __forceinline__ bool conv_slice(int64_t width, int64_t B, int6
     const int64_t item = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (item >= items) return false;
     if (items <= 0x7fffffff) { /* 32-bit division (~20 instructions against ~70 for 64-bit ones; with
-                                  8 tokens a thread they were a fifth of its instructions; not yet timed) */
+                                  8 tokens a thread they were a fifth of its instructions) */
         const uint32_t it = (uint32_t)item, gr = (uint32_t)groups, ru = (uint32_t)runs, run = it / gr;
         b = run / ru;
         t0 = (int64_t)(run % ru) * RUN;
@@ -918,7 +918,8 @@ static int lowrank_gate_launch(float *gk, float *z, const bf16 *lr, const bf16 *
     /* about two blocks an SM in all (one wave): each block loads its 1024 channels' weights (32 KB
      * at R = 16) once, so it should walk many rows; with 1024 row blocks (8 rows each at 8192
      * tokens) the weight loads were as many L2 bytes as gk writes, and the kernel ran 61 us (H100).
-     * This grid: compiled 2026-12-07, not yet timed on a GPU (same rows, same bits). */
+     * This grid and the 32-bit conv split together: layer 1 x 8192 forward 0.951 -> 0.918 ms (H100,
+     * 2026-12-07, bench/results/gla-core-occupancy-2026-12-07.md; same rows, same bits). */
     const unsigned gx = (unsigned)((width + 1023) / 1024), gy = gx >= 256 ? 1u : 256u / gx;
     const dim3 grid(gx, (unsigned)(N < (int64_t)gy ? N : (int64_t)gy));
     if (r == 8) lowrank_gate_kernel<8><<<grid, 256, 0, s>>>(gk, z, lr, w1, bias, N, width, inv_gamma);
@@ -933,20 +934,6 @@ static void norm_gate_launch(bf16 *u, float *rstd, const bf16 *o, const bf16 *gh
         norm_gate128_kernel<<<blocks_for(rows * 32, 256), 256, 0, s>>>(u, rstd, o, gh, ldg, wn, rows, H, eps);
     else
         norm_gate_kernel<<<blocks_for(rows * 32, 256), 256, 0, s>>>(u, rstd, o, gh, ldg, wn, rows, H, dv, eps);
-}
-
-/* The chunk core can apply the gated norm in its store (norm_gate128_kernel's arithmetic, so the
- * same bits) where that kernel would serve: d_v = 128, 16-byte aligned gate rows. It saves writing
- * o and reading it back, ~22 us of a 1 x 8192 forward by bytes. OFF unless GRAFT_GLA_NORM_IN_CORE=1:
- * written 2026-12-07 and compiled, not yet run on a GPU (the session's device time ran out); run
- * the conformance ("y (inference forward)") with it on, then make it the default. */
-static int gated_norm_in_core(const gla_layer *L, const bf16 *gh, int64_t ldg) {
-    static int state = -1;
-    if (state < 0) {
-        const char *e = getenv("GRAFT_GLA_NORM_IN_CORE");
-        state = e && !strcmp(e, "1");
-    }
-    return state && L->dv == 128 && L->dk == 128 && ldg % 8 == 0 && (uintptr_t)gh % 16 == 0;
 }
 
 /* The vectorized conv kernels serve W in 2..4, widths (and row strides) in multiples of 8 channels
@@ -1107,7 +1094,6 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
     if (L->use_conv && (st = conv_forward(L, io, &c, N, T, ld, s, err))) return st;
 
     /* 5. the recurrence: a one-token step in place on the V-first slot, else the chunked core */
-    int normed = 0;
     if (decode) {
         if ((st = state_s_copy(sout, sin, slot, sfl, B, s, err))) return st;
         if ((st = gla_cuda_decode_vfirst(B, H, L->dk, L->dv, c.q, c.k, c.v, c.gk, 0, L->scale, sout,
@@ -1128,26 +1114,14 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
         a.ht = sout ? c.hA : NULL;
         a.work = c.work;
         a.work_bytes = c.work_bytes;
-        /* without a backward to feed (no o, no rstd saved), the gated norm rides in the core's
-         * store: u straight from the chunk walk (gla_cuda_args.gn_*) */
-        if (!io->saved && gated_norm_in_core(L, c.gh, ldg)) {
-            a.o = c.u;
-            a.gn_gate = c.gh;
-            a.gn_ld = ldg;
-            a.gn_weight = PB(L, io, GLA_P_NORM);
-            a.gn_eps = (float)L->eps;
-            normed = 1;
-        }
         if ((st = gla_cuda_forward(&a, s, err))) return prefixed(err, "forward");
         if (sout && (st = transpose(L, sout, (int64_t)slot, c.hA, H * DD, B, s, err))) return st;
     }
 
-    /* 6. gated norm (unless the core applied it), 7. output projection */
-    if (!normed) {
-        norm_gate_launch(c.u, c.rstd, c.o, c.gh, ldg, PB(L, io, GLA_P_NORM), N * H, (int)H, (int)L->dv,
-                         (float)L->eps, s);
-        if ((st = launched("norm_gate", err))) return st;
-    }
+    /* 6. gated norm, 7. output projection */
+    norm_gate_launch(c.u, c.rstd, c.o, c.gh, ldg, PB(L, io, GLA_P_NORM), N * H, (int)H, (int)L->dv, (float)L->eps,
+                     s);
+    if ((st = launched("norm_gate", err))) return st;
     if ((st = mm(L, s, 0, 1, N, C, L->Vq, c.u, L->Vq, PB(L, io, GLA_P_O), L->Vq, io->y, C, 0, 0, err)))
         return prefixed(err, "forward");
 
