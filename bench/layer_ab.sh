@@ -4,7 +4,7 @@
 # B1 x 8192 and B1 x 32768 forward) in alternating order, so that two variants share one machine
 # and its drift:
 #   VAR=V1,V2   the plugin DIR/libgraft_MIXER.so under each value of an environment switch
-#               (e.g. GRAFT_GLA_NORM_IN_CORE=0,1)
+#               (e.g. GRAFT_GLA_FWD_2CTA=0,1)
 #   OTHER.so    DIR's plugin against another build of it (e.g. the previous commit's, built with
 #               tests/plugins/cuda_standalone.sh into another folder)
 # DIR: tests/plugins/cuda_standalone.sh's output (plugins, mixers_vs_fla_driver, cuda_conformance).
