@@ -1400,25 +1400,22 @@ struct Plan2 {
     size_t off_loc, off_gsum, total;
 };
 
-/* CTAs of the pre-pass an SM: 2 with GRAFT_GLA_WALK_2CTA=1 (k_walk2's one-stage build, twice the
- * pieces), else 1 */
-int walk_ctas_per_sm() {
-    static int state = -1;
-    if (state < 0) {
-        const char *e = getenv("GRAFT_GLA_WALK_2CTA");
-        state = e && !strcmp(e, "1") ? 2 : 1;
+/* CTAs a walk runs an SM: 2 for its one-stage build (twice the pieces or segments), 1 for the
+ * two-stage one; the environment variable ("0" / "1") overrides the default, once per process. */
+int ctas_per_sm(const char *var, int dflt, int *state) {
+    if (*state < 0) {
+        const char *e = getenv(var);
+        *state = e && !strcmp(e, "1") ? 2 : e && !strcmp(e, "0") ? 1 : dflt;
     }
-    return state;
+    return *state;
 }
-/* ... and of the output walk: 2 with GRAFT_GLA_FWD_2CTA=1 (k_fwd2's one-stage build, twice the
- * segments), else 1 */
-int fwd_ctas_per_sm() {
+int walk_ctas_per_sm() { /* the pre-pass, k_walk2 */
     static int state = -1;
-    if (state < 0) {
-        const char *e = getenv("GRAFT_GLA_FWD_2CTA");
-        state = e && !strcmp(e, "1") ? 2 : 1;
-    }
-    return state;
+    return ctas_per_sm("GRAFT_GLA_WALK_2CTA", 1, &state);
+}
+int fwd_ctas_per_sm() { /* the output walk, k_fwd2 */
+    static int state = -1;
+    return ctas_per_sm("GRAFT_GLA_FWD_2CTA", 1, &state);
 }
 
 /* v2 geometry (the forward): one segment per SM for the output walk (n_sm / BH segments per
