@@ -979,11 +979,13 @@ static_assert(2 * (SMEM_FWD1 + 1024) <= 228 * 1024, "two one-stage output walks 
  * (fp32). From X = 0, X ← e^{β} X + (k ⊙ e^{β−b})ᵀ v over the piece's chunks in order; writes the
  * piece's final X (fp32, (B·H, NP, K, V)) to loc and its Σβ to gsum ((B·H, NP, K)).
  * NS = 2 stages: chunk n+1's tiles stream into the other stage while chunk n is computed; chunk
- * n+2's rows are prefetched into L2. NS = 1 (GRAFT_GLA_WALK_2CTA=1, not yet timed): one stage
+ * n+2's rows are prefetched into L2. NS = 1 (the default; GRAFT_GLA_WALK_2CTA=0 runs NS = 2): one stage
  * (68 KB) and at most 128 registers, so two CTAs share an SM and each one's load waits are the
  * other's compute; chunk n+1 is prefetched into L2 during chunk n and copied in after it. Why: at
  * 1 x 8192 the walk ran 112 CTAs of 8 warps, ~5 us a chunk, against ~1 us of tensor-core work
- * (H100 trace, 2026-12-07): latency, not throughput. (Commit cbe677a also has a reverse walk and a state materialization here,
+ * (H100 trace, 2026-12-07): latency, not throughput (ncu: no eligible warp 67% of cycles). Measured
+ * (bench/results/gla-core-occupancy-2026-12-07.md): 1 x 32768 layer 3.47 -> 3.39 ms, 8192 and
+ * training unchanged. (Commit cbe677a also has a reverse walk and a state materialization here,
  * for a v2 backward that measured slower than v1's and was removed.) */
 template <typename GT, int NS>
 __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
@@ -1411,7 +1413,7 @@ int ctas_per_sm(const char *var, int dflt, int *state) {
 }
 int walk_ctas_per_sm() { /* the pre-pass, k_walk2 */
     static int state = -1;
-    return ctas_per_sm("GRAFT_GLA_WALK_2CTA", 1, &state);
+    return ctas_per_sm("GRAFT_GLA_WALK_2CTA", 2, &state); /* 2: 1 x 32768 forward -75 us (H100) */
 }
 int fwd_ctas_per_sm() { /* the output walk, k_fwd2 */
     static int state = -1;
