@@ -975,7 +975,7 @@ constexpr int SMEM_FWD1 = STAGE_FWD + TILE_BYTES + CH * LDP * 2 + 4 * D * 4; /* 
 static_assert(2 * (SMEM_FWD1 + 1024) <= 228 * 1024, "two one-stage output walks an SM");
 
 /* The forward's pre-pass over one piece (k_state_walk's forward walk, re-tiled); grid (pieces,
- * B·H), piece blockIdx.x, 256 threads, one CTA per SM; warp w holds X rows c ∈ [16w, 16w+16)
+ * B·H), piece blockIdx.x, 256 threads (two CTAs an SM at NS = 1); warp w holds X rows c ∈ [16w, 16w+16)
  * (fp32). From X = 0, X ← e^{β} X + (k ⊙ e^{β−b})ᵀ v over the piece's chunks in order; writes the
  * piece's final X (fp32, (B·H, NP, K, V)) to loc and its Σβ to gsum ((B·H, NP, K)).
  * NS = 2 stages: chunk n+1's tiles stream into the other stage while chunk n is computed; chunk
@@ -1570,6 +1570,7 @@ graft_status forward2_t(const gla_cuda_args *a, const Plan2 &p, cudaStream_t s, 
     const dim3 gf(G.nseg, BH);
     if (fwd1) {
         cudaFuncSetAttribute(k_fwd2<GT, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD1);
+        /* 2 x (111 + 1) KB leaves no room for a carveout below the maximum */
         cudaFuncSetAttribute(k_fwd2<GT, 1>, cudaFuncAttributePreferredSharedMemoryCarveout,
                              cudaSharedmemCarveoutMaxShared);
         k_fwd2<GT, 1><<<gf, NTH, SMEM_FWD1, s>>>(G, q, k, v, gk, a->scale, a->h0, loc, (bf16 *)a->o, a->ht);

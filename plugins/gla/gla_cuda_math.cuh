@@ -37,7 +37,7 @@ __device__ __forceinline__ float logsigm_d(float z) { return fminf(z, 0.0f) - lo
 /* The gated RMSNorm (spec §2 step 6) of one (token, head) row of 128 channels by a warp, lane l
  * holding channels 4l .. 4l+3 of o (ov), ĝ (gv) and w_n (wv): u = o · rsqrt(mean o² + ε) · w_n ·
  * SiLU(ĝ), rounded to bf16 (the lane's 4, packed). *rstd receives the row's rsqrt. The layer's norm
- * kernel and the chunk core's store (gla_cuda_args.gn_*) both call this, so they give the same bits. */
+ * kernel's arithmetic (norm_gate128_kernel), kept here beside the other shared scalar functions. */
 __device__ __forceinline__ uint2 gated_rmsnorm128_lane(const float (&ov)[4], const float (&gv)[4],
                                                        const float (&wv)[4], float eps, float *rstd) {
     float ms = 0.0f;
