@@ -1548,11 +1548,8 @@ graft_status backward_t(const gla_cuda_args *a, const Plan &p, cudaStream_t s, g
 
 /* v2 forward: pre-pass over the pieces of all segments but the last (their local states), scan
  * (the state leaving each of those pieces), then the output walk, one CTA per segment. */
-/* the forward's two parts: the pre-pass and scan (segment-entry states), the output walk */
-enum { FWD_STATES = 1, FWD_OUTPUT = 2 };
-
 template <typename GT>
-graft_status forward2_t(const gla_cuda_args *a, const Plan2 &p, int parts, cudaStream_t s, graft_err *err) {
+graft_status forward2_t(const gla_cuda_args *a, const Plan2 &p, cudaStream_t s, graft_err *err) {
     const bf16 *q = (const bf16 *)a->q, *k = (const bf16 *)a->k, *v = (const bf16 *)a->v;
     const GT *gk = (const GT *)a->gk;
     const Geo2 &G = p.G;
@@ -1565,12 +1562,11 @@ graft_status forward2_t(const gla_cuda_args *a, const Plan2 &p, int parts, cudaS
     const int fwd1 = fwd_ctas_per_sm() == 2;
     const unsigned BH = (unsigned)p.BH;
     const int npf = (G.nseg - 1) * G.pps;
-    if ((parts & FWD_STATES) && npf > 0) {
+    if (npf > 0) {
         if (walk1) k_walk2<GT, 1><<<dim3(npf, BH), NTH, SMEM_WALK1, s>>>(G, k, v, gk, loc, gsum);
         else k_walk2<GT, 2><<<dim3(npf, BH), NTH, SMEM_WALK2, s>>>(G, k, v, gk, loc, gsum);
         k_scan2<<<dim3(D * D / (4 * NTH), BH), NTH, 0, s>>>(loc, gsum, G.NP, npf, a->h0);
     }
-    if (!(parts & FWD_OUTPUT)) return launched(err, "forward pre-pass");
     const dim3 gf(G.nseg, BH);
     if (fwd1) {
         cudaFuncSetAttribute(k_fwd2<GT, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD1);
@@ -1623,25 +1619,15 @@ size_t gla_cuda_work_bytes(const gla_cuda_args *a, int backward) {
     return backward ? make_plan(a).total : make_plan2(a).total;
 }
 
-static graft_status forward_parts(const gla_cuda_args *a, int parts, void *stream, graft_err *err) {
+graft_status gla_cuda_forward(const gla_cuda_args *a, void *stream, graft_err *err) {
     graft_status st = check_args(a, 0, err);
     if (st != GRAFT_STATUS_OK) return st;
     cudaStream_t s = (cudaStream_t)stream;
     if (a->B == 0 || a->H == 0) return GRAFT_STATUS_OK;
-    if (a->T == 0) return parts & FWD_OUTPUT ? pass_state(a->h0, a->ht, a->B * a->H, s, err) : GRAFT_STATUS_OK;
+    if (a->T == 0) return pass_state(a->h0, a->ht, a->B * a->H, s, err);
     Plan2 p = make_plan2(a);
     if ((st = check_work(a, p.total, err)) != GRAFT_STATUS_OK) return st;
-    return a->gk_bf16 ? forward2_t<bf16>(a, p, parts, s, err) : forward2_t<float>(a, p, parts, s, err);
-}
-
-graft_status gla_cuda_forward(const gla_cuda_args *a, void *stream, graft_err *err) {
-    return forward_parts(a, FWD_STATES | FWD_OUTPUT, stream, err);
-}
-graft_status gla_cuda_forward_states(const gla_cuda_args *a, void *stream, graft_err *err) {
-    return forward_parts(a, FWD_STATES, stream, err);
-}
-graft_status gla_cuda_forward_output(const gla_cuda_args *a, void *stream, graft_err *err) {
-    return forward_parts(a, FWD_OUTPUT, stream, err);
+    return a->gk_bf16 ? forward2_t<bf16>(a, p, s, err) : forward2_t<float>(a, p, s, err);
 }
 
 graft_status gla_cuda_backward(const gla_cuda_args *a, void *stream, graft_err *err) {

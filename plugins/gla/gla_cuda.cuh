@@ -58,13 +58,6 @@ size_t gla_cuda_work_bytes(const gla_cuda_args *a, int backward);
 /* Chunked forward: writes o and (if ht) the final state. */
 graft_status gla_cuda_forward(const gla_cuda_args *a, void *stream, graft_err *err);
 
-/* The same forward in its two parts, for a caller that runs the first on another stream while it
- * computes q (GRAFT_GLA_OVERLAP=2): _states reads k, v, gk and h0 and writes the segment-entry
- * states into the workspace; _output (after it, same arguments) reads q, k, v, gk, h0 and the
- * workspace and writes o and ht. */
-graft_status gla_cuda_forward_states(const gla_cuda_args *a, void *stream, graft_err *err);
-graft_status gla_cuda_forward_output(const gla_cuda_args *a, void *stream, graft_err *err);
-
 /* Chunked backward: recomputes the states, writes dq, dk, dv, dgk and (if dh0) dh0. */
 graft_status gla_cuda_backward(const gla_cuda_args *a, void *stream, graft_err *err);
 

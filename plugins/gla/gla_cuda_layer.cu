@@ -944,28 +944,24 @@ static int conv_vec_ok(int64_t W, int64_t width, const void *p0, const void *p1,
            ((uintptr_t)p0 | (uintptr_t)p1 | (uintptr_t)p2 | (uintptr_t)p3) % 16 == 0;
 }
 
-/* Convs [first, first + count) of q, k, v (0, 1, 2): all three in one launch, or a part of them where
- * the forward overlaps them with the products (GRAFT_GLA_OVERLAP=2: k and v first, q later). */
 static graft_status conv_forward(const gla_layer *L, const graft_mixer_io *io, const cu_bufs *c, int64_t N, int64_t T,
-                                 const int64_t ld[3], int first, int count, cudaStream_t s, graft_err *err) {
-    const ConvArgs all = conv_args(L, io, c, N, T, ld);
-    ConvArgs a = all;
-    for (int i = 0; i < count; i++) a.seg[i] = all.seg[first + i];
+                                 const int64_t ld[3], cudaStream_t s, graft_err *err) {
+    const ConvArgs a = conv_args(L, io, c, N, T, ld);
     int vec = 1;
     int64_t widest = 0;
-    for (int i = 0; i < count; i++) {
+    for (int i = 0; i < 3; i++) {
         const ConvSeg &g = a.seg[i];
         vec &= conv_vec_ok(L->W, g.width, g.in, g.out, g.w, NULL) && g.ld_in % 8 == 0;
         widest = g.width > widest ? g.width : widest;
     }
     if (vec) {
         const int64_t items = N / T * ((T + CONV_FWD_RUN - 1) / CONV_FWD_RUN) * (widest / 8);
-        const dim3 grid(blocks_for(items, 256), (unsigned)count);
+        const dim3 grid(blocks_for(items, 256), 3);
         if (L->W == 2) conv_fwd_vec_kernel<2><<<grid, 256, 0, s>>>(a);
         else if (L->W == 3) conv_fwd_vec_kernel<3><<<grid, 256, 0, s>>>(a);
         else conv_fwd_vec_kernel<4><<<grid, 256, 0, s>>>(a);
     } else {
-        conv_fwd_kernel<<<dim3(row_blocks(N), (unsigned)count), 256, 0, s>>>(a);
+        conv_fwd_kernel<<<dim3(row_blocks(N), 3), 256, 0, s>>>(a);
     }
     return launched("conv", err);
 }
@@ -1056,42 +1052,11 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
             }
         }
     }
-    /* Where GRAFT_GLA_OVERLAP is on (gla_cuda_side.cuh), the gate, the conv and (mode 2) the chunk
-     * core's pre-pass run on a side stream while the products run here: the gate during the k and
-     * v products, the convs (mode 2: k and v's, then the pre-pass) during q's, q's conv during g's.
+    /* Where GRAFT_GLA_OVERLAP=1 (gla_cuda_side.cuh), the gate and the conv run on a side stream
+     * while the products run here: the gate during the q, k, v products, the conv during g's.
      * Without it `es` is s and this is the same order on one stream. The products stay on s: the
      * core's matmul shares one cuBLASLt workspace between calls. */
     cudaStream_t side = decode ? NULL : gla_side_stream(s), es = side ? side : s;
-    const int split_core = side && gla_side_mode() == 2;
-    gla_cuda_args a = gla_cuda_default_args(); /* the chunked core's (not a decode step's) */
-    a.B = B;
-    a.T = T;
-    a.H = H;
-    a.scale = L->scale;
-    a.q = c.q;
-    a.k = c.k;
-    a.v = c.v;
-    a.gk = c.gk;
-    a.h0 = sin ? c.h0 : NULL;
-    a.o = c.o;
-    a.ht = sout ? c.hA : NULL;
-    a.work = c.work;
-    a.work_bytes = c.work_bytes;
-
-    /* the history and the state this call starts from (copied out first: state_in may be state_out) */
-    if (L->use_conv) {
-        if (sin)
-            TRY(cudaMemcpy2DAsync(c.hist, (size_t)(Kch * W) * 4, sin + sfl, slot * 4, (size_t)(Kch * W) * 4,
-                                  (size_t)B, cudaMemcpyDeviceToDevice, s));
-        else
-            TRY(cudaMemsetAsync(c.hist, 0, (size_t)(B * Kch * W) * 4, s));
-    }
-    if (decode) {
-    } else if (sin) {
-        if ((st = transpose(L, c.h0, H * DD, sin, (int64_t)slot, B, s, err))) return st;
-    } else {
-        TRY(cudaMemsetAsync(c.h0, 0, (size_t)(B * H * DD) * 4, s));
-    }
 
     /* 3. gate (fp32): the second low-rank product and the gate in one pass where it serves; z is
      * written only for the backward */
@@ -1106,36 +1071,44 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
     }
     if ((st = launched("gate", err))) return st;
 
+    /* the history this call starts from (copied out first: state_in may be state_out) */
+    if (L->use_conv) {
+        if (sin)
+            TRY(cudaMemcpy2DAsync(c.hist, (size_t)(Kch * W) * 4, sin + sfl, slot * 4, (size_t)(Kch * W) * 4,
+                                  (size_t)B, cudaMemcpyDeviceToDevice, s));
+        else
+            TRY(cudaMemsetAsync(c.hist, 0, (size_t)(B * Kch * W) * 4, s));
+    }
+
     /* 1. projections. A decode step with the short conv streams q, k, v and g as ONE product when
      * their weights are adjacent (the core lays parameters out in declared order) and so are the
      * four output buffers: rows of qt | kt | vt | gh, wsum apart, which only the conv, its tail
      * and the gated norm read (with that stride; without the conv the recurrence would read them
-     * as (N, width)); that product ran above. Otherwise four products into (N, width) buffers, in
-     * the order k, v, q, g (2. and 5. say why). A prefill could take the one product too (x read
-     * once instead of four times); measured on an H100 on 2026-12-07 it gained nothing at 8192 or
-     * 32768 tokens (the four products are compute-bound there) and was removed
-     * (bench/results/gla-gate-rwkv7-gprod-2026-12-07.md; commit 7ae8878 has it).
-     * 2. short conv + SiLU: all three after q's product, or (mode 2) k and v's first.
-     * 5. the chunked core's pre-pass reads k, v and the gate, not q: in mode 2 it runs on the side
-     * stream during q's product. */
-    if (!fused && ((st = mm(L, s, 0, 1, N, L->Kkv, C, x, C, PB(L, io, GLA_P_K), C, c.kt, L->Kkv, 0, 0, err)) ||
+     * as (N, width)); that product ran above. Otherwise four products into (N, width) buffers, g's
+     * after the conv is launched. A prefill could take the one product too (x read once instead of
+     * four times); measured on an H100 on 2026-12-07 it gained nothing at 8192 or 32768 tokens (the
+     * four products are compute-bound there) and was removed
+     * (bench/results/gla-gate-rwkv7-gprod-2026-12-07.md; commit 7ae8878 has it). */
+    if (!fused && ((st = mm(L, s, 0, 1, N, L->Kq, C, x, C, PB(L, io, GLA_P_Q), C, c.qt, L->Kq, 0, 0, err)) ||
+                   (st = mm(L, s, 0, 1, N, L->Kkv, C, x, C, PB(L, io, GLA_P_K), C, c.kt, L->Kkv, 0, 0, err)) ||
                    (st = mm(L, s, 0, 1, N, L->Vkv, C, x, C, PB(L, io, GLA_P_V), C, c.vt, L->Vkv, 0, 0, err))))
         return prefixed(err, "forward");
-    if (split_core) {
-        if ((st = gla_side_fork(s, side, err))) return st;
-        if (L->use_conv && (st = conv_forward(L, io, &c, N, T, ld, 1, 2, es, err))) return st;
-        if ((st = gla_cuda_forward_states(&a, es, err))) return prefixed(err, "forward");
-    }
-    if (!fused && (st = mm(L, s, 0, 1, N, L->Kq, C, x, C, PB(L, io, GLA_P_Q), C, c.qt, L->Kq, 0, 0, err)))
-        return prefixed(err, "forward");
+
+    /* 2. short conv + SiLU */
     if (L->use_conv) {
         if (side && (st = gla_side_fork(s, side, err))) return st;
-        if ((st = split_core ? conv_forward(L, io, &c, N, T, ld, 0, 1, es, err)
-                             : conv_forward(L, io, &c, N, T, ld, 0, 3, es, err)))
-            return st;
+        if ((st = conv_forward(L, io, &c, N, T, ld, es, err))) return st;
     }
     if (!fused && (st = mm(L, s, 0, 1, N, L->Vq, C, x, C, PB(L, io, GLA_P_G), C, c.gh, L->Vq, 0, 0, err)))
         return prefixed(err, "forward");
+
+    /* the state this call starts from, for the chunked core */
+    if (decode) {
+    } else if (sin) {
+        if ((st = transpose(L, c.h0, H * DD, sin, (int64_t)slot, B, s, err))) return st;
+    } else {
+        TRY(cudaMemsetAsync(c.h0, 0, (size_t)(B * H * DD) * 4, s));
+    }
     if (side && (st = gla_side_join(s, side, err))) return st;
 
     /* 5. the recurrence: a one-token step in place on the V-first slot, else the chunked core */
@@ -1145,8 +1118,21 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
                                          (int64_t)slot, c.o, s, err)))
             return prefixed(err, "decode");
     } else {
-        if ((st = split_core ? gla_cuda_forward_output(&a, s, err) : gla_cuda_forward(&a, s, err)))
-            return prefixed(err, "forward");
+        gla_cuda_args a = gla_cuda_default_args();
+        a.B = B;
+        a.T = T;
+        a.H = H;
+        a.scale = L->scale;
+        a.q = c.q;
+        a.k = c.k;
+        a.v = c.v;
+        a.gk = c.gk;
+        a.h0 = sin ? c.h0 : NULL;
+        a.o = c.o;
+        a.ht = sout ? c.hA : NULL;
+        a.work = c.work;
+        a.work_bytes = c.work_bytes;
+        if ((st = gla_cuda_forward(&a, s, err))) return prefixed(err, "forward");
         if (sout && (st = transpose(L, sout, (int64_t)slot, c.hA, H * DD, B, s, err))) return st;
     }
 
@@ -1193,7 +1179,7 @@ extern "C" graft_status gla_cuda_layer_backward(const gla_layer *L, const graft_
 
     /* recompute q, k, v, the gate and u (the forward saved what these need) */
     const int64_t ld[3] = {L->Kq, L->Kkv, L->Vkv};
-    if (L->use_conv && (st = conv_forward(L, io, &c, N, T, ld, 0, 3, s, err))) return st;
+    if (L->use_conv && (st = conv_forward(L, io, &c, N, T, ld, s, err))) return st;
     gate_launch(c.gk, c.z, NULL, N, L->Kkv, (float)(1.0 / L->gamma), s);
     if ((st = launched("gate", err))) return st;
     norm_gate_launch(c.u, NULL, c.o, c.gh, L->Vq, PB(L, io, GLA_P_NORM), N * H, (int)H, (int)L->dv, (float)L->eps, s);

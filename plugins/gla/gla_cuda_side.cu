@@ -9,7 +9,7 @@ extern "C" {
 
 namespace {
 struct Side {
-    int state; /* -1 not yet read, 0 off (or failed), else GRAFT_GLA_OVERLAP's mode (1, 2) */
+    int state; /* -1 not yet read, 0 off (or failed), 1 on */
     cudaStream_t s;
     cudaEvent_t fork, join;
 };
@@ -17,8 +17,7 @@ Side side = {-1, nullptr, nullptr, nullptr};
 
 int side_open() {
     const char *e = getenv("GRAFT_GLA_OVERLAP");
-    const int mode = e && !strcmp(e, "1") ? 1 : e && !strcmp(e, "2") ? 2 : 0;
-    if (!mode) return 0;
+    if (!(e && !strcmp(e, "1"))) return 0;
     int lo = 0, hi = 0;
     if (cudaDeviceGetStreamPriorityRange(&lo, &hi) != cudaSuccess ||
         cudaStreamCreateWithPriority(&side.s, cudaStreamNonBlocking, hi) != cudaSuccess) {
@@ -30,14 +29,9 @@ int side_open() {
         cudaGetLastError();
         return 0;
     }
-    return mode;
+    return 1;
 }
 } // namespace
-
-extern "C" int gla_side_mode(void) {
-    if (side.state < 0) side.state = side_open();
-    return side.state;
-}
 
 extern "C" cudaStream_t gla_side_stream(cudaStream_t main) {
     if (side.state < 0) side.state = side_open();

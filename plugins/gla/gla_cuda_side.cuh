@@ -3,11 +3,10 @@
  * The prefill forward is products (compute-bound, ~770 TFLOP/s on an H100) and elementwise kernels
  * (the gate from its low-rank middle, the short conv: latency-bound, ~2 TB/s). On one stream they
  * alternate, and each elementwise kernel holds the GPU alone. On the side stream the gate runs
- * during the k and v products and the conv during q's and g's: the same kernels, the same
+ * during the q, k, v products and the conv during the g product: the same kernels, the same
  * inputs, so the same bits; only their order in time changes.
  *
- * GRAFT_GLA_OVERLAP=1 turns it on (read once per process); =2 also runs the chunk core's pre-pass
- * there (it needs k, v and the gate, not q), during the q product. The side stream has the highest
+ * GRAFT_GLA_OVERLAP=1 turns it on (read once per process). The side stream has the highest
  * priority, so the small kernels' blocks are placed as soon as a product's blocks retire. It is
  * created on first use and lives as long as the process (one per process: one host thread drives
  * the plugin, as everywhere in graft). A stream being captured into a graph, or a failure to create
@@ -18,9 +17,6 @@
 #include <cuda_runtime.h>
 
 #include "graft/status.h"
-
-/* GRAFT_GLA_OVERLAP's mode: 0 off (or the side stream could not be made), 1, 2 */
-int gla_side_mode(void);
 
 /* The side stream for a forward on `main`, or NULL where it is off (see above). */
 cudaStream_t gla_side_stream(cudaStream_t main);
