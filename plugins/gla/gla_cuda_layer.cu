@@ -47,7 +47,6 @@ extern "C" {
 #include "gla.h"
 #include "gla_cuda.cuh"
 #include "gla_cuda_decode.cuh"
-#include "gla_cuda_side.cuh"
 }
 #include "gla_cuda_math.cuh"
 #include "graft/cuda_colsum.cuh"
@@ -1025,7 +1024,14 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
      * (and a training forward's saved h0) only, 2 x 1 MiB per sequence and layer saved per token */
     const int decode = T == 1 && sout && !io->saved;
 
-    /* the one q|k|v|g product of a decode step (1. below says when) */
+    /* 1. projections. A decode step with the short conv streams q, k, v and g as ONE product when
+     * their weights are adjacent (the core lays parameters out in declared order) and so are the
+     * four output buffers: rows of qt | kt | vt | gh, wsum apart, which only the conv, its tail
+     * and the gated norm read (with that stride; without the conv the recurrence would read them
+     * as (N, width)). Otherwise four products into (N, width) buffers. A prefill could take the
+     * one product too (x read once instead of four times); measured on an H100 on 2026-12-07 it
+     * gained nothing at 8192 or 32768 tokens (the four products are compute-bound there) and was
+     * removed (bench/results/gla-gate-rwkv7-gprod-2026-12-07.md; commit 7ae8878 has it). */
     const int64_t wsum = L->Kq + L->Kkv + L->Vkv + L->Vq;
     const bf16 *wq = PB(L, io, GLA_P_Q);
     const int fused = decode && L->use_conv &&
@@ -1051,27 +1057,25 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
                 return GRAFT_STATUS_OK;
             }
         }
+    } else if ((st = mm(L, s, 0, 1, N, L->Kq, C, x, C, PB(L, io, GLA_P_Q), C, c.qt, L->Kq, 0, 0, err)) ||
+               (st = mm(L, s, 0, 1, N, L->Kkv, C, x, C, PB(L, io, GLA_P_K), C, c.kt, L->Kkv, 0, 0, err)) ||
+               (st = mm(L, s, 0, 1, N, L->Vkv, C, x, C, PB(L, io, GLA_P_V), C, c.vt, L->Vkv, 0, 0, err)) ||
+               (st = mm(L, s, 0, 1, N, L->Vq, C, x, C, PB(L, io, GLA_P_G), C, c.gh, L->Vq, 0, 0, err))) {
+        return prefixed(err, "forward");
     }
-    /* Where GRAFT_GLA_OVERLAP=1 (gla_cuda_side.cuh), the gate and the conv run on a side stream
-     * while the products run here: the gate during the q, k, v products, the conv during g's.
-     * Without it `es` is s and this is the same order on one stream. The products stay on s: the
-     * core's matmul shares one cuBLASLt workspace between calls. */
-    cudaStream_t side = decode ? NULL : gla_side_stream(s), es = side ? side : s;
-
     /* 3. gate (fp32): the second low-rank product and the gate in one pass where it serves; z is
      * written only for the backward */
     if ((st = mm(L, s, 0, 1, N, L->r, C, x, C, PB(L, io, GLA_P_GK0), C, c.lr, L->r, 0, 0, err)))
         return prefixed(err, "forward");
-    if (side && (st = gla_side_fork(s, side, err))) return st;
     if (!lowrank_gate_launch(c.gk, io->saved ? c.z : NULL, c.lr, PB(L, io, GLA_P_GK1), PB(L, io, GLA_P_GK1_BIAS), N,
-                             L->Kkv, L->r, (float)(1.0 / L->gamma), es)) {
+                             L->Kkv, L->r, (float)(1.0 / L->gamma), s)) {
         if ((st = mm(L, s, 0, 1, N, L->Kkv, L->r, c.lr, L->r, PB(L, io, GLA_P_GK1), L->r, c.z, L->Kkv, 0, 1, err)))
             return prefixed(err, "forward");
         gate_launch(c.gk, c.z, PB(L, io, GLA_P_GK1_BIAS), N, L->Kkv, (float)(1.0 / L->gamma), s);
     }
     if ((st = launched("gate", err))) return st;
 
-    /* the history this call starts from (copied out first: state_in may be state_out) */
+    /* the history and the state this call starts from (copied out first: state_in may be state_out) */
     if (L->use_conv) {
         if (sin)
             TRY(cudaMemcpy2DAsync(c.hist, (size_t)(Kch * W) * 4, sin + sfl, slot * 4, (size_t)(Kch * W) * 4,
@@ -1079,37 +1083,15 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
         else
             TRY(cudaMemsetAsync(c.hist, 0, (size_t)(B * Kch * W) * 4, s));
     }
-
-    /* 1. projections. A decode step with the short conv streams q, k, v and g as ONE product when
-     * their weights are adjacent (the core lays parameters out in declared order) and so are the
-     * four output buffers: rows of qt | kt | vt | gh, wsum apart, which only the conv, its tail
-     * and the gated norm read (with that stride; without the conv the recurrence would read them
-     * as (N, width)); that product ran above. Otherwise four products into (N, width) buffers, g's
-     * after the conv is launched. A prefill could take the one product too (x read once instead of
-     * four times); measured on an H100 on 2026-12-07 it gained nothing at 8192 or 32768 tokens (the
-     * four products are compute-bound there) and was removed
-     * (bench/results/gla-gate-rwkv7-gprod-2026-12-07.md; commit 7ae8878 has it). */
-    if (!fused && ((st = mm(L, s, 0, 1, N, L->Kq, C, x, C, PB(L, io, GLA_P_Q), C, c.qt, L->Kq, 0, 0, err)) ||
-                   (st = mm(L, s, 0, 1, N, L->Kkv, C, x, C, PB(L, io, GLA_P_K), C, c.kt, L->Kkv, 0, 0, err)) ||
-                   (st = mm(L, s, 0, 1, N, L->Vkv, C, x, C, PB(L, io, GLA_P_V), C, c.vt, L->Vkv, 0, 0, err))))
-        return prefixed(err, "forward");
-
-    /* 2. short conv + SiLU */
-    if (L->use_conv) {
-        if (side && (st = gla_side_fork(s, side, err))) return st;
-        if ((st = conv_forward(L, io, &c, N, T, ld, es, err))) return st;
-    }
-    if (!fused && (st = mm(L, s, 0, 1, N, L->Vq, C, x, C, PB(L, io, GLA_P_G), C, c.gh, L->Vq, 0, 0, err)))
-        return prefixed(err, "forward");
-
-    /* the state this call starts from, for the chunked core */
     if (decode) {
     } else if (sin) {
         if ((st = transpose(L, c.h0, H * DD, sin, (int64_t)slot, B, s, err))) return st;
     } else {
         TRY(cudaMemsetAsync(c.h0, 0, (size_t)(B * H * DD) * 4, s));
     }
-    if (side && (st = gla_side_join(s, side, err))) return st;
+
+    /* 2. short conv + SiLU */
+    if (L->use_conv && (st = conv_forward(L, io, &c, N, T, ld, s, err))) return st;
 
     /* 5. the recurrence: a one-token step in place on the V-first slot, else the chunked core */
     if (decode) {

@@ -28,7 +28,7 @@ plugin() { # name sources...
   done
   nvcc -shared -arch=$arch $objs -o "$out/libgraft_$name.so" -lm
 }
-plugin gla plugins/gla/gla.c plugins/gla/gla_cpu.c plugins/gla/gla_cuda.cu plugins/gla/gla_cuda_layer.cu plugins/gla/gla_cuda_decode.cu plugins/gla/gla_cuda_side.cu &
+plugin gla plugins/gla/gla.c plugins/gla/gla_cpu.c plugins/gla/gla_cuda.cu plugins/gla/gla_cuda_layer.cu plugins/gla/gla_cuda_decode.cu &
 plugin softmax plugins/softmax/softmax.c plugins/softmax/softmax_cpu.c plugins/softmax/softmax_cuda.cu \
   plugins/softmax/softmax_cuda_fwd_wgmma.cu plugins/softmax/softmax_cuda_layer.cu &
 plugin rwkv7 plugins/rwkv7/rwkv7.c plugins/rwkv7/rwkv7_cpu.c plugins/rwkv7/rwkv7_cuda.cu plugins/rwkv7/rwkv7_cuda_chunk.cu \
