@@ -1125,11 +1125,13 @@ __global__ void __launch_bounds__(NTH) k_scan2(float *L, const float *gsum, int 
  * The entering state: h0 for segment 0 (NULL = 0), else slots[bh][seg·pps − 1] (the scan's state
  * leaving the previous segment's last piece). NS = 2 stages: chunk n+1's tiles stream into the
  * other stage while chunk n is computed, chunk n+2's rows are prefetched into L2, and chunk n's o
- * is stored at the top of the next iteration. NS = 1 (GRAFT_GLA_FWD_2CTA=1): one
- * stage (111 KB) and at most 128 registers, so two CTAs share an SM, each one's waits the other's
- * compute (ncu at 1 x 8192, 2026-12-07: 8 warps an SM, no warp eligible 65% of cycles, 5.8 cycles
- * per issued instruction); chunk n+1 is prefetched into L2 during chunk n, and o is stored and the
- * next tiles copied in after it. */
+ * is stored at the top of the next iteration. NS = 1 (the default; GRAFT_GLA_FWD_2CTA=0 runs
+ * NS = 2): one stage (111 KB) and at most 128 registers, so two CTAs share an SM, each one's waits
+ * the other's compute (ncu of NS = 2 at 1 x 8192, 2026-12-07: 8 warps an SM, no warp eligible 65%
+ * of cycles, 5.8 cycles per issued instruction); chunk n+1 is prefetched into L2 during chunk n,
+ * and o is stored and the next tiles copied in after it. Measured on an H100 (2026-12-08,
+ * bench/results/gla-fwd-2cta-2026-12-08.md): the 1 x 32768 layer forward 3.33 -> 3.20 ms, the
+ * kernel 576 -> 465 us; 1 x 8192 -10 us. */
 template <typename GT, int NS>
 __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
     k_fwd2(Geo2 G, const bf16 *__restrict__ q, const bf16 *__restrict__ k,
@@ -1417,11 +1419,11 @@ int walk_ctas_per_sm() { /* the pre-pass, k_walk2 */
 }
 int fwd_ctas_per_sm() { /* the output walk, k_fwd2 */
     static int state = -1;
-    return ctas_per_sm("GRAFT_GLA_FWD_2CTA", 1, &state);
+    return ctas_per_sm("GRAFT_GLA_FWD_2CTA", 2, &state); /* 2: 1 x 32768 forward -120 us (H100) */
 }
 
-/* v2 geometry (the forward): one segment per SM for the output walk (n_sm / BH segments per
- * (sequence, head), or chunks_per_seg chunks each if given), and pieces small enough that the
+/* v2 geometry (the forward): one segment per output-walk CTA slot (fwd_ctas_per_sm() x n_sm / BH
+ * segments per (sequence, head), or chunks_per_seg chunks each if given), and pieces small enough that the
  * pre-pass over all but the last segment still fills the GPU. The workspace holds each piece's
  * local state and Σβ. */
 Plan2 make_plan2(const gla_cuda_args *a) {
