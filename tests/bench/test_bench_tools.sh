@@ -56,4 +56,30 @@ check "switch A/B: exit 0, each value conformed and timed twice, alternating" sh
 ab "$fake" gla GRAFT_X=9,2 1; check "a failing conformance: exit 1, still timed" sh -c "test $? -eq 1 && grep -q 'conformance GRAFT_X=9: FAIL' '$work/ab.out' && test \$(grep -c '^GRAFT_X=' '$work/ab.out') -eq 2"
 ab "$fake" gla GRAFT_X=2,7 1; check "a driver that fails: exit 1, its last line shown" sh -c "test $? -eq 1 && grep -q 'GRAFT_X=7  FAILED: driver: out of memory' '$work/ab.out' && grep -q 'GRAFT_X=2  fwd:T=8192 2/1.25' '$work/ab.out'"
 ab "$fake" gla "$fake/libgraft_gla.so" 1; check "plugin A/B: both builds timed" sh -c "test $? -eq 0 && test \$(grep -c 'fwd:T=8192' '$work/ab.out') -eq 2"
+# --- kernel_ncu.sh: refusals, then a run against a stand-in ncu (what it writes and prints)
+kn() { sh "$src/bench/kernel_ncu.sh" "$@" > "$work/kn.out" 2> "$work/kn.err"; }
+kn; check "kernel_ncu: no arguments: usage, exit 2" sh -c "test $? -eq 2 && grep -q usage '$work/kn.err'"
+kn "$work/none" gla fwd:8192 k_fwd2 "$work/kno"; check "kernel_ncu: missing DIR: exit 2, names the plugin" sh -c "test $? -eq 2 && grep -q 'none/libgraft_gla.so' '$work/kn.err'"
+mkdir -p "$work/nobin"
+PATH="$work/nobin:/usr/bin:/bin" kn "$fake" gla fwd:8192 k_fwd2 "$work/kno"
+check "kernel_ncu: no ncu on PATH: exit 2, says so" sh -c "test $? -eq 2 && grep -q 'ncu not found' '$work/kn.err'"
+mkdir -p "$work/ncubin"
+cat > "$work/ncubin/ncu" <<'SH'
+#!/bin/sh
+# stand-in for Nsight Compute: -o REP writes REP.ncu-rep; --import prints details or a source CSV
+case " $* " in
+  *" --import "*) case " $* " in *" --page source "*) echo '"Line","Source","Warp Stall Sampling"'; echo '"12","acc += g","431"' ;;
+                  *) echo "    Duration                     us      465.10"; echo "    No Eligible                   %       61.2" ;; esac; exit 0 ;;
+esac
+[ "${FAKE_NCU_FAIL:-}" = 1 ] && { echo "==ERROR== profiling failed"; exit 1; }
+while [ $# -gt 0 ]; do [ "$1" = -o ] && : > "$2.ncu-rep"; shift; done
+echo "==PROF== done"
+SH
+chmod +x "$work/ncubin/ncu"
+PATH="$work/ncubin:$PATH" kn "$fake" gla fwd:8192 "k_fwd2<float" "$work/kno"
+check "kernel_ncu: a run writes the report, its details and the source CSV, prints the summary" sh -c "test $? -eq 0 &&
+  test -f '$work/kno/ncu_k_fwd2_float.ncu-rep' && grep -q 'No Eligible' '$work/kno/ncu_k_fwd2_float.txt' &&
+  grep -q 'acc += g' '$work/kno/ncu_k_fwd2_float_src.csv' && grep -q 'Duration' '$work/kn.out'"
+FAKE_NCU_FAIL=1 PATH="$work/ncubin:$PATH" kn "$fake" gla fwd:8192 k_fwd2 "$work/kno"
+check "kernel_ncu: ncu failing: exit 1, its last lines shown" sh -c "test $? -eq 1 && grep -q 'profiling failed' '$work/kn.err'"
 exit $fail

@@ -12,7 +12,7 @@ out=${1:-build-cuda-standalone}
 arch=${ARCH:-sm_90a}
 mkdir -p "$out/obj"
 inc="-I$here/core/include -I$here/core/src -I$here/tests/plugins"
-nv="nvcc -std=c++17 -O3 -arch=$arch $inc"
+nv="nvcc -std=c++17 -O3 -lineinfo -arch=$arch $inc" # line tables only (bench/kernel_ncu.sh): the code is the same
 case $arch in *90a*) nv="$nv -DSM_HAVE_WGMMA=1" ;; esac
 cc="gcc -std=c11 -O2 -fopenmp -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $inc -I/usr/local/cuda/include"
 plugin() { # name sources...
