@@ -1423,9 +1423,9 @@ int fwd_ctas_per_sm() { /* the output walk, k_fwd2 */
 }
 
 /* v2 geometry (the forward): one segment per output-walk CTA slot (fwd_ctas_per_sm() x n_sm / BH
- * segments per (sequence, head), or chunks_per_seg chunks each if given), and pieces small enough that the
- * pre-pass over all but the last segment still fills the GPU. The workspace holds each piece's
- * local state and Σβ. */
+ * segments per (sequence, head), or chunks_per_seg chunks each if given), and pieces small enough
+ * that the pre-pass over all but the last segment still fills the GPU. The workspace holds each
+ * piece's local state and Σβ. */
 Plan2 make_plan2(const gla_cuda_args *a) {
     Plan2 p;
     Geo2 &G = p.G;
