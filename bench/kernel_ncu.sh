@@ -24,7 +24,7 @@ ncu --kernel-name "regex:$kern" --launch-skip 3 --launch-count 1 \
     --section SourceCounters --import-source yes -o "$rep" \
     "$dir/mixers_vs_fla_driver" "$plugin" "$mixer" "$shape" > "$rep.log" 2>&1 ||
   { echo "kernel_ncu: ncu failed (last lines of $rep.log):" >&2; tail -n 5 "$rep.log" >&2; rm -f "$rep.ncu-rep"; exit 1; }
-ncu --import "$rep.ncu-rep" --print-details all > "$rep.txt" 2>&1
+ncu --import "$rep.ncu-rep" --page details > "$rep.txt" 2>&1
 ncu --import "$rep.ncu-rep" --page source --csv --print-source cuda > "$rep"_src.csv 2>/dev/null || : > "$rep"_src.csv
 grep -E "Duration|Registers Per|Achieved Occupancy|Active Warps Per|No Eligible|Issued Warp Per|Warp Cycles Per Issued|Stall|DRAM Throughput|Compute \(SM\)" "$rep.txt" | head -n 30
 echo "kernel_ncu: $rep.txt, ${rep}_src.csv ($(wc -l < "${rep}_src.csv") lines), $rep.ncu-rep"
