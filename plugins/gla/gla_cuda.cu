@@ -32,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <type_traits>
+
 #include "gla_cuda.cuh"
 #include "gla_cuda_math.cuh"
 
@@ -857,6 +859,59 @@ __device__ __forceinline__ void stage_gate(float *g, const bf16 *src, int64_t rs
         cp16(raw + r * D + c8, ok ? src + r * rs + c8 : src, ok);
     }
 }
+/* The gate's low-rank form (gla_cuda_args.gate_lr ...), what the v2 walks compute a chunk's gates
+ * from when the layer gives it instead of gk. */
+struct LrGate {
+    const bf16 *lr, *w1, *bias; /* (B·T, 16), (H·128, 16), (H·128) or NULL */
+    float inv_gamma;
+};
+/* The gated RMSNorm the output walk can apply as it stores o (gla_cuda_args.norm_gh ...): gh NULL
+ * = store o itself. */
+struct NormGate {
+    const bf16 *gh, *w; /* ĝ (B·T rows ldg apart, head h at h·128), w_n (128) */
+    int64_t ldg;
+    float eps;
+};
+
+/* A chunk's gates into a stage's gate area (64×128 fp32; rows >= nvalid 0, as stage_gate leaves
+ * them), computed instead of copied: g = logsigmoid(lr W1ᵀ + bias) · inv_gamma for tokens tok0 ..
+ * and head h, the rank-16 product on the tensor cores (fp32 accumulation of the bf16 operands, the
+ * one-pass gate kernel's inputs; the sum's order is the mma's). Warp wp takes rows [16(wp&3), +16)
+ * and columns [64(wp>>2), +64), one n8 tile at a time (6 live registers next to the walk's 64 of
+ * state). Called where a copy into the stage would be issued, so its L2 reads (lr: 2 KB a chunk,
+ * prefetched a chunk ahead; W1's 4 KB and the bias's 256 B a head, L1-resident) overlap the
+ * stage's copies. Why: the fp32 gk was 268 MB written and read twice at 1 x 32768 (the 1.7B
+ * shape), a 160 us kernel of its own. Float2 stores into 512-byte rows conflict 4-way; ~1k shared
+ * wavefronts a chunk, against the ldmatrix traffic several times that. */
+__device__ __forceinline__ void lr_gate_chunk(float *g, const LrGate &L, int64_t tok0, int64_t h, int nvalid) {
+    const int l = threadIdx.x & 31, wp = threadIdx.x >> 5, gq = l >> 2, t4 = l & 3;
+    const int r0 = 16 * (wp & 3) + gq, r1 = r0 + 8, cb = 64 * (wp >> 2);
+    const uint32_t *l0 = reinterpret_cast<const uint32_t *>(L.lr + (tok0 + r0) * 16);
+    const uint32_t *l1 = reinterpret_cast<const uint32_t *>(L.lr + (tok0 + r1) * 16);
+    const bool v0 = r0 < nvalid, v1 = r1 < nvalid;
+    uint32_t a[4];
+    a[0] = v0 ? l0[t4] : 0u;
+    a[1] = v1 ? l1[t4] : 0u;
+    a[2] = v0 ? l0[t4 + 4] : 0u;
+    a[3] = v1 ? l1[t4 + 4] : 0u;
+    const uint32_t *w = reinterpret_cast<const uint32_t *>(L.w1 + h * D * 16);
+#pragma unroll 2
+    for (int nt = 0; nt < 8; nt++) {
+        const int n = cb + 8 * nt, c = n + 2 * t4;
+        float acc[4] = {0.f, 0.f, 0.f, 0.f};
+        mma(acc, a, __ldg(w + (n + gq) * 8 + t4), __ldg(w + (n + gq) * 8 + t4 + 4));
+        float b0 = 0.f, b1 = 0.f;
+        if (L.bias) {
+            const __nv_bfloat162 bb = *reinterpret_cast<const __nv_bfloat162 *>(L.bias + h * D + c);
+            b0 = __low2float(bb), b1 = __high2float(bb);
+        }
+        const float s = L.inv_gamma;
+        *reinterpret_cast<float2 *>(g + r0 * D + c) =
+            v0 ? make_float2(logsigm_d(acc[0] + b0) * s, logsigm_d(acc[1] + b1) * s) : make_float2(0.f, 0.f);
+        *reinterpret_cast<float2 *>(g + r1 * D + c) =
+            v1 ? make_float2(logsigm_d(acc[2] + b0) * s, logsigm_d(acc[3] + b1) * s) : make_float2(0.f, 0.f);
+    }
+}
 __device__ __forceinline__ void widen_gate(float *, const float *) {}
 /* bf16 raw gates (upper half of g) → fp32 g. The fp32 rows overlap the raw ones, so every thread
  * reads its 32 values before any thread writes; contains its barriers. */
@@ -987,10 +1042,10 @@ static_assert(2 * (SMEM_FWD1 + 1024) <= 228 * 1024, "two one-stage output walks 
  * (bench/results/gla-core-occupancy-2026-12-07.md): 1 x 32768 layer 3.47 -> 3.39 ms, 8192 and
  * training unchanged. (Commit cbe677a also has a reverse walk and a state materialization here,
  * for a v2 backward that measured slower than v1's and was removed.) */
-template <typename GT, int NS>
+template <typename GT, int NS, bool LG>
 __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
     k_walk2(Geo2 G, const bf16 *__restrict__ u, const bf16 *__restrict__ w, const GT *__restrict__ gk,
-            float *__restrict__ loc, float *__restrict__ gsum) {
+            LrGate lg, float *__restrict__ loc, float *__restrict__ gsum) {
     extern __shared__ __align__(16) unsigned char smem[];
     float *tot = reinterpret_cast<float *>(smem + NS * STAGE_WALK), *beta = tot + 2 * D, *ebeta = beta + D;
     auto U = [&](int s) { return reinterpret_cast<bf16 *>(smem + (NS == 1 ? 0 : s) * STAGE_WALK); };
@@ -1008,7 +1063,8 @@ __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
         const ChunkRows r = chunk_rows(G, bi, h, lo + it);
         load_tile(U(it & 1), u + r.row0 * D, 0, rs, r.nvalid);
         load_tile(W(it & 1), w + r.row0 * D, 0, rs, r.nvalid);
-        stage_gate(Gt(it & 1), gk + r.row0 * D, rs, r.nvalid);
+        if constexpr (LG) lr_gate_chunk(Gt(it & 1), lg, bi * G.T + (int64_t)(lo + it) * CH, h, r.nvalid);
+        else stage_gate(Gt(it & 1), gk + r.row0 * D, rs, r.nvalid);
     };
     auto prefetch = [&](int it) {
         const ChunkRows r = chunk_rows(G, bi, h, lo + it);
@@ -1017,7 +1073,13 @@ __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
             const int64_t at = r.row0 + row * G.H;
             if (t == 0) l2_prefetch_row(u, at, 2 * D);
             if (t == 1) l2_prefetch_row(w, at, 2 * D);
-            if (t == 2) l2_prefetch_row(gk, at, (int)sizeof(GT) * D);
+            if (t == 2) {
+                if constexpr (LG) {
+                    if (row == 0) l2_prefetch(lg.lr + (bi * G.T + (int64_t)(lo + it) * CH) * 16, 32u * r.nvalid);
+                } else {
+                    l2_prefetch_row(gk, at, (int)sizeof(GT) * D);
+                }
+            }
         }
     };
 
@@ -1132,10 +1194,10 @@ __global__ void __launch_bounds__(NTH) k_scan2(float *L, const float *gsum, int 
  * and o is stored and the next tiles copied in after it. Measured on an H100 (2026-12-08,
  * bench/results/gla-fwd-2cta-2026-12-08.md): the 1 x 32768 layer forward 3.33 -> 3.20 ms, the
  * kernel 576 -> 465 us; 1 x 8192 -10 us. */
-template <typename GT, int NS>
+template <typename GT, int NS, bool LG>
 __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
     k_fwd2(Geo2 G, const bf16 *__restrict__ q, const bf16 *__restrict__ k,
-           const bf16 *__restrict__ v, const GT *__restrict__ gk, float scale,
+           const bf16 *__restrict__ v, const GT *__restrict__ gk, LrGate lg, NormGate ng, float scale,
            const float *__restrict__ h0, const float *__restrict__ slots, bf16 *__restrict__ o,
            float *__restrict__ ht) {
     extern __shared__ __align__(16) unsigned char smem[];
@@ -1162,7 +1224,8 @@ __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
         load_tile(Q(s), q + r.row0 * D, 0, rs, r.nvalid);
         load_tile(K(s), k + r.row0 * D, 0, rs, r.nvalid);
         load_tile(V(s), v + r.row0 * D, 0, rs, r.nvalid);
-        stage_gate(Gt(s), gk + r.row0 * D, rs, r.nvalid);
+        if constexpr (LG) lr_gate_chunk(Gt(s), lg, bi * G.T + (int64_t)n * CH, h, r.nvalid);
+        else stage_gate(Gt(s), gk + r.row0 * D, rs, r.nvalid);
     };
     auto prefetch = [&](int n) {
         const ChunkRows r = chunk_rows(G, bi, h, n);
@@ -1172,10 +1235,39 @@ __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
             if (t == 0) l2_prefetch_row(q, at, 2 * D);
             if (t == 1) l2_prefetch_row(k, at, 2 * D);
             if (t == 2) l2_prefetch_row(v, at, 2 * D);
-            if (t == 3) l2_prefetch_row(gk, at, (int)sizeof(GT) * D);
+            if (t == 3) {
+                if constexpr (LG) {
+                    if (row == 0) l2_prefetch(lg.lr + (bi * G.T + (int64_t)n * CH) * 16, 32u * r.nvalid);
+                } else {
+                    l2_prefetch_row(gk, at, (int)sizeof(GT) * D);
+                }
+                if (ng.gh) l2_prefetch(ng.gh + (bi * G.T + (int64_t)n * CH + row) * ng.ldg + h * D, 2 * D);
+            }
         }
     };
-    auto flush_o = [&](const ChunkRows &r) {
+    /* o's rows out of the staging tile kt: as they are, or (ng.gh) through the gated norm, a warp a
+     * row as the layer's norm kernel (gated_rmsnorm128_lane: the same bits), rows wp + 8j, one at
+     * a time (ĝ prefetched into L2 a chunk ahead): with the state's 64 registers live, loads of
+     * four rows in flight spilled at the 128-register cap of two CTAs an SM */
+    auto flush_o = [&](const ChunkRows &r, int n) {
+        if (std::is_same<GT, float>::value && ng.gh) { /* (the bf16-gate build spilled with it) */
+            const int64_t tok0 = bi * G.T + (int64_t)n * CH;
+#pragma unroll 1
+            for (int i = wp; i < r.nvalid; i += 8) { /* warp-uniform: warp_sum sees all 32 lanes */
+                const uint2 gr = *reinterpret_cast<const uint2 *>(ng.gh + (tok0 + i) * ng.ldg + h * D + 4 * l);
+                const uint2 wr = *reinterpret_cast<const uint2 *>(ng.w + 4 * l);
+                const uint2 orw = *reinterpret_cast<const uint2 *>(kt + i * LDT + 4 * l);
+                const bf16 *oh = reinterpret_cast<const bf16 *>(&orw), *gh = reinterpret_cast<const bf16 *>(&gr),
+                           *wh = reinterpret_cast<const bf16 *>(&wr);
+                float ov[4], gv[4], wv[4], rs_;
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    ov[e] = __bfloat162float(oh[e]), gv[e] = __bfloat162float(gh[e]), wv[e] = __bfloat162float(wh[e]);
+                *reinterpret_cast<uint2 *>(o + (r.row0 + i * G.H) * D + 4 * l) =
+                    gated_rmsnorm128_lane(ov, gv, wv, ng.eps, &rs_);
+            }
+            return;
+        }
         for (int x = threadIdx.x; x < CH * 16; x += NTH) {
             int i = x >> 4, c8 = (x & 15) << 3;
             if (i < r.nvalid)
@@ -1201,7 +1293,7 @@ __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
         cp_wait_all();
         __syncthreads(); /* chunk n's tiles and (NS = 2) the previous o tile visible; stage cur^1 free */
         if constexpr (NS == 2) {
-            if (n > n_lo) flush_o(prev);
+            if (n > n_lo) flush_o(prev, n - 1);
             if (n + 1 < n_hi) issue(n + 1);
             cp_commit();
             if (n + 2 < n_hi) prefetch(n + 2);
@@ -1324,7 +1416,7 @@ __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
         }
         if constexpr (NS == 1) {
             __syncthreads(); /* the o tile complete; every warp's operands read: the stage is free */
-            flush_o(rr);
+            flush_o(rr, n);
             if (n + 1 < n_hi) {
                 issue(n + 1);
                 cp_commit();
@@ -1334,7 +1426,7 @@ __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
     }
     if (NS == 2 && cnt > 0) {
         __syncthreads();
-        flush_o(prev);
+        flush_o(prev, n_hi - 1);
     }
     if (ht && n_hi == G.NT) store_st(ht + bh * D * D, X, wp, l);
 }
@@ -1481,13 +1573,31 @@ graft_status check_args(const gla_cuda_args *a, int backward, graft_err *err) {
                              "gla_cuda: B*H = %lld, expected at most 65535",
                              (long long)(a->B * a->H));
     if (a->B == 0 || a->H == 0 || a->T == 0) return GRAFT_STATUS_OK;
-    if (!a->q || !a->k || !a->v || !a->gk)
-        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "gla_cuda: q, k, v, gk: a NULL pointer");
+    if (!a->q || !a->k || !a->v)
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "gla_cuda: q, k, v: a NULL pointer");
+    if (!a->gk == !a->gate_lr || (backward && a->gate_lr))
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "gla_cuda: gk %s, gate_lr %s: expected gk, or (forward only) gate_lr and "
+                             "gate_w1 instead",
+                             a->gk ? "set" : "NULL", a->gate_lr ? "set" : "NULL");
+    if (a->gate_lr && (!a->gate_w1 || a->gk_bf16 || ((uintptr_t)a->gate_lr | (uintptr_t)a->gate_w1) % 16 ||
+                       (uintptr_t)a->gate_bias % 4))
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "gla_cuda: gate_lr %p, gate_w1 %p, gate_bias %p (gk_bf16 %d): expected "
+                             "gate_w1 set, lr and w1 16-byte aligned, the bias 4-byte aligned, gk_bf16 0",
+                             a->gate_lr, a->gate_w1, a->gate_bias, a->gk_bf16);
     if (!backward && !a->o)
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "gla_cuda: o: NULL");
     if (backward && (!a->dout || !a->dq || !a->dk || !a->dv || !a->dgk))
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
                              "gla_cuda: dout, dq, dk, dv, dgk: a NULL pointer");
+    if (a->norm_gh && (backward || a->gk_bf16 || !a->norm_w || a->norm_ldg < a->H * D || a->norm_ldg % 8 ||
+                       (uintptr_t)a->norm_gh % 16 || (uintptr_t)a->norm_w % 8))
+        return graft_err_set(err, GRAFT_STATUS_BAD_INPUT,
+                             "gla_cuda: norm_gh %p, norm_w %p, norm_ldg %lld: expected (a forward with an "
+                             "fp32 gate only) norm_w set, norm_ldg >= H*128 and a multiple of 8, norm_gh 16-byte and "
+                             "norm_w 8-byte aligned",
+                             a->norm_gh, a->norm_w, (long long)a->norm_ldg);
     if (!(a->scale == a->scale))
         return graft_err_set(err, GRAFT_STATUS_BAD_INPUT, "gla_cuda: scale: NaN");
     return GRAFT_STATUS_OK;
@@ -1550,35 +1660,38 @@ graft_status backward_t(const gla_cuda_args *a, const Plan &p, cudaStream_t s, g
 
 /* v2 forward: pre-pass over the pieces of all segments but the last (their local states), scan
  * (the state leaving each of those pieces), then the output walk, one CTA per segment. */
-template <typename GT>
+template <typename GT, bool LG>
 graft_status forward2_t(const gla_cuda_args *a, const Plan2 &p, cudaStream_t s, graft_err *err) {
     const bf16 *q = (const bf16 *)a->q, *k = (const bf16 *)a->k, *v = (const bf16 *)a->v;
     const GT *gk = (const GT *)a->gk;
+    const LrGate lg = {(const bf16 *)a->gate_lr, (const bf16 *)a->gate_w1, (const bf16 *)a->gate_bias,
+                       a->gate_inv_gamma};
+    const NormGate ng = {(const bf16 *)a->norm_gh, (const bf16 *)a->norm_w, a->norm_ldg, a->norm_eps};
     const Geo2 &G = p.G;
     unsigned char *w = (unsigned char *)a->work;
     float *loc = G.NP > 1 ? (float *)(w + p.off_loc) : nullptr;
     float *gsum = G.NP > 1 ? (float *)(w + p.off_gsum) : nullptr;
     const int walk1 = walk_ctas_per_sm() == 2;
-    if (walk1) cudaFuncSetAttribute(k_walk2<GT, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WALK1);
-    else cudaFuncSetAttribute(k_walk2<GT, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WALK2);
+    if (walk1) cudaFuncSetAttribute(k_walk2<GT, 1, LG>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WALK1);
+    else cudaFuncSetAttribute(k_walk2<GT, 2, LG>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WALK2);
     const int fwd1 = fwd_ctas_per_sm() == 2;
     const unsigned BH = (unsigned)p.BH;
     const int npf = (G.nseg - 1) * G.pps;
     if (npf > 0) {
-        if (walk1) k_walk2<GT, 1><<<dim3(npf, BH), NTH, SMEM_WALK1, s>>>(G, k, v, gk, loc, gsum);
-        else k_walk2<GT, 2><<<dim3(npf, BH), NTH, SMEM_WALK2, s>>>(G, k, v, gk, loc, gsum);
+        if (walk1) k_walk2<GT, 1, LG><<<dim3(npf, BH), NTH, SMEM_WALK1, s>>>(G, k, v, gk, lg, loc, gsum);
+        else k_walk2<GT, 2, LG><<<dim3(npf, BH), NTH, SMEM_WALK2, s>>>(G, k, v, gk, lg, loc, gsum);
         k_scan2<<<dim3(D * D / (4 * NTH), BH), NTH, 0, s>>>(loc, gsum, G.NP, npf, a->h0);
     }
     const dim3 gf(G.nseg, BH);
     if (fwd1) {
-        cudaFuncSetAttribute(k_fwd2<GT, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD1);
+        cudaFuncSetAttribute(k_fwd2<GT, 1, LG>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD1);
         /* 2 x (111 + 1) KB leaves no room for a carveout below the maximum */
-        cudaFuncSetAttribute(k_fwd2<GT, 1>, cudaFuncAttributePreferredSharedMemoryCarveout,
+        cudaFuncSetAttribute(k_fwd2<GT, 1, LG>, cudaFuncAttributePreferredSharedMemoryCarveout,
                              cudaSharedmemCarveoutMaxShared);
-        k_fwd2<GT, 1><<<gf, NTH, SMEM_FWD1, s>>>(G, q, k, v, gk, a->scale, a->h0, loc, (bf16 *)a->o, a->ht);
+        k_fwd2<GT, 1, LG><<<gf, NTH, SMEM_FWD1, s>>>(G, q, k, v, gk, lg, ng, a->scale, a->h0, loc, (bf16 *)a->o, a->ht);
     } else {
-        cudaFuncSetAttribute(k_fwd2<GT, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD2);
-        k_fwd2<GT, 2><<<gf, NTH, SMEM_FWD2, s>>>(G, q, k, v, gk, a->scale, a->h0, loc, (bf16 *)a->o, a->ht);
+        cudaFuncSetAttribute(k_fwd2<GT, 2, LG>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD2);
+        k_fwd2<GT, 2, LG><<<gf, NTH, SMEM_FWD2, s>>>(G, q, k, v, gk, lg, ng, a->scale, a->h0, loc, (bf16 *)a->o, a->ht);
     }
     return launched(err, "forward kernels");
 }
@@ -1629,7 +1742,8 @@ graft_status gla_cuda_forward(const gla_cuda_args *a, void *stream, graft_err *e
     if (a->T == 0) return pass_state(a->h0, a->ht, a->B * a->H, s, err);
     Plan2 p = make_plan2(a);
     if ((st = check_work(a, p.total, err)) != GRAFT_STATUS_OK) return st;
-    return a->gk_bf16 ? forward2_t<bf16>(a, p, s, err) : forward2_t<float>(a, p, s, err);
+    if (a->gate_lr) return forward2_t<float, true>(a, p, s, err);
+    return a->gk_bf16 ? forward2_t<bf16, false>(a, p, s, err) : forward2_t<float, false>(a, p, s, err);
 }
 
 graft_status gla_cuda_backward(const gla_cuda_args *a, void *stream, graft_err *err) {

@@ -38,6 +38,21 @@ typedef struct gla_cuda_args {
     /* forward */
     const void *q, *k, *v, *gk;
     const float *h0;      /* may be NULL (zero initial state)                                   */
+    /* forward only, instead of gk (then NULL): the gate from its low-rank form, computed inside
+     * the chunk kernels, gk = logsigmoid(lr W1ᵀ + bias) · gate_inv_gamma (fp32 arithmetic, bf16
+     * operands): gate_lr (B·T, 16) bf16 rows 16 apart, gate_w1 (H·K, 16) bf16, gate_bias (H·K)
+     * bf16 or NULL. Saves writing the fp32 gk and reading it twice (gla_cuda_gate_in_core says
+     * when the layer uses it). */
+    const void *gate_lr, *gate_w1, *gate_bias;
+    float gate_inv_gamma;
+    /* forward only, optional: o receives the layer's gated RMSNorm of the output instead of the
+     * output, u = o · rsqrt(mean o² + norm_eps) · norm_w · SiLU(ĝ) per (token, head) row, o rounded
+     * to bf16 first (the same bits as the layer's norm kernel on a stored o): norm_gh (B·T rows
+     * norm_ldg apart, head h at h·V) bf16, norm_w (V) bf16; NULL norm_gh = plain o. Saves o's
+     * write and read. */
+    const void *norm_gh, *norm_w;
+    int64_t norm_ldg;
+    float norm_eps;
     void *o;              /* forward: written (may be NULL in backward)                         */
     float *ht;            /* forward: final state, may be NULL                                  */
     /* backward (inputs q, k, v, gk, h0 as above) */

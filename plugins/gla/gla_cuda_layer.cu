@@ -927,6 +927,35 @@ static int lowrank_gate_launch(float *gk, float *z, const bf16 *lr, const bf16 *
     return 1;
 }
 
+/* Whether an inference forward's chunked core computes the gates itself from the low-rank
+ * middles lr (gla_cuda_args.gate_lr): rank 16 (the mma's k), aligned operands, and
+ * GRAFT_GLA_GATE_IN_CORE not "0" (that keeps the one-pass gate kernel writing gk, for comparison).
+ * Training forwards keep gk: the backward reads it. */
+static int gate_in_core(const gla_layer *L, const graft_mixer_io *io, const bf16 *lr) {
+    static int state = -1;
+    if (state < 0) {
+        const char *e = getenv("GRAFT_GLA_GATE_IN_CORE");
+        state = !(e && !strcmp(e, "0"));
+    }
+    const bf16 *w1 = PB(L, io, GLA_P_GK1), *bias = PB(L, io, GLA_P_GK1_BIAS);
+    return state && L->r == 16 && ((uintptr_t)lr | (uintptr_t)w1) % 16 == 0 && (uintptr_t)bias % 4 == 0;
+}
+
+/* Whether an inference prefill's output walk applies the gated norm as it stores o
+ * (gla_cuda_args.norm_gh): dv = 128, ĝ rows a multiple of 8 apart, aligned, and
+ * GRAFT_GLA_NORM_IN_CORE not "0" (that keeps the norm kernel). Same bits either way; a training
+ * forward keeps o and rstd for the backward. */
+static int norm_in_core_ok(const gla_layer *L, const graft_mixer_io *io, const bf16 *gh, int64_t ldg, const bf16 *u) {
+    static int state = -1;
+    if (state < 0) {
+        const char *e = getenv("GRAFT_GLA_NORM_IN_CORE");
+        state = !(e && !strcmp(e, "0"));
+    }
+    const bf16 *wn = PB(L, io, GLA_P_NORM);
+    return state && L->dv == 128 && ldg % 8 == 0 && (uintptr_t)gh % 16 == 0 && (uintptr_t)wn % 8 == 0 &&
+           (uintptr_t)u % 16 == 0;
+}
+
 /* u = RMSNorm(o) ⊙ w_n ⊙ SiLU(ĝ): the 8-byte kernel for dv = 128 with aligned rows, else per element */
 static void norm_gate_launch(bf16 *u, float *rstd, const bf16 *o, const bf16 *gh, int64_t ldg, const bf16 *wn,
                              int64_t rows, int H, int dv, float eps, cudaStream_t s) {
@@ -1064,10 +1093,14 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
         return prefixed(err, "forward");
     }
     /* 3. gate (fp32): the second low-rank product and the gate in one pass where it serves; z is
-     * written only for the backward */
+     * written only for the backward. An inference prefill leaves both to the chunk kernels
+     * (gate_in_core). */
     if ((st = mm(L, s, 0, 1, N, L->r, C, x, C, PB(L, io, GLA_P_GK0), C, c.lr, L->r, 0, 0, err)))
         return prefixed(err, "forward");
-    if (!lowrank_gate_launch(c.gk, io->saved ? c.z : NULL, c.lr, PB(L, io, GLA_P_GK1), PB(L, io, GLA_P_GK1_BIAS), N,
+    const int in_core = !decode && !io->saved && gate_in_core(L, io, c.lr);
+    const int norm_in_core = !decode && !io->saved && norm_in_core_ok(L, io, c.gh, ldg, c.u);
+    if (in_core) {
+    } else if (!lowrank_gate_launch(c.gk, io->saved ? c.z : NULL, c.lr, PB(L, io, GLA_P_GK1), PB(L, io, GLA_P_GK1_BIAS), N,
                              L->Kkv, L->r, (float)(1.0 / L->gamma), s)) {
         if ((st = mm(L, s, 0, 1, N, L->Kkv, L->r, c.lr, L->r, PB(L, io, GLA_P_GK1), L->r, c.z, L->Kkv, 0, 1, err)))
             return prefixed(err, "forward");
@@ -1108,9 +1141,21 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
         a.q = c.q;
         a.k = c.k;
         a.v = c.v;
-        a.gk = c.gk;
+        a.gk = in_core ? NULL : c.gk;
+        if (in_core) {
+            a.gate_lr = c.lr;
+            a.gate_w1 = PB(L, io, GLA_P_GK1);
+            a.gate_bias = PB(L, io, GLA_P_GK1_BIAS);
+            a.gate_inv_gamma = (float)(1.0 / L->gamma);
+        }
         a.h0 = sin ? c.h0 : NULL;
-        a.o = c.o;
+        a.o = norm_in_core ? c.u : c.o;
+        if (norm_in_core) {
+            a.norm_gh = c.gh;
+            a.norm_ldg = ldg;
+            a.norm_w = PB(L, io, GLA_P_NORM);
+            a.norm_eps = (float)L->eps;
+        }
         a.ht = sout ? c.hA : NULL;
         a.work = c.work;
         a.work_bytes = c.work_bytes;
@@ -1118,10 +1163,12 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
         if (sout && (st = transpose(L, sout, (int64_t)slot, c.hA, H * DD, B, s, err))) return st;
     }
 
-    /* 6. gated norm, 7. output projection */
-    norm_gate_launch(c.u, c.rstd, c.o, c.gh, ldg, PB(L, io, GLA_P_NORM), N * H, (int)H, (int)L->dv, (float)L->eps,
-                     s);
-    if ((st = launched("norm_gate", err))) return st;
+    /* 6. gated norm (unless the core applied it), 7. output projection */
+    if (!norm_in_core) {
+        norm_gate_launch(c.u, c.rstd, c.o, c.gh, ldg, PB(L, io, GLA_P_NORM), N * H, (int)H, (int)L->dv,
+                         (float)L->eps, s);
+        if ((st = launched("norm_gate", err))) return st;
+    }
     if ((st = mm(L, s, 0, 1, N, C, L->Vq, c.u, L->Vq, PB(L, io, GLA_P_O), L->Vq, io->y, C, 0, 0, err)))
         return prefixed(err, "forward");
 
