@@ -127,10 +127,10 @@ static __device__ __forceinline__ void st8(bf16 *dst, const float *v) {
 /* What the vectorized conv kernels share. A thread owns 8 adjacent channels from c0 and the tokens
  * t0 .. t1-1 of sequence b, a run of at most RUN; threads are numbered channel group fastest.
  * false: a thread past the last run. */
-template <int RUN>
+template <int RUN, int CPT = 8>
 static __device__ __forceinline__ bool conv_slice(int64_t width, int64_t B, int64_t T, int64_t &b, int64_t &c0,
                                                   int64_t &t0, int64_t &t1) {
-    const int64_t groups = width / 8, runs = (T + RUN - 1) / RUN, items = B * runs * groups;
+    const int64_t groups = width / CPT, runs = (T + RUN - 1) / RUN, items = B * runs * groups;
     const int64_t item = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (item >= items) return false;
     if (items <= 0x7fffffff) { /* 32-bit division (~20 instructions against ~70 for 64-bit ones; with
@@ -138,36 +138,38 @@ static __device__ __forceinline__ bool conv_slice(int64_t width, int64_t B, int6
         const uint32_t it = (uint32_t)item, gr = (uint32_t)groups, ru = (uint32_t)runs, run = it / gr;
         b = run / ru;
         t0 = (int64_t)(run % ru) * RUN;
-        c0 = (int64_t)(it % gr) * 8;
+        c0 = (int64_t)(it % gr) * CPT;
     } else {
         const int64_t cg = item % groups, run = item / groups;
         b = run / runs;
         t0 = (run % runs) * RUN;
-        c0 = cg * 8;
+        c0 = cg * CPT;
     }
     t1 = t0 + RUN < T ? t0 + RUN : T;
     return true;
 }
 
 /* The window moves one token on: row k takes row k + 1 (the last is loaded next) */
-template <int W>
-static __device__ __forceinline__ void conv_window_shift(float (*e)[8]) {
+template <int W, int CPT = 8>
+static __device__ __forceinline__ void conv_window_shift(float (*e)[CPT]) {
 #pragma unroll
     for (int k = 0; k < W - 1; k++)
 #pragma unroll
-        for (int ch = 0; ch < 8; ch++) e[k][ch] = e[k + 1][ch];
+        for (int ch = 0; ch < CPT; ch++) e[k][ch] = e[k + 1][ch];
 }
 
 /* E[i] of the 8 channels c0.. of sequence b (the conv's extended input, conv_e): the history h
  * (this sequence's, channel c at c * W) for i < W, else input row i - W (rows ld apart) */
-template <int W>
+template <int W, int CPT = 8>
 static __device__ __forceinline__ void conv_e8(float *dst, const float *h, const bf16 *in, int64_t ld, int64_t b,
                                                int64_t T, int64_t c0, int64_t i) {
     if (i < W) {
 #pragma unroll
-        for (int ch = 0; ch < 8; ch++) dst[ch] = h[(c0 + ch) * W + i];
-    } else {
+        for (int ch = 0; ch < CPT; ch++) dst[ch] = h[(c0 + ch) * W + i];
+    } else if (CPT == 8) {
         ld8(dst, in + (b * T + i - W) * ld + c0);
+    } else {
+        ld4(dst, in + (b * T + i - W) * ld + c0);
     }
 }
 
@@ -190,12 +192,14 @@ static __device__ __forceinline__ void conv_e8(float *dst, const float *h, const
 #define CONV_FWD_RUN 8
 /* One output row of 8 channels, SiLU(Σ_j w[ch][j] x(j, ch)) summed j = 0 .. W-1 in that order, as
  * bf16: both paths below, so they give the same bits. x(j, ch) is tap j of channel ch's window. */
-template <int W, typename Tap>
-static __device__ __forceinline__ uint4 conv_row8(const float (&w)[8][W], Tap x) {
-    uint4 o;
+template <int CPT> struct ConvVec { using type = uint4; }; /* CPT bf16: 16 or 8 bytes */
+template <> struct ConvVec<4> { using type = uint2; };
+template <int W, int CPT = 8, typename Tap>
+static __device__ __forceinline__ typename ConvVec<CPT>::type conv_row8(const float (&w)[CPT][W], Tap x) {
+    typename ConvVec<CPT>::type o;
     bf16 *op = reinterpret_cast<bf16 *>(&o);
 #pragma unroll
-    for (int ch = 0; ch < 8; ch++) {
+    for (int ch = 0; ch < CPT; ch++) {
         float acc = 0.0f;
 #pragma unroll
         for (int j = 0; j < W; j++) acc += w[ch][j] * x(j, ch);
@@ -203,44 +207,45 @@ static __device__ __forceinline__ uint4 conv_row8(const float (&w)[8][W], Tap x)
     }
     return o;
 }
-template <int W>
-static __global__ void __launch_bounds__(256, 2) conv_fwd_vec_kernel(const __grid_constant__ ConvArgs a) {
+template <int W, int CPT>
+static __global__ void __launch_bounds__(256, CPT == 8 ? 2 : 4) conv_fwd_vec_kernel(const __grid_constant__ ConvArgs a) {
+    using V = typename ConvVec<CPT>::type;
     const ConvSeg &g = a.seg[blockIdx.y];
     int64_t b, c0, t0, t1;
-    if (!conv_slice<CONV_FWD_RUN>(g.width, a.N / a.T, a.T, b, c0, t0, t1)) return;
-    float w[8][W];
+    if (!conv_slice<CONV_FWD_RUN, CPT>(g.width, a.N / a.T, a.T, b, c0, t0, t1)) return;
+    float w[CPT][W];
     {
-        const uint4 *wp = reinterpret_cast<const uint4 *>(g.w + c0 * W); /* 8 W contiguous bf16 */
+        const V *wp = reinterpret_cast<const V *>(g.w + c0 * W); /* CPT W contiguous bf16 */
 #pragma unroll
         for (int q = 0; q < W; q++) {
-            uint4 u = wp[q];
+            V u = wp[q];
             const bf16 *h = reinterpret_cast<const bf16 *>(&u);
 #pragma unroll
-            for (int i = 0; i < 8; i++) w[(q * 8 + i) / W][(q * 8 + i) % W] = __bfloat162float(h[i]);
+            for (int i = 0; i < CPT; i++) w[(q * CPT + i) / W][(q * CPT + i) % W] = __bfloat162float(h[i]);
         }
     }
     if (t0 >= W - 1 && t1 - t0 == CONV_FWD_RUN) {
         /* raw[i] = input row t0 + 1 - W + i; output t0 + u takes raw[u .. u + W - 1] */
-        uint4 raw[CONV_FWD_RUN + W - 1];
+        V raw[CONV_FWD_RUN + W - 1];
         const bf16 *base = g.in + (b * a.T + t0 + 1 - W) * g.ld_in + c0;
 #pragma unroll
-        for (int i = 0; i < CONV_FWD_RUN + W - 1; i++) raw[i] = *reinterpret_cast<const uint4 *>(base + i * g.ld_in);
+        for (int i = 0; i < CONV_FWD_RUN + W - 1; i++) raw[i] = *reinterpret_cast<const V *>(base + i * g.ld_in);
 #pragma unroll
         for (int u = 0; u < CONV_FWD_RUN; u++)
-            *reinterpret_cast<uint4 *>(g.out + (b * a.T + t0 + u) * g.width + c0) = conv_row8<W>(
+            *reinterpret_cast<V *>(g.out + (b * a.T + t0 + u) * g.width + c0) = conv_row8<W, CPT>(
                 w, [&](int j, int ch) { return __bfloat162float(reinterpret_cast<const bf16 *>(&raw[u + j])[ch]); });
         return;
     }
-    float e[W][8]; /* e[k] = E[t + 1 + k], the window of output t */
+    float e[W][CPT]; /* e[k] = E[t + 1 + k], the window of output t */
     const float *hist = a.hist + b * a.hist_bs + g.hist_off;
-    auto load = [&](float *dst, int64_t i) { conv_e8<W>(dst, hist, g.in, g.ld_in, b, a.T, c0, i); };
+    auto load = [&](float *dst, int64_t i) { conv_e8<W, CPT>(dst, hist, g.in, g.ld_in, b, a.T, c0, i); };
 #pragma unroll
     for (int k = 0; k < W - 1; k++) load(e[k], t0 + 1 + k);
     for (int64_t t = t0; t < t1; t++) {
         load(e[W - 1], t + W);
-        *reinterpret_cast<uint4 *>(g.out + (b * a.T + t) * g.width + c0) =
-            conv_row8<W>(w, [&](int j, int ch) { return e[j][ch]; });
-        conv_window_shift<W>(e);
+        *reinterpret_cast<V *>(g.out + (b * a.T + t) * g.width + c0) =
+            conv_row8<W, CPT>(w, [&](int j, int ch) { return e[j][ch]; });
+        conv_window_shift<W, CPT>(e);
     }
 }
 
@@ -972,6 +977,19 @@ static int conv_vec_ok(int64_t W, int64_t width, const void *p0, const void *p1,
            ((uintptr_t)p0 | (uintptr_t)p1 | (uintptr_t)p2 | (uintptr_t)p3) % 16 == 0;
 }
 
+/* Channels a forward conv thread takes: 8 (16-byte rows, ~100 registers, two blocks an SM) or,
+ * with GRAFT_GLA_CONV_CPT=4, 4 (8-byte rows, four blocks an SM: more warps to overlap one block's
+ * loads with another's arithmetic; at 1 x 32768 the 8-channel kernel moved ~805 MB in 365 us,
+ * 2.2 TB/s, H100). Same sums, same bits. */
+static int conv_fwd_cpt(void) {
+    static int state = -1;
+    if (state < 0) {
+        const char *e = getenv("GRAFT_GLA_CONV_CPT");
+        state = e && !strcmp(e, "4") ? 4 : 8;
+    }
+    return state;
+}
+
 static graft_status conv_forward(const gla_layer *L, const graft_mixer_io *io, const cu_bufs *c, int64_t N, int64_t T,
                                  const int64_t ld[3], cudaStream_t s, graft_err *err) {
     const ConvArgs a = conv_args(L, io, c, N, T, ld);
@@ -983,11 +1001,18 @@ static graft_status conv_forward(const gla_layer *L, const graft_mixer_io *io, c
         widest = g.width > widest ? g.width : widest;
     }
     if (vec) {
-        const int64_t items = N / T * ((T + CONV_FWD_RUN - 1) / CONV_FWD_RUN) * (widest / 8);
+        const int cpt = conv_fwd_cpt();
+        const int64_t items = N / T * ((T + CONV_FWD_RUN - 1) / CONV_FWD_RUN) * (widest / cpt);
         const dim3 grid(blocks_for(items, 256), 3);
-        if (L->W == 2) conv_fwd_vec_kernel<2><<<grid, 256, 0, s>>>(a);
-        else if (L->W == 3) conv_fwd_vec_kernel<3><<<grid, 256, 0, s>>>(a);
-        else conv_fwd_vec_kernel<4><<<grid, 256, 0, s>>>(a);
+        if (cpt == 4) {
+            if (L->W == 2) conv_fwd_vec_kernel<2, 4><<<grid, 256, 0, s>>>(a);
+            else if (L->W == 3) conv_fwd_vec_kernel<3, 4><<<grid, 256, 0, s>>>(a);
+            else conv_fwd_vec_kernel<4, 4><<<grid, 256, 0, s>>>(a);
+        } else {
+            if (L->W == 2) conv_fwd_vec_kernel<2, 8><<<grid, 256, 0, s>>>(a);
+            else if (L->W == 3) conv_fwd_vec_kernel<3, 8><<<grid, 256, 0, s>>>(a);
+            else conv_fwd_vec_kernel<4, 8><<<grid, 256, 0, s>>>(a);
+        }
     } else {
         conv_fwd_kernel<<<dim3(row_blocks(N), 3), 256, 0, s>>>(a);
     }
