@@ -933,28 +933,34 @@ static int lowrank_gate_launch(float *gk, float *z, const bf16 *lr, const bf16 *
 }
 
 /* Whether an inference forward's chunked core computes the gates itself from the low-rank
- * middles lr (gla_cuda_args.gate_lr): rank 16 (the mma's k), aligned operands, and
- * GRAFT_GLA_GATE_IN_CORE not "0" (that keeps the one-pass gate kernel writing gk, for comparison).
+ * middles lr (gla_cuda_args.gate_lr) instead of reading the fp32 gk the one-pass gate kernel
+ * writes: GRAFT_GLA_GATE_IN_CORE=1, rank 16 (the mma's k), aligned operands. Off by default:
+ * compiled and its argument checks tested (tests/ops/gla/test_gla_cuda.cu), not yet run on a GPU
+ * (2026-12-08: no device lent); the A/B is `sh bench/layer_ab.sh DIR gla GRAFT_GLA_GATE_IN_CORE=0,1`.
  * Training forwards keep gk: the backward reads it. */
 static int gate_in_core(const gla_layer *L, const graft_mixer_io *io, const bf16 *lr) {
     static int state = -1;
     if (state < 0) {
         const char *e = getenv("GRAFT_GLA_GATE_IN_CORE");
-        state = !(e && !strcmp(e, "0"));
+        state = e && !strcmp(e, "1");
     }
     const bf16 *w1 = PB(L, io, GLA_P_GK1), *bias = PB(L, io, GLA_P_GK1_BIAS);
     return state && L->r == 16 && ((uintptr_t)lr | (uintptr_t)w1) % 16 == 0 && (uintptr_t)bias % 4 == 0;
 }
 
 /* Whether an inference prefill's output walk applies the gated norm as it stores o
- * (gla_cuda_args.norm_gh): dv = 128, ĝ rows a multiple of 8 apart, aligned, and
- * GRAFT_GLA_NORM_IN_CORE not "0" (that keeps the norm kernel). Same bits either way; a training
- * forward keeps o and rstd for the backward. */
+ * (gla_cuda_args.norm_gh) instead of the norm kernel reading o back: GRAFT_GLA_NORM_IN_CORE=1,
+ * dv = 128, ĝ rows a multiple of 8 apart, aligned. The same arithmetic on the same bf16 o either
+ * way; a training forward keeps o and rstd for the backward. Off by default: session 14 measured
+ * this store slower at one CTA an SM (+15 us at 8192, +40 us at 32768, H100,
+ * bench/results/gla-core-occupancy-2026-12-07.md); the output walk now runs two CTAs an SM, and
+ * this build (one row at a time, ĝ prefetched a chunk ahead, 128 registers, no spills) is not
+ * yet timed: `sh bench/layer_ab.sh DIR gla GRAFT_GLA_NORM_IN_CORE=0,1`. */
 static int norm_in_core_ok(const gla_layer *L, const graft_mixer_io *io, const bf16 *gh, int64_t ldg, const bf16 *u) {
     static int state = -1;
     if (state < 0) {
         const char *e = getenv("GRAFT_GLA_NORM_IN_CORE");
-        state = !(e && !strcmp(e, "0"));
+        state = e && !strcmp(e, "1");
     }
     const bf16 *wn = PB(L, io, GLA_P_NORM);
     return state && L->dv == 128 && ldg % 8 == 0 && (uintptr_t)gh % 16 == 0 && (uintptr_t)wn % 8 == 0 &&
@@ -1118,8 +1124,8 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
         return prefixed(err, "forward");
     }
     /* 3. gate (fp32): the second low-rank product and the gate in one pass where it serves; z is
-     * written only for the backward. An inference prefill leaves both to the chunk kernels
-     * (gate_in_core). */
+     * written only for the backward. With GRAFT_GLA_GATE_IN_CORE=1 an inference prefill leaves the
+     * second product and the gate to the chunk kernels (gate_in_core). */
     if ((st = mm(L, s, 0, 1, N, L->r, C, x, C, PB(L, io, GLA_P_GK0), C, c.lr, L->r, 0, 0, err)))
         return prefixed(err, "forward");
     const int in_core = !decode && !io->saved && gate_in_core(L, io, c.lr);

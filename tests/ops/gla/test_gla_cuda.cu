@@ -8,7 +8,8 @@
  *   H = 16, K = V = 128; segment splits (chunks_per_seg 1 and whole); bf16 gates; a strong-decay
  *   stress (α = −2 everywhere in some heads, −100 at isolated tokens in others: the slow path);
  *   decode token by token = chunked forward; state carried across a split = whole; T = 0; the
- *   refusal of K = 64. Outputs are poisoned (NaN) before each run, so unwritten values fail.
+ *   refusal of K = 64; the forward with the gate from its low-rank form and the gated norm in the
+ *   store (gate_lr, norm_gh), and their argument refusals (these run without a GPU too). Outputs are poisoned (NaN) before each run, so unwritten values fail.
  * Usage: test_gla_cuda [--small]   (--small: one short case, for compute-sanitizer)
  */
 #include <cuda_bf16.h>
@@ -349,6 +350,103 @@ static void case_decode(int B, int T, int H) {
     release(d);
 }
 
+/* The forward with the gate from its low-rank form (gate_lr, gate_w1, gate_bias: computed inside
+ * the chunk kernels) and, with `norm`, the gated RMSNorm applied as o is stored (norm_gh, norm_w),
+ * against fp64: the gates g = logsigmoid(lr W1ᵀ + b)/16 from the bf16 operands feed ref_run; the
+ * norm's reference is taken of the reference o. lr ~ N(0,1), W1 ~ N(0, 1/16), b ~ N(0, 1/4). */
+static void case_lr_gate(int B, int T, int H, bool norm, bool with_h0) {
+    Prob P;
+    make_prob(P, B, T, H, 0, false);
+    P.has_h0 = with_h0;
+    const int R16 = 16, C = H * D;
+    const size_t NT = (size_t)B * T, N = NT * C, NS = (size_t)B * H * D * D;
+    std::vector<float> lr(NT * R16), w1((size_t)C * R16), bias(C), gh(N), wn(D);
+    for (auto &x : lr) x = bfr((float)nrand());
+    for (auto &x : w1) x = bfr((float)(0.25 * nrand()));
+    for (auto &x : bias) x = bfr((float)(0.5 * nrand()));
+    for (auto &x : gh) x = bfr((float)nrand());
+    for (auto &x : wn) x = bfr((float)(1.0 + 0.2 * nrand()));
+    for (size_t n = 0; n < NT; n++)
+        for (int c = 0; c < C; c++) {
+            double z = bias[c];
+            for (int j = 0; j < R16; j++) z += (double)lr[n * R16 + j] * w1[(size_t)c * R16 + j];
+            P.g[n * C + c] = (float)(logsig(z) / 16.0);
+        }
+    Ref R;
+    ref_run(P, 1.0 / sqrt((double)D), R, false);
+    Dev d = upload(P, false);
+    gla_cuda_args a = args_for(P, d, false, 0);
+    a.gk = nullptr;
+    void *dlr = dup_bf16(lr), *dw1 = dup_bf16(w1), *db = dup_bf16(bias), *dgh = dup_bf16(gh), *dwn = dup_bf16(wn);
+    a.gate_lr = dlr, a.gate_w1 = dw1, a.gate_bias = db, a.gate_inv_gamma = 1.0f / 16.0f;
+    if (norm) a.norm_gh = dgh, a.norm_w = dwn, a.norm_ldg = C, a.norm_eps = 1e-6f;
+    a.o = poisoned(N * 2);
+    a.ht = (float *)poisoned(NS * 4);
+    void *work = nullptr;
+    size_t wb = gla_cuda_work_bytes(&a, 0);
+    if (wb) CK(cudaMalloc(&work, wb));
+    a.work = work, a.work_bytes = wb;
+    graft_err err;
+    must(gla_cuda_forward(&a, nullptr, &err), err, "forward (gate_lr)");
+    CK(cudaDeviceSynchronize());
+    char name[80];
+    snprintf(name, sizeof name, "gate_lr%s B=%d T=%d H=%d%s", norm ? "+norm" : "", B, T, H, with_h0 ? " h0" : "");
+    std::vector<double> ref = R.o;
+    if (norm) /* u = o rsqrt(mean o² + ε) w SiLU(ĝ) per (token, head) row */
+        for (size_t row = 0; row < NT * H; row++) {
+            double ms = 0;
+            for (int e = 0; e < D; e++) ms += ref[row * D + e] * ref[row * D + e];
+            const double r = 1.0 / sqrt(ms / D + 1e-6);
+            for (int e = 0; e < D; e++) {
+                const double g = gh[row * D + e];
+                ref[row * D + e] *= r * wn[e] * g / (1.0 + exp(-g));
+            }
+        }
+    report(name, norm ? "u" : "o", fetch(a.o, N, true), ref, 1e-4);
+    report(name, "ht", fetch(a.ht, NS, false), R.ht, 1e-4);
+    cudaFree(dlr), cudaFree(dw1), cudaFree(db), cudaFree(dgh), cudaFree(dwn);
+    cudaFree(a.o), cudaFree(a.ht);
+    if (work) cudaFree(work);
+    release(d);
+}
+
+/* Host-side refusals of the low-rank gate and in-core norm arguments (checked before any CUDA
+ * call, so they run without a GPU too): each must return BAD_INPUT naming the field. */
+static void case_refusals() {
+    static float dummy[64] __attribute__((aligned(16)));
+    graft_err err;
+    struct {
+        const char *what, *needle;
+        void (*edit)(gla_cuda_args &);
+        int backward;
+    } cases[] = {
+        {"refuse gk and gate_lr", "gate_lr", [](gla_cuda_args &a) { a.gate_lr = a.gate_w1 = dummy; }, 0},
+        {"refuse neither gk nor gate_lr", "gate_lr", [](gla_cuda_args &a) { a.gk = nullptr; }, 0},
+        {"refuse gate_lr in backward", "gate_lr",
+         [](gla_cuda_args &a) { a.gk = nullptr, a.gate_lr = a.gate_w1 = dummy; }, 1},
+        {"refuse gate_lr without w1", "gate_w1", [](gla_cuda_args &a) { a.gk = nullptr, a.gate_lr = dummy; }, 0},
+        {"refuse gate_lr misaligned", "aligned",
+         [](gla_cuda_args &a) { a.gk = nullptr, a.gate_lr = (const char *)dummy + 2, a.gate_w1 = dummy; }, 0},
+        {"refuse norm_gh with a bf16 gate", "norm_gh",
+         [](gla_cuda_args &a) { a.gk_bf16 = 1, a.norm_gh = a.norm_w = dummy, a.norm_ldg = 128; }, 0},
+        {"refuse norm_ldg not a multiple of 8", "norm_ldg",
+         [](gla_cuda_args &a) { a.norm_gh = a.norm_w = dummy, a.norm_ldg = 132; }, 0},
+        {"refuse norm_gh in backward", "norm_gh",
+         [](gla_cuda_args &a) { a.norm_gh = a.norm_w = dummy, a.norm_ldg = 128; }, 1},
+    };
+    for (auto &c : cases) {
+        gla_cuda_args a = gla_cuda_default_args();
+        a.B = 1, a.T = 5, a.H = 1;
+        a.q = a.k = a.v = a.gk = a.dout = dummy, a.o = a.dq = a.dk = a.dv = a.dgk = dummy;
+        c.edit(a);
+        memset(&err, 0, sizeof err);
+        graft_status st = c.backward ? gla_cuda_backward(&a, nullptr, &err) : gla_cuda_forward(&a, nullptr, &err);
+        bool ok = st == GRAFT_STATUS_BAD_INPUT && strstr(err.msg, c.needle);
+        printf("  %-34s %s (%s)\n", c.what, ok ? "ok" : "FAIL", err.msg);
+        if (!ok) n_fail++;
+    }
+}
+
 /* forward(x[0:t]) → state → forward(x[t:T], state) equals forward(x[0:T]). */
 static void case_split(int B, int T, int H, int tsplit) {
     Prob P;
@@ -442,17 +540,19 @@ static void case_edges() {
 
 int main(int argc, char **argv) {
     bool small = argc > 1 && !strcmp(argv[1], "--small");
-    {   /* CI has nvcc but no GPU: ctest reports exit 77 as skipped */
+    case_refusals();
+    {   /* CI has nvcc but no GPU: the refusals above ran; ctest reports exit 77 as skipped */
         int n_dev = 0;
         if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
-            printf("SKIP: no CUDA device\n");
-            return 77;
+            printf("SKIP: no CUDA device (%d refusal failure(s))\n", n_fail);
+            return n_fail ? 1 : 77;
         }
     }
     if (small) {
         case_full("small B=1 T=200 H=2", 1, 200, 2, 0, false, 1, true);
         case_full("small stress B=1 T=130 H=3", 1, 130, 3, 1, false, 1, true);
         case_decode(1, 5, 2);
+        case_lr_gate(1, 130, 2, true, true);
     } else {
         const int Ts[] = {1, 63, 64, 1000, 2048};
         for (int T : Ts) {
@@ -468,6 +568,10 @@ int main(int argc, char **argv) {
         case_decode(2, 100, 16);
         case_split(2, 1000, 16, 300);
         case_split(2, 1000, 16, 64);
+        case_lr_gate(2, 1000, 16, false, true);
+        case_lr_gate(2, 63, 4, false, false);
+        case_lr_gate(2, 1000, 16, true, true);
+        case_lr_gate(1, 130, 3, true, false);
         case_edges();
     }
     printf("%s: %d failure(s)\n", n_fail ? "FAIL" : "PASS", n_fail);
