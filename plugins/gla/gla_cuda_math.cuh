@@ -14,7 +14,20 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+/* σ(z). The IEEE reciprocal (rcp.rn: the SFU's estimate, two Newton steps and a range check, ~8
+ * instructions) is most of SiLU's cost in the conv, whose ~20 instructions an element at 201M
+ * elements (1 x 32768, 1.7B shape) are ~0.14 ms of issue at full IPC against its 365 us.
+ * GRAFT_GLA_FAST_SIGMOID (a build flag, e.g. NVCCFLAGS=-DGRAFT_GLA_FAST_SIGMOID=1
+ * tests/plugins/cuda_standalone.sh) takes the SFU's estimate alone (__fdividef: ~2 ulp, far under
+ * the bf16 rounding every caller applies next; 1 + e^{-z} = inf still gives 0). Off until an A/B
+ * on a GPU (`sh bench/layer_ab.sh DIR gla OTHER_DIR/libgraft_gla.so`) says what it buys. Every GLA
+ * kernel (prefill, decode, backward) takes the same definition, so cached generation still equals
+ * recompute. */
+#if defined(GRAFT_GLA_FAST_SIGMOID) && GRAFT_GLA_FAST_SIGMOID
+__device__ __forceinline__ float sigm_d(float z) { return __fdividef(1.0f, 1.0f + __expf(-z)); }
+#else
 __device__ __forceinline__ float sigm_d(float z) { return 1.0f / (1.0f + __expf(-z)); }
+#endif
 __device__ __forceinline__ float silu_d(float z) { return z * sigm_d(z); }
 __device__ __forceinline__ float dsilu_d(float z) {
     float s = sigm_d(z);

@@ -6,13 +6,15 @@
 #   OUTDIR/cuda_conformance OUTDIR/libgraft_gla.so tests/plugins/configs/cuda/gla.txt
 #   OUTDIR/mixers_vs_fla_driver OUTDIR/libgraft_gla.so gla
 #   OUTDIR/mixers_vs_fla_finite OUTDIR/libgraft_rwkv7.so rwkv7 [STEPS]
+# NVCCFLAGS adds nvcc flags (a build switch for an A/B against another OUTDIR, e.g.
+# NVCCFLAGS=-DGRAFT_GLA_FAST_SIGMOID=1; bench/layer_ab.sh DIR MIXER OTHER_DIR/libgraft_MIXER.so).
 set -eu
 here=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:-build-cuda-standalone}
 arch=${ARCH:-sm_90a}
 mkdir -p "$out/obj"
 inc="-I$here/core/include -I$here/core/src -I$here/tests/plugins"
-nv="nvcc -std=c++17 -O3 -lineinfo -arch=$arch $inc" # line tables only (bench/kernel_ncu.sh): the code is the same
+nv="nvcc -std=c++17 -O3 -lineinfo -arch=$arch $inc ${NVCCFLAGS:-}" # line tables only (bench/kernel_ncu.sh): the code is the same
 case $arch in *90a*) nv="$nv -DSM_HAVE_WGMMA=1" ;; esac
 cc="gcc -std=c11 -O2 -fopenmp -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $inc -I/usr/local/cuda/include"
 plugin() { # name sources...
