@@ -296,13 +296,9 @@ static void case_full(const char *name, int B, int T, int H, int mode, bool gate
     release(d);
 }
 
-/* Decode token by token from h0 equals the chunked forward (o and final state). */
-static void case_decode(int B, int T, int H) {
-    Prob P;
-    make_prob(P, B, T, H, 0, false);
-    Dev d = upload(P, false);
-    gla_cuda_args a = args_for(P, d, false, 0);
-    size_t N = (size_t)B * T * H * D, NS = (size_t)B * H * D * D;
+/* Poisons o and ht, allocates the forward's workspace (returned, for the caller to free) and runs
+ * the forward. */
+static void *forward_poisoned(gla_cuda_args &a, size_t N, size_t NS, const char *what) {
     a.o = poisoned(N * 2);
     a.ht = (float *)poisoned(NS * 4);
     void *work = nullptr;
@@ -310,7 +306,19 @@ static void case_decode(int B, int T, int H) {
     if (wb) CK(cudaMalloc(&work, wb));
     a.work = work, a.work_bytes = wb;
     graft_err err;
-    must(gla_cuda_forward(&a, nullptr, &err), err, "forward");
+    must(gla_cuda_forward(&a, nullptr, &err), err, what);
+    return work;
+}
+
+/* Decode token by token from h0 equals the chunked forward (o and final state). */
+static void case_decode(int B, int T, int H) {
+    Prob P;
+    make_prob(P, B, T, H, 0, false);
+    Dev d = upload(P, false);
+    gla_cuda_args a = args_for(P, d, false, 0);
+    size_t N = (size_t)B * T * H * D, NS = (size_t)B * H * D * D;
+    void *work = forward_poisoned(a, N, NS, "forward");
+    graft_err err;
     /* per-token slices (B, H, 128) */
     float *S;
     CK(cudaMalloc(&S, NS * 4));
@@ -380,14 +388,7 @@ static void case_lr_gate(int B, int T, int H, bool norm, bool with_h0) {
     void *dlr = dup_bf16(lr), *dw1 = dup_bf16(w1), *db = dup_bf16(bias), *dgh = dup_bf16(gh), *dwn = dup_bf16(wn);
     a.gate_lr = dlr, a.gate_w1 = dw1, a.gate_bias = db, a.gate_inv_gamma = 1.0f / 16.0f;
     if (norm) a.norm_gh = dgh, a.norm_w = dwn, a.norm_ldg = C, a.norm_eps = 1e-6f;
-    a.o = poisoned(N * 2);
-    a.ht = (float *)poisoned(NS * 4);
-    void *work = nullptr;
-    size_t wb = gla_cuda_work_bytes(&a, 0);
-    if (wb) CK(cudaMalloc(&work, wb));
-    a.work = work, a.work_bytes = wb;
-    graft_err err;
-    must(gla_cuda_forward(&a, nullptr, &err), err, "forward (gate_lr)");
+    void *work = forward_poisoned(a, N, NS, "forward (gate_lr)");
     CK(cudaDeviceSynchronize());
     char name[80];
     snprintf(name, sizeof name, "gate_lr%s B=%d T=%d H=%d%s", norm ? "+norm" : "", B, T, H, with_h0 ? " h0" : "");
@@ -452,19 +453,12 @@ static void case_split(int B, int T, int H, int tsplit) {
     Prob P;
     make_prob(P, B, T, H, 0, false);
     size_t NS = (size_t)B * H * D * D;
-    graft_err err;
     auto run = [&](const Prob &Q, const void *h0, void **o, float **ht) {
         Dev d = upload(Q, false);
         gla_cuda_args a = args_for(Q, d, false, 0);
         a.h0 = (const float *)h0;
         size_t N = (size_t)Q.B * Q.T * Q.H * D;
-        a.o = poisoned(N * 2);
-        a.ht = (float *)poisoned(NS * 4);
-        void *work = nullptr;
-        size_t wb = gla_cuda_work_bytes(&a, 0);
-        if (wb) CK(cudaMalloc(&work, wb));
-        a.work = work, a.work_bytes = wb;
-        must(gla_cuda_forward(&a, nullptr, &err), err, "forward");
+        void *work = forward_poisoned(a, N, NS, "forward");
         CK(cudaDeviceSynchronize());
         *o = a.o, *ht = a.ht;
         if (work) cudaFree(work);
