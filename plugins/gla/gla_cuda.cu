@@ -35,6 +35,7 @@
 #include <type_traits>
 
 #include "gla_cuda.cuh"
+#include "gla_cuda_lrgate.cuh"
 #include "gla_cuda_math.cuh"
 
 namespace {
@@ -64,11 +65,7 @@ __device__ __forceinline__ void ldsm4t(uint32_t r[4], const bf16 *p) {
                  : "r"(su32(p)));
 }
 __device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    gla_mma16816(c, a, b0, b1);
 }
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
     __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
@@ -874,43 +871,18 @@ struct NormGate {
 };
 
 /* A chunk's gates into a stage's gate area (64×128 fp32; rows >= nvalid 0, as stage_gate leaves
- * them), computed instead of copied: g = logsigmoid(lr W1ᵀ + bias) · inv_gamma for tokens tok0 ..
- * and head h, the rank-16 product on the tensor cores (fp32 accumulation of the bf16 operands, the
- * one-pass gate kernel's inputs; the sum's order is the mma's). Warp wp takes rows [16(wp&3), +16)
- * and columns [64(wp>>2), +64), one n8 tile at a time (6 live registers next to the walk's 64 of
- * state). Called where a copy into the stage would be issued, so its L2 reads (lr: 2 KB a chunk,
- * prefetched a chunk ahead; W1's 4 KB and the bias's 256 B a head, L1-resident) overlap the
- * stage's copies. Why: the fp32 gk was 268 MB written and read twice at 1 x 32768 (the 1.7B
- * shape), a 160 us kernel of its own. Float2 stores into 512-byte rows conflict 4-way; ~1k shared
- * wavefronts a chunk, against the ldmatrix traffic several times that. */
+ * them), computed instead of copied (gla_lr_gate_tile). Called where a copy into the stage would
+ * be issued, so its L2 reads (lr: 2 KB a chunk, prefetched a chunk ahead; W1's 4 KB and the bias's
+ * 256 B a head, L1-resident) overlap the stage's copies. Why: the fp32 gk was 268 MB written and
+ * read twice at 1 x 32768 (the 1.7B shape), a 160 us kernel of its own. Float2 stores into
+ * 512-byte rows conflict 4-way; ~1k shared wavefronts a chunk, against the ldmatrix traffic
+ * several times that. */
 __device__ __forceinline__ void lr_gate_chunk(float *g, const LrGate &L, int64_t tok0, int64_t h, int nvalid) {
-    const int l = threadIdx.x & 31, wp = threadIdx.x >> 5, gq = l >> 2, t4 = l & 3;
-    const int r0 = 16 * (wp & 3) + gq, r1 = r0 + 8, cb = 64 * (wp >> 2);
-    const uint32_t *l0 = reinterpret_cast<const uint32_t *>(L.lr + (tok0 + r0) * 16);
-    const uint32_t *l1 = reinterpret_cast<const uint32_t *>(L.lr + (tok0 + r1) * 16);
-    const bool v0 = r0 < nvalid, v1 = r1 < nvalid;
-    uint32_t a[4];
-    a[0] = v0 ? l0[t4] : 0u;
-    a[1] = v1 ? l1[t4] : 0u;
-    a[2] = v0 ? l0[t4 + 4] : 0u;
-    a[3] = v1 ? l1[t4 + 4] : 0u;
-    const uint32_t *w = reinterpret_cast<const uint32_t *>(L.w1 + h * D * 16);
-#pragma unroll 2
-    for (int nt = 0; nt < 8; nt++) {
-        const int n = cb + 8 * nt, c = n + 2 * t4;
-        float acc[4] = {0.f, 0.f, 0.f, 0.f};
-        mma(acc, a, __ldg(w + (n + gq) * 8 + t4), __ldg(w + (n + gq) * 8 + t4 + 4));
-        float b0 = 0.f, b1 = 0.f;
-        if (L.bias) {
-            const __nv_bfloat162 bb = *reinterpret_cast<const __nv_bfloat162 *>(L.bias + h * D + c);
-            b0 = __low2float(bb), b1 = __high2float(bb);
-        }
-        const float s = L.inv_gamma;
-        *reinterpret_cast<float2 *>(g + r0 * D + c) =
-            v0 ? make_float2(logsigm_d(acc[0] + b0) * s, logsigm_d(acc[1] + b1) * s) : make_float2(0.f, 0.f);
-        *reinterpret_cast<float2 *>(g + r1 * D + c) =
-            v1 ? make_float2(logsigm_d(acc[2] + b0) * s, logsigm_d(acc[3] + b1) * s) : make_float2(0.f, 0.f);
-    }
+    gla_lr_gate_tile(L.lr, L.w1, L.bias, L.inv_gamma, tok0, h * D, nvalid,
+                     [&](int row, int c, bool valid, float, float, float g0, float g1) {
+                         *reinterpret_cast<float2 *>(g + row * D + c) =
+                             valid ? make_float2(g0, g1) : make_float2(0.f, 0.f);
+                     });
 }
 __device__ __forceinline__ void widen_gate(float *, const float *) {}
 /* bf16 raw gates (upper half of g) → fp32 g. The fp32 rows overlap the raw ones, so every thread

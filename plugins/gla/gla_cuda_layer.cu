@@ -48,6 +48,7 @@ extern "C" {
 #include "gla_cuda.cuh"
 #include "gla_cuda_decode.cuh"
 }
+#include "gla_cuda_lrgate.cuh"
 #include "gla_cuda_math.cuh"
 #include "graft/cuda_colsum.cuh"
 
@@ -526,6 +527,25 @@ static __global__ void __launch_bounds__(256) lowrank_gate_kernel(float *gk, flo
     }
 }
 
+/* The one-pass gate with its rank-16 product on the tensor cores (gla_lr_gate_tile): a CTA per
+ * 64-token x 128-channel tile, gk (and z where the backward reads it) stored as float2 pairs, a
+ * warp's store filling the 32-byte sectors of 8 rows. Predicted near the store's byte time (268 MB
+ * of gk at 1 x 32768: ~90 us against lowrank_gate_kernel's 160). GRAFT_GLA_GATE_MMA=1; off until
+ * timed on a GPU. */
+static __global__ void __launch_bounds__(256) lowrank_gate_mma_kernel(float *gk, float *z, const bf16 *lr,
+                                                                      const bf16 *w1, const bf16 *bias, int64_t N,
+                                                                      int64_t width, float inv_gamma) {
+    const int64_t tok0 = (int64_t)blockIdx.y * 64, c0 = (int64_t)blockIdx.x * 128;
+    const int nvalid = N - tok0 < 64 ? (int)(N - tok0) : 64;
+    gla_lr_gate_tile(lr, w1, bias, inv_gamma, tok0, c0, nvalid,
+                     [&](int row, int c, bool valid, float z0, float z1, float g0, float g1) {
+                         if (!valid) return;
+                         const int64_t at = (tok0 + row) * width + c0 + c;
+                         if (z) *reinterpret_cast<float2 *>(z + at) = make_float2(z0, z1);
+                         *reinterpret_cast<float2 *>(gk + at) = make_float2(g0, g1);
+                     });
+}
+
 /* dz = dgk σ(−z)/γ -> dzb (bf16, for the products); the bias gradient's partials Σ_n dz per
  * 64-row block (blockIdx.y) into part (gridDim.y, width), NULL without gradients (colsum_kernel
  * adds them onto db). */
@@ -920,6 +940,16 @@ static int lowrank_gate_launch(float *gk, float *z, const bf16 *lr, const bf16 *
     if (!state || (r != 8 && r != 16) || width % 4 || N < 1 || ((uintptr_t)gk | (uintptr_t)z) % 16 ||
         ((uintptr_t)lr | (uintptr_t)w1 | (uintptr_t)bias) % 8)
         return 0;
+    static int mma_state = -1;
+    if (mma_state < 0) {
+        const char *e = getenv("GRAFT_GLA_GATE_MMA");
+        mma_state = e && !strcmp(e, "1");
+    }
+    if (mma_state && r == 16 && width % 128 == 0 && (N + 63) / 64 <= 65535 && ((uintptr_t)lr | (uintptr_t)w1) % 16 == 0) {
+        lowrank_gate_mma_kernel<<<dim3((unsigned)(width / 128), (unsigned)((N + 63) / 64)), 256, 0, s>>>(
+            gk, z, lr, w1, bias, N, width, inv_gamma);
+        return 1;
+    }
     /* about two blocks an SM in all (one wave): each block loads its 1024 channels' weights (32 KB
      * at R = 16) once, so it should walk many rows; with 1024 row blocks (8 rows each at 8192
      * tokens) the weight loads were as many L2 bytes as gk writes, and the kernel ran 61 us (H100).
