@@ -148,6 +148,111 @@ static __global__ void shift_kernel(bf16 *xb, int64_t box_stride, const bf16 *x,
     for (int k = 0; k < 6; k++) xb[k * box_stride + idx] = shift_mix(xv, d, bf(mu[k][c]));
 }
 
+/* shift_kernel by rows (GRAFT_RWKV7_SHIFT_VEC=1): blocks take rows n (grid-stride, two at a time so
+ * four 16-byte loads are in flight a thread), threads 8 adjacent channels (16-byte loads and
+ * stores); n's sequence and position by one division per row and thread instead of the four
+ * 64-bit divisions of the flat index per element (n, c, t, b: ~70 instructions each, which the GLA
+ * conv's per-element kernel spent its time on, bench/results/gla-conv-2026-11-24.md). At 1 x 32768
+ * (1.7B shape) the per-element kernel issues ~170 instructions for each of 67M elements (~0.4-0.8
+ * ms) for ~940 MB of traffic (~0.3 ms). Same shift_mix per element: the same bits. Needs C % 8 == 0
+ * and 16-byte aligned rows; off until timed on a GPU. */
+static __device__ __forceinline__ void ld8_bf(float *dst, const bf16 *src) {
+    const uint4 u = *reinterpret_cast<const uint4 *>(src);
+    const bf16 *h = reinterpret_cast<const bf16 *>(&u);
+#pragma unroll
+    for (int i = 0; i < 8; i++) dst[i] = bf(h[i]);
+}
+static __device__ __forceinline__ void shift_row8(bf16 *xb, int64_t box_stride, const bf16 *const (&mu)[6],
+                                                  const float *xv, const float *pv, int64_t at, int64_t c0) {
+#pragma unroll
+    for (int k = 0; k < 6; k++) {
+        float m[8];
+        ld8_bf(m, mu[k] + c0);
+        uint4 o;
+        bf16 *op = reinterpret_cast<bf16 *>(&o);
+#pragma unroll
+        for (int i = 0; i < 8; i++) op[i] = shift_mix(xv[i], pv[i] - xv[i], m[i]);
+        *reinterpret_cast<uint4 *>(xb + k * box_stride + at) = o;
+    }
+}
+static __global__ void __launch_bounds__(256) shift_vec_kernel(bf16 *xb, int64_t box_stride, const bf16 *x,
+                                                               const float *hist, const bf16 *mu0, const bf16 *mu1,
+                                                               const bf16 *mu2, const bf16 *mu3, const bf16 *mu4,
+                                                               const bf16 *mu5, int64_t N, int64_t T, int64_t C) {
+    const int64_t c0 = 8 * ((int64_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (c0 >= C) return;
+    const bf16 *const mu[6] = {mu0, mu1, mu2, mu3, mu4, mu5};
+    auto prev = [&](float *pv, int64_t n) { /* x_{t-1} of row n, the history at t = 0 */
+        const int64_t b = n / T, t = n - b * T;
+        if (t > 0) {
+            ld8_bf(pv, x + (n - 1) * C + c0);
+        } else {
+#pragma unroll
+            for (int i = 0; i < 8; i++) pv[i] = hist[b * C + c0 + i];
+        }
+    };
+    const int64_t step = gridDim.y;
+    int64_t n = blockIdx.y;
+    for (; n + step < N; n += 2 * step) {
+        float x0[8], p0[8], x1[8], p1[8];
+        ld8_bf(x0, x + n * C + c0);
+        ld8_bf(x1, x + (n + step) * C + c0);
+        prev(p0, n);
+        prev(p1, n + step);
+        shift_row8(xb, box_stride, mu, x0, p0, n * C + c0, c0);
+        shift_row8(xb, box_stride, mu, x1, p1, (n + step) * C + c0, c0);
+    }
+    if (n < N) {
+        float x0[8], p0[8];
+        ld8_bf(x0, x + n * C + c0);
+        prev(p0, n);
+        shift_row8(xb, box_stride, mu, x0, p0, n * C + c0, c0);
+    }
+}
+
+/* dx_kernel by rows, as shift_vec_kernel (GRAFT_RWKV7_SHIFT_VEC=1): 8 channels a thread, one
+ * division per row; the same sums. */
+static __global__ void __launch_bounds__(256) dx_vec_kernel(bf16 *dx, const float *A, const float *Bm,
+                                                            const float *dso, int64_t slot, int64_t soff, int64_t N,
+                                                            int64_t T, int64_t C) {
+    const int64_t c0 = 8 * ((int64_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (c0 >= C) return;
+    for (int64_t n = blockIdx.y; n < N; n += gridDim.y) {
+        const int64_t b = n / T, t = n - b * T, at = n * C + c0;
+        float v[8];
+        const float4 a0 = *reinterpret_cast<const float4 *>(A + at), a1 = *reinterpret_cast<const float4 *>(A + at + 4);
+        v[0] = a0.x, v[1] = a0.y, v[2] = a0.z, v[3] = a0.w, v[4] = a1.x, v[5] = a1.y, v[6] = a1.z, v[7] = a1.w;
+        if (t + 1 < T) {
+#pragma unroll
+            for (int i = 0; i < 8; i++) v[i] += Bm[at + C + i];
+        } else if (dso) {
+#pragma unroll
+            for (int i = 0; i < 8; i++) v[i] += dso[b * slot + soff + c0 + i];
+        }
+        uint4 o;
+        bf16 *op = reinterpret_cast<bf16 *>(&o);
+#pragma unroll
+        for (int i = 0; i < 8; i++) op[i] = __float2bfloat16(v[i]);
+        *reinterpret_cast<uint4 *>(dx + at) = o;
+    }
+}
+
+/* Whether the token shift's forward and dx run by rows (shift_vec_kernel, dx_vec_kernel):
+ * GRAFT_RWKV7_SHIFT_VEC=1, C a multiple of 8, 16-byte aligned rows. */
+static int shift_vec_ok(int64_t C, const void *p0, const void *p1) {
+    static int state = -1;
+    if (state < 0) {
+        const char *e = getenv("GRAFT_RWKV7_SHIFT_VEC");
+        state = e && !strcmp(e, "1");
+    }
+    return state && C % 8 == 0 && ((uintptr_t)p0 | (uintptr_t)p1) % 16 == 0;
+}
+/* Row blocks of the by-row kernels: about 8 blocks an SM in all, each walking many rows. */
+static dim3 shift_vec_grid(int64_t N, int64_t C) {
+    const unsigned gx = (unsigned)((C / 8 + 255) / 256), gy = (unsigned)(1056 / gx < 1 ? 1 : 1056 / gx);
+    return dim3(gx, (unsigned)(N < (int64_t)gy ? N : (int64_t)gy));
+}
+
 /* Token-shift backward for one mix (box): d = dxt (the gradient of x^box), A += (1-mu) d,
  * Bm += mu d (Bm of row n belongs to x_{n-1}), dmu[c] += sum_n d * delta. Grid (C/256, row blocks
  * of 64 rows); each block writes its sums to part (gridDim.y, C), NULL without parameter gradients
@@ -1108,9 +1213,14 @@ static graft_status front(const rwkv7_layer *L, const graft_mixer_io *io, cu_buf
     const int64_t B = io->B, T = io->T, N = B * T, C = L->C;
     void *s = io->stream;
     graft_status st;
-    shift_kernel<<<blocks_for(N * C, 256), 256, 0, (cudaStream_t)s>>>(
-        c->xb, N * C, (const bf16 *)io->x, c->hist, PB(io, P_X_R), PB(io, P_X_W), PB(io, P_X_K), PB(io, P_X_V),
-        PB(io, P_X_A), PB(io, P_X_G), N, T, C);
+    if (shift_vec_ok(C, c->xb, io->x) && (N * C * 2) % 16 == 0) /* each box 16-byte aligned too */
+        shift_vec_kernel<<<shift_vec_grid(N, C), 256, 0, (cudaStream_t)s>>>(
+            c->xb, N * C, (const bf16 *)io->x, c->hist, PB(io, P_X_R), PB(io, P_X_W), PB(io, P_X_K),
+            PB(io, P_X_V), PB(io, P_X_A), PB(io, P_X_G), N, T, C);
+    else
+        shift_kernel<<<blocks_for(N * C, 256), 256, 0, (cudaStream_t)s>>>(
+            c->xb, N * C, (const bf16 *)io->x, c->hist, PB(io, P_X_R), PB(io, P_X_W), PB(io, P_X_K), PB(io, P_X_V),
+            PB(io, P_X_A), PB(io, P_X_G), N, T, C);
     if ((st = launched("shift", err))) return st;
     if (write_all && (st = products(L, io, c, 1, err))) return st;
     prep_p pp;
@@ -1543,8 +1653,12 @@ extern "C" graft_status rwkv7_cuda_layer_backward(const rwkv7_layer *L, const gr
 #undef SHIFT_BWD
 
     /* dx (reads dstate_out's tail), then dstate_in's tail (dstate_in may alias dstate_out) */
-    dx_kernel<<<blocks_for(N * C, 256), 256, 0, s>>>((bf16 *)io->dx, c.A, c.Bm, dso, (int64_t)slot, (int64_t)sfl, N,
-                                                     T, C);
+    if (shift_vec_ok(C, io->dx, c.A) && ((uintptr_t)c.Bm % 16) == 0)
+        dx_vec_kernel<<<shift_vec_grid(N, C), 256, 0, s>>>((bf16 *)io->dx, c.A, c.Bm, dso, (int64_t)slot,
+                                                           (int64_t)sfl, N, T, C);
+    else
+        dx_kernel<<<blocks_for(N * C, 256), 256, 0, s>>>((bf16 *)io->dx, c.A, c.Bm, dso, (int64_t)slot, (int64_t)sfl,
+                                                         N, T, C);
     if ((st = launched("dx", err))) return st;
     if (dsi) {
         dtail_kernel<<<blocks_for(B * C, 256), 256, 0, s>>>(dsi, (int64_t)slot, (int64_t)sfl, c.Bm, B, T, C);
