@@ -822,16 +822,18 @@ __device__ __forceinline__ void piece_range(const Geo2 &G, int j, int &lo, int &
     hi = min(s * G.cps + min((p + 1) * G.sub, G.cps), G.NT);
 }
 
-/* Chunk n of (sequence bi, head h): its first row in (B·T·H) units and how many of its 64 rows
- * exist (only the last chunk of a sequence is partial). */
+/* Chunk n of (sequence bi, head h): its first row in (B·T·H) units, its first token in (B·T)
+ * units (rows of per-token tensors: the low-rank gate's lr, the norm's ĝ), and how many of its 64
+ * rows exist (only the last chunk of a sequence is partial). */
 struct ChunkRows {
-    int64_t row0;
+    int64_t row0, tok0;
     int nvalid;
 };
 __device__ __forceinline__ ChunkRows chunk_rows(const Geo2 &G, int64_t bi, int64_t h, int n) {
     const int64_t t0 = (int64_t)n * CH;
     ChunkRows r;
-    r.row0 = bi * G.T * G.H + t0 * G.H + h;
+    r.tok0 = bi * G.T + t0;
+    r.row0 = r.tok0 * G.H + h;
     r.nvalid = (int)(G.T - t0 < CH ? G.T - t0 : CH);
     return r;
 }
@@ -877,12 +879,17 @@ struct NormGate {
  * read twice at 1 x 32768 (the 1.7B shape), a 160 us kernel of its own. Float2 stores into
  * 512-byte rows conflict 4-way; ~1k shared wavefronts a chunk, against the ldmatrix traffic
  * several times that. */
-__device__ __forceinline__ void lr_gate_chunk(float *g, const LrGate &L, int64_t tok0, int64_t h, int nvalid) {
-    gla_lr_gate_tile(L.lr, L.w1, L.bias, L.inv_gamma, tok0, h * D, nvalid,
+__device__ __forceinline__ void lr_gate_chunk(float *g, const LrGate &L, const ChunkRows &r, int64_t h) {
+    gla_lr_gate_tile(L.lr, L.w1, L.bias, L.inv_gamma, r.tok0, h * D, r.nvalid,
                      [&](int row, int c, bool valid, float, float, float g0, float g1) {
                          *reinterpret_cast<float2 *>(g + row * D + c) =
                              valid ? make_float2(g0, g1) : make_float2(0.f, 0.f);
                      });
+}
+/* A chunk's lr rows (2 KB, contiguous) into L2, by one thread: the prefetch lambdas' counterpart of
+ * a gk row prefetch */
+__device__ __forceinline__ void lr_prefetch_chunk(const LrGate &L, const ChunkRows &r) {
+    l2_prefetch(L.lr + r.tok0 * 16, 32u * r.nvalid);
 }
 __device__ __forceinline__ void widen_gate(float *, const float *) {}
 /* bf16 raw gates (upper half of g) → fp32 g. The fp32 rows overlap the raw ones, so every thread
@@ -1035,7 +1042,7 @@ __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
         const ChunkRows r = chunk_rows(G, bi, h, lo + it);
         load_tile(U(it & 1), u + r.row0 * D, 0, rs, r.nvalid);
         load_tile(W(it & 1), w + r.row0 * D, 0, rs, r.nvalid);
-        if constexpr (LG) lr_gate_chunk(Gt(it & 1), lg, bi * G.T + (int64_t)(lo + it) * CH, h, r.nvalid);
+        if constexpr (LG) lr_gate_chunk(Gt(it & 1), lg, r, h);
         else stage_gate(Gt(it & 1), gk + r.row0 * D, rs, r.nvalid);
     };
     auto prefetch = [&](int it) {
@@ -1047,7 +1054,7 @@ __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
             if (t == 1) l2_prefetch_row(w, at, 2 * D);
             if (t == 2) {
                 if constexpr (LG) {
-                    if (row == 0) l2_prefetch(lg.lr + (bi * G.T + (int64_t)(lo + it) * CH) * 16, 32u * r.nvalid);
+                    if (row == 0) lr_prefetch_chunk(lg, r);
                 } else {
                     l2_prefetch_row(gk, at, (int)sizeof(GT) * D);
                 }
@@ -1196,7 +1203,7 @@ __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
         load_tile(Q(s), q + r.row0 * D, 0, rs, r.nvalid);
         load_tile(K(s), k + r.row0 * D, 0, rs, r.nvalid);
         load_tile(V(s), v + r.row0 * D, 0, rs, r.nvalid);
-        if constexpr (LG) lr_gate_chunk(Gt(s), lg, bi * G.T + (int64_t)n * CH, h, r.nvalid);
+        if constexpr (LG) lr_gate_chunk(Gt(s), lg, r, h);
         else stage_gate(Gt(s), gk + r.row0 * D, rs, r.nvalid);
     };
     auto prefetch = [&](int n) {
@@ -1209,11 +1216,11 @@ __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
             if (t == 2) l2_prefetch_row(v, at, 2 * D);
             if (t == 3) {
                 if constexpr (LG) {
-                    if (row == 0) l2_prefetch(lg.lr + (bi * G.T + (int64_t)n * CH) * 16, 32u * r.nvalid);
+                    if (row == 0) lr_prefetch_chunk(lg, r);
                 } else {
                     l2_prefetch_row(gk, at, (int)sizeof(GT) * D);
                 }
-                if (ng.gh) l2_prefetch(ng.gh + (bi * G.T + (int64_t)n * CH + row) * ng.ldg + h * D, 2 * D);
+                if (ng.gh) l2_prefetch(ng.gh + (r.tok0 + row) * ng.ldg + h * D, 2 * D);
             }
         }
     };
@@ -1221,12 +1228,11 @@ __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
      * row as the layer's norm kernel (gated_rmsnorm128_lane: the same bits), rows wp + 8j, one at
      * a time (ĝ prefetched into L2 a chunk ahead): with the state's 64 registers live, loads of
      * four rows in flight spilled at the 128-register cap of two CTAs an SM */
-    auto flush_o = [&](const ChunkRows &r, int n) {
+    auto flush_o = [&](const ChunkRows &r) {
         if (std::is_same<GT, float>::value && ng.gh) { /* (the bf16-gate build spilled with it) */
-            const int64_t tok0 = bi * G.T + (int64_t)n * CH;
 #pragma unroll 1
             for (int i = wp; i < r.nvalid; i += 8) { /* warp-uniform: warp_sum sees all 32 lanes */
-                const uint2 gr = *reinterpret_cast<const uint2 *>(ng.gh + (tok0 + i) * ng.ldg + h * D + 4 * l);
+                const uint2 gr = *reinterpret_cast<const uint2 *>(ng.gh + (r.tok0 + i) * ng.ldg + h * D + 4 * l);
                 const uint2 wr = *reinterpret_cast<const uint2 *>(ng.w + 4 * l);
                 const uint2 orw = *reinterpret_cast<const uint2 *>(kt + i * LDT + 4 * l);
                 const bf16 *oh = reinterpret_cast<const bf16 *>(&orw), *gh = reinterpret_cast<const bf16 *>(&gr),
@@ -1265,7 +1271,7 @@ __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
         cp_wait_all();
         __syncthreads(); /* chunk n's tiles and (NS = 2) the previous o tile visible; stage cur^1 free */
         if constexpr (NS == 2) {
-            if (n > n_lo) flush_o(prev, n - 1);
+            if (n > n_lo) flush_o(prev);
             if (n + 1 < n_hi) issue(n + 1);
             cp_commit();
             if (n + 2 < n_hi) prefetch(n + 2);
@@ -1388,7 +1394,7 @@ __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
         }
         if constexpr (NS == 1) {
             __syncthreads(); /* the o tile complete; every warp's operands read: the stage is free */
-            flush_o(rr, n);
+            flush_o(rr);
             if (n + 1 < n_hi) {
                 issue(n + 1);
                 cp_commit();
@@ -1398,7 +1404,7 @@ __global__ void __launch_bounds__(NTH, NS == 1 ? 2 : 1)
     }
     if (NS == 2 && cnt > 0) {
         __syncthreads();
-        flush_o(prev, n_hi - 1);
+        flush_o(prev);
     }
     if (ht && n_hi == G.NT) store_st(ht + bh * D * D, X, wp, l);
 }

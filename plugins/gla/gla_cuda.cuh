@@ -41,7 +41,7 @@ typedef struct gla_cuda_args {
     /* forward only, instead of gk (then NULL): the gate from its low-rank form, computed inside
      * the chunk kernels, gk = logsigmoid(lr W1ᵀ + bias) · gate_inv_gamma (fp32 arithmetic, bf16
      * operands): gate_lr (B·T, 16) bf16 rows 16 apart, gate_w1 (H·K, 16) bf16, gate_bias (H·K)
-     * bf16 or NULL. Saves writing the fp32 gk and reading it twice (the layer's gate_in_core,
+     * bf16 or NULL. Saves writing the fp32 gk and reading it twice (the layer's gate_in_core_ok,
      * gla_cuda_layer.cu, says when it is used). */
     const void *gate_lr, *gate_w1, *gate_bias;
     float gate_inv_gamma;

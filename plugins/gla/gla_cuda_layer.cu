@@ -926,26 +926,27 @@ static void gate_launch(float *gk, float *z, const bf16 *bias, int64_t N, int64_
         gate_kernel<<<row_blocks(N), 256, 0, s>>>(gk, z, bias, N, width, inv_gamma);
 }
 
+/* An environment switch, read once per process (*state: -1 until then): whether `var` equals
+ * `val`. The layer's A/B switches (docs/cuda.md lists them) all go through it. */
+static int env_is(const char *var, const char *val, int *state) {
+    if (*state < 0) {
+        const char *e = getenv(var);
+        *state = e && !strcmp(e, val);
+    }
+    return *state;
+}
+
 /* gk (and z where z is non-NULL) from the gate's low-rank middle in one launch
  * (lowrank_gate_kernel) where it serves: rank 8 or 16, widths in multiples of 4, aligned rows, and
  * GRAFT_GLA_FUSED_GATE not "0" (that keeps the second low-rank product + gate_launch, for
  * comparison). Returns 0 without launching otherwise. */
 static int lowrank_gate_launch(float *gk, float *z, const bf16 *lr, const bf16 *w1, const bf16 *bias, int64_t N,
                                int64_t width, int64_t r, float inv_gamma, cudaStream_t s) {
-    static int state = -1;
-    if (state < 0) {
-        const char *e = getenv("GRAFT_GLA_FUSED_GATE");
-        state = !(e && !strcmp(e, "0"));
-    }
-    if (!state || (r != 8 && r != 16) || width % 4 || N < 1 || ((uintptr_t)gk | (uintptr_t)z) % 16 ||
+    static int unfused = -1, mma = -1;
+    if (env_is("GRAFT_GLA_FUSED_GATE", "0", &unfused) || (r != 8 && r != 16) || width % 4 || N < 1 || ((uintptr_t)gk | (uintptr_t)z) % 16 ||
         ((uintptr_t)lr | (uintptr_t)w1 | (uintptr_t)bias) % 8)
         return 0;
-    static int mma_state = -1;
-    if (mma_state < 0) {
-        const char *e = getenv("GRAFT_GLA_GATE_MMA");
-        mma_state = e && !strcmp(e, "1");
-    }
-    if (mma_state && r == 16 && width % 128 == 0 && (N + 63) / 64 <= 65535 && ((uintptr_t)lr | (uintptr_t)w1) % 16 == 0) {
+    if (env_is("GRAFT_GLA_GATE_MMA", "1", &mma) && r == 16 && width % 128 == 0 && (N + 63) / 64 <= 65535 && ((uintptr_t)lr | (uintptr_t)w1) % 16 == 0) {
         lowrank_gate_mma_kernel<<<dim3((unsigned)(width / 128), (unsigned)((N + 63) / 64)), 256, 0, s>>>(
             gk, z, lr, w1, bias, N, width, inv_gamma);
         return 1;
@@ -968,14 +969,10 @@ static int lowrank_gate_launch(float *gk, float *z, const bf16 *lr, const bf16 *
  * compiled and its argument checks tested (tests/ops/gla/test_gla_cuda.cu), not yet run on a GPU
  * (2026-12-08: no device lent); the A/B is `sh bench/layer_ab.sh DIR gla GRAFT_GLA_GATE_IN_CORE=0,1`.
  * Training forwards keep gk: the backward reads it. */
-static int gate_in_core(const gla_layer *L, const graft_mixer_io *io, const bf16 *lr) {
+static int gate_in_core_ok(const gla_layer *L, const graft_mixer_io *io, const bf16 *lr) {
     static int state = -1;
-    if (state < 0) {
-        const char *e = getenv("GRAFT_GLA_GATE_IN_CORE");
-        state = e && !strcmp(e, "1");
-    }
     const bf16 *w1 = PB(L, io, GLA_P_GK1), *bias = PB(L, io, GLA_P_GK1_BIAS);
-    return state && L->r == 16 && ((uintptr_t)lr | (uintptr_t)w1) % 16 == 0 && (uintptr_t)bias % 4 == 0;
+    return env_is("GRAFT_GLA_GATE_IN_CORE", "1", &state) && L->r == 16 && ((uintptr_t)lr | (uintptr_t)w1) % 16 == 0 && (uintptr_t)bias % 4 == 0;
 }
 
 /* Whether an inference prefill's output walk applies the gated norm as it stores o
@@ -988,12 +985,8 @@ static int gate_in_core(const gla_layer *L, const graft_mixer_io *io, const bf16
  * yet timed: `sh bench/layer_ab.sh DIR gla GRAFT_GLA_NORM_IN_CORE=0,1`. */
 static int norm_in_core_ok(const gla_layer *L, const graft_mixer_io *io, const bf16 *gh, int64_t ldg, const bf16 *u) {
     static int state = -1;
-    if (state < 0) {
-        const char *e = getenv("GRAFT_GLA_NORM_IN_CORE");
-        state = e && !strcmp(e, "1");
-    }
     const bf16 *wn = PB(L, io, GLA_P_NORM);
-    return state && L->dv == 128 && ldg % 8 == 0 && (uintptr_t)gh % 16 == 0 && (uintptr_t)wn % 8 == 0 &&
+    return env_is("GRAFT_GLA_NORM_IN_CORE", "1", &state) && L->dv == 128 && ldg % 8 == 0 && (uintptr_t)gh % 16 == 0 && (uintptr_t)wn % 8 == 0 &&
            (uintptr_t)u % 16 == 0;
 }
 
@@ -1019,11 +1012,7 @@ static int conv_vec_ok(int64_t W, int64_t width, const void *p0, const void *p1,
  * 2.2 TB/s, H100). Same sums, same bits. */
 static int conv_fwd_cpt(void) {
     static int state = -1;
-    if (state < 0) {
-        const char *e = getenv("GRAFT_GLA_CONV_CPT");
-        state = e && !strcmp(e, "4") ? 4 : 8;
-    }
-    return state;
+    return env_is("GRAFT_GLA_CONV_CPT", "4", &state) ? 4 : 8;
 }
 
 static graft_status conv_forward(const gla_layer *L, const graft_mixer_io *io, const cu_bufs *c, int64_t N, int64_t T,
@@ -1155,14 +1144,14 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
     }
     /* 3. gate (fp32): the second low-rank product and the gate in one pass where it serves; z is
      * written only for the backward. With GRAFT_GLA_GATE_IN_CORE=1 an inference prefill leaves the
-     * second product and the gate to the chunk kernels (gate_in_core). */
+     * second product and the gate to the chunk kernels (gate_in_core_ok). */
     if ((st = mm(L, s, 0, 1, N, L->r, C, x, C, PB(L, io, GLA_P_GK0), C, c.lr, L->r, 0, 0, err)))
         return prefixed(err, "forward");
-    const int in_core = !decode && !io->saved && gate_in_core(L, io, c.lr);
+    const int gate_in_core = !decode && !io->saved && gate_in_core_ok(L, io, c.lr);
     const int norm_in_core = !decode && !io->saved && norm_in_core_ok(L, io, c.gh, ldg, c.u);
-    if (in_core) {
-    } else if (!lowrank_gate_launch(c.gk, io->saved ? c.z : NULL, c.lr, PB(L, io, GLA_P_GK1), PB(L, io, GLA_P_GK1_BIAS), N,
-                             L->Kkv, L->r, (float)(1.0 / L->gamma), s)) {
+    if (!gate_in_core && !lowrank_gate_launch(c.gk, io->saved ? c.z : NULL, c.lr, PB(L, io, GLA_P_GK1),
+                                              PB(L, io, GLA_P_GK1_BIAS), N, L->Kkv, L->r,
+                                              (float)(1.0 / L->gamma), s)) {
         if ((st = mm(L, s, 0, 1, N, L->Kkv, L->r, c.lr, L->r, PB(L, io, GLA_P_GK1), L->r, c.z, L->Kkv, 0, 1, err)))
             return prefixed(err, "forward");
         gate_launch(c.gk, c.z, PB(L, io, GLA_P_GK1_BIAS), N, L->Kkv, (float)(1.0 / L->gamma), s);
@@ -1202,8 +1191,8 @@ extern "C" graft_status gla_cuda_layer_forward(const gla_layer *L, const graft_m
         a.q = c.q;
         a.k = c.k;
         a.v = c.v;
-        a.gk = in_core ? NULL : c.gk;
-        if (in_core) {
+        a.gk = gate_in_core ? NULL : c.gk;
+        if (gate_in_core) {
             a.gate_lr = c.lr;
             a.gate_w1 = PB(L, io, GLA_P_GK1);
             a.gate_bias = PB(L, io, GLA_P_GK1_BIAS);

@@ -9,7 +9,8 @@
  *   stress (α = −2 everywhere in some heads, −100 at isolated tokens in others: the slow path);
  *   decode token by token = chunked forward; state carried across a split = whole; T = 0; the
  *   refusal of K = 64; the forward with the gate from its low-rank form and the gated norm in the
- *   store (gate_lr, norm_gh), and their argument refusals (these run without a GPU too). Outputs are poisoned (NaN) before each run, so unwritten values fail.
+ *   store (gate_lr, norm_gh), and their argument refusals (these run without a GPU too). Outputs
+ *   are poisoned (NaN) before each run, so unwritten values fail.
  * Usage: test_gla_cuda [--small]   (--small: one short case, for compute-sanitizer)
  */
 #include <cuda_bf16.h>
